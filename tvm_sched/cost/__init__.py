@@ -1,0 +1,46 @@
+"""Proxy cost models: makespan on m lanes, liveness peak memory, stage-partition cost.
+
+Every function here is exact for its model and has a batched numpy form that scores many
+candidates of one graph at once. Nothing here imports TVM or a solver.
+"""
+
+from tvm_sched.cost.makespan import (
+    Comm,
+    chain_times,
+    list_times,
+    makespan_batch,
+    makespan_chain,
+    makespan_list,
+    times_batch,
+)
+from tvm_sched.cost.memory import (
+    memory_lower_bound,
+    memory_profile,
+    memory_profile_batch,
+    peak_memory,
+    peak_memory_batch,
+)
+from tvm_sched.cost.objectives import (
+    OBJECTIVES,
+    Makespan,
+    Objective,
+    PeakMemory,
+    StageCost,
+    make_objective,
+)
+from tvm_sched.cost.stage import (
+    check_stages,
+    node_weights,
+    stage_cost,
+    stage_cost_batch,
+    stage_lower_bound,
+    stages_from_order,
+)
+
+__all__ = [
+    "Comm", "chain_times", "list_times", "makespan_batch", "makespan_chain", "makespan_list",
+    "times_batch", "memory_lower_bound", "memory_profile", "memory_profile_batch", "peak_memory",
+    "peak_memory_batch", "OBJECTIVES", "Makespan", "Objective", "PeakMemory", "StageCost",
+    "make_objective", "check_stages", "node_weights", "stage_cost", "stage_cost_batch",
+    "stage_lower_bound", "stages_from_order",
+]

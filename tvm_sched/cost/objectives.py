@@ -1,0 +1,268 @@
+"""Objectives: what a solver minimises, with the exact evaluator every reported value goes through.
+
+An objective knows how to
+
+- ``complete`` a schedule: fill in the start times (and lanes) its semantics implies, so that a
+  bare order becomes a full schedule -- list decoding for ``makespan``, the order itself for
+  ``peak_memory``, the min-max chunking of the order for ``stage``;
+- ``evaluate`` a schedule exactly (after validating it);
+- ``evaluate_orders``: score many orders of one graph at once (numpy, batched);
+- give a ``lower_bound`` for the graph.
+
+Objectives are frozen dataclasses; :func:`make_objective` builds one from a name and keywords.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from tvm_sched.cost.makespan import Comm, makespan_batch, times_batch
+from tvm_sched.cost.memory import memory_lower_bound, peak_memory_batch
+from tvm_sched.cost.stage import (
+    check_stages,
+    stage_cost_batch,
+    stage_lower_bound,
+    stages_from_order,
+)
+from tvm_sched.errors import InvalidScheduleError
+from tvm_sched.graph import OpGraph
+from tvm_sched.schedule import Schedule
+
+__all__ = ["Objective", "Makespan", "PeakMemory", "StageCost", "make_objective", "OBJECTIVES"]
+
+
+class Objective:
+    """Base class; see the module docstring for the contract."""
+
+    name: ClassVar[str] = ""
+    #: Whether ``evaluate_orders`` is the exact value of ``complete(order)``.
+    order_based: ClassVar[bool] = True
+
+    @property
+    def lanes(self) -> int:
+        return 1
+
+    def complete(self, graph: OpGraph, schedule: Schedule) -> Schedule:
+        raise NotImplementedError
+
+    def value(self, graph: OpGraph, schedule: Schedule) -> float:
+        """Value of a schedule already completed by :meth:`complete`."""
+        raise NotImplementedError
+
+    def evaluate(self, graph: OpGraph, schedule: Schedule) -> float:
+        """Exact value of ``schedule`` (validated, completed)."""
+        return self.value(graph, self.complete(graph, schedule))
+
+    def evaluate_orders(self, graph: OpGraph, orders: np.ndarray) -> np.ndarray:
+        """Values (B,) of ``B`` orders (B, n), each completed by this objective's semantics."""
+        raise NotImplementedError
+
+    def lower_bound(self, graph: OpGraph) -> float:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"name": self.name}
+        d.update({k: v for k, v in asdict(self).items() if v is not None})  # type: ignore[call-overload]
+        return d
+
+    def describe(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Makespan(Objective):
+    """Makespan on ``lanes`` identical lanes (optionally with communication cost).
+
+    A schedule with lanes is evaluated with chain semantics, one without by list decoding (see
+    :mod:`tvm_sched.cost.makespan`).
+
+    Examples
+    --------
+    >>> g = OpGraph(3, [(0, 2), (1, 2)], duration=[2, 3, 1])
+    >>> Makespan(lanes=2).evaluate(g, Schedule(order=(0, 1, 2)))
+    4.0
+    """
+
+    name: ClassVar[str] = "makespan"
+    num_lanes: int = 1
+    comm: Comm | None = None
+
+    def __init__(self, lanes: int = 1, comm: Comm | None = None):
+        if not isinstance(lanes, int | np.integer) or lanes < 1:
+            raise ValueError(f"lanes must be a positive integer, got {lanes!r}")
+        object.__setattr__(self, "num_lanes", int(lanes))
+        object.__setattr__(self, "comm", None if comm is None or comm.is_zero else comm)
+
+    @property
+    def lanes(self) -> int:
+        return self.num_lanes
+
+    def complete(self, graph: OpGraph, schedule: Schedule) -> Schedule:
+        schedule.validate(graph, lanes=self.num_lanes)
+        order = np.asarray(schedule.order, dtype=np.int64)[None]
+        if schedule.lane is not None:
+            start, lane = times_batch(graph, order, lane=np.asarray(schedule.lane)[None],
+                                      lanes=self.num_lanes, comm=self.comm)
+        else:
+            start, lane = times_batch(graph, order, lanes=self.num_lanes, comm=self.comm)
+        return Schedule(order=schedule.order, start=start[0], lane=lane[0], info=schedule.info)
+
+    def value(self, graph: OpGraph, schedule: Schedule) -> float:
+        if graph.num_nodes == 0:
+            return 0.0
+        return float(np.max(np.asarray(schedule.start) + graph.duration))
+
+    def evaluate_orders(self, graph: OpGraph, orders: np.ndarray) -> np.ndarray:
+        return makespan_batch(graph, orders, lanes=self.num_lanes, comm=self.comm)
+
+    def lower_bound(self, graph: OpGraph) -> float:
+        """``max(critical path, total duration / lanes)`` (communication can only add)."""
+        return max(graph.critical_path_length, graph.total_duration / self.num_lanes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "lanes": self.num_lanes}
+        if self.comm is not None:
+            d["comm"] = {"a": self.comm.a, "b": self.comm.b}
+        return d
+
+    def describe(self) -> str:
+        c = f", comm a={self.comm.a:g} b={self.comm.b:g}" if self.comm else ""
+        return f"makespan ({self.num_lanes} lanes{c})"
+
+
+@dataclass(frozen=True)
+class PeakMemory(Objective):
+    """Liveness peak memory of the order on one lane (see :mod:`tvm_sched.cost.memory`)."""
+
+    name: ClassVar[str] = "peak_memory"
+
+    def complete(self, graph: OpGraph, schedule: Schedule) -> Schedule:
+        schedule.validate(graph)
+        start = np.empty(graph.num_nodes)
+        start[np.asarray(schedule.order, dtype=np.int64)] = np.arange(graph.num_nodes)
+        return Schedule(order=schedule.order, start=start, info=schedule.info)
+
+    def value(self, graph: OpGraph, schedule: Schedule) -> float:
+        return float(peak_memory_batch(graph, np.asarray(schedule.order)[None])[0])
+
+    def evaluate_orders(self, graph: OpGraph, orders: np.ndarray) -> np.ndarray:
+        return peak_memory_batch(graph, orders).astype(np.float64)
+
+    def lower_bound(self, graph: OpGraph) -> float:
+        return float(memory_lower_bound(graph))
+
+    def describe(self) -> str:
+        return "peak memory (liveness, 1 lane)"
+
+
+@dataclass(frozen=True)
+class StageCost(Objective):
+    """The stage-partition cost (see :mod:`tvm_sched.cost.stage`); ``start`` holds the stage.
+
+    A schedule without ``start`` is split into stages by :func:`stages_from_order`.
+    """
+
+    name: ClassVar[str] = "stage"
+    stages: int = 10
+    ratio: float = 100.0
+    weight: str = "out_bytes"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.stages, int | np.integer) or self.stages < 1:
+            raise ValueError(f"stages must be a positive integer, got {self.stages!r}")
+        if not self.ratio >= 0:
+            raise ValueError(f"ratio must be >= 0, got {self.ratio!r}")
+        if self.weight not in ("out_bytes", "duration", "flops"):
+            raise ValueError(f"unknown stage weight {self.weight!r}")
+
+    def complete(self, graph: OpGraph, schedule: Schedule) -> Schedule:
+        schedule.validate(graph, latency=0.0)
+        if schedule.start is None:
+            s = stages_from_order(graph, np.asarray(schedule.order), num_stages=self.stages,
+                                  weight=self.weight)
+        else:
+            s = check_stages(graph, np.asarray(schedule.start), self.stages)
+        pos = schedule.position()
+        order = sorted(range(graph.num_nodes), key=lambda v: (s[v], pos[v]))
+        return Schedule(order=order, start=s.astype(np.float64), info=schedule.info)
+
+    def value(self, graph: OpGraph, schedule: Schedule) -> float:
+        if schedule.start is None:
+            raise InvalidScheduleError("a stage schedule needs start (the stage of each node)")
+        s = check_stages(graph, np.asarray(schedule.start), self.stages)
+        return float(stage_cost_batch(graph, s[None], num_stages=self.stages, ratio=self.ratio,
+                                      weight=self.weight)[0])
+
+    def evaluate_orders(self, graph: OpGraph, orders: np.ndarray) -> np.ndarray:
+        o = np.asarray(orders, dtype=np.int64)
+        if o.ndim == 1:
+            o = o[None]
+        s = np.stack([stages_from_order(graph, row, num_stages=self.stages, weight=self.weight)
+                      for row in o]) if len(o) else np.zeros((0, graph.num_nodes), np.int64)
+        return stage_cost_batch(graph, s, num_stages=self.stages, ratio=self.ratio,
+                                weight=self.weight)
+
+    def lower_bound(self, graph: OpGraph) -> float:
+        return stage_lower_bound(graph, num_stages=self.stages, ratio=self.ratio,
+                                 weight=self.weight)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "stages": self.stages, "ratio": self.ratio,
+                "weight": self.weight}
+
+    def describe(self) -> str:
+        return f"stage partition (D={self.stages}, ratio={self.ratio:g})"
+
+
+OBJECTIVES = ("makespan", "peak_memory", "stage")
+
+
+def make_objective(name: str | Objective, **kw: Any) -> Objective:
+    """Build an objective by name.
+
+    Parameters
+    ----------
+    name
+        ``"makespan"`` (keywords ``lanes``, ``comm`` as a :class:`Comm` or ``(a, b)``),
+        ``"peak_memory"`` (``lanes`` must be 1), or ``"stage"`` (``stages``, ``ratio``,
+        ``weight``). An :class:`Objective` is returned as is.
+
+    Raises
+    ------
+    ValueError
+        Unknown name, or keywords that do not apply to it.
+
+    Examples
+    --------
+    >>> make_objective("makespan", lanes=4).describe()
+    'makespan (4 lanes)'
+    """
+    if isinstance(name, Objective):
+        return name
+    kw = {k: v for k, v in kw.items() if v is not None}
+    if name == "makespan":
+        comm = kw.pop("comm", None)
+        if comm is not None and not isinstance(comm, Comm):
+            comm = Comm(*comm)
+        lanes = kw.pop("lanes", 1)
+        kw.pop("stages", None)
+        kw.pop("ratio", None)
+        if kw:
+            raise ValueError(f"makespan does not take {sorted(kw)}")
+        return Makespan(lanes=lanes, comm=comm)
+    if name == "peak_memory":
+        lanes = kw.pop("lanes", 1)
+        if lanes != 1:
+            raise ValueError(f"peak_memory is defined for one lane (an order); got lanes={lanes}")
+        kw.pop("comm", None)
+        if kw:
+            raise ValueError(f"peak_memory does not take {sorted(kw)}")
+        return PeakMemory()
+    if name == "stage":
+        kw.pop("lanes", None)
+        kw.pop("comm", None)
+        return StageCost(**kw)
+    raise ValueError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")

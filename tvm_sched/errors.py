@@ -1,0 +1,80 @@
+"""The one exception hierarchy of tvm_sched.
+
+Exceptions are for invalid input and for bugs. Expected outcomes of a search (a time limit hit,
+an infeasible model, a failed measurement) come back as data (``SolveResult.status``,
+``MeasureResult.error``), never as exceptions escaping a loop.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "TvmSchedError",
+    "InvalidGraphError",
+    "CycleError",
+    "InvalidScheduleError",
+    "InfeasibleError",
+    "SolverError",
+    "SolverUnavailableError",
+    "UnknownSolverError",
+    "DatasetFormatError",
+    "ExtractionError",
+    "MeasureError",
+]
+
+
+class TvmSchedError(Exception):
+    """Base class of every error tvm_sched raises on purpose."""
+
+
+class InvalidGraphError(TvmSchedError, ValueError):
+    """An operator graph is malformed (dangling edge, negative size, duplicate edge, ...)."""
+
+
+class CycleError(InvalidGraphError):
+    """The edges of a graph form a cycle; the message names nodes on it."""
+
+    def __init__(self, message: str, cycle: list[int] | None = None):
+        super().__init__(message)
+        self.cycle = cycle or []
+
+
+class InvalidScheduleError(TvmSchedError, ValueError):
+    """A schedule does not fit its graph (not a permutation, violated edge, lane overlap)."""
+
+
+class InfeasibleError(TvmSchedError, ValueError):
+    """A problem has no solution under its parameters; the message says which bound is violated."""
+
+
+class SolverError(TvmSchedError, RuntimeError):
+    """A solver broke its contract (claimed a value the exact evaluator does not confirm)."""
+
+
+class SolverUnavailableError(TvmSchedError, ImportError):
+    """A solver needs an optional package that is not installed; the message says how to get it."""
+
+
+class UnknownSolverError(TvmSchedError, KeyError):
+    """No solver is registered under the requested name."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class DatasetFormatError(TvmSchedError, ValueError):
+    """A data file cannot be parsed; the message names the file and the line."""
+
+    def __init__(self, path: str, line: int | None, reason: str):
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {reason}")
+        self.path = str(path)
+        self.line = line
+        self.reason = reason
+
+
+class ExtractionError(TvmSchedError, ValueError):
+    """An operator graph cannot be extracted from a Relax module."""
+
+
+class MeasureError(TvmSchedError, RuntimeError):
+    """Measuring candidates on a device failed in a way the tuner cannot record and continue."""

@@ -1,0 +1,598 @@
+"""``OpGraph``: an immutable operator DAG with per-node and per-edge attributes.
+
+Nodes are operators numbered ``0..n-1`` in the program's own order. Each node has a name, an op
+kind, a ``duration`` (seconds or abstract time units), ``out_bytes`` (the size of the tensor it
+produces), ``flops`` and ``is_output`` (its tensor is a function output and is never freed).
+Edges ``u -> v`` mean "v reads the tensor u produces" and carry ``bytes`` (by default the
+producer's ``out_bytes``).
+
+The graph is validated when it is built -- dangling or duplicate edges, self loops, cycles,
+negative or non-finite sizes and durations raise an :class:`~tvm_sched.errors.InvalidGraphError`
+(or :class:`~tvm_sched.errors.CycleError`) that names the offending node -- so a half-built graph
+never exists. All attributes are exposed as read-only numpy arrays for fast vectorised cost
+evaluation, plus compressed adjacency (CSR) for predecessors and successors.
+
+This module is pure Python + numpy; networkx is imported lazily by :meth:`OpGraph.to_networkx`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from tvm_sched.errors import CycleError, InvalidGraphError
+
+__all__ = ["OpGraph", "FORMAT_NAME", "FORMAT_VERSION"]
+
+FORMAT_NAME = "tvm_sched.OpGraph"
+FORMAT_VERSION = 1
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
+
+
+def _node_array(
+    values: Sequence[float] | np.ndarray | None,
+    n: int,
+    what: str,
+    names: Sequence[str],
+    dtype: Any,
+    default: float = 0.0,
+) -> np.ndarray:
+    if values is None:
+        return _frozen(np.full(n, default, dtype=dtype))
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise InvalidGraphError(f"{what} must be numbers: {err}") from err
+    if arr.shape != (n,):
+        raise InvalidGraphError(f"{what} has shape {arr.shape}, expected ({n},) (one per node)")
+    bad = np.flatnonzero(~np.isfinite(arr) | (arr < 0))
+    if bad.size:
+        i = int(bad[0])
+        raise InvalidGraphError(
+            f"node {i} ({names[i]!r}) has {what} = {arr[i]!r}; it must be finite and >= 0"
+        )
+    if np.issubdtype(dtype, np.integer):
+        if np.any(arr != np.round(arr)):
+            i = int(np.flatnonzero(arr != np.round(arr))[0])
+            raise InvalidGraphError(f"node {i} ({names[i]!r}) has non-integer {what} = {arr[i]!r}")
+    return _frozen(arr.astype(dtype))
+
+
+class OpGraph:
+    """An immutable operator DAG.
+
+    Parameters
+    ----------
+    num_nodes
+        Number of operators ``n``; nodes are ``0..n-1`` in program order.
+    edges
+        Pairs ``(u, v)``: ``v`` consumes the output of ``u``. Duplicates and self loops are errors.
+    duration, out_bytes, flops, is_output
+        One value per node (defaults: duration 1, out_bytes 0, flops 0, is_output False).
+    edge_bytes
+        Bytes carried by each edge, in the order of ``edges`` (default: the producer's out_bytes).
+    names, ops
+        Node names (default ``"n{i}"``) and op kinds (default ``""``).
+    meta
+        Free-form JSON-serialisable metadata (model, function, block, source file, ...).
+
+    Raises
+    ------
+    InvalidGraphError
+        On a dangling, self or duplicate edge, or a negative / non-finite attribute.
+    CycleError
+        When the edges contain a cycle; the message lists nodes on it.
+
+    Examples
+    --------
+    >>> g = OpGraph(3, [(0, 1), (1, 2)], duration=[1, 2, 3])
+    >>> g.num_nodes, g.num_edges, g.critical_path_length
+    (3, 2, 6.0)
+    >>> g.preds(2), g.succs(0)
+    ((1,), (1,))
+    """
+
+    def __init__(
+        self,
+        num_nodes: int,
+        edges: Iterable[tuple[int, int]] = (),
+        *,
+        duration: Sequence[float] | np.ndarray | None = None,
+        out_bytes: Sequence[int] | np.ndarray | None = None,
+        flops: Sequence[float] | np.ndarray | None = None,
+        is_output: Sequence[bool] | np.ndarray | None = None,
+        edge_bytes: Sequence[int] | np.ndarray | None = None,
+        names: Sequence[str] | None = None,
+        ops: Sequence[str] | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ):
+        if isinstance(num_nodes, bool) or not isinstance(num_nodes, int | np.integer):
+            raise InvalidGraphError(f"num_nodes must be an int, got {num_nodes!r}")
+        n = int(num_nodes)
+        if n < 0:
+            raise InvalidGraphError(f"num_nodes must be >= 0, got {n}")
+        self._n = n
+
+        self._names = tuple(str(s) for s in names) if names is not None else tuple(
+            f"n{i}" for i in range(n)
+        )
+        if len(self._names) != n:
+            raise InvalidGraphError(f"{len(self._names)} names given for {n} nodes")
+        self._ops = tuple(str(s) for s in ops) if ops is not None else ("",) * n
+        if len(self._ops) != n:
+            raise InvalidGraphError(f"{len(self._ops)} op kinds given for {n} nodes")
+
+        self._duration = _node_array(duration, n, "duration", self._names, np.float64, 1.0)
+        self._out_bytes = _node_array(out_bytes, n, "out_bytes", self._names, np.int64)
+        self._flops = _node_array(flops, n, "flops", self._names, np.float64)
+        if is_output is None:
+            self._is_output = _frozen(np.zeros(n, dtype=bool))
+        else:
+            out = np.asarray(is_output, dtype=bool)
+            if out.shape != (n,):
+                raise InvalidGraphError(f"is_output has shape {out.shape}, expected ({n},)")
+            self._is_output = _frozen(out.copy())
+
+        edge_list = [tuple(e) for e in edges]
+        for k, e in enumerate(edge_list):
+            if len(e) != 2:
+                raise InvalidGraphError(f"edge {k} is {e!r}; expected a pair (u, v)")
+        try:
+            src = np.array([int(u) for u, _ in edge_list], dtype=np.int64)
+            dst = np.array([int(v) for _, v in edge_list], dtype=np.int64)
+        except (TypeError, ValueError) as err:
+            raise InvalidGraphError(f"edge endpoints must be integers: {err}") from err
+        for k in range(len(edge_list)):
+            u, v = int(src[k]), int(dst[k])
+            if not (0 <= u < n and 0 <= v < n):
+                bad = u if not 0 <= u < n else v
+                raise InvalidGraphError(
+                    f"edge {k} ({u} -> {v}) refers to node {bad}, which does not exist "
+                    f"(the graph has {n} nodes)"
+                )
+            if u == v:
+                raise CycleError(f"node {u} ({self._names[u]!r}) has an edge to itself", [u])
+        if src.size:
+            keys = src * n + dst
+            uniq, counts = np.unique(keys, return_counts=True)
+            if np.any(counts > 1):
+                key = int(uniq[np.flatnonzero(counts > 1)[0]])
+                u, v = divmod(key, n)
+                raise InvalidGraphError(
+                    f"duplicate edge {u} -> {v} ({self._names[u]!r} -> {self._names[v]!r})"
+                )
+        self._src = _frozen(src)
+        self._dst = _frozen(dst)
+
+        if edge_bytes is None:
+            eb = self._out_bytes[src].astype(np.int64) if src.size else np.zeros(0, np.int64)
+        else:
+            eb = np.asarray(edge_bytes, dtype=np.float64)
+            if eb.shape != (len(edge_list),):
+                raise InvalidGraphError(
+                    f"edge_bytes has shape {eb.shape}, expected ({len(edge_list)},) (one per edge)"
+                )
+            bad = np.flatnonzero(~np.isfinite(eb) | (eb < 0) | (eb != np.round(eb)))
+            if bad.size:
+                k = int(bad[0])
+                raise InvalidGraphError(
+                    f"edge {k} ({int(src[k])} -> {int(dst[k])}) has bytes = {eb[k]!r}; "
+                    "it must be a non-negative integer"
+                )
+            eb = eb.astype(np.int64)
+        self._edge_bytes = _frozen(eb)
+
+        # CSR adjacency, neighbours sorted by node id.
+        self._pred_ptr, self._pred_idx, self._pred_eid = self._csr(dst, src)
+        self._succ_ptr, self._succ_idx, self._succ_eid = self._csr(src, dst)
+        self._topo = self._kahn()
+        self._meta = dict(meta) if meta else {}
+
+    def _csr(self, key: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, ...]:
+        order = np.lexsort((other, key))
+        counts = np.bincount(key, minlength=self._n) if key.size else np.zeros(self._n, np.int64)
+        ptr = np.zeros(self._n + 1, dtype=np.int64)
+        np.cumsum(counts, out=ptr[1:])
+        return _frozen(ptr), _frozen(other[order].copy()), _frozen(order.astype(np.int64))
+
+    def _kahn(self) -> np.ndarray:
+        """Topological order, smallest ready index first; raises CycleError on a cycle."""
+        import heapq
+
+        indeg = np.diff(self._pred_ptr).astype(np.int64)
+        ready = [i for i in range(self._n) if indeg[i] == 0]
+        heapq.heapify(ready)
+        order: list[int] = []
+        sp, si = self._succ_ptr, self._succ_idx
+        while ready:
+            u = heapq.heappop(ready)
+            order.append(u)
+            for v in si[sp[u] : sp[u + 1]]:
+                indeg[v] -= 1
+                if indeg[v] == 0:
+                    heapq.heappush(ready, int(v))
+        if len(order) != self._n:
+            cycle = self._find_cycle(indeg)
+            names = " -> ".join(f"{c} ({self._names[c]!r})" for c in cycle + cycle[:1])
+            raise CycleError(f"the graph has a cycle: {names}", cycle)
+        return _frozen(np.array(order, dtype=np.int64))
+
+    def _find_cycle(self, indeg: np.ndarray) -> list[int]:
+        # Every node left with indeg > 0 has a predecessor that is also left: walk back.
+        left = set(np.flatnonzero(indeg > 0).tolist())
+        u = min(left)
+        seen: dict[int, int] = {}
+        path: list[int] = []
+        while u not in seen:
+            seen[u] = len(path)
+            path.append(u)
+            preds = self._pred_idx[self._pred_ptr[u] : self._pred_ptr[u + 1]]
+            u = next(int(p) for p in preds if int(p) in left)
+        cycle = path[seen[u] :]
+        cycle.reverse()
+        return cycle
+
+    # ------------------------------------------------------------------ basic accessors
+    @property
+    def num_nodes(self) -> int:
+        return self._n
+
+    @property
+    def num_edges(self) -> int:
+        return int(self._src.size)
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def src(self) -> np.ndarray:
+        """Edge sources, shape (E,), int64."""
+        return self._src
+
+    @property
+    def dst(self) -> np.ndarray:
+        """Edge destinations, shape (E,), int64."""
+        return self._dst
+
+    @property
+    def edges(self) -> list[tuple[int, int]]:
+        return list(zip(self._src.tolist(), self._dst.tolist(), strict=True))
+
+    @property
+    def edge_bytes(self) -> np.ndarray:
+        return self._edge_bytes
+
+    @property
+    def duration(self) -> np.ndarray:
+        return self._duration
+
+    @property
+    def out_bytes(self) -> np.ndarray:
+        return self._out_bytes
+
+    @property
+    def flops(self) -> np.ndarray:
+        return self._flops
+
+    @property
+    def is_output(self) -> np.ndarray:
+        return self._is_output
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self._names
+
+    @property
+    def ops(self) -> tuple[str, ...]:
+        return self._ops
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """A copy of the metadata (the graph stays immutable)."""
+        return dict(self._meta)
+
+    @property
+    def pred_ptr(self) -> np.ndarray:
+        """CSR offsets: predecessors of v are ``pred_idx[pred_ptr[v]:pred_ptr[v+1]]``."""
+        return self._pred_ptr
+
+    @property
+    def pred_idx(self) -> np.ndarray:
+        return self._pred_idx
+
+    @property
+    def pred_eid(self) -> np.ndarray:
+        """Edge ids aligned with ``pred_idx``."""
+        return self._pred_eid
+
+    @property
+    def succ_ptr(self) -> np.ndarray:
+        return self._succ_ptr
+
+    @property
+    def succ_idx(self) -> np.ndarray:
+        return self._succ_idx
+
+    @property
+    def succ_eid(self) -> np.ndarray:
+        return self._succ_eid
+
+    def preds(self, v: int) -> tuple[int, ...]:
+        return tuple(self._pred_idx[self._pred_ptr[v] : self._pred_ptr[v + 1]].tolist())
+
+    def succs(self, v: int) -> tuple[int, ...]:
+        return tuple(self._succ_idx[self._succ_ptr[v] : self._succ_ptr[v + 1]].tolist())
+
+    @cached_property
+    def pred_lists(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(self.preds(v) for v in range(self._n))
+
+    @cached_property
+    def succ_lists(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(self.succs(v) for v in range(self._n))
+
+    @property
+    def in_degree(self) -> np.ndarray:
+        return np.diff(self._pred_ptr)
+
+    @property
+    def out_degree(self) -> np.ndarray:
+        return np.diff(self._succ_ptr)
+
+    # ------------------------------------------------------------------ derived structure
+    @property
+    def topological_order(self) -> np.ndarray:
+        """A topological order (Kahn, smallest ready index first)."""
+        return self._topo
+
+    @cached_property
+    def program_order_is_topological(self) -> bool:
+        """Whether ``0..n-1`` itself is a topological order (true for extracted programs)."""
+        return bool(np.all(self._src < self._dst))
+
+    @cached_property
+    def top_level(self) -> np.ndarray:
+        """Earliest start of each node with unlimited lanes (ASAP), shape (n,), float64."""
+        t = np.zeros(self._n)
+        d = self._duration
+        for v in self._topo:
+            p = self._pred_idx[self._pred_ptr[v] : self._pred_ptr[v + 1]]
+            if p.size:
+                t[v] = float(np.max(t[p] + d[p]))
+        return _frozen(t)
+
+    @cached_property
+    def bottom_level(self) -> np.ndarray:
+        """Longest path from each node to a sink, its own duration included, shape (n,)."""
+        b = self._duration.astype(np.float64).copy()
+        for v in self._topo[::-1]:
+            s = self._succ_idx[self._succ_ptr[v] : self._succ_ptr[v + 1]]
+            if s.size:
+                b[v] += float(np.max(b[s]))
+        return _frozen(b)
+
+    @cached_property
+    def critical_path_length(self) -> float:
+        """Length of the longest duration-weighted path (0 for an empty graph)."""
+        return float(np.max(self.bottom_level)) if self._n else 0.0
+
+    @cached_property
+    def depth(self) -> np.ndarray:
+        """Number of nodes on the longest path ending at each node, minus one (sources: 0)."""
+        lvl = np.zeros(self._n, dtype=np.int64)
+        for v in self._topo:
+            p = self._pred_idx[self._pred_ptr[v] : self._pred_ptr[v + 1]]
+            if p.size:
+                lvl[v] = int(np.max(lvl[p])) + 1
+        return _frozen(lvl)
+
+    @property
+    def total_duration(self) -> float:
+        return float(self._duration.sum())
+
+    # ------------------------------------------------------------------ derived graphs
+    def replace(self, **attrs: Any) -> OpGraph:
+        """A copy with some attributes replaced (``duration=``, ``out_bytes=``, ``meta=``, ...).
+
+        Examples
+        --------
+        >>> g = OpGraph(2, [(0, 1)])
+        >>> g.replace(duration=[3, 4]).total_duration
+        7.0
+        """
+        kw: dict[str, Any] = dict(
+            duration=self._duration,
+            out_bytes=self._out_bytes,
+            flops=self._flops,
+            is_output=self._is_output,
+            edge_bytes=self._edge_bytes,
+            names=self._names,
+            ops=self._ops,
+            meta=self._meta,
+        )
+        unknown = set(attrs) - set(kw)
+        if unknown:
+            raise TypeError(f"OpGraph.replace() got unknown attributes {sorted(unknown)}")
+        kw.update(attrs)
+        return OpGraph(self._n, self.edges, **kw)
+
+    def subgraph(self, nodes: Iterable[int], *, meta: Mapping[str, Any] | None = None) -> OpGraph:
+        """The induced sub-graph on ``nodes``, renumbered in increasing original index."""
+        keep = sorted({int(v) for v in nodes})
+        for v in keep:
+            if not 0 <= v < self._n:
+                raise InvalidGraphError(f"subgraph node {v} does not exist")
+        new = {v: i for i, v in enumerate(keep)}
+        mask = np.array(
+            [u in new and v in new for u, v in zip(self._src.tolist(), self._dst.tolist(), strict=True)],
+            dtype=bool,
+        )
+        idx = np.array(keep, dtype=np.int64)
+        edges = [(new[int(u)], new[int(v)]) for u, v in zip(self._src[mask], self._dst[mask], strict=True)]
+        return OpGraph(
+            len(keep),
+            edges,
+            duration=self._duration[idx],
+            out_bytes=self._out_bytes[idx],
+            flops=self._flops[idx],
+            is_output=self._is_output[idx],
+            edge_bytes=self._edge_bytes[mask],
+            names=[self._names[v] for v in keep],
+            ops=[self._ops[v] for v in keep],
+            meta=dict(self._meta if meta is None else meta),
+        )
+
+    # ------------------------------------------------------------------ conversion
+    def to_networkx(self):
+        """A ``networkx.DiGraph`` with the node and edge attributes (``bytes`` on edges)."""
+        import networkx as nx
+
+        g = nx.DiGraph(**self._meta)
+        for v in range(self._n):
+            g.add_node(
+                v,
+                name=self._names[v],
+                op=self._ops[v],
+                duration=float(self._duration[v]),
+                out_bytes=int(self._out_bytes[v]),
+                flops=float(self._flops[v]),
+                is_output=bool(self._is_output[v]),
+            )
+        for k in range(self.num_edges):
+            g.add_edge(int(self._src[k]), int(self._dst[k]), bytes=int(self._edge_bytes[k]))
+        return g
+
+    @classmethod
+    def from_networkx(cls, g: Any) -> OpGraph:
+        """Build from a directed networkx graph; nodes are numbered in ``g.nodes`` order.
+
+        Missing attributes take the defaults of :class:`OpGraph`. Node attribute names are
+        those written by :meth:`to_networkx`; an edge's ``bytes`` attribute is its size.
+        """
+        if not g.is_directed():
+            raise InvalidGraphError("from_networkx needs a directed graph (nx.DiGraph)")
+        nodes = list(g.nodes)
+        index = {v: i for i, v in enumerate(nodes)}
+        data = [g.nodes[v] for v in nodes]
+
+        def col(key: str, default: Any) -> list[Any]:
+            return [d.get(key, default) for d in data]
+
+        edges, eb = [], []
+        for u, v, d in g.edges(data=True):
+            edges.append((index[u], index[v]))
+            eb.append(d.get("bytes"))
+        out_bytes = col("out_bytes", 0)
+        if any(b is None for b in eb):
+            eb_arr = None if all(b is None for b in eb) else [
+                out_bytes[u] if b is None else b for (u, _), b in zip(edges, eb, strict=True)
+            ]
+        else:
+            eb_arr = eb
+        return cls(
+            len(nodes),
+            edges,
+            duration=col("duration", 1.0),
+            out_bytes=out_bytes,
+            flops=col("flops", 0.0),
+            is_output=col("is_output", False),
+            edge_bytes=eb_arr,
+            names=[str(d.get("name", v)) for v, d in zip(nodes, data, strict=True)],
+            ops=col("op", ""),
+            meta=dict(g.graph),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict with a format name and version."""
+        return {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "meta": self._meta,
+            "nodes": [
+                {
+                    "name": self._names[v],
+                    "op": self._ops[v],
+                    "duration": float(self._duration[v]),
+                    "out_bytes": int(self._out_bytes[v]),
+                    "flops": float(self._flops[v]),
+                    "is_output": bool(self._is_output[v]),
+                }
+                for v in range(self._n)
+            ],
+            "edges": [
+                [int(self._src[k]), int(self._dst[k]), int(self._edge_bytes[k])]
+                for k in range(self.num_edges)
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> OpGraph:
+        """Inverse of :meth:`to_dict`; rejects other formats and newer versions."""
+        if not isinstance(d, Mapping) or d.get("format") != FORMAT_NAME:
+            raise InvalidGraphError(f"not an OpGraph document (expected format {FORMAT_NAME!r})")
+        version = d.get("version")
+        if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+            raise InvalidGraphError(
+                f"OpGraph format version {version!r} is not supported (this build reads "
+                f"versions 1..{FORMAT_VERSION})"
+            )
+        try:
+            nodes = list(d["nodes"])
+            edges = [(int(e[0]), int(e[1])) for e in d["edges"]]
+            eb = [e[2] for e in d["edges"]]
+            return cls(
+                len(nodes),
+                edges,
+                duration=[nd.get("duration", 1.0) for nd in nodes],
+                out_bytes=[nd.get("out_bytes", 0) for nd in nodes],
+                flops=[nd.get("flops", 0.0) for nd in nodes],
+                is_output=[bool(nd.get("is_output", False)) for nd in nodes],
+                edge_bytes=eb,
+                names=[nd.get("name", f"n{i}") for i, nd in enumerate(nodes)],
+                ops=[nd.get("op", "") for nd in nodes],
+                meta=d.get("meta") or {},
+            )
+        except (KeyError, IndexError, TypeError, AttributeError) as err:
+            raise InvalidGraphError(f"malformed OpGraph document: {err!r}") from err
+
+    def to_json(self, **kw: Any) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+    @classmethod
+    def from_json(cls, text: str) -> OpGraph:
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise InvalidGraphError(f"not valid JSON: {err}") from err
+        return cls.from_dict(d)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 of the canonical JSON form (structure, attributes; metadata excluded)."""
+        d = self.to_dict()
+        d.pop("meta")
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    # ------------------------------------------------------------------ dunder
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, OpGraph):
+            return NotImplemented
+        return self.fingerprint == other.fingerprint and self._meta == other._meta
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint)
+
+    def __repr__(self) -> str:
+        src = self._meta.get("name") or self._meta.get("source") or ""
+        tail = f", {src!r}" if src else ""
+        return f"OpGraph(n={self._n}, edges={self.num_edges}{tail})"

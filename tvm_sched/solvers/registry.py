@@ -1,0 +1,121 @@
+"""One registry of solvers by name, with lazy imports.
+
+The pass, the tuner, the CLI and the benchmarks all pick solvers here, by the names of DESIGN.md.
+A solver's module is imported only when the solver is asked for, so ``import tvm_sched`` never
+pulls in OR-Tools or torch; a missing optional package becomes a
+:class:`~tvm_sched.errors.SolverUnavailableError` with an install hint.
+
+Examples
+--------
+>>> from tvm_sched.graph import OpGraph
+>>> res = solve(OpGraph(3, [(0, 2), (1, 2)]), "makespan", solver="list")
+>>> res.value, res.proven
+(2.0, True)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from tvm_sched.cost import Objective, make_objective
+from tvm_sched.errors import SolverUnavailableError, UnknownSolverError
+from tvm_sched.graph import OpGraph
+from tvm_sched.solvers.base import SolveResult, Solver
+
+__all__ = ["register", "get_solver", "solver_names", "solve", "solver_class"]
+
+# name -> "module:Class" (lazy) or a class (registered at run time)
+_REGISTRY: dict[str, str | type[Solver]] = {
+    "topo-dfs": "tvm_sched.solvers.heuristics:TopoDFSSolver",
+    "topo-bfs": "tvm_sched.solvers.heuristics:TopoBFSSolver",
+    "list": "tvm_sched.solvers.heuristics:ListSolver",
+    "lpmf": "tvm_sched.solvers.heuristics:LPMFSolver",
+    "random": "tvm_sched.solvers.heuristics:RandomSolver",
+    "random-list": "tvm_sched.solvers.heuristics:RandomListSolver",
+    "cpsat": "tvm_sched.solvers.cpsat:CPSATSolver",
+}
+
+_INSTALL_HINT = {
+    "ortools": "pip install 'ortools>=9.15,<9.16'",
+    "torch": "pip install torch==2.13.0",
+}
+
+
+def register(name: str, cls: type[Solver] | None = None):
+    """Register a solver class under ``name`` (usable as a decorator)."""
+
+    def deco(c: type[Solver]) -> type[Solver]:
+        if not (isinstance(c, type) and issubclass(c, Solver)):
+            raise TypeError(f"{c!r} is not a Solver subclass")
+        _REGISTRY[name] = c
+        return c
+
+    return deco(cls) if cls is not None else deco
+
+
+def solver_names() -> list[str]:
+    """All registered solver names, in registration order."""
+    return list(_REGISTRY)
+
+
+def solver_class(name: str) -> type[Solver]:
+    """The class registered under ``name``.
+
+    Raises
+    ------
+    UnknownSolverError
+        No solver has that name (the message lists the known ones).
+    SolverUnavailableError
+        The solver needs a package that is not installed.
+    """
+    try:
+        entry = _REGISTRY[name]
+    except KeyError:
+        raise UnknownSolverError(
+            f"unknown solver {name!r}; choose one of: {', '.join(_REGISTRY)}"
+        ) from None
+    if isinstance(entry, type):
+        return entry
+    module, _, cls_name = entry.partition(":")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as err:
+        missing = getattr(err, "name", None) or ""
+        hint = _INSTALL_HINT.get(missing.split(".")[0], f"pip install {missing}")
+        raise SolverUnavailableError(
+            f"solver {name!r} needs the {missing!r} package, which is not importable: {hint}"
+        ) from err
+    cls = getattr(mod, cls_name)
+    _REGISTRY[name] = cls
+    return cls
+
+
+def get_solver(name: str, **options: Any) -> Solver:
+    """An instance of the solver ``name`` configured with ``options`` (its ``Config`` fields)."""
+    return solver_class(name)(**options)
+
+
+def solve(
+    graph: OpGraph,
+    objective: Objective | str = "makespan",
+    *,
+    solver: str = "list",
+    budget: float | None = None,
+    seed: int = 0,
+    device: Any = "cpu",
+    lanes: int | None = None,
+    **options: Any,
+) -> SolveResult:
+    """Solve with the solver named ``solver``; see :meth:`Solver.solve`.
+
+    ``lanes`` is a shortcut for ``make_objective(objective, lanes=lanes)``; other keywords
+    configure the solver.
+    """
+    if isinstance(objective, str):
+        objective = make_objective(objective, lanes=lanes)
+    elif lanes is not None and lanes != objective.lanes:
+        raise ValueError(f"lanes={lanes} contradicts the objective's {objective.lanes} lanes")
+    return get_solver(solver, **options).solve(
+        graph, objective, budget=budget, seed=seed, device=device
+    )
