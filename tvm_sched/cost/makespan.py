@@ -200,7 +200,7 @@ def makespan_batch(
     [6.0]
     """
     if graph.num_nodes == 0:
-        return np.zeros(np.asarray(orders).reshape(-1, 0).shape[0])
+        return np.zeros(_as_orders(graph, orders).shape[0])
     start, _ = times_batch(graph, orders, lanes=lanes, lane=lane, comm=comm)
     return (start + graph.duration[None, :]).max(axis=1)
 

@@ -67,7 +67,7 @@ def peak_memory_batch(graph: OpGraph, orders: np.ndarray) -> np.ndarray:
     [14, 14]
     """
     if graph.num_nodes == 0:
-        return np.zeros(np.asarray(orders).reshape(-1, 0).shape[0], dtype=np.int64)
+        return np.zeros(memory_profile_batch(graph, orders).shape[0], dtype=np.int64)
     return memory_profile_batch(graph, orders).max(axis=1)
 
 

@@ -3,8 +3,8 @@
 An objective knows how to
 
 - ``complete`` a schedule: fill in the start times (and lanes) its semantics implies, so that a
-  bare order becomes a full schedule -- list decoding for ``makespan``, the order itself for
-  ``peak_memory``, the min-max chunking of the order for ``stage``;
+  bare order becomes a full schedule -- list decoding for ``makespan``, the order run one kernel
+  at a time for ``peak_memory``, the min-max chunking of the order for ``stage``;
 - ``evaluate`` a schedule exactly (after validating it);
 - ``evaluate_orders``: score many orders of one graph at once (numpy, batched);
 - give a ``lower_bound`` for the graph.
@@ -141,8 +141,13 @@ class PeakMemory(Objective):
 
     def complete(self, graph: OpGraph, schedule: Schedule) -> Schedule:
         schedule.validate(graph)
+        # One kernel at a time: each node starts when the one before it in the order finishes.
+        # (Start times, not step indices: a step index breaks validate() once a duration > 1.)
         start = np.empty(graph.num_nodes)
-        start[np.asarray(schedule.order, dtype=np.int64)] = np.arange(graph.num_nodes)
+        t = 0.0
+        for v in schedule.order:
+            start[v] = t
+            t += float(graph.duration[v])
         return Schedule(order=schedule.order, start=start, info=schedule.info)
 
     def value(self, graph: OpGraph, schedule: Schedule) -> float:
@@ -264,5 +269,8 @@ def make_objective(name: str | Objective, **kw: Any) -> Objective:
     if name == "stage":
         kw.pop("lanes", None)
         kw.pop("comm", None)
+        unknown = sorted(set(kw) - {"stages", "ratio", "weight"})
+        if unknown:
+            raise ValueError(f"stage does not take {unknown}")
         return StageCost(**kw)
     raise ValueError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")

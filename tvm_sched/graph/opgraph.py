@@ -432,12 +432,12 @@ class OpGraph:
             if not 0 <= v < self._n:
                 raise InvalidGraphError(f"subgraph node {v} does not exist")
         new = {v: i for i, v in enumerate(keep)}
-        mask = np.array(
-            [u in new and v in new for u, v in zip(self._src.tolist(), self._dst.tolist(), strict=True)],
-            dtype=bool,
-        )
+        inside = np.zeros(self._n, dtype=bool)
+        inside[keep] = True
+        mask = inside[self._src] & inside[self._dst]
         idx = np.array(keep, dtype=np.int64)
-        edges = [(new[int(u)], new[int(v)]) for u, v in zip(self._src[mask], self._dst[mask], strict=True)]
+        edges = [(new[u], new[v])
+                 for u, v in zip(self._src[mask].tolist(), self._dst[mask].tolist(), strict=True)]
         return OpGraph(
             len(keep),
             edges,
@@ -516,7 +516,7 @@ class OpGraph:
         return {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
-            "meta": self._meta,
+            "meta": dict(self._meta),  # a copy: the graph stays immutable
             "nodes": [
                 {
                     "name": self._names[v],
@@ -561,7 +561,9 @@ class OpGraph:
                 ops=[nd.get("op", "") for nd in nodes],
                 meta=d.get("meta") or {},
             )
-        except (KeyError, IndexError, TypeError, AttributeError) as err:
+        except InvalidGraphError:
+            raise
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as err:
             raise InvalidGraphError(f"malformed OpGraph document: {err!r}") from err
 
     def to_json(self, **kw: Any) -> str:
@@ -577,9 +579,13 @@ class OpGraph:
 
     @cached_property
     def fingerprint(self) -> str:
-        """SHA-256 of the canonical JSON form (structure, attributes; metadata excluded)."""
+        """SHA-256 of the canonical JSON form (structure, attributes; metadata excluded).
+
+        Canonical: the edges are sorted, so the order in which they were listed does not matter.
+        """
         d = self.to_dict()
         d.pop("meta")
+        d["edges"] = sorted(d["edges"])
         blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 

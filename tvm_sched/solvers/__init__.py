@@ -8,8 +8,8 @@ from tvm_sched.solvers.base import (
     Candidate,
     Deadline,
     Proposal,
-    SolveResult,
     Solver,
+    SolveResult,
     Status,
     resolve_device,
 )

@@ -34,16 +34,13 @@ __all__ = ["Status", "Candidate", "Proposal", "SolveResult", "Solver", "Deadline
            "resolve_device"]
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """Outcome of a solve (string-valued, so it serialises as itself)."""
 
     OPTIMAL = "OPTIMAL"  # the best value is proven optimal
     FEASIBLE = "FEASIBLE"  # schedules found, optimality not proven
     TIME_LIMIT = "TIME_LIMIT"  # the budget ran out before any schedule was found
     INFEASIBLE = "INFEASIBLE"  # proven to have no schedule
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ pulls in OR-Tools or torch; a missing optional package becomes a
 Examples
 --------
 >>> from tvm_sched.graph import OpGraph
->>> res = solve(OpGraph(3, [(0, 2), (1, 2)]), "makespan", solver="list")
+>>> res = solve(OpGraph(3, [(0, 2), (1, 2)]), "makespan", solver="list", lanes=2)
 >>> res.value, res.proven
 (2.0, True)
 """
@@ -21,7 +21,7 @@ from typing import Any
 from tvm_sched.cost import Objective, make_objective
 from tvm_sched.errors import SolverUnavailableError, UnknownSolverError
 from tvm_sched.graph import OpGraph
-from tvm_sched.solvers.base import SolveResult, Solver
+from tvm_sched.solvers.base import Solver, SolveResult
 
 __all__ = ["register", "get_solver", "solver_names", "solve", "solver_class"]
 

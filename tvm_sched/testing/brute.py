@@ -42,7 +42,8 @@ def topological_orders(graph: OpGraph) -> Iterator[tuple[int, ...]]:
 
 
 def _all_orders(graph: OpGraph) -> np.ndarray:
-    return np.array(list(topological_orders(graph)), dtype=np.int64).reshape(-1, graph.num_nodes)
+    orders = list(topological_orders(graph))
+    return np.array(orders, dtype=np.int64).reshape(len(orders), graph.num_nodes)
 
 
 def brute_makespan(graph: OpGraph, lanes: int, comm: Comm | None = None) -> float:
@@ -73,8 +74,8 @@ def brute_stage(graph: OpGraph, *, num_stages: int, ratio: float = 100.0,
                 weight: str = "out_bytes") -> float:
     """Least stage-partition cost over all legal stage assignments."""
     n = graph.num_nodes
-    s = np.array(list(itertools.product(range(num_stages), repeat=n)), dtype=np.int64)
-    s = s.reshape(-1, n)
+    combos = list(itertools.product(range(num_stages), repeat=n))
+    s = np.array(combos, dtype=np.int64).reshape(len(combos), n)
     legal = np.all(s[:, graph.src] <= s[:, graph.dst], axis=1) if graph.num_edges else np.ones(
         len(s), dtype=bool)
     return float(stage_cost_batch(graph, s[legal], num_stages=num_stages, ratio=ratio,

@@ -1,0 +1,191 @@
+"""The ``tvm-sched`` command.
+
+    tvm-sched solve FILE --solver NAME --objective makespan|peak_memory|stage --lanes M
+                    [--budget S] [--json]
+    tvm-sched solvers
+    tvm-sched demo
+
+Bad input (unreadable file, unknown solver, bad option) prints one line and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from tvm_sched.errors import TvmSchedError
+
+__all__ = ["main", "build_parser"]
+
+EXIT_USAGE = 2
+
+
+class _Usage(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+def _parse_value(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _parse_options(items: list[str]) -> dict[str, Any]:
+    opts = {}
+    for item in items:
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise _Usage(f"--option expects KEY=VALUE, got {item!r}")
+        opts[key.replace("-", "_")] = _parse_value(val)
+    return opts
+
+
+def _parse_comm(text: str | None):
+    if text is None:
+        return None
+    from tvm_sched.cost import Comm
+
+    try:
+        a, b = (float(x) for x in text.split(","))
+        return Comm(a, b)
+    except ValueError as err:
+        raise _Usage(f"--comm expects A,B (delay = A*bytes + B), got {text!r}") from err
+
+
+def _cmd_solve(args: argparse.Namespace) -> int:
+    from tvm_sched.cost import make_objective
+    from tvm_sched.datasets import read_graph
+    from tvm_sched.solvers import get_solver
+
+    try:
+        objective = make_objective(args.objective, lanes=args.lanes, comm=_parse_comm(args.comm),
+                                   stages=args.stages, ratio=args.ratio)
+    except ValueError as err:
+        raise _Usage(str(err)) from err
+    try:
+        solver = get_solver(args.solver, **_parse_options(args.option))
+    except TypeError as err:
+        raise _Usage(str(err)) from err
+    path = Path(args.file)
+    if not path.exists():
+        raise _Usage(f"no such file: {path}")
+    graph = read_graph(path)
+    res = solver.solve(graph, objective, budget=args.budget, seed=args.seed, device=args.device)
+    if args.json:
+        d = res.to_dict()
+        d["graph"] = {"path": str(path), "nodes": graph.num_nodes, "edges": graph.num_edges}
+        print(json.dumps(d))
+        return 0
+    print(f"graph     {path} ({graph.num_nodes} nodes, {graph.num_edges} edges)")
+    print(f"solver    {res.solver}")
+    print(f"objective {objective.describe()}")
+    if len(res):
+        print(f"value     {res.value:g}")
+    else:
+        print("value     none found")
+    print(f"proven    {'yes' if res.proven else 'no'} (status {res.status}, lower bound "
+          f"{res.bound:g})")
+    print(f"time      {res.seconds:.3f} s")
+    return 0
+
+
+def _cmd_solvers(args: argparse.Namespace) -> int:
+    from tvm_sched.errors import SolverUnavailableError
+    from tvm_sched.solvers import solver_class, solver_names
+
+    for name in solver_names():
+        try:
+            cls = solver_class(name)
+            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+            print(f"{name:12s} {doc}  [{', '.join(cls.objectives)}]")
+        except SolverUnavailableError as err:
+            print(f"{name:12s} unavailable: {err}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from tvm_sched.compare import print_summary, run_stg, summarize
+    from tvm_sched.datasets import read_stg_optima, stg_graphs
+    from tvm_sched.solvers import solver_names
+
+    console = Console()
+    graphs = stg_graphs(50)[: args.graphs]
+    optima = read_stg_optima()
+    solvers = solver_names()
+    lanes = [2, 4, 8]
+    console.print(
+        f"[bold]tvm_sched demo[/bold]: {len(solvers)} solvers on {len(graphs)} STG 50-task "
+        f"graphs at {lanes} lanes (makespan, gap to the published optimum; budget "
+        f"{args.budget:g} s per solve)"
+    )
+    total = len(graphs) * len(lanes) * len(solvers)
+    from rich.progress import Progress
+
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("solving", total=total)
+        rows = run_stg(graphs, lanes, solvers, budget_s=args.budget, optima=optima,
+                       progress=lambda r: bar.advance(task))
+    print_summary(summarize(rows), title="STG makespan: gap to the published optimum")
+    errors = [r for r in rows if r.error]
+    for r in errors:
+        console.print(f"[red]{r.solver} on {r.graph} ({r.lanes} lanes): {r.error}")
+    return 1 if errors else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tvm-sched", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("solve", help="schedule one graph file (.stg, .gml, .json)")
+    s.add_argument("file")
+    s.add_argument("--solver", default="list", help="registered solver name (tvm-sched solvers)")
+    s.add_argument("--objective", default="makespan", choices=["makespan", "peak_memory", "stage"])
+    s.add_argument("--lanes", type=int, default=None, help="lanes for makespan (default 1)")
+    s.add_argument("--comm", default=None, metavar="A,B",
+                   help="cross-lane delay A*bytes + B (makespan)")
+    s.add_argument("--stages", type=int, default=None, help="D for the stage objective")
+    s.add_argument("--ratio", type=float, default=None, help="ratio for the stage objective")
+    s.add_argument("--budget", type=float, default=None, metavar="S", help="seconds")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="cpu", help="cpu, cuda or auto (tensor solvers)")
+    s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="solver option (a field of its Config); repeatable")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=_cmd_solve)
+
+    ls = sub.add_parser("solvers", help="list the registered solvers")
+    ls.set_defaults(func=_cmd_solvers)
+
+    d = sub.add_parser("demo", help="compare every solver on a few STG graphs")
+    d.add_argument("--graphs", type=int, default=4, help="number of STG 50-task graphs")
+    d.add_argument("--budget", type=float, default=2.0, help="seconds per solve")
+    d.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (_Usage, TvmSchedError, FileNotFoundError) as err:
+        print(f"tvm-sched: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("tvm-sched: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
