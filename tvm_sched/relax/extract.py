@@ -1,0 +1,275 @@
+"""Extract one :class:`~tvm_sched.graph.OpGraph` per dataflow block of a fused Relax function.
+
+Nodes are the bindings that compute -- ``call_tir`` and every other call -- keyed by their
+*position* in the block (fused modules repeat binding names). Tuples and tuple-get-items are not
+nodes: they are folded into their producers' edges, so a node reading ``tup[1]`` depends on the
+producer of field 1. Edges carry the bytes of the tensor passed; ``out_bytes`` comes from the
+binding's type (tuples: the sum of their fields), ``flops`` from
+``tvm.s_tir.analysis.estimate_tir_flops`` of the called PrimFunc, and ``duration`` from a
+roofline estimate ``max(flops / peak_flops, bytes moved / bandwidth)`` for a :class:`DeviceSpec`.
+A binding whose variable is not a ``DataflowVar`` leaves the block: its node is an output.
+
+Each graph's ``meta`` records the function, the block index and the binding position of each
+node (``positions``), which :mod:`tvm_sched.relax.reorder` uses to write an order back.
+
+A block with a symbolic shape in a node's tensor cannot be sized: it is skipped with a warning
+that names it (``skip_symbolic=True``) or raises :class:`~tvm_sched.errors.ExtractionError`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import tvm
+from tvm import relax
+
+from tvm_sched.errors import ExtractionError
+from tvm_sched.graph import OpGraph
+
+__all__ = ["DeviceSpec", "DEVICES", "extract", "tensor_bytes", "BlockInfo"]
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """A roofline: peak arithmetic rate and memory bandwidth."""
+
+    name: str
+    peak_flops: float  # FLOP/s
+    bandwidth: float  # bytes/s
+    launch_s: float = 2e-6  # fixed cost per kernel
+
+    def duration(self, flops: float, bytes_moved: float) -> float:
+        return self.launch_s + max(flops / self.peak_flops, bytes_moved / self.bandwidth)
+
+
+#: Named device specs for the roofline estimate (rough public figures).
+DEVICES = {
+    "cpu": DeviceSpec("cpu", peak_flops=50e9, bandwidth=20e9),
+    "cpu-1core": DeviceSpec("cpu-1core", peak_flops=10e9, bandwidth=10e9),
+    "h100": DeviceSpec("h100", peak_flops=60e12, bandwidth=3.3e12, launch_s=5e-6),
+}
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    """Where a graph came from: function name, block index, binding positions of its nodes."""
+
+    func: str
+    block: int
+    positions: tuple[int, ...]
+    num_bindings: int
+
+
+def _dtype_bytes(dtype: str) -> int:
+    return max(1, tvm.runtime.DataType(dtype).bits * tvm.runtime.DataType(dtype).lanes // 8)
+
+
+def tensor_bytes(ty) -> int | None:
+    """Bytes of a tensor (or the sum over a tuple) type; ``None`` when a shape is symbolic."""
+    if isinstance(ty, relax.TupleType):
+        total = 0
+        for f in ty.fields:
+            b = tensor_bytes(f)
+            if b is None:
+                return None
+            total += b
+        return total
+    if isinstance(ty, relax.TensorType):
+        shape = ty.shape
+        if shape is None or not isinstance(shape, relax.ShapeExpr):
+            return None
+        n = 1
+        for d in shape.values:
+            if not isinstance(d, tvm.tirx.IntImm):
+                return None
+            n *= int(d)
+        return n * _dtype_bytes(str(ty.dtype))
+    return 0
+
+
+def _callee(call: relax.Call) -> tuple[str, relax.Expr | None]:
+    """(op kind, the GlobalVar of a called PrimFunc if any)."""
+    op = call.op
+    if isinstance(op, tvm.ir.Op):
+        if op.name in ("relax.call_tir", "relax.call_tir_inplace", "relax.call_dps_packed") and \
+                len(call.args) and isinstance(call.args[0], tvm.ir.GlobalVar):
+            return call.args[0].name_hint, call.args[0]
+        return op.name, None
+    if isinstance(op, tvm.ir.GlobalVar):
+        return op.name_hint, op
+    return type(op).__name__, None
+
+
+def _call_inputs(call: relax.Call) -> list[relax.Expr]:
+    args = list(call.args)
+    if isinstance(call.op, tvm.ir.Op) and call.op.name in (
+        "relax.call_tir", "relax.call_tir_inplace", "relax.call_dps_packed"
+    ):
+        args = args[1:2]  # the argument tuple
+    return args
+
+
+def _flatten(expr: relax.Expr) -> list[relax.Expr]:
+    if isinstance(expr, relax.Tuple):
+        out = []
+        for f in expr.fields:
+            out.extend(_flatten(f))
+        return out
+    return [expr]
+
+
+def _flops(mod: tvm.IRModule, gv) -> float:
+    if gv is None:
+        return 0.0
+    try:
+        func = mod[gv]
+    except Exception:  # noqa: BLE001 - not in the module (extern)
+        return 0.0
+    if not isinstance(func, tvm.tirx.PrimFunc):
+        return 0.0
+    try:
+        from tvm.s_tir.analysis import estimate_tir_flops
+
+        return float(estimate_tir_flops(tvm.IRModule({gv: func})))
+    except Exception:  # noqa: BLE001 - analysis unsupported for this kernel
+        return 0.0
+
+
+def extract(
+    mod: tvm.IRModule,
+    func: str = "main",
+    *,
+    device: str | DeviceSpec = "cpu",
+    skip_symbolic: bool = True,
+    min_nodes: int = 1,
+) -> list[OpGraph]:
+    """One OpGraph per dataflow block of ``mod[func]`` (fused module expected).
+
+    Parameters
+    ----------
+    mod
+        A Relax module, normally after the fusion prefix (:func:`tvm_sched.relax.prepare`).
+    func
+        The function to read.
+    device
+        Name in :data:`DEVICES` or a :class:`DeviceSpec` for the roofline durations.
+    skip_symbolic
+        Skip blocks with symbolic shapes (with a warning naming them) instead of raising.
+    min_nodes
+        Blocks with fewer compute bindings are left out.
+
+    Raises
+    ------
+    ExtractionError
+        No such function, or a symbolic block when ``skip_symbolic`` is false.
+    """
+    spec = DEVICES[device] if isinstance(device, str) else device
+    try:
+        f = mod[func]
+    except Exception as err:  # noqa: BLE001 - TVM raises its own error types
+        raise ExtractionError(f"the module has no function {func!r}") from err
+    if not isinstance(f, relax.Function):
+        raise ExtractionError(f"{func!r} is not a Relax function")
+    body = f.body
+    if not isinstance(body, relax.SeqExpr):
+        return []
+    graphs = []
+    for b, block in enumerate(body.blocks):
+        if not isinstance(block, relax.DataflowBlock):
+            continue
+        g = _extract_block(mod, func, b, block, spec, skip_symbolic)
+        if g is not None and g.num_nodes >= min_nodes:
+            graphs.append(g)
+    return graphs
+
+
+def _extract_block(mod, func, b, block, spec, skip_symbolic) -> OpGraph | None:
+    # var -> list of (producer node, bytes) it stands for
+    source: dict[relax.Var, list[tuple[int, int]]] = {}
+    tuple_fields: dict[relax.Var, list[list[tuple[int, int]]]] = {}
+    names, ops, out_bytes, flops, is_output, positions = [], [], [], [], [], []
+    in_bytes: list[int] = []
+    edges: dict[tuple[int, int], int] = {}
+    for pos, binding in enumerate(block.bindings):
+        var = binding.var
+        value = binding.value if isinstance(binding, relax.VarBinding) else None
+        if value is None:
+            raise ExtractionError(f"{func} block {b}: binding {pos} ({var.name}) is a match_cast;"
+                                  " only var bindings are supported")
+        if isinstance(value, relax.Tuple):
+            tuple_fields[var] = [[s for e in _flatten(f) for s in source.get(e, [])]
+                                 for f in value.fields]
+            source[var] = [s for f in tuple_fields[var] for s in f]
+            continue
+        if isinstance(value, relax.TupleGetItem):
+            tv = value.tuple_value
+            if tv in tuple_fields:
+                source[var] = tuple_fields[tv][value.index]
+            else:  # a field of a node's tuple output: depends on that node, field-sized
+                nb = tensor_bytes(var.ty) or 0
+                source[var] = [(u, nb) for u, _ in source.get(tv, [])]
+            continue
+        if isinstance(value, relax.Var):
+            source[var] = source.get(value, [])
+            continue
+        if not isinstance(value, relax.Call):
+            source[var] = []  # constants, shapes: not operators
+            continue
+        nbytes = tensor_bytes(var.ty)
+        if nbytes is None:
+            msg = (f"{func} block {b}: binding {pos} ({var.name}) has a symbolic shape; "
+                   "the block is left in its own order")
+            if skip_symbolic:
+                warnings.warn(msg, stacklevel=3)
+                return None
+            raise ExtractionError(msg)
+        v = len(names)
+        kind, gv = _callee(value)
+        names.append(var.name)
+        ops.append(kind)
+        out_bytes.append(nbytes)
+        flops.append(_flops(mod, gv))
+        is_output.append(not isinstance(var, relax.DataflowVar))
+        positions.append(pos)
+        read = 0
+        for arg in _call_inputs(value):
+            for e in _flatten(arg):
+                for u, ub in source.get(e, []):
+                    if u != v:
+                        edges[(u, v)] = edges.get((u, v), 0) + ub
+                if isinstance(e, relax.Expr) and hasattr(e, "ty"):
+                    read += tensor_bytes(e.ty) or 0
+        in_bytes.append(read)
+        source[var] = [(v, nbytes)]
+    if not names:
+        return None
+    dur = [spec.duration(fl, ib + ob) for fl, ib, ob in zip(flops, in_bytes, out_bytes,
+                                                            strict=True)]
+    pairs = sorted(edges)
+    return OpGraph(
+        len(names),
+        pairs,
+        duration=dur,
+        out_bytes=out_bytes,
+        flops=flops,
+        is_output=is_output,
+        edge_bytes=[edges[p] for p in pairs],
+        names=names,
+        ops=ops,
+        meta={"func": func, "block": b, "positions": positions,
+              "num_bindings": len(block.bindings), "device": spec.name,
+              "name": f"{func}/block{b}"},
+    )
+
+
+def block_info(graph: OpGraph) -> BlockInfo:
+    """The :class:`BlockInfo` stored in an extracted graph's metadata."""
+    m = graph.meta
+    try:
+        return BlockInfo(m["func"], int(m["block"]), tuple(int(p) for p in m["positions"]),
+                         int(m["num_bindings"]))
+    except KeyError as err:
+        raise ExtractionError("this graph was not extracted from a Relax module "
+                              f"(metadata lacks {err})") from None
+
