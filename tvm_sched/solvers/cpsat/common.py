@@ -35,7 +35,6 @@ the split of a model into variables / constraints / objective follows PyJobShop.
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -59,7 +58,6 @@ __all__ = [
     "Outcome",
     "run",
     "map_status",
-    "priority_order",
     "integer_levels",
     "add_hints",
 ]
@@ -149,23 +147,6 @@ def to_fraction(x: float, max_denominator: int) -> tuple[int, int, bool]:
     f = Fraction(x).limit_denominator(max(1, int(max_denominator)))
     exact = abs(float(f) - x) <= 1e-12 * abs(x)
     return f.numerator, f.denominator, exact
-
-
-def priority_order(graph: OpGraph, priority: np.ndarray) -> np.ndarray:
-    """Topological order that always takes the ready node of highest priority (ties: lowest id)."""
-    indeg = graph.in_degree.astype(np.int64).copy()
-    heap = [(-float(priority[v]), v) for v in range(graph.num_nodes) if indeg[v] == 0]
-    heapq.heapify(heap)
-    out: list[int] = []
-    succ = graph.succ_lists
-    while heap:
-        _, u = heapq.heappop(heap)
-        out.append(u)
-        for v in succ[u]:
-            indeg[v] -= 1
-            if indeg[v] == 0:
-                heapq.heappush(heap, (-float(priority[v]), v))
-    return np.array(out, dtype=np.int64)
 
 
 def integer_levels(graph: OpGraph, dur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

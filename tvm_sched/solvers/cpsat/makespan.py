@@ -50,9 +50,9 @@ from tvm_sched.solvers.cpsat.common import (
     CPModel,
     add_hints,
     integer_levels,
-    priority_order,
     to_integers,
 )
+from tvm_sched.solvers.heuristics import priority_order
 
 __all__ = ["build_makespan", "assign_lanes", "chain_starts"]
 

@@ -31,6 +31,7 @@ from tvm_sched.cost import memory_lower_bound, peak_memory_batch
 from tvm_sched.graph import OpGraph
 from tvm_sched.schedule import Schedule
 from tvm_sched.solvers.cpsat.common import CPModel, add_hints, to_integers
+from tvm_sched.solvers.heuristics import dfs_order
 
 __all__ = ["build_memory", "step_bounds"]
 
@@ -82,28 +83,12 @@ def step_bounds(graph: OpGraph) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def _dfs_order(graph: OpGraph) -> np.ndarray:
-    """Depth-first topological order (newly ready successors first, lowest index first)."""
-    indeg = graph.in_degree.astype(np.int64).copy()
-    stack = [v for v in range(graph.num_nodes - 1, -1, -1) if indeg[v] == 0]
-    out: list[int] = []
-    succ = graph.succ_lists
-    while stack:
-        u = stack.pop()
-        out.append(u)
-        for v in reversed(succ[u]):
-            indeg[v] -= 1
-            if indeg[v] == 0:
-                stack.append(v)
-    return np.array(out, dtype=np.int64)
-
-
 def build_memory(graph: OpGraph, *, resolution: int, hint: bool) -> CPModel:
     """The CP model of the peak-memory objective on ``graph`` (see the module docstring)."""
     n = graph.num_nodes
     scaled = to_integers(graph.out_bytes.astype(np.float64), resolution)
     size = scaled.values
-    orders = np.stack([graph.topological_order, _dfs_order(graph)])
+    orders = np.stack([graph.topological_order, dfs_order(graph)])
     peaks = peak_memory_batch(graph.replace(out_bytes=size) if not scaled.exact else graph, orders)
     warm = orders[int(np.argmin(peaks))]
     ub = int(peaks.min())
