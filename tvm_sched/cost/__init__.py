@@ -35,6 +35,7 @@ from tvm_sched.cost.stage import (
     stage_cost_batch,
     stage_lower_bound,
     stages_from_order,
+    stages_from_orders,
 )
 
 __all__ = [
@@ -42,5 +43,5 @@ __all__ = [
     "times_batch", "memory_lower_bound", "memory_profile", "memory_profile_batch", "peak_memory",
     "peak_memory_batch", "OBJECTIVES", "Makespan", "Objective", "PeakMemory", "StageCost",
     "make_objective", "check_stages", "node_weights", "stage_cost", "stage_cost_batch",
-    "stage_lower_bound", "stages_from_order",
+    "stage_lower_bound", "stages_from_order", "stages_from_orders",
 ]

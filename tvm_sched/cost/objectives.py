@@ -26,6 +26,7 @@ from tvm_sched.cost.stage import (
     stage_cost_batch,
     stage_lower_bound,
     stages_from_order,
+    stages_from_orders,
 )
 from tvm_sched.errors import InvalidScheduleError
 from tvm_sched.graph import OpGraph
@@ -205,8 +206,7 @@ class StageCost(Objective):
         o = np.asarray(orders, dtype=np.int64)
         if o.ndim == 1:
             o = o[None]
-        s = np.stack([stages_from_order(graph, row, num_stages=self.stages, weight=self.weight)
-                      for row in o]) if len(o) else np.zeros((0, graph.num_nodes), np.int64)
+        s = stages_from_orders(graph, o, num_stages=self.stages, weight=self.weight)
         return stage_cost_batch(graph, s, num_stages=self.stages, ratio=self.ratio,
                                 weight=self.weight)
 

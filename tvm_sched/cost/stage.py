@@ -22,7 +22,7 @@ from tvm_sched.errors import InvalidScheduleError
 from tvm_sched.graph import OpGraph
 
 __all__ = ["node_weights", "stage_cost", "stage_cost_batch", "stages_from_order",
-           "stage_lower_bound", "check_stages"]
+           "stage_lower_bound", "check_stages", "stages_from_orders"]
 
 
 def node_weights(graph: OpGraph, weight: str = "out_bytes") -> np.ndarray:
@@ -109,68 +109,81 @@ def stage_lower_bound(graph: OpGraph, *, num_stages: int, ratio: float = 100.0,
     return float(ratio * max(w.sum() / num_stages, w.max()))
 
 
-def _min_chunks(w: np.ndarray, cap: float) -> int:
-    chunks, acc = 1, 0.0
-    for x in w:
-        if acc + x > cap:
-            chunks += 1
-            acc = x
+def _greedy_chunks(w: np.ndarray, cap: np.ndarray, num_stages: int | None = None
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Greedy fill of each row of ``w`` (B, n) under capacities ``cap`` (B,), in lockstep.
+
+    Returns the number of chunks per row and, when ``num_stages`` is given, the chunk of each
+    position (never past ``num_stages - 1``).
+    """
+    B, n = w.shape
+    chunks = np.ones(B, dtype=np.int64)
+    acc = np.zeros(B)
+    which = np.zeros((B, n), dtype=np.int64) if num_stages is not None else None
+    for k in range(n):
+        x = w[:, k]
+        cut = (acc + x > cap) & (k > 0)
+        if num_stages is not None:
+            cut &= chunks < num_stages
+        chunks += cut
+        acc = np.where(cut, x, acc + x)
+        if which is not None:
+            which[:, k] = chunks - 1
+    return chunks, which
+
+
+def stages_from_orders(
+    graph: OpGraph, orders: np.ndarray, *, num_stages: int, weight: str = "out_bytes"
+) -> np.ndarray:
+    """Split each topological order (B, n) into at most ``num_stages`` contiguous chunks of least
+    max weight (the exact min-max linear partition).
+
+    The capacity is found by a binary search run for all orders in lockstep (exact for integer
+    weights; to 1e-9 relative for real ones); chunks are filled greedily, so each stage is as full
+    as the capacity allows.
+
+    Returns
+    -------
+    np.ndarray
+        (B, n) int64 stage per node, indexed by node id.
+    """
+    o = np.asarray(orders, dtype=np.int64)
+    if o.ndim == 1:
+        o = o[None]
+    B, n = o.shape
+    stages = np.zeros((B, graph.num_nodes), dtype=np.int64)
+    if n == 0 or B == 0:
+        return stages
+    w = node_weights(graph, weight)[o]
+    lo, hi = w.max(axis=1), w.sum(axis=1)
+    if num_stages > 1:
+        if bool(np.all(w == np.round(w))):
+            lo, hi = lo.astype(np.int64), hi.astype(np.int64)
+            while np.any(lo < hi):
+                mid = (lo + hi) // 2
+                ok = _greedy_chunks(w, mid.astype(np.float64))[0] <= num_stages
+                hi = np.where(ok, mid, hi)
+                lo = np.where(ok | (lo >= hi), lo, mid + 1)
+            cap = hi.astype(np.float64)
         else:
-            acc += x
-    return chunks
+            for _ in range(100):
+                mid = 0.5 * (lo + hi)
+                ok = _greedy_chunks(w, mid)[0] <= num_stages
+                hi = np.where(ok, mid, hi)
+                lo = np.where(ok, lo, mid)
+                if np.all(hi - lo <= 1e-9 * np.maximum(1.0, hi)):
+                    break
+            cap = hi
+    else:
+        cap = hi.astype(np.float64)
+    _, which = _greedy_chunks(w, cap, num_stages)
+    stages[np.arange(B)[:, None], o] = which
+    return stages
 
 
 def stages_from_order(
     graph: OpGraph, order: np.ndarray, *, num_stages: int, weight: str = "out_bytes"
 ) -> np.ndarray:
-    """Split a topological order into at most ``num_stages`` contiguous chunks of least max weight.
-
-    The capacity is found by binary search (exact for integer weights; to 1e-9 relative for
-    real ones); chunks are filled greedily, so each stage is as full as the capacity allows.
-
-    Returns
-    -------
-    np.ndarray
-        (n,) int64 stage per node, indexed by node id.
-    """
-    order = np.asarray(order, dtype=np.int64)
-    w_all = node_weights(graph, weight)
-    w = w_all[order]
-    n = order.size
-    stages = np.zeros(graph.num_nodes, dtype=np.int64)
-    if n == 0:
-        return stages
-    lo, hi = float(w.max()), float(w.sum())
-    integral = bool(np.all(w == np.round(w)))
-    if num_stages > 1 and hi > lo:
-        if integral:
-            lo_i, hi_i = int(lo), int(hi)
-            while lo_i < hi_i:
-                mid = (lo_i + hi_i) // 2
-                if _min_chunks(w, mid) <= num_stages:
-                    hi_i = mid
-                else:
-                    lo_i = mid + 1
-            cap = float(lo_i)
-        else:
-            for _ in range(100):
-                mid = 0.5 * (lo + hi)
-                if _min_chunks(w, mid) <= num_stages:
-                    hi = mid
-                else:
-                    lo = mid
-                if hi - lo <= 1e-9 * max(1.0, hi):
-                    break
-            cap = hi
-    else:
-        cap = hi
-    d, acc = 0, 0.0
-    for k in range(n):
-        x = w[k]
-        if acc + x > cap and d < num_stages - 1 and k > 0:
-            d += 1
-            acc = x
-        else:
-            acc += x
-        stages[order[k]] = d
-    return stages
+    """:func:`stages_from_orders` for one order: (n,) int64 stage per node."""
+    return stages_from_orders(graph, np.asarray(order)[None], num_stages=num_stages,
+                              weight=weight)[0]
