@@ -1,7 +1,8 @@
 """What TVM's static memory planner allocates for a module as ordered.
 
-``planned_bytes`` runs the planning passes of the default pipeline (``ToNonDataflow``,
-``RemovePurityChecking``, ``CallTIRRewrite``, ``StaticPlanBlockMemory``) on a copy of the module
+``planned_bytes`` runs the passes of TVM's default build pipeline up to its memory planner
+(``LegalizeOps``, ``RewriteDataflowReshape``, ``ToNonDataflow``, ``RemovePurityChecking``,
+``CallTIRRewrite``, ``StaticPlanBlockMemory``) on a copy of the module
 and sums the sizes of the ``relax.memory.alloc_storage`` calls -- the storage TVM reserves for
 intermediate tensors (function outputs are allocated separately and not counted). No build:
 about 10 ms for a small model.
@@ -22,6 +23,8 @@ def plan_memory(mod: tvm.IRModule) -> tvm.IRModule:
     global _PLAN
     if _PLAN is None:
         _PLAN = tvm.transform.Sequential([
+            relax.transform.LegalizeOps(),
+            relax.transform.RewriteDataflowReshape(),
             relax.transform.ToNonDataflow(),
             relax.transform.RemovePurityChecking(),
             relax.transform.CallTIRRewrite(),

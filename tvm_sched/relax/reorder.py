@@ -1,4 +1,4 @@
-"""Rewrite dataflow blocks into a schedule's order: ``apply_order`` and the ``ReorderBindings`` pass.
+"""Rewrite dataflow blocks into a schedule's order: ``apply_order``, ``ReorderBindings`` pass.
 
 Analysis first, rewrite second: the order is checked against the block's graph (an order that is
 not topological is rejected with an error naming the binding and its input), then the block's
