@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from tvm_sched.compare import console as make_console
 from tvm_sched.compare import markdown_summary, print_summary, rows_to_dicts, run_stg, summarize
 from tvm_sched.datasets import read_stg_optima, stg_graphs
 from tvm_sched.solvers import solver_names
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     solvers = args.solvers or solver_names()
     graphs = [g for size in args.sizes for g in stg_graphs(size)[: args.limit]]
     optima = read_stg_optima()
-    console = Console()
+    console = make_console()
     total = len(graphs) * len(args.lanes) * len(solvers)
     console.print(f"{len(graphs)} graphs x {len(args.lanes)} lane counts x {len(solvers)} "
                   f"solvers = {total} solves, budget {args.budget:g} s each")

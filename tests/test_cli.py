@@ -93,3 +93,13 @@ def test_console_script_entry_point(stg_file):
     out = subprocess.run([sys.executable, "-m", "tvm_sched.cli", "solve", str(stg_file),
                           "--lanes", "2", "--json"], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)["value"] > 0
+
+
+def test_demo_runs_every_solver_and_prints_the_table(capsys):
+    from tvm_sched.solvers import solver_names
+
+    assert main(["demo", "--graphs", "1", "--budget", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "gap to the published optimum" in out
+    for name in solver_names():
+        assert name in out

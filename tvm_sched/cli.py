@@ -113,13 +113,12 @@ def _cmd_solvers(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
+    from tvm_sched.compare import console as make_console
     from tvm_sched.compare import print_summary, run_stg, summarize
     from tvm_sched.datasets import read_stg_optima, stg_graphs
     from tvm_sched.solvers import solver_names
 
-    console = Console()
+    console = make_console()
     graphs = stg_graphs(50)[: args.graphs]
     optima = read_stg_optima()
     solvers = solver_names()

@@ -167,9 +167,17 @@ def markdown_summary(summary: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def console() -> Any:
+    """A rich console; at least 120 columns wide when the output is not a terminal."""
+    import sys
+
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=120)
+
+
 def print_summary(summary: Sequence[dict[str, Any]], title: str = "") -> None:
     """Print the summary as a rich table."""
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title or None)
@@ -183,7 +191,7 @@ def print_summary(summary: Sequence[dict[str, Any]], title: str = "") -> None:
                       _fmt_gap(s["mean_gap"]), _fmt_gap(s["max_gap"]),
                       f"{s['hits']}/{s['instances']}", str(s["claimed_optimal"]),
                       f"{s['median_s']:.3f}", f"{s['max_s']:.3f}", str(s["errors"]))
-    Console().print(table)
+    console().print(table)
 
 
 def rows_to_dicts(rows: Sequence[StgRow]) -> list[dict[str, Any]]:
