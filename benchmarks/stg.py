@@ -22,8 +22,15 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from tvm_sched.compare import (
+    StgRow,
+    markdown_summary,
+    print_summary,
+    rows_to_dicts,
+    run_stg,
+    summarize,
+)
 from tvm_sched.compare import console as make_console
-from tvm_sched.compare import markdown_summary, print_summary, rows_to_dicts, run_stg, summarize
 from tvm_sched.datasets import read_stg_optima, stg_graphs
 from tvm_sched.solvers import solver_names
 
@@ -37,12 +44,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None, help="first N graphs of each size")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     p.add_argument("--name", default="stg", help="output file stem")
+    p.add_argument("--rows-from", type=Path, default=None,
+                   help="re-summarise the rows of an earlier JSON result instead of solving")
     args = p.parse_args(argv)
+    console = make_console()
+    if args.rows_from is not None:
+        old = json.loads(args.rows_from.read_text())
+        rows = [StgRow(**r) for r in old["rows"]]
+        write_results(rows, old["meta"], args.out, args.name, console)
+        return 0
 
     solvers = args.solvers or solver_names()
     graphs = [g for size in args.sizes for g in stg_graphs(size)[: args.limit]]
     optima = read_stg_optima()
-    console = make_console()
     total = len(graphs) * len(args.lanes) * len(solvers)
     console.print(f"{len(graphs)} graphs x {len(args.lanes)} lane counts x {len(solvers)} "
                   f"solvers = {total} solves, budget {args.budget:g} s each")
@@ -58,10 +72,6 @@ def main(argv: list[str] | None = None) -> int:
         rows = run_stg(graphs, args.lanes, solvers, budget_s=args.budget, optima=optima,
                        progress=tick)
     wall = time.perf_counter() - t0
-    summary = summarize(rows)
-    print_summary(summary, title="STG makespan: gap to the published optimum")
-
-    args.out.mkdir(parents=True, exist_ok=True)
     meta = {
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None
                                                          else sys.argv[1:])]),
@@ -75,10 +85,20 @@ def main(argv: list[str] | None = None) -> int:
                     "cpus": os.cpu_count()},
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
-    (args.out / f"{args.name}.json").write_text(
+    write_results(rows, meta, args.out, args.name, console)
+    return 0
+
+
+def write_results(rows, meta, out: Path, name: str, console) -> None:
+    """Print the summary and write ``name.json`` and ``name.md`` under ``out``."""
+    summary = summarize(rows)
+    print_summary(summary, title="STG makespan: gap to the published optimum")
+    out.mkdir(parents=True, exist_ok=True)
+    wall = meta["wall_s"]
+    (out / f"{name}.json").write_text(
         json.dumps({"meta": meta, "summary": summary, "rows": rows_to_dicts(rows)}, indent=1))
     md = [
-        f"# STG makespan benchmark ({', '.join(map(str, args.sizes))}-task graphs)",
+        f"# STG makespan benchmark ({', '.join(map(str, meta['sizes']))}-task graphs)",
         "",
         f"Command: `{meta['command']}`  ",
         f"Machine: {meta['machine']['platform']}, {meta['machine']['cpus']} CPUs; "
@@ -102,9 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         md += [f"| {r.graph} | {r.lanes} | {r.solver} | {r.value:g} | {r.optimum} | {r.lower} "
                f"| {'yes' if r.claims_optimal else 'no'} |" for r in better]
         md.append("")
-    (args.out / f"{args.name}.md").write_text("\n".join(md))
-    console.print(f"wrote {args.out / (args.name + '.json')} and {args.out / (args.name + '.md')}")
-    return 0
+    (out / f"{name}.md").write_text("\n".join(md))
+    console.print(f"wrote {out / (name + '.json')} and {out / (name + '.md')}")
 
 
 if __name__ == "__main__":

@@ -113,21 +113,22 @@ def run_stg(
 
 
 def summarize(rows: Sequence[StgRow]) -> list[dict[str, Any]]:
-    """Per (solver, lanes): instances, mean/max gap, hits of the optimum, time, contradictions.
+    """Per (solver, graph size, lanes): instances, mean/max gap, optimum hits, time, contradictions.
 
     ``below_proven`` counts rows whose value is below a proven optimum, and ``false_claims``
     rows that claim optimality at a value above the best known: both must be 0.
     """
-    keys = sorted({(r.solver, r.lanes) for r in rows}, key=lambda k: (k[0], k[1]))
+    keys = sorted({(r.solver, r.nodes, r.lanes) for r in rows})
     out = []
-    for solver, m in keys:
-        rs = [r for r in rows if r.solver == solver and r.lanes == m]
+    for solver, nodes, m in keys:
+        rs = [r for r in rows if r.solver == solver and r.nodes == nodes and r.lanes == m]
         gaps = [r.gap for r in rs if r.gap is not None]
         times = [r.seconds for r in rs]
         hits = sum(1 for r in rs if r.value is not None and r.optimum is not None
                    and r.value <= r.optimum + 1e-9)
         out.append({
             "solver": solver,
+            "nodes": nodes,
             "lanes": m,
             "instances": len(rs),
             "errors": sum(1 for r in rs if r.error),
@@ -153,14 +154,15 @@ def _fmt_gap(x: float | None) -> str:
 def markdown_summary(summary: Sequence[dict[str, Any]]) -> str:
     """The summary as a markdown table."""
     lines = [
-        "| solver | lanes | instances | mean gap | max gap | optimum hit | claimed optimal "
+        "| solver | tasks | lanes | instances | mean gap | max gap | optimum hit | claimed optimal "
         "| below proven opt. | median s | max s | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in summary:
         lines.append(
-            f"| {s['solver']} | {s['lanes']} | {s['instances']} | {_fmt_gap(s['mean_gap'])} "
-            f"| {_fmt_gap(s['max_gap'])} | {s['hits']}/{s['instances']} "
+            f"| {s['solver']} | {s['nodes']} | {s['lanes']} | {s['instances']} "
+            f"| {_fmt_gap(s['mean_gap'])} | {_fmt_gap(s['max_gap'])} "
+            f"| {s['hits']}/{s['instances']} "
             f"| {s['claimed_optimal']} | {s['below_proven']} | {s['median_s']:.3f} "
             f"| {s['max_s']:.3f} | {s['errors']} |"
         )
@@ -181,13 +183,13 @@ def print_summary(summary: Sequence[dict[str, Any]], title: str = "") -> None:
     from rich.table import Table
 
     table = Table(title=title or None)
-    for col, just in [("solver", "left"), ("lanes", "right"), ("n", "right"),
+    for col, just in [("solver", "left"), ("tasks", "right"), ("lanes", "right"), ("n", "right"),
                       ("mean gap", "right"), ("max gap", "right"), ("optimum hit", "right"),
                       ("proven", "right"), ("median s", "right"), ("max s", "right"),
                       ("errors", "right")]:
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for s in summary:
-        table.add_row(s["solver"], str(s["lanes"]), str(s["instances"]),
+        table.add_row(s["solver"], str(s["nodes"]), str(s["lanes"]), str(s["instances"]),
                       _fmt_gap(s["mean_gap"]), _fmt_gap(s["max_gap"]),
                       f"{s['hits']}/{s['instances']}", str(s["claimed_optimal"]),
                       f"{s['median_s']:.3f}", f"{s['max_s']:.3f}", str(s["errors"]))
