@@ -25,8 +25,15 @@ from tvm_sched.cost.objectives import (
     Makespan,
     Objective,
     PeakMemory,
+    PlannedMemory,
     StageCost,
     make_objective,
+)
+from tvm_sched.cost.pipeline import Pipeline, check_pipeline, modulo_list_schedule
+from tvm_sched.cost.planned_memory import (
+    planned_memory,
+    planned_memory_batch,
+    planned_memory_lower_bound,
 )
 from tvm_sched.cost.stage import (
     check_stages,
@@ -44,4 +51,6 @@ __all__ = [
     "peak_memory_batch", "OBJECTIVES", "Makespan", "Objective", "PeakMemory", "StageCost",
     "make_objective", "check_stages", "node_weights", "stage_cost", "stage_cost_batch",
     "stage_lower_bound", "stages_from_order", "stages_from_orders",
+    "planned_memory", "planned_memory_batch", "planned_memory_lower_bound", "PlannedMemory",
+    "Pipeline", "check_pipeline", "modulo_list_schedule",
 ]

@@ -21,6 +21,7 @@ import numpy as np
 
 from tvm_sched.cost.makespan import Comm, makespan_batch, times_batch
 from tvm_sched.cost.memory import memory_lower_bound, peak_memory_batch
+from tvm_sched.cost.planned_memory import planned_memory_batch, planned_memory_lower_bound
 from tvm_sched.cost.stage import (
     check_stages,
     stage_cost_batch,
@@ -32,7 +33,8 @@ from tvm_sched.errors import InvalidScheduleError
 from tvm_sched.graph import OpGraph
 from tvm_sched.schedule import Schedule
 
-__all__ = ["Objective", "Makespan", "PeakMemory", "StageCost", "make_objective", "OBJECTIVES"]
+__all__ = ["Objective", "Makespan", "PeakMemory", "PlannedMemory", "StageCost", "make_objective",
+           "OBJECTIVES"]
 
 
 class Objective:
@@ -165,6 +167,29 @@ class PeakMemory(Objective):
 
 
 @dataclass(frozen=True)
+class PlannedMemory(PeakMemory):
+    """Bytes TVM's static memory planner allocates for the order, one lane.
+
+    See :mod:`tvm_sched.cost.planned_memory`: exact for graphs extracted by
+    :func:`tvm_sched.relax.extract.extract`, a model of the planner for any other graph.
+    """
+
+    name: ClassVar[str] = "planned_memory"
+
+    def value(self, graph: OpGraph, schedule: Schedule) -> float:
+        return float(planned_memory_batch(graph, np.asarray(schedule.order)[None])[0])
+
+    def evaluate_orders(self, graph: OpGraph, orders: np.ndarray) -> np.ndarray:
+        return planned_memory_batch(graph, orders).astype(np.float64)
+
+    def lower_bound(self, graph: OpGraph) -> float:
+        return float(planned_memory_lower_bound(graph))
+
+    def describe(self) -> str:
+        return "planned memory (TVM static planner replica, 1 lane)"
+
+
+@dataclass(frozen=True)
 class StageCost(Objective):
     """The stage-partition cost (see :mod:`tvm_sched.cost.stage`); ``start`` holds the stage.
 
@@ -222,7 +247,7 @@ class StageCost(Objective):
         return f"stage partition (D={self.stages}, ratio={self.ratio:g})"
 
 
-OBJECTIVES = ("makespan", "peak_memory", "stage")
+OBJECTIVES = ("makespan", "peak_memory", "planned_memory", "stage", "pipeline")
 
 
 def make_objective(name: str | Objective, **kw: Any) -> Objective:
@@ -266,6 +291,14 @@ def make_objective(name: str | Objective, **kw: Any) -> Objective:
         if kw:
             raise ValueError(f"peak_memory does not take {sorted(kw)}")
         return PeakMemory()
+    if name == "planned_memory":
+        lanes = kw.pop("lanes", 1)
+        if lanes != 1:
+            raise ValueError(f"planned_memory is defined for one lane; got lanes={lanes}")
+        kw.pop("comm", None)
+        if kw:
+            raise ValueError(f"planned_memory does not take {sorted(kw)}")
+        return PlannedMemory()
     if name == "stage":
         kw.pop("lanes", None)
         kw.pop("comm", None)
@@ -273,4 +306,9 @@ def make_objective(name: str | Objective, **kw: Any) -> Objective:
         if unknown:
             raise ValueError(f"stage does not take {unknown}")
         return StageCost(**kw)
+    if name == "pipeline":  # ii, lanes, recurrences; see tvm_sched.cost.pipeline
+        from tvm_sched.cost.pipeline import Pipeline
+
+        kw.pop("comm", None)
+        return Pipeline(**kw)
     raise ValueError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")

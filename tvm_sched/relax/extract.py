@@ -10,7 +10,13 @@ roofline estimate ``max(flops / peak_flops, bytes moved / bandwidth)`` for a :cl
 A binding whose variable is not a ``DataflowVar`` leaves the block: its node is an output.
 
 Each graph's ``meta`` records the function, the block index and the binding position of each
-node (``positions``), which :mod:`tvm_sched.relax.reorder` uses to write an order back.
+node (``positions``), which :mod:`tvm_sched.relax.reorder` uses to write an order back, and under
+``"planner"`` what :func:`tvm_sched.cost.planned_memory` needs to replay TVM's static memory
+planner on an order (see :func:`_planner_info`): per node its kind (``"alloc"``: a call whose
+outputs get storage; ``"view"``: a reshape that ``RewriteDataflowReshape`` turns into a view of
+its input; ``"opaque"``: any other call), its output tensors ``[bytes, dtype index, planned]``
+(unplanned: the tensor reaches the function's return value, another block or an opaque call),
+and the tensors it reads, ``[node, field]`` in argument order, seen through views and tuples.
 
 A block with a symbolic shape in a node's tensor cannot be sized: it is skipped with a warning
 that names it (``skip_symbolic=True``) or raises :class:`~tvm_sched.errors.ExtractionError`.
@@ -174,11 +180,14 @@ def extract(
     body = f.body
     if not isinstance(body, relax.SeqExpr):
         return []
+    views = _view_positions(mod, func)
     graphs = []
     for b, block in enumerate(body.blocks):
         if not isinstance(block, relax.DataflowBlock):
             continue
         g = _extract_block(mod, func, b, block, spec, skip_symbolic)
+        if g is not None:
+            g = _with_planner_info(g, f, b, block, views.get(b, set()))
         if g is not None and g.num_nodes >= min_nodes:
             graphs.append(g)
     return graphs
@@ -261,6 +270,119 @@ def _extract_block(mod, func, b, block, spec, skip_symbolic) -> OpGraph | None:
               "num_bindings": len(block.bindings), "device": spec.name,
               "name": f"{func}/block{b}"},
     )
+
+
+_TIR_CALLS = ("relax.call_tir", "relax.call_dps_packed")
+
+
+def _view_positions(mod: tvm.IRModule, func: str) -> dict[int, set[int]]:
+    """Per block, the positions of the bindings ``RewriteDataflowReshape`` turns into views."""
+    try:
+        f = relax.transform.RewriteDataflowReshape()(mod)[func]
+    except Exception:  # noqa: BLE001 - the pass rejects the module: no views
+        return {}
+    reshape = tvm.ir.Op.get("relax.reshape")
+    before = mod[func].body.blocks
+    out: dict[int, set[int]] = {}
+    for b, block in enumerate(f.body.blocks):
+        if b >= len(before) or len(before[b].bindings) != len(block.bindings):
+            continue  # not rewritten binding for binding: positions would not match
+        out[b] = {i for i, bd in enumerate(block.bindings)
+                  if isinstance(bd, relax.VarBinding) and isinstance(bd.value, relax.Call)
+                  and isinstance(bd.value.op, tvm.ir.Op) and bd.value.op.same_as(reshape)}
+    return out
+
+
+def _fields(ty) -> list:
+    return list(ty.fields) if isinstance(ty, relax.TupleType) else [ty]
+
+
+def _planner_info(func: relax.Function, b: int, block, views: set[int]) -> dict:
+    """What the static planner sees in one block (the ``"planner"`` entry of a graph's meta).
+
+    After ``CallTIRRewrite`` each output tensor of a ``call_tir`` is an ``alloc_tensor`` that the
+    planner gives a storage token; a reshape rewritten to ``R.reshape`` is a view sharing its
+    input's token; tokens are passed through aliases, tuples and tuple-get-items; a token that
+    reaches the function's return value, another block or a call the planner does not know is
+    never planned.
+    """
+    dtypes: list[str] = []
+    kind: list[str] = []
+    out: list[list[list]] = []
+    reads: list[list[list[int]]] = []
+    tok: dict = {}  # var -> flat list of (node, field)
+    tok_fields: dict = {}  # tuple var -> per-field lists
+    discard: set[tuple[int, int]] = set()
+
+    def tokens_of(e) -> list[tuple[int, int]]:
+        return [t for x in _flatten(e) for t in tok.get(x, [])]
+
+    for pos, binding in enumerate(block.bindings):
+        var, value = binding.var, binding.value
+        if isinstance(value, relax.Tuple):
+            tok_fields[var] = [tokens_of(f) for f in value.fields]
+            tok[var] = [t for f in tok_fields[var] for t in f]
+            continue
+        if isinstance(value, relax.TupleGetItem):
+            tv = value.tuple_value
+            if tv in tok_fields and value.index < len(tok_fields[tv]):
+                tok[var] = list(tok_fields[tv][value.index])
+            else:
+                tok[var] = list(tok.get(tv, []))
+            continue
+        if isinstance(value, relax.Var):
+            tok[var] = list(tok.get(value, []))
+            if value in tok_fields:
+                tok_fields[var] = tok_fields[value]
+            continue
+        if not isinstance(value, relax.Call):
+            continue
+        v = len(kind)
+        is_tir = isinstance(value.op, tvm.ir.Op) and value.op.name in _TIR_CALLS
+        args = [t for a in _call_inputs(value) for t in tokens_of(a)]
+        if pos in views:
+            kind.append("view")
+            out.append([])
+            reads.append([])
+            tok[var] = args[:1] if value.args else []
+            continue
+        if not is_tir:
+            kind.append("opaque")
+            out.append([])
+            reads.append([])
+            discard.update(args)
+            tok[var] = []
+            continue
+        kind.append("alloc")
+        fields = []
+        for ty in _fields(var.ty):
+            dt = str(ty.dtype)
+            if dt not in dtypes:
+                dtypes.append(dt)
+            fields.append([int(tensor_bytes(ty) or 0), dtypes.index(dt), True])
+        out.append(fields)
+        reads.append([list(t) for t in args])
+        tok[var] = [(v, k) for k in range(len(fields))]
+        if isinstance(var.ty, relax.TupleType):
+            tok_fields[var] = [[(v, k)] for k in range(len(fields))]
+
+    # Tokens used outside the block (other blocks, the return value) are never planned.
+    outside = [func.body.body] + [bd.value for i, blk in enumerate(func.body.blocks) if i != b
+                                  for bd in blk.bindings]
+    for e in outside:
+        for x in relax.analysis.free_vars(e):
+            discard.update(tok.get(x, []))
+    for u, k in discard:
+        out[u][k][2] = False
+    return {"dtypes": dtypes, "kind": kind, "out": out, "reads": reads}
+
+
+def _with_planner_info(g: OpGraph, func, b, block, views) -> OpGraph:
+    meta = g.meta
+    meta["planner"] = _planner_info(func, b, block, views)
+    return OpGraph(g.num_nodes, g.edges, duration=g.duration, out_bytes=g.out_bytes,
+                   flops=g.flops, is_output=g.is_output, edge_bytes=g.edge_bytes,
+                   names=g.names, ops=g.ops, meta=meta)
 
 
 def block_info(graph: OpGraph) -> BlockInfo:

@@ -160,7 +160,7 @@ class Solver:
 
     name: ClassVar[str] = ""
     #: Objective names this solver handles.
-    objectives: ClassVar[tuple[str, ...]] = ("makespan", "peak_memory", "stage")
+    objectives: ClassVar[tuple[str, ...]] = ("makespan", "peak_memory", "planned_memory", "stage")
 
     @dataclass(frozen=True)
     class Config:

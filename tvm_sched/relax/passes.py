@@ -1,0 +1,183 @@
+"""The ``ScheduleOperators`` pass and the ``tvm_sched`` compile pipeline.
+
+``ScheduleOperators`` is a module pass: it runs the fusion prefix when the module is not fused
+yet, extracts one graph per dataflow block, asks the solvers for candidate orders and writes the
+best one back -- where "best" is decided by the exact replica of TVM's static memory planner
+(:func:`tvm_sched.cost.planned_memory`, equal to :func:`tvm_sched.relax.planned_bytes` of the
+rewritten module), and the module's own order is always a candidate, kept on ties. So the pass
+never leaves a block with more planned bytes than it had, and scores candidates without
+rewriting the module.
+
+Use it in a ``Sequential`` or through :func:`pipeline`:
+
+    ex = tvm.compile(mod, "llvm", relax_pipeline=tvm_sched.relax.pipeline())
+    ex = tvm.compile(mod, "llvm", relax_pipeline="tvm_sched")  # registered name, defaults
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from tvm_sched.cost import make_objective, planned_memory_batch
+from tvm_sched.relax.extract import extract
+from tvm_sched.relax.reorder import apply
+from tvm_sched.schedule import Schedule
+from tvm_sched.solvers import get_solver
+
+__all__ = ["ScheduleOperators", "pipeline", "fusion_prefix", "is_fused"]
+
+log = logging.getLogger(__name__)
+
+_HIGH_LEVEL_OK = {
+    "relax.call_tir", "relax.call_tir_inplace", "relax.call_dps_packed", "relax.call_pure_packed",
+    "relax.call_builtin_with_ctx", "relax.null_value",
+}
+
+
+def fusion_prefix() -> tvm.transform.Pass:
+    """Legalise, annotate, fold, fuse, fuse TIR, eliminate dead code (DESIGN.md's prefix)."""
+    return tvm.transform.Sequential([
+        relax.transform.LegalizeOps(),
+        relax.transform.AnnotateTIROpPattern(),
+        relax.transform.FoldConstant(),
+        relax.transform.FuseOps(),
+        relax.transform.FuseTIR(),
+        relax.transform.DeadCodeElimination(),
+    ])
+
+
+def is_fused(mod: tvm.IRModule) -> bool:
+    """True when no Relax function calls a high-level operator (everything is lowered to TIR)."""
+    found = False
+
+    def visit(expr) -> None:
+        nonlocal found
+        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
+            if expr.op.name not in _HIGH_LEVEL_OK and not expr.op.name.startswith(
+                    ("relax.memory.", "relax.builtin.", "relax.vm.")):
+                found = True
+
+    for _, func in mod.functions.items():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func.body, visit)
+    return not found
+
+
+@tvm.transform.module_pass(opt_level=0, name="tvm_sched.ScheduleOperators")
+class ScheduleOperators:
+    """Reorder every dataflow block of ``func`` to the best of several solvers' orders.
+
+    Parameters
+    ----------
+    solver
+        Main solver name (any registered solver) or a list of names; each proposes candidates.
+    objective
+        The objective the solvers optimise: ``"planned_memory"`` (the planner replica, the
+        default), ``"peak_memory"`` (liveness) or ``"makespan"`` with ``lanes``.
+    lanes
+        Lanes for a makespan objective.
+    budget
+        Seconds per block and solver.
+    baselines
+        Orders always tried besides the solvers' (the module's own order is always kept).
+    func
+        Function to schedule.
+    select
+        ``"planned"``: keep the candidate with the fewest bytes planned by TVM's planner, as
+        computed by the exact replica :func:`tvm_sched.cost.planned_memory` (the default);
+        ``"proxy"``: keep the solver's best by the proxy objective (no planner call).
+    """
+
+    def __init__(
+        self,
+        solver: str | Sequence[str] = "lpmf",
+        objective: str = "planned_memory",
+        lanes: int | None = None,
+        budget: float | None = 1.0,
+        baselines: Sequence[str] = ("topo-dfs", "topo-bfs"),
+        func: str = "main",
+        select: str = "planned",
+        seed: int = 0,
+        solver_options: dict[str, Any] | None = None,
+    ):
+        if select not in ("planned", "proxy"):
+            raise ValueError(f"select must be 'planned' or 'proxy', got {select!r}")
+        self.solvers = [solver] if isinstance(solver, str) else list(solver)
+        for name in [*self.solvers, *baselines]:
+            get_solver(name)  # fail early on an unknown name
+        self.objective = make_objective(objective, lanes=lanes)
+        self.budget = budget
+        self.baselines = list(baselines)
+        self.func = func
+        self.select = select
+        self.seed = seed
+        self.solver_options = dict(solver_options or {})
+        #: Per block: (graph name, chosen source, planned bytes before, after).
+        self.report: list[dict[str, Any]] = []
+
+    def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        if self.func not in [gv.name_hint for gv in mod.get_global_vars()]:
+            return mod
+        if not is_fused(mod):
+            mod = fusion_prefix()(mod)
+        self.report = []
+        for graph in extract(mod, self.func):
+            mod = self._schedule_block(mod, graph)
+        return mod
+
+    def _candidates(self, graph) -> list[tuple[str, Schedule, float]]:
+        out = []
+        for name in [*self.solvers, *self.baselines]:
+            opts = self.solver_options if name in self.solvers else {}
+            res = get_solver(name, **opts).solve(graph, self.objective, budget=self.budget,
+                                                 seed=self.seed)
+            out.extend((name, s, v) for s, v in zip(res.schedules, res.values, strict=True))
+        return out
+
+    def _schedule_block(self, mod: tvm.IRModule, graph) -> tvm.IRModule:
+        cands = self._candidates(graph)
+        if self.select == "proxy":
+            name, sched, _ = min(cands, key=lambda c: c[2])
+            self.report.append({"block": graph.meta["name"], "chosen": name})
+            return apply(mod, [(graph, sched)])
+        # the module's own order first: on a tie it is kept
+        names = ["original"] + [c[0] for c in cands]
+        orders = np.array([np.arange(graph.num_nodes)] + [c[1].order for c in cands],
+                          dtype=np.int64).reshape(len(names), graph.num_nodes)
+        planned = planned_memory_batch(graph, orders)
+        k = int(np.argmin(planned))
+        self.report.append({"block": graph.meta["name"], "chosen": names[k],
+                            "planned_before": int(planned[0]), "planned_after": int(planned[k]),
+                            "candidates": len(names)})
+        log.info("%s: %s order, planned bytes %d -> %d", graph.meta["name"], names[k],
+                 planned[0], planned[k])
+        if k == 0:
+            return mod
+        return apply(mod, [(graph, Schedule(order=tuple(orders[k].tolist())))])
+
+
+def pipeline(**options: Any) -> tvm.transform.Pass:
+    """``ScheduleOperators(**options)`` followed by TVM's default build pipeline.
+
+    Pass it as ``tvm.compile(mod, target, relax_pipeline=pipeline(...))``.
+    """
+    return tvm.transform.Sequential(
+        [ScheduleOperators(**options), relax.get_pipeline("default")],
+        name="tvm_sched.pipeline",
+    )
+
+
+def _register() -> None:
+    from tvm.relax import pipeline as tvm_pipeline
+
+    if "tvm_sched" not in tvm_pipeline.PIPELINE_MAP:
+        tvm_pipeline.register_pipeline("tvm_sched")(pipeline)
+
+
+_register()
