@@ -34,6 +34,8 @@ _REGISTRY: dict[str, str | type[Solver]] = {
     "random": "tvm_sched.solvers.heuristics:RandomSolver",
     "random-list": "tvm_sched.solvers.heuristics:RandomListSolver",
     "cpsat": "tvm_sched.solvers.cpsat:CPSATSolver",
+    "gaus": "tvm_sched.solvers.gaus:GauSSolver",
+    "gumbel": "tvm_sched.solvers.gumbel:GumbelSolver",
 }
 
 _INSTALL_HINT = {

@@ -1,0 +1,283 @@
+"""``GauSSolver``: differentiable scheduling by Gaussian reparameterisation (registry ``"gaus"``).
+
+Cai, Bakhtazad, Yu, Zhang, "GauS: Differentiable Scheduling Optimization via Gaussian
+Reparameterization", arXiv 2602.20427. The start step of node ``i`` is ``N(mu_i, sigma_i)`` with
+``sigma_i = softplus(rho_i) + floor``; :mod:`.formulations` turns ``(mu, sigma)`` into a smooth
+objective and expected constraint violations, and the solver minimises the augmented Lagrangian
+
+    L = f + sum_k lambda_k g_k + (rho / 2) sum_k g_k^2
+
+with Adam, ``B`` restarts at once as one (B, n) tensor program (so a GPU is filled even on a small
+graph). The anytime loop, until the budget is spent:
+
+1. *round*: ``steps`` Adam steps on L, ``mu`` projected onto ``[0, D-1]`` after each;
+2. *multipliers*: ``lambda <- max(0, lambda + rho g)``, ``rho <- min(rho * growth, rho_max)``
+   (per restart);
+3. *legalise* every restart (:mod:`.legalize`), evaluate exactly, keep the best schedules;
+4. *warm restart*: restarts whose legal value is worse than the best by more than
+   ``restart_gap`` are re-seeded at the best legal schedule's steps plus noise, with sigma reset
+   from mobility and their multipliers and Adam moments cleared.
+
+Choices the paper leaves open (documented here): the dependency term is the closed-form expected
+shortfall of the difference of two Gaussians (see :mod:`.distributions`); the latency is
+``dur_u`` steps (makespan, pipeline), 1 (one-lane orders), 0 (stages), and the same latency is used
+by the penalty, the legaliser and the exact evaluator. Restart 0 starts at the ASAP/ALAP
+midpoint, restart 1 at a list schedule, the others at one of them plus Gaussian noise scaled by
+the mobility; sigma starts at ``max(floor, mobility / 4)``.
+
+A budget of zero returns the legalised initialisation. With ``budget=None`` the solver stops after
+``Config.rounds`` rounds or ``Config.time_limit_s`` seconds, whichever comes first, or as soon as a
+schedule meets the objective's lower bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from tvm_sched.cost import Objective, StageCost
+from tvm_sched.cost.pipeline import Pipeline
+from tvm_sched.cost.stage import stage_cost_batch
+from tvm_sched.graph import OpGraph
+from tvm_sched.schedule import Schedule
+from tvm_sched.solvers.base import Candidate, Deadline, Proposal, Solver
+from tvm_sched.solvers.gaus.distributions import inverse_sigma, sigma_of
+from tvm_sched.solvers.gaus.formulations import make_formulation
+from tvm_sched.solvers.gaus.legalize import depth_levels, improve_stages, legalize, stage_order
+
+__all__ = ["GauSSolver", "RowAdam"]
+
+
+class GauSSolver(Solver):
+    """GauS on makespan, peak memory, stage and pipeline objectives (see the module docstring).
+
+    Examples
+    --------
+    >>> from tvm_sched.testing.dags import diamond
+    >>> res = GauSSolver(restarts=4).solve(diamond(), "stage", budget=1.0)
+    >>> res.best.is_valid(diamond(), latency=0.0)
+    True
+    """
+
+    name = "gaus"
+    objectives = ("makespan", "peak_memory", "stage", "pipeline")
+
+    @dataclass(frozen=True)
+    class Config:
+        #: Restarts optimised together (the batch dimension).
+        restarts: int = 8
+        #: Adam steps per round (between multiplier updates and legalisations).
+        steps: int = 60
+        #: Rounds when ``budget`` is None (also capped by ``time_limit_s``).
+        rounds: int = 3
+        #: Seconds when ``budget`` is None.
+        time_limit_s: float = 2.0
+        #: Adam learning rate in steps (scaled up by the horizon / 20 on long horizons).
+        lr: float = 0.1
+        #: Lower bound of sigma, in steps.
+        sigma_floor: float = 0.1
+        #: Initial penalty, its growth per round and its cap.
+        rho: float = 1.0
+        rho_growth: float = 1.5
+        rho_max: float = 1e3
+        #: Relative gap above the best legal value beyond which a restart is re-seeded.
+        restart_gap: float = 0.02
+        #: Noise of the non-deterministic restarts, as a fraction of the mobility.
+        noise: float = 0.3
+        #: Fixed horizon in steps (makespan, pipeline); None: from a list schedule.
+        horizon: int | None = None
+        #: Largest horizon in steps when durations are scaled (makespan).
+        max_steps: int = 400
+        #: Distinct schedules returned, best first.
+        top_k: int = 1
+
+    def _propose(self, graph: OpGraph, objective: Objective, deadline: Deadline,
+                 rng: np.random.Generator, device) -> Proposal:
+        cfg = self.config
+        if cfg.restarts < 1 or cfg.steps < 1:
+            raise ValueError(f"restarts and steps must be >= 1, got {cfg.restarts}, {cfg.steps}")
+        if isinstance(objective, Pipeline):
+            objective.check_feasible(graph)
+        if graph.num_nodes == 0:
+            return Proposal([Candidate(Schedule(order=()))])
+        if deadline.seconds is None:
+            deadline = _Capped(deadline, cfg.time_limit_s)
+            max_rounds = cfg.rounds
+        else:
+            max_rounds = None
+        dev = torch.device(device)
+        dtype = torch.float32 if dev.type == "cuda" else torch.float64
+        form = make_formulation(graph, objective, device=dev, dtype=dtype,
+                                max_steps=cfg.max_steps, horizon=cfg.horizon)
+        q = getattr(form, "q", 1.0)
+        levels = depth_levels(graph)
+        B, n, D = cfg.restarts, graph.num_nodes, form.horizon
+        mob = form.mobility()
+        sig0 = np.maximum(cfg.sigma_floor * 2, mob / 4.0)
+        inits = form.init_points()
+        mu0 = np.stack([inits[b % len(inits)] for b in range(B)]).astype(np.float64)
+        if B > len(inits):
+            noise = rng.standard_normal((B - len(inits), n)) * (cfg.noise * (mob + 1.0))
+            mu0[len(inits):] += noise
+        mu0 = np.clip(mu0, 0, D - 1)
+
+        pool = _Pool(max(1, cfg.top_k))
+        pool.add(legalize(graph, objective, mu0, q=q, levels=levels))
+        if isinstance(objective, StageCost):
+            pool.add(_polished(graph, objective, pool.best_steps, deadline))
+        lb = objective.lower_bound(graph)
+        info = {"restarts": B, "horizon": D, "rounds": 0, "steps": 0, "device": str(dev),
+                "init_value": pool.best_value, "history": [(deadline.elapsed, pool.best_value)]}
+        if deadline.expired or pool.best_value <= lb + 1e-9 * max(1.0, abs(lb)):
+            return pool.proposal(info)
+
+        gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**31)))
+        mu = torch.tensor(mu0, dtype=dtype, device=dev, requires_grad=True)
+        raw = inverse_sigma(torch.tensor(sig0, dtype=dtype, device=dev).expand(B, n).clone(),
+                            cfg.sigma_floor).requires_grad_(True)
+        lr = cfg.lr * max(1.0, D / 20.0)
+        opt = RowAdam([mu, raw], lr=lr)
+        with torch.no_grad():
+            K = form.terms(mu, sigma_of(raw, cfg.sigma_floor))[1].shape[1]
+        lam = torch.zeros(B, K, dtype=dtype, device=dev)
+        rho = torch.full((B, 1), cfg.rho, dtype=dtype, device=dev)
+        rounds = 0
+        while not deadline.expired and (max_rounds is None or rounds < max_rounds):
+            for step in range(cfg.steps):
+                if step % 10 == 0 and deadline.expired:
+                    break
+                f, g = form.terms(mu, sigma_of(raw, cfg.sigma_floor))
+                loss = f + (lam * g).sum(1) + 0.5 * (rho * g * g).sum(1)
+                grads = torch.autograd.grad(loss.sum(), [mu, raw])
+                with torch.no_grad():
+                    opt.step(grads)
+                    mu.clamp_(0, D - 1)
+                info["steps"] += 1
+            with torch.no_grad():
+                _, g = form.terms(mu, sigma_of(raw, cfg.sigma_floor))
+                lam = torch.clamp(lam + rho * g, min=0)
+                rho = torch.clamp(rho * cfg.rho_growth, max=cfg.rho_max)
+            rounds += 1
+            mu_np = mu.detach().cpu().numpy()
+            results = legalize(graph, objective, mu_np, q=q, levels=levels)
+            pool.add(results)
+            if isinstance(objective, StageCost) and results:
+                # polish this round's best legal schedule (the global best is polished already)
+                k = min(range(len(results)), key=lambda i: results[i][1])
+                pool.add(_polished(graph, objective, results[k][2], deadline))
+            info["history"].append((deadline.elapsed, pool.best_value))
+            if pool.best_value <= lb + 1e-9 * max(1.0, abs(lb)):
+                break
+            # warm restart: re-seed restarts far from the best at the best legal steps
+            per_row = _per_restart(results, B)
+            worse = [b for b in range(B)
+                     if per_row[b] > pool.best_value * (1 + cfg.restart_gap) + 1e-12]
+            if worse and pool.best_steps is not None:
+                idx = torch.tensor(worse, device=dev)
+                jitter = torch.randn((len(worse), n), generator=gen, dtype=dtype)
+                fresh = torch.as_tensor(pool.best_steps, dtype=dtype) + jitter * cfg.noise
+                with torch.no_grad():
+                    mu[idx] = fresh.clamp(0, D - 1).to(dev)
+                    raw[idx] = inverse_sigma(
+                        torch.as_tensor(sig0, dtype=dtype, device=dev).expand(len(worse), n),
+                        cfg.sigma_floor)
+                    lam[idx] = 0
+                    rho[idx] = cfg.rho
+                opt.reset_rows(idx)
+        info["rounds"] = rounds
+        return pool.proposal(info)
+
+
+def _polished(graph: OpGraph, objective: StageCost, steps: np.ndarray, deadline) -> list:
+    s = improve_stages(graph, steps, objective, sweeps=8, expired=lambda: deadline.expired)
+    val = float(stage_cost_batch(graph, s[None], num_stages=objective.stages,
+                                 ratio=objective.ratio, weight=objective.weight)[0])
+    order = stage_order(graph, s)
+    return [(Schedule(order=order, start=s.astype(np.float64)), val, s.astype(np.float64))]
+
+
+class RowAdam:
+    """Adam on (B, n) parameters with per-row step counts, so one restart can be reset alone.
+
+    (A dozen lines instead of ``torch.optim.Adam``, whose first construction costs seconds of
+    lazy imports -- more than the default budget of small solves.)
+    """
+
+    def __init__(self, params: list[torch.Tensor], lr: float, betas=(0.9, 0.999), eps=1e-8):
+        self.params, self.lr, self.b1, self.b2, self.eps = params, lr, betas[0], betas[1], eps
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+        self.t = torch.zeros(params[0].shape[0], 1, dtype=params[0].dtype,
+                             device=params[0].device)
+
+    def step(self, grads) -> None:
+        self.t += 1
+        c1 = 1 - self.b1 ** self.t
+        c2 = 1 - self.b2 ** self.t
+        for p, g, m, v in zip(self.params, grads, self.m, self.v, strict=True):
+            m.mul_(self.b1).add_(g, alpha=1 - self.b1)
+            v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
+            p.sub_(self.lr * (m / c1) / ((v / c2).sqrt() + self.eps))
+
+    def reset_rows(self, idx: torch.Tensor) -> None:
+        for m, v in zip(self.m, self.v, strict=True):
+            m[idx] = 0
+            v[idx] = 0
+        self.t[idx] = 0
+
+
+def _per_restart(results: list, B: int) -> list[float]:
+    """Best legal value of each restart (the legalisers emit blocks of B results)."""
+    best = [float("inf")] * B
+    for k, (_, val, _) in enumerate(results):
+        best[k % B] = min(best[k % B], val)
+    return best
+
+
+class _Capped:
+    """A deadline of ``limit`` seconds from now, for ``budget=None``."""
+
+    def __init__(self, base: Deadline, limit: float):
+        self._d = Deadline(limit)
+
+    @property
+    def elapsed(self) -> float:
+        return self._d.elapsed
+
+    @property
+    def expired(self) -> bool:
+        return self._d.expired
+
+
+class _Pool:
+    """Best distinct legal schedules seen so far."""
+
+    def __init__(self, k: int):
+        self.k = k
+        self.items: dict[tuple, tuple[float, Schedule, np.ndarray]] = {}
+
+    def add(self, results) -> None:
+        for sched, val, steps in results:
+            key = (sched.order, sched.start, sched.lane)
+            if key not in self.items or val < self.items[key][0]:
+                self.items[key] = (val, sched, steps)
+        if len(self.items) > 4 * self.k:
+            keep = sorted(self.items.items(), key=lambda kv: kv[1][0])[: self.k]
+            self.items = dict(keep)
+
+    @property
+    def best_value(self) -> float:
+        return min((v for v, _, _ in self.items.values()), default=float("inf"))
+
+    @property
+    def best_steps(self) -> np.ndarray | None:
+        if not self.items:
+            return None
+        return min(self.items.values(), key=lambda t: t[0])[2]
+
+    def proposal(self, info: dict) -> Proposal:
+        ranked = sorted(self.items.values(), key=lambda t: t[0])[: self.k]
+        info = dict(info, best_value=self.best_value)
+        return Proposal([Candidate(s, v) for v, s, _ in ranked], info=info)

@@ -1,0 +1,189 @@
+"""``GumbelSolver``: Gumbel-softmax stage scheduling (registry name ``"gumbel"``).
+
+The comparison baseline of the GauS paper, in the manner of Liu et al., "Differentiable
+Combinatorial Scheduling at Scale" (ICML 2024): each node has logits ``theta`` (n, D) over the
+``D`` stages; a batch of ``samples`` soft assignments ``softmax((theta + Gumbel) / tau)`` is drawn
+per step, and the loss is the expected stage cost of the batch -- ``ratio * LSE(stage loads) +
+expected crossings`` -- plus the dependency constraint written on the cumulative assignment
+(``P(s_v <= d) <= P(s_u <= d)`` for every edge ``u -> v`` and stage ``d``; this is the
+"constrained" part: a consumer can never be more likely than its producer to sit at or before a
+stage) with a penalty weight that grows each round. ``tau`` anneals geometrically from
+``tau_start`` to ``tau_end``.
+
+Every round the hard samples (argmax of the perturbed logits) are legalised by the same forward
+repair as GauS (:func:`tvm_sched.solvers.gaus.legalize.repair_stages`), evaluated exactly, and
+the best is kept. Unlike GauS there is no local-search polish unless ``Config.polish`` is set, so
+the comparison measures the relaxations.
+
+For the order objectives (``makespan``, ``peak_memory``) the solver is a cheap non-differentiable
+extension: Gumbel-perturbed critical-path priorities (``bottom level / scale + tau * Gumbel``),
+``samples`` orders per batch decoded by the objective's own semantics, the best kept, until the
+budget or ``rounds`` batches are spent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from tvm_sched.cost import Objective, StageCost
+from tvm_sched.cost.stage import node_weights, stage_cost_batch, stages_from_order
+from tvm_sched.graph import OpGraph
+from tvm_sched.schedule import Schedule
+from tvm_sched.solvers.base import Candidate, Deadline, Proposal, Solver
+from tvm_sched.solvers.gaus.legalize import (
+    depth_levels,
+    improve_stages,
+    repair_stages,
+    stage_order,
+)
+from tvm_sched.solvers.gaus.solver import RowAdam
+from tvm_sched.solvers.heuristics import priority_order
+
+__all__ = ["GumbelSolver"]
+
+
+class GumbelSolver(Solver):
+    """Gumbel-softmax relaxation of the stage partition (see the module docstring).
+
+    Examples
+    --------
+    >>> from tvm_sched.testing.dags import diamond
+    >>> res = GumbelSolver().solve(diamond(), StageCost(stages=2), budget=0.5)
+    >>> res.best.is_valid(diamond(), latency=0.0)
+    True
+    """
+
+    name = "gumbel"
+    objectives = ("stage", "makespan", "peak_memory")
+
+    @dataclass(frozen=True)
+    class Config:
+        #: Gumbel samples per step (the batch).
+        samples: int = 16
+        #: Adam steps per round.
+        steps: int = 60
+        #: Rounds when ``budget`` is None (also capped by ``time_limit_s``).
+        rounds: int = 3
+        time_limit_s: float = 2.0
+        lr: float = 0.1
+        tau_start: float = 1.0
+        tau_end: float = 0.1
+        #: Rounds over which tau anneals (later rounds keep ``tau_end``).
+        anneal_rounds: int = 20
+        penalty: float = 1.0
+        penalty_growth: float = 1.5
+        #: Apply GauS's local-search polish to the best sample each round.
+        polish: bool = False
+        top_k: int = 1
+
+    def _propose(self, graph: OpGraph, objective: Objective, deadline: Deadline,
+                 rng: np.random.Generator, device) -> Proposal:
+        cfg = self.config
+        if graph.num_nodes == 0:
+            return Proposal([Candidate(Schedule(order=()))])
+        if not isinstance(objective, StageCost):
+            return self._sample_orders(graph, objective, deadline, rng)
+        n, D = graph.num_nodes, objective.stages
+        start = Deadline(cfg.time_limit_s) if deadline.seconds is None else deadline
+        max_rounds = cfg.rounds if deadline.seconds is None else None
+        dev = torch.device(device)
+        dtype = torch.float32
+        levels = depth_levels(graph)
+        w_np = node_weights(graph, objective.weight)
+        # initialise the logits at the critical-path chunking (a legal schedule)
+        s0 = stages_from_order(graph, priority_order(graph, graph.bottom_level), num_stages=D,
+                               weight=objective.weight)
+        best_s, best_v = s0, self._value(graph, objective, s0[None])[0]
+        info = {"init_value": float(best_v), "rounds": 0, "history": [(0.0, float(best_v))]}
+        if start.expired:
+            return self._proposal(graph, best_s, best_v, info)
+        theta0 = np.zeros((n, D))
+        theta0[np.arange(n), s0] = 2.0
+        theta = torch.tensor(theta0, dtype=dtype, device=dev, requires_grad=True)
+        w = torch.as_tensor(w_np, dtype=dtype, device=dev)
+        lb = float(objective.lower_bound(graph))
+        scale = max(1.0, lb)
+        data = graph.edge_bytes > 0
+        dsrc = torch.as_tensor(np.array(graph.src[data]), device=dev)
+        ddst = torch.as_tensor(np.array(graph.dst[data]), device=dev)
+        src = torch.as_tensor(np.array(graph.src), device=dev)
+        dst = torch.as_tensor(np.array(graph.dst), device=dev)
+        d_idx = torch.arange(D, dtype=dtype, device=dev)
+        tau_lse = max(1e-6, 0.02 * float(w_np.sum()) / D)
+        gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**31)))
+        opt = RowAdam([theta], lr=cfg.lr)
+        pen = cfg.penalty
+        rounds = 0
+        while not start.expired and (max_rounds is None or rounds < max_rounds):
+            frac = min(1.0, rounds / max(1, cfg.anneal_rounds - 1))
+            tau = cfg.tau_start * (cfg.tau_end / cfg.tau_start) ** frac
+            for step in range(cfg.steps):
+                if step % 10 == 0 and start.expired:
+                    break
+                u = torch.rand((cfg.samples, n, D), generator=gen, dtype=dtype).to(dev)
+                gumbel = -torch.log(-torch.log(u.clamp(1e-9, 1 - 1e-9)))
+                y = torch.softmax((theta + gumbel) / tau, dim=-1)  # (S, n, D)
+                load = torch.einsum("n,snd->sd", w, y)
+                peak = tau_lse * torch.logsumexp(load / tau_lse, dim=1)
+                es = (y * d_idx).sum(-1)
+                cross = (es[:, ddst] - es[:, dsrc]).sum(1)
+                cdf = torch.cumsum(y, dim=-1)
+                viol = torch.relu(cdf[:, dst] - cdf[:, src]).sum((1, 2))
+                loss = ((objective.ratio * peak + cross) / scale + pen * viol).mean()
+                grads = torch.autograd.grad(loss, [theta])
+                with torch.no_grad():
+                    opt.step(grads)
+            pen *= cfg.penalty_growth
+            rounds += 1
+            with torch.no_grad():
+                u = torch.rand((cfg.samples, n, D), generator=gen, dtype=dtype).to(dev)
+                hard = (theta - torch.log(-torch.log(u.clamp(1e-9, 1 - 1e-9)))).argmax(-1)
+                hard = torch.cat([hard, theta.argmax(-1)[None]]).cpu().numpy()
+            s = repair_stages(graph, hard.astype(np.float64), D, levels)
+            vals = self._value(graph, objective, s)
+            k = int(vals.argmin())
+            cand, cv = s[k], vals[k]
+            if cfg.polish:
+                cand = improve_stages(graph, cand, objective)
+                cv = self._value(graph, objective, cand[None])[0]
+            if cv < best_v:
+                best_s, best_v = cand, cv
+            info["history"].append((start.elapsed, float(best_v)))
+            if best_v <= lb + 1e-9 * max(1.0, lb):
+                break
+        info["rounds"] = rounds
+        return self._proposal(graph, best_s, best_v, info)
+
+    def _sample_orders(self, graph: OpGraph, objective: Objective, deadline: Deadline,
+                       rng: np.random.Generator) -> Proposal:
+        cfg = self.config
+        start = Deadline(cfg.time_limit_s) if deadline.seconds is None else deadline
+        bl = graph.bottom_level / max(1e-12, float(graph.bottom_level.max()))
+        orders = [priority_order(graph, bl)]
+        vals = [float(objective.evaluate_orders(graph, orders[0][None])[0])]
+        batches = 0
+        while not start.expired and batches < cfg.rounds:
+            g = rng.gumbel(size=(cfg.samples, graph.num_nodes))
+            batch = np.stack([priority_order(graph, bl + cfg.tau_end * row) for row in g])
+            v = objective.evaluate_orders(graph, batch)
+            k = int(v.argmin())
+            orders.append(batch[k])
+            vals.append(float(v[k]))
+            batches += 1
+        k = int(np.argmin(vals))
+        return Proposal([Candidate(Schedule(order=orders[k]), vals[k])],
+                        info={"batches": batches, "best_value": vals[k]})
+
+    @staticmethod
+    def _value(graph: OpGraph, objective: StageCost, s: np.ndarray) -> np.ndarray:
+        return stage_cost_batch(graph, s, num_stages=objective.stages, ratio=objective.ratio,
+                                weight=objective.weight)
+
+    @staticmethod
+    def _proposal(graph: OpGraph, s: np.ndarray, value: float, info: dict) -> Proposal:
+        order = stage_order(graph, s)
+        sched = Schedule(order=order, start=np.asarray(s, dtype=np.float64))
+        return Proposal([Candidate(sched, float(value))], info=dict(info, best_value=float(value)))
