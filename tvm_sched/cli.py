@@ -4,6 +4,7 @@
                     [--budget S] [--json]
     tvm-sched solvers
     tvm-sched demo
+    tvm-sched tune --model NAME | --onnx FILE | --relax FILE.py [...]   (see tvm_sched.tune.cli)
 
 Bad input (unreadable file, unknown solver, bad option) prints one line and exits with code 2.
 """
@@ -170,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--graphs", type=int, default=4, help="number of STG 50-task graphs")
     d.add_argument("--budget", type=float, default=2.0, help="seconds per solve")
     d.set_defaults(func=_cmd_demo)
+
+    from tvm_sched.tune.cli import add_parser as add_tune
+
+    add_tune(sub)
     return p
 
 

@@ -19,6 +19,8 @@ __all__ = [
     "DatasetFormatError",
     "ExtractionError",
     "MeasureError",
+    "TuneInputError",
+    "DeviceUnavailableError",
 ]
 
 
@@ -78,3 +80,12 @@ class ExtractionError(TvmSchedError, ValueError):
 
 class MeasureError(TvmSchedError, RuntimeError):
     """Measuring candidates on a device failed in a way the tuner cannot record and continue."""
+
+
+class TuneInputError(TvmSchedError, ValueError):
+    """Bad input to the tuner (unknown model, unreadable file, invalid target or address)."""
+
+
+class DeviceUnavailableError(MeasureError):
+    """No device to measure on: a tracker had no free device of the key in time, or a server
+    could not be reached (again) after a reconnect; the message says which and where."""

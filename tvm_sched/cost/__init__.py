@@ -4,6 +4,7 @@ Every function here is exact for its model and has a batched numpy form that sco
 candidates of one graph at once. Nothing here imports TVM or a solver.
 """
 
+from tvm_sched.cost.cache import cache_miss_bytes, cache_miss_bytes_batch
 from tvm_sched.cost.makespan import (
     Comm,
     chain_times,
@@ -52,5 +53,6 @@ __all__ = [
     "make_objective", "check_stages", "node_weights", "stage_cost", "stage_cost_batch",
     "stage_lower_bound", "stages_from_order", "stages_from_orders",
     "planned_memory", "planned_memory_batch", "planned_memory_lower_bound", "PlannedMemory",
-    "Pipeline", "check_pipeline", "modulo_list_schedule",
+    "Pipeline", "check_pipeline", "modulo_list_schedule", "cache_miss_bytes",
+    "cache_miss_bytes_batch",
 ]

@@ -156,3 +156,21 @@ class ReorderBindings:
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
         return apply(mod, self.schedules)
+
+
+def node_order(mod: tvm.IRModule, graph: OpGraph, other: tvm.IRModule) -> list[int] | None:
+    """The order in which ``other`` (``mod`` rewritten by some pass) runs ``graph``'s nodes.
+
+    Nodes are matched by their binding variables, so this reads the order of any pass that only
+    permutes bindings (``relax.transform.TopologicalSort``, for one). ``None`` when the pass did
+    more than that (a node's binding is missing).
+    """
+    info = block_info(graph)
+    block = mod[info.func].body.blocks[info.block]
+    node_of = {block.bindings[p].var: v for v, p in enumerate(info.positions)}
+    try:
+        new = other[info.func].body.blocks[info.block]
+    except (IndexError, KeyError, AttributeError):
+        return None
+    order = [node_of[b.var] for b in getattr(new, "bindings", ()) if b.var in node_of]
+    return order if sorted(order) == list(range(graph.num_nodes)) else None

@@ -1,0 +1,174 @@
+"""Candidate orders for a model: baselines, solvers' proposals, random fill; proxies to rank them.
+
+A candidate gives one order per dataflow block of ``main``. The baselines are always measured:
+TVM's own order (``tvm``) and the four orders of TVM's ``TopologicalSort`` pass (depth- or
+breadth-first, from inputs or from outputs). Solvers propose on their memory objective
+(``planned_memory``, the exact replica of TVM's planner, where they handle it, else the liveness
+``peak_memory``); uniformly random topological orders fill the pool up to the requested number.
+
+Every candidate carries three proxies, summed over blocks:
+
+- ``planned``: bytes TVM's static planner allocates (exact replica, :mod:`tvm_sched.cost`);
+- ``peak``: liveness peak memory;
+- ``cache_miss``: bytes re-read after they fell out of an LRU cache of the device's size
+  (:func:`tvm_sched.cost.cache_miss_bytes`): the latency proxy, since on one device the sum of
+  kernel times does not depend on the order but data reuse does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from tvm import relax
+
+from tvm_sched.cost import cache_miss_bytes, peak_memory_batch, planned_memory_batch
+from tvm_sched.errors import SolverUnavailableError
+from tvm_sched.relax.reorder import node_order
+from tvm_sched.solvers import get_solver, solver_class
+from tvm_sched.solvers.heuristics import priority_orders_batch
+from tvm_sched.tune.model import TuneModel
+
+__all__ = ["Candidate", "propose", "TOPO_SORTS", "default_cache_bytes"]
+
+log = logging.getLogger(__name__)
+
+TOPO_SORTS = [(o, d) for o in ("depth-first", "breadth-first")
+              for d in ("from-inputs", "from-outputs")]
+
+
+@dataclass
+class Candidate:
+    """One order per block, where it came from and its proxies."""
+
+    name: str
+    source: str
+    orders: tuple[tuple[int, ...], ...]
+    baseline: bool = False
+    proxy: dict[str, float] = field(default_factory=dict)
+    #: Other names that produced the same orders (e.g. a TopologicalSort equal to TVM's order).
+    aliases: list[str] = field(default_factory=list)
+
+    @property
+    def hash(self) -> str:
+        text = json.dumps([list(o) for o in self.orders], separators=(",", ":"))
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def default_cache_bytes() -> int:
+    """This machine's L1 data cache size per core (from sysfs), 32 KiB when unknown.
+
+    The first-level cache, not the last: the zoo's whole working sets fit in L2, where the
+    proxy would see no misses at all.
+    """
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for entry in sorted(os.listdir(base)):
+            with open(f"{base}/{entry}/level") as f:
+                if f.read().strip() != "1":
+                    continue
+            with open(f"{base}/{entry}/type") as f:
+                if f.read().strip() not in ("Data", "Unified"):
+                    continue
+            with open(f"{base}/{entry}/size") as f:
+                text = f.read().strip().upper()
+            mult = {"K": 1024, "M": 1024**2}.get(text[-1], 1)
+            return int(text.rstrip("KM")) * mult
+    except (OSError, ValueError):
+        pass
+    return 32 * 1024
+
+
+def _score(model: TuneModel, cands: list[Candidate], cache_bytes: int) -> None:
+    for gi, g in enumerate(model.graphs):
+        orders = np.array([c.orders[gi] for c in cands], dtype=np.int64).reshape(len(cands), -1)
+        planned = planned_memory_batch(g, orders)
+        peak = peak_memory_batch(g, orders)
+        for c, p, q, o in zip(cands, planned, peak, orders, strict=True):
+            c.proxy["planned"] = c.proxy.get("planned", 0) + int(p)
+            c.proxy["peak"] = c.proxy.get("peak", 0) + int(q)
+            miss = cache_miss_bytes(g, o, cache_bytes)
+            c.proxy["cache_miss"] = c.proxy.get("cache_miss", 0) + miss
+
+
+def baselines(model: TuneModel) -> list[Candidate]:
+    """TVM's order and the four ``TopologicalSort`` orders."""
+    out = [Candidate("tvm", "baseline", tuple(tuple(range(g.num_nodes)) for g in model.graphs),
+                     baseline=True)]
+    for order, direction in TOPO_SORTS:
+        sorted_mod = relax.transform.TopologicalSort(order=order, direction=direction)(model.mod)
+        orders = [node_order(model.mod, g, sorted_mod) for g in model.graphs]
+        if any(o is None for o in orders):
+            log.warning("TopologicalSort %s %s changed more than the order; skipped",
+                        order, direction)
+            continue
+        out.append(Candidate(f"topo-sort {order} {direction}", "baseline",
+                             tuple(tuple(o) for o in orders), baseline=True))
+    return out
+
+
+def _solver_orders(model: TuneModel, name: str, budget: float, seed: int) -> list[tuple]:
+    try:
+        handles = solver_class(name).objectives
+    except SolverUnavailableError as err:
+        log.warning("solver %s skipped: %s", name, err)
+        return []
+    objective = next((o for o in ("planned_memory", "peak_memory") if o in handles), None)
+    if objective is None:
+        log.warning("solver %s handles no memory objective; skipped", name)
+        return []
+    per_graph = []
+    for g in model.graphs:
+        res = get_solver(name).solve(g, objective, budget=budget, seed=seed)
+        per_graph.append([s.order for s in res.schedules])
+    k = max(len(p) for p in per_graph)
+    # the j-th candidate takes each block's j-th schedule (the block's last when it has fewer)
+    return [tuple(tuple(p[min(j, len(p) - 1)]) for p in per_graph) for j in range(k)]
+
+
+def propose(model: TuneModel, *, solvers: Sequence[str], candidates: int, seed: int = 0,
+            budget: float = 2.0, cache_bytes: int | None = None,
+            progress=None) -> list[Candidate]:
+    """Baselines, then solvers' proposals, then random orders up to ``candidates`` in all.
+
+    Duplicate orders are kept once (under the first name that produced them). Every candidate's
+    proxies are filled in.
+    """
+    cache_bytes = default_cache_bytes() if cache_bytes is None else cache_bytes
+    pool: list[Candidate] = []
+    seen: dict[str, Candidate] = {}
+
+    def add(c: Candidate) -> None:
+        if c.hash in seen:
+            seen[c.hash].aliases.append(c.name)
+        else:
+            seen[c.hash] = c
+            pool.append(c)
+
+    for c in baselines(model):
+        add(c)
+
+    for name in solvers:
+        get_solver(name)  # unknown names fail here, before any work
+    for name in solvers:
+        for j, orders in enumerate(_solver_orders(model, name, budget, seed)):
+            add(Candidate(name if j == 0 else f"{name}#{j}", name, orders))
+        if progress is not None:
+            progress(name)
+    rng = np.random.default_rng(seed)
+    tries = 0
+    while len(pool) < candidates and tries < 20:
+        need = candidates - len(pool)
+        per_graph = [priority_orders_batch(g, rng.random((need, g.num_nodes)))
+                     for g in model.graphs]
+        for j in range(need):
+            add(Candidate(f"random#{len(pool)}", "random",
+                          tuple(tuple(int(v) for v in p[j]) for p in per_graph)))
+        tries += 1
+    _score(model, pool, cache_bytes)
+    return pool

@@ -1,0 +1,175 @@
+"""``tvm-sched tune``: the command line of the tuner.
+
+    tvm-sched tune --model NAME | --onnx FILE | --relax FILE.py [--target llvm]
+                   [--objective latency|memory] [--memory-budget B] [--solvers a,b,...]
+                   [--candidates N] [--top-k K] [--repeats R]
+                   [--rpc-server HOST:PORT | --rpc-tracker HOST:PORT --rpc-key KEY | --in-process]
+                   [--work-dir DIR]
+
+Everything the user typed is checked before anything is written: an unknown model, an
+unreadable file, a target TVM rejects, an unknown solver or a malformed address prints one line
+and exits with code 2. A device that is lost for good exits with code 1 (records kept); Ctrl-C
+exits with code 130 (records kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ["add_parser", "run"]
+
+EXIT_USAGE, EXIT_DEVICE, EXIT_INTERRUPT = 2, 1, 130
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    t = sub.add_parser("tune", help="measure candidate orders over TVM RPC and keep the best",
+                       description=__doc__.split("\n\n")[0])
+    src = t.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="a zoo model (inception, resnet, transformer, randwire, "
+                                     "nasnet, unet, densenet)")
+    src.add_argument("--onnx", metavar="FILE", help="an ONNX file (needs the onnx extra)")
+    src.add_argument("--relax", metavar="FILE.py",
+                     help="a Python file defining an IRModule 'mod' (optional inputs, params)")
+    t.add_argument("--target", default="llvm", help="TVM target string (default llvm)")
+    t.add_argument("--objective", default="latency", choices=["latency", "memory"])
+    t.add_argument("--memory-budget", default=None, metavar="B",
+                   help="with latency: planned bytes allowed (bytes, 64KiB, or 0.9x TVM's)")
+    t.add_argument("--solvers", default="lpmf,list,random-list,gaus",
+                   help="comma-separated solvers that propose orders")
+    t.add_argument("--candidates", type=int, default=64, help="orders proposed in all")
+    t.add_argument("--top-k", type=int, default=8, help="proposals measured (plus baselines)")
+    t.add_argument("--repeats", type=int, default=10, help="interleaved timing rounds")
+    t.add_argument("--min-repeat-ms", type=float, default=10.0,
+                   help="shortest timing call (ms)")
+    t.add_argument("--solver-budget", type=float, default=2.0, help="seconds per solver")
+    t.add_argument("--cache-kib", type=int, default=None,
+                   help="cache size of the latency proxy (default: this CPU's L1d)")
+    where = t.add_mutually_exclusive_group()
+    where.add_argument("--rpc-server", metavar="HOST:PORT", help="measure on this RPC server")
+    where.add_argument("--rpc-tracker", metavar="HOST:PORT",
+                       help="measure on every free device of --rpc-key (or TVM_TRACKER_HOST/"
+                            "PORT/KEY)")
+    where.add_argument("--in-process", action="store_true",
+                       help="measure in this process (no RPC server)")
+    t.add_argument("--rpc-key", default=None, help="device key on the tracker")
+    t.add_argument("--tracker-wait", type=float, default=60.0,
+                   help="seconds to wait for a free device")
+    t.add_argument("--timeout", type=float, default=120.0, help="seconds per device call")
+    t.add_argument("--work-dir", default=None,
+                   help="records, report and best module (default tvm-sched-runs/MODEL)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=run)
+    return t
+
+
+def _console():
+    from tvm_sched.compare import console
+
+    return console()
+
+
+def run(args: argparse.Namespace) -> int:
+    from tvm_sched.errors import DeviceUnavailableError, TuneInputError, UnknownSolverError
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    con = _console()
+    try:
+        from tvm_sched.solvers import get_solver
+        from tvm_sched.tune import TuneConfig, check_target, load_model, runner_from_args
+
+        target = check_target(args.target)
+        solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
+        for s in solvers:
+            get_solver(s)
+        cfg = TuneConfig(objective=args.objective, memory_budget=args.memory_budget,
+                         solvers=solvers, candidates=args.candidates, top_k=args.top_k,
+                         repeats=args.repeats, min_repeat_ms=args.min_repeat_ms,
+                         solver_budget=args.solver_budget, timeout=args.timeout, seed=args.seed,
+                         cache_bytes=args.cache_kib * 1024 if args.cache_kib else None)
+        cfg.check()
+        if args.memory_budget is not None:
+            from tvm_sched.tune.tuner import parse_memory_budget
+
+            parse_memory_budget(args.memory_budget, 1)
+        runner = runner_from_args(rpc_server=args.rpc_server, rpc_tracker=args.rpc_tracker,
+                                  rpc_key=args.rpc_key, in_process=args.in_process,
+                                  tracker_wait=args.tracker_wait,
+                                  status=lambda text: con.print(f"[yellow]{text}"))
+        with con.status(f"importing {args.model or args.onnx or args.relax}"):
+            model = load_model(model=args.model, onnx=args.onnx, relax_file=args.relax,
+                               seed=args.seed)
+    except (TuneInputError, UnknownSolverError) as err:
+        print(f"tvm-sched tune: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    work = Path(args.work_dir or Path("tvm-sched-runs") / model.name)
+    con.print(f"[bold]tvm-sched tune[/bold] {model.name}: {model.num_nodes} operators in "
+              f"{len(model.graphs)} block(s), target {args.target}, objective {args.objective}, "
+              f"runner {type(runner).__name__} (device key {runner.key!r}), work dir {work}")
+    from tvm_sched.tune.report import rich_table
+    from tvm_sched.tune.tuner import tune
+
+    try:
+        with runner, _Bars(con, quiet=args.quiet) as bars:
+            result = tune(model, target if args.target is None else args.target, runner, work,
+                          cfg, progress=bars.update)
+    except DeviceUnavailableError as err:
+        print(f"tvm-sched tune: {err}; the records measured so far are in "
+              f"{work / 'records.jsonl'}", file=sys.stderr)
+        return EXIT_DEVICE
+    except KeyboardInterrupt:
+        print(f"tvm-sched tune: interrupted; complete records are kept in "
+              f"{work / 'records.jsonl'} (re-run the same command to resume)", file=sys.stderr)
+        return EXIT_INTERRUPT
+    con.print(rich_table(result))
+    if result.best is None:
+        con.print("[red]no candidate was measured successfully; see the errors above")
+        return EXIT_DEVICE
+    b = result.best
+    sp = f", {result.speedup:.3f}x TVM's order" if result.speedup else ""
+    con.print(f"pick: [bold]{b['candidate']}[/bold] median {b['latency']['median'] * 1e3:.4f} ms"
+              f"{sp}, planned {b['planned_bytes']:,} B (TVM's order "
+              f"{result.info['tvm_planned']:,} B); measured {result.measured_now} now, "
+              f"{len(result.records) - result.measured_now} from earlier runs; "
+              f"{result.seconds['total']:.1f} s")
+    sp_text = ", ".join(f"{k} {v:+.2f}" if v is not None else f"{k} n/a"
+                        for k, v in result.spearman.items())
+    con.print(f"Spearman(proxy, measured latency): {sp_text}")
+    con.print(f"report: {work / 'report.md'}  plot: {work / 'plot.png'}  "
+              f"best module: {work / 'best.so'}")
+    return 0
+
+
+class _Bars:
+    """rich progress bars for the tuner's stages (nothing when quiet)."""
+
+    def __init__(self, console, *, quiet: bool):
+        self.console = console
+        self.quiet = quiet
+        self.tasks: dict[str, int] = {}
+        self.progress = None
+
+    def __enter__(self) -> _Bars:
+        if not self.quiet:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self.progress = Progress(TextColumn("{task.description:<10}"), BarColumn(),
+                                     MofNCompleteColumn(), TextColumn("{task.fields[what]}"),
+                                     console=self.console, transient=False)
+            self.progress.start()
+        return self
+
+    def update(self, stage: str, done: int, total: int, what: str) -> None:
+        if self.progress is None:
+            return
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(stage, total=max(total, 1), what="")
+        self.progress.update(self.tasks[stage], completed=done, total=max(total, 1),
+                             what=what[:40])
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()

@@ -1,0 +1,162 @@
+"""Reports of a tuning run: a rich table, ``report.md``, ``plot.png`` and ``summary.json``."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tvm_sched.tune.tuner import TuneResult
+
+__all__ = ["rows", "rich_table", "write_report"]
+
+
+def _ms(rec: dict[str, Any]) -> float | None:
+    lat = rec.get("latency")
+    return lat["median"] * 1e3 if lat else None
+
+
+def rows(result: TuneResult) -> list[dict[str, Any]]:
+    """One row per candidate, measured ones by latency, failures last."""
+    base = result.baseline
+    base_ms = _ms(base) if base else None
+    best_hash = result.best["order_hash"] if result.best else None
+    out = []
+    for r in result.records:
+        ms = _ms(r)
+        lat = r.get("latency")
+        out.append({
+            "candidate": r["candidate"] + "".join(f" = {a}" for a in r.get("aliases", [])),
+            "source": r["source"], "baseline": r["baseline"],
+            "pick": r["order_hash"] == best_hash,
+            "planned_kib": r["planned_bytes"] / 1024 if r.get("planned_bytes") is not None
+            else None,
+            "cache_miss_kib": r["proxy"]["cache_miss"] / 1024,
+            "median_ms": ms,
+            "iqr_ms": (lat["q3"] - lat["q1"]) * 1e3 if lat else None,
+            "vs_tvm": (base_ms / ms) if ms and base_ms else None,
+            "device": r.get("device"), "error": r.get("error"),
+        })
+    out.sort(key=lambda x: (x["median_ms"] is None, x["median_ms"] or 0.0))
+    return out
+
+
+def _fmt(v, spec: str, none: str = "-") -> str:
+    return none if v is None else format(v, spec)
+
+
+def rich_table(result: TuneResult):
+    from rich.table import Table
+
+    t = Table(title=f"tvm-sched tune: {result.model} ({result.info.get('target')}, objective "
+                    f"{result.objective})")
+    for col, just in (("candidate", "left"), ("source", "left"), ("planned KiB", "right"),
+                      ("cache-miss KiB", "right"), ("median ms", "right"), ("IQR ms", "right"),
+                      ("TVM / this", "right"), ("status", "left")):
+        t.add_column(col, justify=just)
+    for r in rows(result):
+        name = ("* " if r["pick"] else "") + r["candidate"] + (" (baseline)" if r["baseline"]
+                                                               else "")
+        status = "pick" if r["pick"] else ("ok" if not r["error"] else r["error"][:60])
+        t.add_row(name, r["source"], _fmt(r["planned_kib"], ",.1f"),
+                  _fmt(r["cache_miss_kib"], ",.1f"), _fmt(r["median_ms"], ".4f"),
+                  _fmt(r["iqr_ms"], ".4f"), _fmt(r["vs_tvm"], ".3f"), status,
+                  style="bold green" if r["pick"] else None)
+    return t
+
+
+def _markdown(result: TuneResult) -> str:
+    info = result.info
+    lines = [f"# Tuning report: {result.model}", ""]
+    lines.append(f"Target `{info.get('target')}`, device key `{info.get('device_key')}`, "
+                 f"objective **{result.objective}**"
+                 + (f" under a memory budget of {result.memory_budget:,} B"
+                    if result.memory_budget is not None else "") + ".  ")
+    lines.append(f"{info.get('nodes')} operators; {info.get('candidates_proposed')} candidates "
+                 f"proposed by {', '.join(info.get('solvers', []))} + random; "
+                 f"{info.get('candidates_chosen')} measured (top {info.get('top_k')} by proxy + "
+                 f"baselines), {result.measured_now} of them in this run; "
+                 f"{info.get('repeats')} interleaved repeats each.  ")
+    secs = result.seconds
+    lines.append("Time: " + ", ".join(f"{k} {v:.1f} s" for k, v in secs.items()) + ".")
+    lines.append("")
+    if result.best:
+        b = result.best
+        lines.append(f"**Pick: {b['candidate']}** ({b['source']}): median "
+                     f"{b['latency']['median'] * 1e3:.4f} ms, planned {b['planned_bytes']:,} B"
+                     + (f"; TVM's order: {result.baseline['latency']['median'] * 1e3:.4f} ms, "
+                        f"{result.baseline['planned_bytes']:,} B (speed-up "
+                        f"{result.speedup:.3f}x)" if result.speedup else "") + ".")
+    else:
+        lines.append("**No candidate measured successfully.**")
+    lines.append("")
+    lines.append("Spearman rank correlation of each proxy with the measured median latency "
+                 "(over the candidates measured without error): "
+                 + ", ".join(f"{k} {_fmt(v, '+.3f', 'n/a')}" for k, v in
+                             result.spearman.items()) + ".")
+    lines += ["", "| candidate | source | planned KiB | cache-miss KiB | median ms | IQR ms | "
+              "TVM / this | status |", "|---|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows(result):
+        name = ("**" + r["candidate"] + "**") if r["pick"] else r["candidate"]
+        if r["baseline"]:
+            name += " (baseline)"
+        status = "pick" if r["pick"] else ("ok" if not r["error"] else
+                                           r["error"].replace("|", "/")[:120])
+        lines.append(f"| {name} | {r['source']} | {_fmt(r['planned_kib'], ',.1f')} | "
+                     f"{_fmt(r['cache_miss_kib'], ',.1f')} | {_fmt(r['median_ms'], '.4f')} | "
+                     f"{_fmt(r['iqr_ms'], '.4f')} | {_fmt(r['vs_tvm'], '.3f')} | {status} |")
+    lines += ["", "Files: `records.jsonl` (every measurement), `best.so` (the pick, exported), "
+              "`best_order.json`, `plot.png`, `summary.json`.", ""]
+    return "\n".join(lines)
+
+
+def _plot(result: TuneResult, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    ok = [r for r in result.records if r.get("latency") and r.get("planned_bytes") is not None]
+    sources = sorted({r["source"] for r in ok})
+    cmap = plt.get_cmap("tab10")
+    for i, s in enumerate(sources):
+        pts = [r for r in ok if r["source"] == s]
+        x = [r["planned_bytes"] / 1024 for r in pts]
+        y = [r["latency"]["median"] * 1e3 for r in pts]
+        err = [[(r["latency"]["median"] - r["latency"]["q1"]) * 1e3 for r in pts],
+               [(r["latency"]["q3"] - r["latency"]["median"]) * 1e3 for r in pts]]
+        ax.errorbar(x, y, yerr=err, fmt="s" if s == "baseline" else "o", color=cmap(i % 10),
+                    label=s, alpha=0.85, capsize=2, markersize=6)
+    if result.best:
+        b = result.best
+        ax.scatter([b["planned_bytes"] / 1024], [b["latency"]["median"] * 1e3], s=260,
+                   marker="*", color="gold", edgecolor="black", zorder=5, label="pick")
+    ax.set_xlabel("planned memory (KiB, TVM's static planner)")
+    ax.set_ylabel("measured latency (ms, median, IQR bars)")
+    ax.set_title(f"{result.model}: candidates by solver ({result.info.get('target')})")
+    ax.grid(alpha=0.3)
+    if ok:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_report(result: TuneResult) -> None:
+    work = result.work_dir
+    (work / "report.md").write_text(_markdown(result))
+    _plot(result, work / "plot.png")
+    summary = {
+        "model": result.model, "objective": result.objective,
+        "memory_budget": result.memory_budget, "seconds": result.seconds,
+        "measured_now": result.measured_now, "spearman": result.spearman,
+        "speedup_vs_tvm": result.speedup, "info": result.info,
+        "best": {k: result.best[k] for k in ("candidate", "source", "order_hash",
+                                             "planned_bytes", "latency")}
+        if result.best else None,
+        "baseline": {k: result.baseline[k] for k in ("candidate", "planned_bytes", "latency")}
+        if result.baseline else None,
+        "rows": rows(result),
+    }
+    (work / "summary.json").write_text(json.dumps(summary, indent=1))
