@@ -12,13 +12,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first and pinned: an unpinned torch pulls several GB of CUDA packages.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,rpc]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# The main job: tune the operator order of a built-in multi-branch model (NASNet-like, 78
+# operators) on this machine through an embedded RPC server on 127.0.0.1.
 demo: $(STAMP)
-	$(VENV)/bin/tvm-sched demo
+	$(VENV)/bin/tvm-sched tune --model nasnet --work-dir tvm-sched-runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -135,6 +135,9 @@ def run(args: argparse.Namespace) -> int:
               f"{result.info['tvm_planned']:,} B); measured {result.measured_now} now, "
               f"{len(result.records) - result.measured_now} from earlier runs; "
               f"{result.seconds['total']:.1f} s")
+    if result.info.get("kept_default_within_noise"):
+        con.print(f"kept TVM's order: the fastest candidate ({result.info['fastest']}) did not "
+                  f"beat it beyond the measurement noise (interquartile ranges overlap)")
     sp_text = ", ".join(f"{k} {v:+.2f}" if v is not None else f"{k} n/a"
                         for k, v in result.spearman.items())
     con.print(f"Spearman(proxy, measured latency): {sp_text}")

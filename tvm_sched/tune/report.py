@@ -87,6 +87,11 @@ def _markdown(result: TuneResult) -> str:
                      + (f"; TVM's order: {result.baseline['latency']['median'] * 1e3:.4f} ms, "
                         f"{result.baseline['planned_bytes']:,} B (speed-up "
                         f"{result.speedup:.3f}x)" if result.speedup else "") + ".")
+        if info.get("kept_default_within_noise"):
+            lines.append("")
+            lines.append(f"The fastest candidate, {info['fastest']}, did not beat TVM's order "
+                         "beyond the noise (its upper quartile is not below TVM's lower "
+                         "quartile), so TVM's order is kept.")
     else:
         lines.append("**No candidate measured successfully.**")
     lines.append("")

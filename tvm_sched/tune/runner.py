@@ -137,10 +137,14 @@ class EmbeddedRunner(ServerRunner):
         return [("embedded", self._connect())]
 
     def reopen(self, name):
-        if not self.server.alive():
-            log.warning("the embedded RPC server died; restarting it")
-            self.server.restart()
-            self.host, self.port = self.server.address
+        if self.server.alive():
+            try:
+                return self._connect()
+            except DeviceUnavailableError:
+                pass  # alive but not answering (or dying right now): restart it
+        log.warning("the embedded RPC server stopped answering; restarting it")
+        self.server.restart()
+        self.host, self.port = self.server.address
         return self._connect()
 
     def close(self):

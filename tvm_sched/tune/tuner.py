@@ -40,7 +40,7 @@ from tvm_sched.tune.database import Database
 from tvm_sched.tune.model import TuneModel
 from tvm_sched.tune.runner import Measurement, Measurer, Runner
 
-__all__ = ["TuneConfig", "TuneResult", "tune", "OBJECTIVES", "parse_memory_budget"]
+__all__ = ["TuneConfig", "TuneResult", "tune", "OBJECTIVES", "parse_memory_budget", "beyond_noise"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,8 @@ class TuneConfig:
     seed: int = 0
     fast_build: bool = True
     export: bool = True
+    #: Latency: keep TVM's order unless the fastest candidate beats it beyond noise.
+    keep_default_within_noise: bool = True
 
     def check(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -151,15 +153,30 @@ def _rank(cands: list[Candidate], objective: str, budget: int | None, top_k: int
     return base + rest[:top_k]
 
 
-def _pick(records: list[dict], objective: str, budget: int | None) -> dict | None:
+def beyond_noise(fast: dict, slow: dict) -> bool:
+    """Whether ``fast`` beats ``slow`` by more than the noise: its upper quartile of latency
+    lies below ``slow``'s lower quartile."""
+    return fast["latency"]["q3"] < slow["latency"]["q1"]
+
+
+def _pick(records: list[dict], objective: str, budget: int | None,
+          keep_default: bool = True) -> tuple[dict | None, dict | None]:
+    """(pick, fastest). For latency, TVM's order is kept when the fastest candidate does not
+    beat it beyond noise (and it fits the budget): a reorder must earn its place."""
     ok = [r for r in records if r.get("latency") and not r.get("error")]
     if budget is not None:
         ok = [r for r in ok if r["planned_bytes"] <= budget]
     if not ok:
-        return None
+        return None, None
     if objective == "memory":
-        return min(ok, key=lambda r: (r["planned_bytes"], r["latency"]["median"]))
-    return min(ok, key=lambda r: (r["latency"]["median"], r["planned_bytes"]))
+        best = min(ok, key=lambda r: (r["planned_bytes"], r["latency"]["median"]))
+        return best, best
+    fastest = min(ok, key=lambda r: (r["latency"]["median"], r["planned_bytes"]))
+    base = next((r for r in ok if r["candidate"] == "tvm"), None)
+    if keep_default and base is not None and fastest is not base and not beyond_noise(fastest,
+                                                                                     base):
+        return base, fastest
+    return fastest, fastest
 
 
 def _reference(builder: Builder, model: TuneModel) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -300,7 +317,7 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work
     have = db.records(model.hash, key_target, runner.key)
     records = [have[k] for k in ((model.hash, c.hash, key_target, runner.key) for c in chosen)
                if k in have]
-    best = _pick(records, cfg.objective, budget)
+    best, fastest = _pick(records, cfg.objective, budget, cfg.keep_default_within_noise)
     base = next((r for r in records if r["candidate"] == "tvm"), None)
     ok = [r for r in records if r.get("latency") and not r.get("error")]
     lat = [r["latency"]["median"] for r in ok]
@@ -315,7 +332,10 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work
                             "full_compiles": builder.fallbacks, "reconnects": reconnects,
                             "model_hash": model.hash, "nodes": model.num_nodes,
                             "host": platform.node(), "solvers": list(cfg.solvers),
-                            "top_k": cfg.top_k, "repeats": cfg.repeats})
+                            "top_k": cfg.top_k, "repeats": cfg.repeats,
+                            "fastest": fastest["candidate"] if fastest else None,
+                            "kept_default_within_noise": bool(
+                                best and fastest and best is not fastest)})
     if best is not None and cfg.export:
         t0 = time.perf_counter()
         final = builder.build([tuple(o) for o in best["orders"]])

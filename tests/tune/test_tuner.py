@@ -1,0 +1,104 @@
+"""The tuning loop end to end (in-process): records, pick, resume, interruption, objectives."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tvm
+from tvm import relax
+
+from tvm_sched.tune import InProcessRunner, TuneConfig, tune
+from tvm_sched.tune.database import Database
+from tvm_sched.tune.tuner import beyond_noise
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def config(**kw) -> TuneConfig:
+    base = dict(solvers=("lpmf", "list"), candidates=10, top_k=2, repeats=2, min_repeat_ms=1,
+                solver_budget=0.5)
+    return TuneConfig(**{**base, **kw})
+
+
+def test_tune_measures_baselines_and_top_k_picks_the_fastest_and_resumes(model, reference,
+                                                                        tmp_path):
+    res = tune(model, "llvm", InProcessRunner(), tmp_path, config())
+    names = [r["candidate"] for r in res.records]
+    assert names[0] == "tvm" and sum(r["baseline"] for r in res.records) >= 3
+    assert len(res.records) == res.info["candidates_chosen"] == res.measured_now
+    ok = [r for r in res.records if not r["error"]]
+    assert len(ok) == len(res.records)
+    fastest = min(ok, key=lambda r: r["latency"]["median"])
+    assert res.info["fastest"] == fastest["candidate"]
+    if beyond_noise(fastest, res.baseline):
+        assert res.best is fastest or res.best["order_hash"] == fastest["order_hash"]
+    else:  # not beyond noise: TVM's order is kept
+        assert res.best["candidate"] == "tvm" and res.info["kept_default_within_noise"]
+    assert res.speedup == pytest.approx(res.baseline["latency"]["median"]
+                                        / res.best["latency"]["median"])
+    # proxies of the records agree with TVM's planner for the planned bytes they carry
+    assert all(r["proxy"]["planned"] == r["planned_bytes"] for r in ok)
+    for f in ("records.jsonl", "report.md", "plot.png", "summary.json", "best.so",
+              "best_order.json"):
+        assert (tmp_path / f).stat().st_size > 0, f
+    assert "**Pick: " in (tmp_path / "report.md").read_text()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["best"]["order_hash"] == res.best["order_hash"]
+    # the exported module runs and computes what TVM's order computes
+    args, ref = reference
+    vm = relax.VirtualMachine(tvm.runtime.load_module(str(tmp_path / "best.so")), tvm.cpu())
+    vm.set_input("main", *[tvm.runtime.tensor(a) for a in args])
+    vm.invoke_stateful("main")
+    np.testing.assert_array_equal(vm.get_outputs("main").numpy(), ref[0])
+    # the same command again measures nothing and reads the same records back
+    again = tune(model, "llvm", InProcessRunner(), tmp_path, config())
+    assert again.measured_now == 0
+    assert again.best["order_hash"] == res.best["order_hash"]
+    assert len(list(Database(tmp_path / "records.jsonl"))) == len(res.records)
+
+
+def test_interrupted_run_keeps_complete_records_and_resumes(model, tmp_path):
+    def stop_after_two(stage, done, total, what):
+        if stage == "measure" and done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tune(model, "llvm", InProcessRunner(), tmp_path, config(), progress=stop_after_two)
+    kept = list(Database(tmp_path / "records.jsonl"))
+    assert len(kept) == 2 and all(r["latency"]["n"] == 2 for r in kept)
+    res = tune(model, "llvm", InProcessRunner(), tmp_path, config())
+    assert res.measured_now == len(res.records) - 2
+
+
+def test_memory_objective_and_memory_budget(model, tmp_path):
+    res = tune(model, "llvm", InProcessRunner(), tmp_path / "mem", config(objective="memory",
+                                                                         export=False))
+    assert res.best["planned_bytes"] == min(r["planned_bytes"] for r in res.records)
+    assert not (tmp_path / "mem" / "best.so").exists()
+    tvm_planned = res.info["tvm_planned"]
+    res = tune(model, "llvm", InProcessRunner(), tmp_path / "budget",
+               config(memory_budget="0.95x", export=False))
+    assert res.memory_budget == int(0.95 * tvm_planned)
+    assert res.best["planned_bytes"] <= res.memory_budget
+
+
+def rec(name, median, q1, q3, planned=100, error=None):
+    return {"candidate": name, "planned_bytes": planned, "error": error,
+            "latency": {"median": median, "q1": q1, "q3": q3}}
+
+
+def test_pick_keeps_tvm_order_unless_beaten_beyond_noise():
+    from tvm_sched.tune.tuner import _pick
+
+    tvm_r = rec("tvm", 1.0, 0.95, 1.05, planned=200)
+    close = rec("a", 0.97, 0.90, 1.00, planned=150)  # faster median, IQRs overlap
+    clear = rec("b", 0.80, 0.78, 0.82, planned=300)  # beyond noise
+    assert _pick([tvm_r, close], "latency", None) == (tvm_r, close)
+    assert _pick([tvm_r, close], "latency", None, keep_default=False) == (close, close)
+    assert _pick([tvm_r, close, clear], "latency", None) == (clear, clear)
+    # under a budget that excludes b, a is the fastest and still not beyond noise
+    assert _pick([tvm_r, close, clear], "latency", 250) == (tvm_r, close)
+    assert _pick([tvm_r, close, clear], "memory", None) == (close, close)
+    assert _pick([rec("x", 1, 1, 1, error="boom")], "latency", None) == (None, None)
