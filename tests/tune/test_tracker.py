@@ -26,21 +26,13 @@ def tracker():
         tr.terminate()
 
 
-def wait_free(runner: TrackerRunner, count: int, timeout: float = 60.0) -> None:
-    t0 = time.monotonic()
-    while runner.free_devices() < count:
-        assert time.monotonic() - t0 < timeout, "servers did not register with the tracker"
-        time.sleep(0.3)
-
-
 def test_two_servers_under_one_tracker_both_receive_work(tracker, builder, reference, model):
     from tvm_sched.solvers.heuristics import priority_orders_batch
 
     servers = [EmbeddedServer(tracker=("127.0.0.1", tracker.port), key="cpu-test",
                               lifetime=300).start() for _ in range(2)]
     try:
-        runner = TrackerRunner(("127.0.0.1", tracker.port), "cpu-test", wait=30)
-        wait_free(runner, 2)
+        runner = TrackerRunner(("127.0.0.1", tracker.port), "cpu-test", wait=60, min_devices=2)
         import numpy as np
 
         g = model.graphs[0]
@@ -51,11 +43,14 @@ def test_two_servers_under_one_tracker_both_receive_work(tracker, builder, refer
         m = Measurer(runner, kernels=builder.kernels, args=args, reference=ref, repeats=2,
                      min_repeat_ms=1)
         try:
-            m.measure(items, lambda meas: got.__setitem__(meas.index, meas))
+            m.measure(items, lambda meas: got.__setitem__(meas.index, meas), anchor=items[0])
         finally:
             m.close()
         assert sorted(got) == [0, 1, 2, 3] and all(x.error is None for x in got.values())
         assert len({x.device for x in got.values()}) == 2  # both devices measured
+        # the anchor (item 0) is interleaved into the other device's batch too
+        assert all(x.anchor is not None and len(x.anchor) == 2 for x in got.values())
+        assert got[0].anchor == got[0].samples
     finally:
         for s in servers:
             s.stop()

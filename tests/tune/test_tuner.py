@@ -102,3 +102,10 @@ def test_pick_keeps_tvm_order_unless_beaten_beyond_noise():
     assert _pick([tvm_r, close, clear], "latency", 250) == (tvm_r, close)
     assert _pick([tvm_r, close, clear], "memory", None) == (close, close)
     assert _pick([rec("x", 1, 1, 1, error="boom")], "latency", None) == (None, None)
+    # memory: a tie with TVM's order keeps TVM's order
+    tie = rec("c", 0.5, 0.4, 0.6, planned=200)
+    assert _pick([tvm_r, tie], "memory", None) == (tvm_r, tvm_r)
+    # a candidate measured with its own anchor is judged against that anchor
+    drift = {**rec("d", 0.9, 0.88, 0.92), "relative": 0.9 / 0.91,
+             "anchor": {"median": 0.91, "q1": 0.90, "q3": 0.93}}
+    assert _pick([tvm_r, drift], "latency", None) == (tvm_r, drift)  # within its batch's noise

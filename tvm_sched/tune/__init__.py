@@ -4,25 +4,37 @@
 :mod:`~tvm_sched.tune.candidates` (orders and proxies), :mod:`~tvm_sched.tune.builder`,
 :mod:`~tvm_sched.tune.runner` (RPC runners and the measurement protocol),
 :mod:`~tvm_sched.tune.database` (JSONL records), :mod:`~tvm_sched.tune.report`,
-:mod:`~tvm_sched.tune.tuner` (the loop). Importing it imports TVM.
+:mod:`~tvm_sched.tune.tuner` (the loop).
+
+Names are imported on first use, so ``python -m tvm_sched.tune.server`` (the embedded RPC
+server) starts without importing torch or the rest of the tuner.
 """
 
-from tvm_sched.tune.builder import Builder, Built
-from tvm_sched.tune.candidates import Candidate, propose
-from tvm_sched.tune.database import Database
-from tvm_sched.tune.model import TuneModel, check_target, load_model
-from tvm_sched.tune.runner import (
-    EmbeddedRunner,
-    InProcessRunner,
-    Measurer,
-    Runner,
-    ServerRunner,
-    TrackerRunner,
-    runner_from_args,
-)
-from tvm_sched.tune.tuner import TuneConfig, TuneResult, tune
+from __future__ import annotations
 
-__all__ = ["Builder", "Built", "Candidate", "propose", "Database", "TuneModel", "check_target",
-           "load_model", "EmbeddedRunner", "InProcessRunner", "Measurer", "Runner",
-           "ServerRunner", "TrackerRunner", "runner_from_args", "TuneConfig", "TuneResult",
-           "tune"]
+import importlib
+
+_WHERE = {
+    "Builder": "builder", "Built": "builder",
+    "Candidate": "candidates", "propose": "candidates",
+    "Database": "database",
+    "TuneModel": "model", "check_target": "model", "load_model": "model",
+    "EmbeddedRunner": "runner", "InProcessRunner": "runner", "Measurer": "runner",
+    "Runner": "runner", "ServerRunner": "runner", "TrackerRunner": "runner",
+    "runner_from_args": "runner",
+    "TuneConfig": "tuner", "TuneResult": "tuner", "tune": "tuner",
+}
+
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f"tvm_sched.tune.{_WHERE[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tvm_sched.tune' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

@@ -136,8 +136,10 @@ def propose(model: TuneModel, *, solvers: Sequence[str], candidates: int, seed: 
             progress=None) -> list[Candidate]:
     """Baselines, then solvers' proposals, then random orders up to ``candidates`` in all.
 
-    Duplicate orders are kept once (under the first name that produced them). Every candidate's
-    proxies are filled in.
+    Baselines and solvers' proposals are never dropped, so there can be more than
+    ``candidates`` when they alone exceed it. Duplicate orders are kept once (under the first
+    name that produced them; the others are its aliases). Every candidate's proxies are filled
+    in.
     """
     cache_bytes = default_cache_bytes() if cache_bytes is None else cache_bytes
     pool: list[Candidate] = []

@@ -56,7 +56,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        help="measure in this process (no RPC server)")
     t.add_argument("--rpc-key", default=None, help="device key on the tracker")
     t.add_argument("--tracker-wait", type=float, default=60.0,
-                   help="seconds to wait for a free device")
+                   help="seconds to wait for free devices")
+    t.add_argument("--min-devices", type=int, default=1,
+                   help="free tracker devices to wait for before measuring (all free are used)")
     t.add_argument("--timeout", type=float, default=120.0, help="seconds per device call")
     t.add_argument("--work-dir", default=None,
                    help="records, report and best module (default tvm-sched-runs/MODEL)")
@@ -98,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         runner = runner_from_args(rpc_server=args.rpc_server, rpc_tracker=args.rpc_tracker,
                                   rpc_key=args.rpc_key, in_process=args.in_process,
                                   tracker_wait=args.tracker_wait,
+                                  min_devices=args.min_devices,
                                   status=lambda text: con.print(f"[yellow]{text}"))
         with con.status(f"importing {args.model or args.onnx or args.relax}"):
             model = load_model(model=args.model, onnx=args.onnx, relax_file=args.relax,

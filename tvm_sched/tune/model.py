@@ -85,16 +85,14 @@ def _random_inputs(func: relax.Function, count: int, seed: int) -> list[np.ndarr
     rng = np.random.default_rng(seed)
     out = []
     for p in list(func.params)[:count]:
-        sinfo = p.struct_info
-        if not isinstance(sinfo, relax.TensorStructInfo) or sinfo.shape is None:
+        ty = p.ty  # Relax types (TVM 0.27: ``ty``, formerly ``struct_info``)
+        if not isinstance(ty, relax.TensorType) or not isinstance(ty.shape, relax.ShapeExpr):
             raise TuneInputError(f"input {p.name_hint} of main is not a tensor of known shape")
-        try:
-            shape = [int(d) for d in sinfo.shape.values]
-        except (TypeError, ValueError):
+        if not all(isinstance(d, tvm.tirx.IntImm) for d in ty.shape.values):
             raise TuneInputError(
-                f"input {p.name_hint} of main has a symbolic shape {sinfo.shape}; give inputs"
-            ) from None
-        dtype = str(sinfo.dtype)
+                f"input {p.name_hint} of main has a symbolic shape {ty.shape}; give inputs")
+        shape = [int(d) for d in ty.shape.values]
+        dtype = str(ty.dtype)
         if dtype.startswith(("int", "uint")):
             out.append(rng.integers(0, 8, size=shape).astype(dtype))
         elif dtype == "bool":
@@ -112,11 +110,14 @@ def _finish(name: str, mod: tvm.IRModule, inputs, params, reference, seed: int) 
     graphs = [g for g in extract(mod, "main") if g.num_nodes > 0]
     if not graphs:
         raise TuneInputError(f"{name}: main has no dataflow block with operators to order")
-    nparams = len(mod["main"].params)
+    main = mod["main"]
+    attrs = dict(main.attrs) if main.attrs is not None else {}
+    num_input = int(attrs.get("num_input", len(main.params)))
     if inputs is None:
-        if any(gv.name_hint == "main_transform_params" for gv in mod.get_global_vars()):
-            raise TuneInputError(f"{name}: give inputs and params for a module with weights")
-        inputs = _random_inputs(mod["main"], nparams - len(params), seed)
+        if len(main.params) > num_input and not params:
+            raise TuneInputError(f"{name}: main takes {len(main.params) - num_input} weight "
+                                 f"parameters; give inputs and params")
+        inputs = _random_inputs(main, num_input, seed)
     return TuneModel(name, mod, graphs, [np.asarray(x) for x in inputs],
                      [np.asarray(p) for p in params], [np.asarray(r) for r in reference])
 

@@ -34,7 +34,8 @@ def rows(result: TuneResult) -> list[dict[str, Any]]:
             "cache_miss_kib": r["proxy"]["cache_miss"] / 1024,
             "median_ms": ms,
             "iqr_ms": (lat["q3"] - lat["q1"]) * 1e3 if lat else None,
-            "vs_tvm": (base_ms / ms) if ms and base_ms else None,
+            "vs_tvm": (1.0 / r["relative"]) if r.get("relative") else
+            ((base_ms / ms) if ms and base_ms else None),
             "device": r.get("device"), "error": r.get("error"),
         })
     out.sort(key=lambda x: (x["median_ms"] is None, x["median_ms"] or 0.0))
@@ -94,6 +95,12 @@ def _markdown(result: TuneResult) -> str:
                          "quartile), so TVM's order is kept.")
     else:
         lines.append("**No candidate measured successfully.**")
+    lines.append("")
+    lines.append("\"TVM / this\" is TVM's order's median over the candidate's, both measured in "
+                 "the same interleaved batch on the same device. The pick is the fastest of "
+                 "several noisy medians, so its speed-up is biased upwards (winner's curse); "
+                 "TVM's order is kept unless the pick's upper quartile is below TVM's lower "
+                 "quartile.")
     lines.append("")
     lines.append("Spearman rank correlation of each proxy with the measured median latency "
                  "(over the candidates measured without error): "

@@ -65,6 +65,9 @@ class Runner:
     #: Device key stored in records (same key = comparable measurements).
     key: str = "local"
 
+    def prepare(self) -> None:
+        """Start slow things early (the tuner calls this before proposing and building)."""
+
     def open(self) -> list[tuple[str, Any]]:
         """``(device name, rpc session)`` for every device to use."""
         raise NotImplementedError
@@ -130,9 +133,15 @@ class EmbeddedRunner(ServerRunner):
         self.session_timeout = 0
         self.host, self.port = "127.0.0.1", None
 
+    def prepare(self) -> None:
+        if not self.server.alive():
+            self.server.launch()
+
     def open(self):
         if not self.server.alive():
-            self.server.start()
+            self.server.stop()
+            self.server.launch()
+        self.server.wait_ready()
         self.host, self.port = self.server.address
         return [("embedded", self._connect())]
 
@@ -155,13 +164,15 @@ class TrackerRunner(Runner):
     """Every free device of ``key`` on the tracker at ``host:port``."""
 
     def __init__(self, address: str | tuple[str, int], key: str, *, wait: float = 60.0,
-                 max_devices: int | None = None, status: Callable[[str], None] | None = None):
+                 min_devices: int = 1, max_devices: int | None = None,
+                 status: Callable[[str], None] | None = None):
         if not key:
             raise TuneInputError("a tracker needs a device key (--rpc-key or TVM_TRACKER_KEY)")
         self.host, self.port = (parse_address(address, "--rpc-tracker")
                                 if isinstance(address, str) else address)
         self.key = key
         self.wait = wait
+        self.min_devices = max(1, int(min_devices))
         self.max_devices = max_devices
         self.status = status or (lambda text: log.info("%s", text))
         self._tracker = None
@@ -179,21 +190,22 @@ class TrackerRunner(Runner):
         info = self._client().summary().get("queue_info", {})
         return int(info.get(self.key, {}).get("free", 0))
 
-    def _wait_free(self) -> int:
+    def _wait_free(self, need: int = 1) -> int:
         t0 = time.monotonic()
         last = -1.0
         while True:
             free = self.free_devices()
-            if free > 0:
+            if free >= need:
                 return free
             waited = time.monotonic() - t0
             if waited >= self.wait:
+                what = "free device" if need == 1 else f"{need} free devices ({free} free)"
                 raise DeviceUnavailableError(
-                    f"no free device with key {self.key!r} on the tracker at "
+                    f"no {what} with key {self.key!r} on the tracker at "
                     f"{self.host}:{self.port} after {self.wait:.0f} s")
             if waited - last >= 5 or last < 0:
                 self.status(f"waiting for a free {self.key!r} device on {self.host}:{self.port}"
-                            f" ({waited:.0f}/{self.wait:.0f} s)")
+                            f" ({free}/{need} free, {waited:.0f}/{self.wait:.0f} s)")
                 last = waited
             time.sleep(min(1.0, self.wait - waited))
 
@@ -206,7 +218,7 @@ class TrackerRunner(Runner):
             ) from None
 
     def open(self):
-        free = self._wait_free()
+        free = self._wait_free(self.min_devices)
         if self.max_devices:
             free = min(free, self.max_devices)
         return [(f"{self.key}#{i}", self._request()) for i in range(free)]
@@ -218,7 +230,7 @@ class TrackerRunner(Runner):
 
 def runner_from_args(*, rpc_server: str | None = None, rpc_tracker: str | None = None,
                      rpc_key: str | None = None, in_process: bool = False,
-                     tracker_wait: float = 60.0, status=None) -> Runner:
+                     tracker_wait: float = 60.0, min_devices: int = 1, status=None) -> Runner:
     """The runner a command line asks for; the tracker also from ``TVM_TRACKER_*``."""
     tracker = rpc_tracker
     if tracker is None and rpc_server is None and os.environ.get("TVM_TRACKER_HOST"):
@@ -231,7 +243,8 @@ def runner_from_args(*, rpc_server: str | None = None, rpc_tracker: str | None =
     if rpc_server:
         return ServerRunner(rpc_server)
     if tracker:
-        return TrackerRunner(tracker, key or "", wait=tracker_wait, status=status)
+        return TrackerRunner(tracker, key or "", wait=tracker_wait, min_devices=min_devices,
+                             status=status)
     return EmbeddedRunner()
 
 
@@ -246,6 +259,8 @@ class Measurement:
     samples: list[float] = field(default_factory=list)
     error: str | None = None
     check: float | None = None  # max abs difference to the reference outputs
+    #: Samples of the anchor (TVM's order) interleaved in the same batch on the same device.
+    anchor: list[float] | None = None
 
 
 class SessionLost(Exception):
@@ -434,13 +449,20 @@ class Measurer:
         return worst, None
 
     def _batch(self, d: _Device, items: list[tuple[int, Built, str]],
-               done: Callable[[Measurement], None]) -> None:
-        """Measure ``items`` (index, built, tag) on device ``d``; every item ends in ``done``."""
+               done: Callable[[Measurement], None], anchor: int | None = None,
+               report_anchor: bool = True) -> None:
+        """Measure ``items`` (index, built, tag) on device ``d``; every item ends in ``done``.
+
+        ``anchor`` is the index of an item (TVM's order) whose samples are attached to every
+        other item of the batch: the same device, the same interleaved rounds. When
+        ``report_anchor`` is false it is measured only for that and not passed to ``done``.
+        """
         recorded: set[int] = set()
 
         def record(meas: Measurement) -> None:
             recorded.add(meas.index)
-            done(meas)
+            if meas.index != anchor or report_anchor:
+                done(meas)
 
         pending = list(items)
         while pending:
@@ -477,7 +499,10 @@ class Measurer:
                     for idx, vm, meas in loaded:  # interleaved: A B C A B C ...
                         current = idx
                         meas.samples.append(d.time(vm))
+                ref = next((m for i, _, m in loaded if i == anchor), None)
                 for _, _, meas in loaded:
+                    if ref is not None:
+                        meas.anchor = list(ref.samples)
                     record(meas)
                 return
             except Exception as err:  # noqa: BLE001 - any failure here loses the session
@@ -490,8 +515,13 @@ class Measurer:
                 pending = [p for p in pending if p[0] not in recorded]
 
     def measure(self, items: Sequence[tuple[int, Built, str]],
-                done: Callable[[Measurement], None]) -> None:
+                done: Callable[[Measurement], None],
+                anchor: tuple[int, Built, str] | None = None) -> None:
         """Measure every item, spread over the devices; ``done`` gets each result once.
+
+        With ``anchor`` (TVM's order), every batch on every device also measures it, and each
+        result carries the anchor's samples from its own batch: medians from different devices
+        or batches are compared through their ratio to the anchor, not directly.
 
         Raises
         ------
@@ -516,7 +546,13 @@ class Measurer:
 
         def work(d: _Device, share: list) -> None:
             for s in range(0, len(share), self.batch):
-                self._batch(d, share[s:s + self.batch], once)
+                chunk = list(share[s:s + self.batch])
+                if anchor is None:
+                    self._batch(d, chunk, once)
+                elif any(i == anchor[0] for i, _, _ in chunk):
+                    self._batch(d, chunk, once, anchor[0], True)
+                else:
+                    self._batch(d, [anchor, *chunk], once, anchor[0], False)
 
         if len(self.devices) == 1:
             work(self.devices[0], shares[0])

@@ -6,8 +6,13 @@ lifetime is over, its parent process is gone, or it receives SIGTERM. :class:`Em
 starts it in a new session (process group) and ends the whole group by the child's pid, so the
 server's own worker processes go with it.
 
-TVM's ``rpc.Server`` already runs in a worker process, but that worker outlives a parent killed
-without clean-up; this wrapper bounds its life and owns the group.
+TVM's ``rpc.Server`` runs its listening loop in yet another worker process (which imports TVM a
+second time, seconds on a loaded machine) and that worker outlives a parent killed without
+clean-up. This wrapper runs TVM's listening loop in its own process instead
+(``tvm.rpc.server.PopenRPCServerState``, what ``rpc.Server``'s worker runs; ``rpc.Server`` is the
+fallback if that class changes), bounds its life and owns the process group. Each RPC session is
+still served in a process forked per connection, as TVM does, so a crashing candidate takes down
+that fork, not the server.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class EmbeddedServer:
         self.start_timeout = start_timeout
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
+        self._launched = 0.0
 
     @property
     def pid(self) -> int | None:
@@ -71,6 +77,14 @@ class EmbeddedServer:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self) -> EmbeddedServer:
+        """Launch and wait until the server listens."""
+        return self.launch().wait_ready()
+
+    def launch(self) -> EmbeddedServer:
+        """Start the process without waiting (:meth:`wait_ready` waits); lets the server import
+        TVM while the caller does other work."""
+        if self.proc is not None:
+            return self
         port = free_port()
         cmd = [sys.executable, "-m", "tvm_sched.tune.server", "--port", str(port),
                "--lifetime", str(self.lifetime)]
@@ -78,7 +92,15 @@ class EmbeddedServer:
             cmd += ["--tracker", f"{self.tracker[0]}:{self.tracker[1]}", "--key", self.key]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      start_new_session=True, text=True)
-        deadline = time.monotonic() + self.start_timeout
+        self._launched = time.monotonic()
+        return self
+
+    def wait_ready(self) -> EmbeddedServer:
+        if self.port is not None:
+            return self
+        if self.proc is None:
+            self.launch()
+        deadline = self._launched + self.start_timeout
         line = ""
         while time.monotonic() < deadline:
             ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
@@ -146,19 +168,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.tracker:
         host, port = args.tracker.rsplit(":", 1)
         tracker = (host, int(port))
-    server = rpc.Server(host=HOST, port=args.port, port_end=args.port_end or args.port + 100,
-                        tracker_addr=tracker, key=args.key, silent=True)
+    port_end = args.port_end or args.port + 100
+    server = None
+    try:
+        from tvm.rpc.server import PopenRPCServerState
+
+        state = PopenRPCServerState(HOST, args.port, port_end, tracker_addr=tracker,
+                                    key=args.key, silent=True)
+        port = state.port
+    except (ImportError, TypeError):  # TVM changed its internals: its own worker process
+        server = rpc.Server(host=HOST, port=args.port, port_end=port_end, tracker_addr=tracker,
+                            key=args.key, silent=True)
+        port = server.port
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    print(f"{READY}{server.port}", flush=True)
+    print(f"{READY}{port}", flush=True)
     parent = os.getppid()
     deadline = time.monotonic() + args.lifetime
     try:
         while not stop and time.monotonic() < deadline and os.getppid() == parent:
             time.sleep(0.2)
     finally:
-        server.terminate()
-    return 0
+        if server is not None:
+            server.terminate()
+    # the listening thread never returns: leave without waiting for it (the parent ends the
+    # process group, which holds the per-session forks)
+    os._exit(0)
 
 
 if __name__ == "__main__":

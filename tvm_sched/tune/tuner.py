@@ -115,9 +115,12 @@ class TuneResult:
 
     @property
     def speedup(self) -> float | None:
-        """TVM order's median latency / the pick's."""
+        """TVM's order's latency / the pick's: through the pick's own batch anchor (TVM's
+        order interleaved with it on the same device) when it has one, else the two medians."""
         if not self.best or not self.baseline:
             return None
+        if self.best.get("relative"):
+            return 1.0 / self.best["relative"]
         a, b = self.baseline.get("latency"), self.best.get("latency")
         return a["median"] / b["median"] if a and b else None
 
@@ -153,26 +156,39 @@ def _rank(cands: list[Candidate], objective: str, budget: int | None, top_k: int
     return base + rest[:top_k]
 
 
+def _rel(r: dict) -> float:
+    """Latency relative to TVM's order measured in the same batch (the median if no anchor)."""
+    return r["relative"] if r.get("relative") is not None else r["latency"]["median"]
+
+
 def beyond_noise(fast: dict, slow: dict) -> bool:
     """Whether ``fast`` beats ``slow`` by more than the noise: its upper quartile of latency
-    lies below ``slow``'s lower quartile."""
-    return fast["latency"]["q3"] < slow["latency"]["q1"]
+    lies below ``slow``'s lower quartile. When ``slow`` is TVM's order and ``fast`` carries the
+    anchor of its own batch (TVM's order interleaved with it on the same device), that anchor
+    is the comparison."""
+    other = fast.get("anchor") if slow.get("candidate") == "tvm" and fast.get("anchor") \
+        else slow["latency"]
+    return fast["latency"]["q3"] < other["q1"]
 
 
 def _pick(records: list[dict], objective: str, budget: int | None,
           keep_default: bool = True) -> tuple[dict | None, dict | None]:
-    """(pick, fastest). For latency, TVM's order is kept when the fastest candidate does not
-    beat it beyond noise (and it fits the budget): a reorder must earn its place."""
+    """(pick, fastest). TVM's order is kept when no candidate beats it beyond noise (latency)
+    or when it ties for the fewest planned bytes (memory): a reorder must earn its place.
+    Latencies are compared relative to TVM's order measured in the same batch."""
     ok = [r for r in records if r.get("latency") and not r.get("error")]
     if budget is not None:
         ok = [r for r in ok if r["planned_bytes"] <= budget]
     if not ok:
         return None, None
-    if objective == "memory":
-        best = min(ok, key=lambda r: (r["planned_bytes"], r["latency"]["median"]))
-        return best, best
-    fastest = min(ok, key=lambda r: (r["latency"]["median"], r["planned_bytes"]))
     base = next((r for r in ok if r["candidate"] == "tvm"), None)
+    if objective == "memory":
+        least = min(r["planned_bytes"] for r in ok)
+        if keep_default and base is not None and base["planned_bytes"] == least:
+            return base, base
+        best = min((r for r in ok if r["planned_bytes"] == least), key=_rel)
+        return best, best
+    fastest = min(ok, key=lambda r: (_rel(r), r["planned_bytes"]))
     if keep_default and base is not None and fastest is not base and not beyond_noise(fastest,
                                                                                      base):
         return base, fastest
@@ -227,6 +243,8 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work
     prog = progress or (lambda *a: None)
     t_start = time.perf_counter()
     secs: dict[str, float] = {}
+
+    runner.prepare()  # e.g. the embedded server imports TVM meanwhile
 
     # 1. propose and rank
     t0 = time.perf_counter()
@@ -292,6 +310,9 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work
             "cache_bytes": cache_bytes, "planned_bytes": planned[m.index],
             "build_s": round(b.seconds, 4), "fast_build": b.needs_kernels,
             "latency": _stats(m.samples), "samples": m.samples, "check": m.check,
+            "anchor": _stats(m.anchor or []),
+            "relative": (float(np.median(m.samples)) / float(np.median(m.anchor))
+                         if m.samples and m.anchor else None),
             "error": m.error, "time": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         db.append(rec)
@@ -304,8 +325,12 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work
                             repeats=cfg.repeats, number=cfg.number,
                             min_repeat_ms=cfg.min_repeat_ms, timeout=cfg.timeout)
         try:
-            measurer.measure([(i, b, f"{i}-{todo[i].hash}") for i, b in enumerate(builds)],
-                             on_done)
+            items = [(i, b, f"{i}-{todo[i].hash}") for i, b in enumerate(builds)]
+            anchor = next((it for it in items if todo[it[0]].name == "tvm"), None)
+            if anchor is None:  # TVM's order measured in an earlier run: measure it again
+                anchor_built = builder.build([tuple(range(g.num_nodes)) for g in model.graphs])
+                anchor = (-1, anchor_built, "anchor")
+            measurer.measure(items, on_done, anchor=anchor)
         finally:
             measurer.close()
         reconnects = measurer.reconnects
