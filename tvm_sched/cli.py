@@ -5,6 +5,7 @@
     tvm-sched solvers
     tvm-sched demo
     tvm-sched tune --model NAME | --onnx FILE | --relax FILE.py [...]   (see tvm_sched.tune.cli)
+    tvm-sched train-gflownet [--out FILE] [--resume FILE] [...]  (tvm_sched.solvers.gflownet.train)
 
 Bad input (unreadable file, unknown solver, bad option) prints one line and exits with code 2.
 """
@@ -143,6 +144,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def _cmd_train_gflownet(args: argparse.Namespace) -> int:
+    from tvm_sched.solvers.gflownet.train import run
+
+    path = run(args)
+    print(f"checkpoint: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tvm-sched", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -175,11 +184,21 @@ def build_parser() -> argparse.ArgumentParser:
     from tvm_sched.tune.cli import add_parser as add_tune
 
     add_tune(sub)
+
+    g = sub.add_parser("train-gflownet", help="train the GFlowNet sampler (writes a checkpoint)")
+    # its options are added by main() when asked for: the training module imports torch
+    g.set_defaults(func=_cmd_train_gflownet)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train-gflownet"]:
+        from tvm_sched.solvers.gflownet.train import add_arguments
+
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        add_arguments(sub.choices["train-gflownet"])
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

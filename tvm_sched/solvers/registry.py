@@ -36,6 +36,7 @@ _REGISTRY: dict[str, str | type[Solver]] = {
     "cpsat": "tvm_sched.solvers.cpsat:CPSATSolver",
     "gaus": "tvm_sched.solvers.gaus:GauSSolver",
     "gumbel": "tvm_sched.solvers.gumbel:GumbelSolver",
+    "gflownet": "tvm_sched.solvers.gflownet:GFlowNetSolver",
 }
 
 _INSTALL_HINT = {

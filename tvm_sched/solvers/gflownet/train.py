@@ -1,0 +1,266 @@
+"""Train the GFlowNet sampler: ``python -m tvm_sched.solvers.gflownet.train [options]``.
+
+Each iteration draws one graph, one task and one temperature, samples ``--batch`` trajectories
+with the current policy (mixed with ``--epsilon`` uniform exploration), and takes one Adam step on
+the log-partition-variance loss (``--loss vargrad``, the paper's) or on trajectory balance with a
+learned ``log Z(graph, sigma)`` (``--loss tb``).
+
+- **Graphs**: a mixture of the generated families (``--families``, ``--nodes LO HI`` nodes, a fresh
+  seed each time) and, with ``--zoo-frac > 0``, the operator graphs extracted from the model zoo
+  (needs TVM; extracted once at start). Zoo graphs larger than ``--zoo-max-nodes`` are replaced by
+  a random window of 25..``--zoo-max-nodes`` consecutive nodes of their program order (an induced,
+  mostly connected sub-graph).
+- **Tasks**: makespan on a lane count drawn from ``--lanes``, or, with probability
+  ``--memory-frac``, the one-lane peak-memory task.
+- **Temperature**: sigma log-uniform in ``[--sigma-min, --sigma-max]`` (the paper: [0.01, 1]), fed
+  to the network as log sigma.
+
+Checkpoints (``--out``) carry the format version, the model config, the training arguments and
+progress, and the optimiser state; ``--resume PATH`` continues from one (same model config),
+counting iterations and seconds from where it stopped. Progress is printed every ``--log-every``
+iterations. The lead wires this into ``tvm-sched train-gflownet`` with :func:`add_arguments` and
+:func:`run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+import warnings
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tvm_sched.graph import OpGraph
+from tvm_sched.solvers.gflownet.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from tvm_sched.solvers.gflownet.env import ScheduleEnv
+from tvm_sched.solvers.gflownet.features import GraphContext
+from tvm_sched.solvers.gflownet.loss import log_partition_variance, trajectory_balance
+from tvm_sched.solvers.gflownet.model import ModelConfig, PolicyNet
+from tvm_sched.solvers.gflownet.reward import Task, log_reward
+from tvm_sched.solvers.gflownet.sampler import ModelPolicy, rollout
+
+__all__ = ["add_arguments", "run", "main", "zoo_graphs", "GraphSource", "train_step"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the training options to ``p`` (also used by ``tvm-sched train-gflownet``)."""
+    p.add_argument("--out", type=Path, default=Path("gflownet.pt"), help="checkpoint to write")
+    p.add_argument("--resume", type=Path, default=None, help="checkpoint to continue from")
+    p.add_argument("--iterations", type=int, default=2000, help="total iterations (resumed "
+                   "runs count the earlier ones)")
+    p.add_argument("--time-limit-s", type=float, default=None, help="stop after this long")
+    p.add_argument("--batch", type=int, default=32, help="trajectories per iteration")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--loss", choices=["vargrad", "tb"], default="vargrad")
+    p.add_argument("--uniform-pb", action="store_true", help="fixed uniform backward policy")
+    p.add_argument("--epsilon", type=float, default=0.05, help="uniform exploration share")
+    p.add_argument("--families", nargs="+", default=["erdos_renyi", "layered"])
+    p.add_argument("--nodes", nargs=2, type=int, default=[20, 50], metavar=("LO", "HI"))
+    p.add_argument("--zoo-frac", type=float, default=0.0, help="share of zoo graphs (needs TVM)")
+    p.add_argument("--zoo-max-nodes", type=int, default=75)
+    p.add_argument("--lanes", nargs="+", type=int, default=[2, 3, 4, 4])
+    p.add_argument("--memory-frac", type=float, default=0.2)
+    p.add_argument("--sigma-min", type=float, default=0.01)
+    p.add_argument("--sigma-max", type=float, default=1.0)
+    for f in fields(ModelConfig):
+        p.add_argument("--" + f.name.replace("_", "-"), type=int, default=None,
+                       help=f"model {f.name} (default {f.default})")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--log-every", type=int, default=25)
+    p.add_argument("--save-every", type=int, default=200)
+    return p
+
+
+def zoo_graphs() -> list[OpGraph]:
+    """The main dataflow block of every zoo model, prepared and extracted (imports TVM)."""
+    from tvm_sched import zoo
+    from tvm_sched.relax.extract import extract
+    from tvm_sched.relax.frontend import prepare
+
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in zoo.names():
+            g = extract(prepare(zoo.load(name).mod))[0]
+            out.append(g.replace(meta=dict(g.meta, name=name)))
+    return out
+
+
+class GraphSource:
+    """Draws training graphs: generated families and (optionally) zoo graphs or windows of them."""
+
+    def __init__(self, families: list[str], nodes: tuple[int, int], zoo: list[OpGraph],
+                 zoo_frac: float, zoo_max_nodes: int, rng: np.random.Generator):
+        from tvm_sched.datasets.generators import FAMILIES
+
+        bad = sorted(set(families) - set(FAMILIES))
+        if bad:
+            raise ValueError(f"unknown families {bad}; choose from {', '.join(FAMILIES)}")
+        if not 1 <= nodes[0] <= nodes[1]:
+            raise ValueError(f"--nodes must satisfy 1 <= LO <= HI, got {nodes}")
+        self.families, self.nodes, self.zoo = families, nodes, zoo
+        self.zoo_frac, self.zoo_max, self.rng = zoo_frac if zoo else 0.0, zoo_max_nodes, rng
+
+    def draw(self) -> OpGraph:
+        from tvm_sched.datasets.generators import generate
+
+        rng = self.rng
+        if rng.random() < self.zoo_frac:
+            g = self.zoo[int(rng.integers(len(self.zoo)))]
+            if g.num_nodes > self.zoo_max:
+                k = int(rng.integers(25, self.zoo_max + 1))
+                a = int(rng.integers(0, g.num_nodes - k + 1))
+                order = g.topological_order
+                g = g.subgraph(order[a: a + k].tolist())
+            return g
+        fam = self.families[int(rng.integers(len(self.families)))]
+        n = int(rng.integers(self.nodes[0], self.nodes[1] + 1))
+        return generate(fam, n, seed=int(rng.integers(2**31)))
+
+
+def train_step(net: PolicyNet, opt: torch.optim.Optimizer, graph: OpGraph, task: Task,
+               sigma: float, *, batch: int, loss_kind: str = "vargrad", uniform_pb: bool = False,
+               epsilon: float = 0.05, generator: torch.Generator | None = None,
+               device: str | torch.device = "cpu") -> dict:
+    """One optimisation step on ``batch`` trajectories of ``graph`` at ``sigma``."""
+    env = ScheduleEnv(graph, task.lanes, task.comm, device=device)
+    ctx = GraphContext.build(env, memory=task.memory)
+    policy = ModelPolicy(net, ctx, math.log(sigma), task.memory, uniform_pb=uniform_pb)
+    r = rollout(env, policy, batch, generator, epsilon=epsilon, ctx=ctx)
+    log_r, values = log_reward(ctx, task, r.state, sigma)
+    if loss_kind == "tb":
+        loss = trajectory_balance(policy.log_partition(sigma), log_r, r.log_pb, r.log_pf)
+    else:
+        loss = log_partition_variance(log_r, r.log_pb, r.log_pf)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+    opt.step()
+    if task.memory:
+        quality = float(ctx.mem_ref / values.mean())
+    else:
+        quality = float(graph.duration.sum() / values.mean()) / task.lanes  # mean efficiency
+    return {"loss": float(loss.detach()), "quality": quality}
+
+
+def _model_config(args, resumed: dict | None) -> ModelConfig:
+    if resumed is not None:
+        cfg = ModelConfig(**resumed["model"])
+        for f in fields(ModelConfig):
+            v = getattr(args, f.name)
+            if v is not None and v != getattr(cfg, f.name):
+                raise CheckpointError(f"--{f.name.replace('_', '-')} {v} differs from the "
+                                      f"resumed checkpoint's {getattr(cfg, f.name)}")
+        return cfg
+    return ModelConfig(**{f.name: getattr(args, f.name) for f in fields(ModelConfig)
+                          if getattr(args, f.name) is not None})
+
+
+def run(args: argparse.Namespace) -> Path:
+    """Train as ``args`` says (see :func:`add_arguments`); returns the checkpoint path."""
+    torch.set_num_threads(max(1, args.threads))
+    device = torch.device(args.device)
+    resumed = read_checkpoint(args.resume) if args.resume else None
+    cfg = _model_config(args, resumed)
+    if resumed is not None:
+        net, _ = load_checkpoint(args.resume, device)
+        net.train()
+    else:
+        torch.manual_seed(args.seed)
+        net = PolicyNet(cfg).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    progress = {"iteration": 0, "seconds": 0.0, "history": []}
+    if resumed is not None:
+        if "optimizer" in resumed:
+            opt.load_state_dict(resumed["optimizer"])
+        progress = dict(resumed.get("progress") or progress)
+        progress["history"] = list(progress.get("history", []))
+    start_it = int(progress["iteration"])
+    rng = np.random.default_rng(args.seed + 7919 * start_it)
+    gen = torch.Generator(device=device).manual_seed(args.seed + start_it)
+    zoo = []
+    if args.zoo_frac > 0:
+        t = time.perf_counter()
+        zoo = zoo_graphs()
+        print(f"zoo: {len(zoo)} graphs ({', '.join(str(g.num_nodes) for g in zoo)} nodes) "
+              f"in {time.perf_counter() - t:.1f} s", flush=True)
+    source = GraphSource(args.families, tuple(args.nodes), zoo, args.zoo_frac,
+                         args.zoo_max_nodes, rng)
+    train_doc = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                 if k not in ("func",)}
+    nparams = sum(p.numel() for p in net.parameters())
+    print(f"training {nparams} parameters ({cfg}) from iteration {start_it} to "
+          f"{args.iterations}, loss {args.loss}, batch {args.batch}", flush=True)
+    t0 = time.perf_counter()
+    base_s = float(progress["seconds"])
+    window: list[dict] = []
+    it = start_it
+
+    def save() -> None:
+        progress.update(iteration=it, seconds=base_s + time.perf_counter() - t0)
+        save_checkpoint(args.out, net, train=train_doc, progress=progress,
+                        optimizer=opt.state_dict())
+
+    while it < args.iterations:
+        if args.time_limit_s is not None and time.perf_counter() - t0 >= args.time_limit_s:
+            print(f"time limit of {args.time_limit_s:g} s reached", flush=True)
+            break
+        graph = source.draw()
+        if rng.random() < args.memory_frac:
+            task = Task("memory", 1)
+        else:
+            task = Task("makespan", int(args.lanes[int(rng.integers(len(args.lanes)))]))
+        sigma = float(math.exp(rng.uniform(math.log(args.sigma_min), math.log(args.sigma_max))))
+        out = train_step(net, opt, graph, task, sigma, batch=args.batch, loss_kind=args.loss,
+                         uniform_pb=args.uniform_pb, epsilon=args.epsilon, generator=gen,
+                         device=device)
+        out.update(task=task.kind, lanes=task.lanes, sigma=sigma, n=graph.num_nodes)
+        window.append(out)
+        it += 1
+        if it % args.log_every == 0 or it == args.iterations:
+            el = time.perf_counter() - t0
+            ms = [w["quality"] for w in window if w["task"] == "makespan"]
+            mem = [w["quality"] for w in window if w["task"] == "memory"]
+            rec = {"iteration": it, "seconds": round(base_s + el, 1),
+                   "loss": float(np.mean([w["loss"] for w in window])),
+                   "makespan_efficiency": float(np.mean(ms)) if ms else None,
+                   "memory_ratio": float(np.mean(mem)) if mem else None}
+            progress["history"].append(rec)
+            eta = (args.iterations - it) * el / max(it - start_it, 1)
+            print(f"[{it}/{args.iterations}] loss {rec['loss']:.3g}  "
+                  f"lane efficiency {rec['makespan_efficiency'] or float('nan'):.3f}  "
+                  f"memory ref/peak {rec['memory_ratio'] or float('nan'):.3f}  "
+                  f"{(it - start_it) / el:.2f} it/s  eta {eta:.0f} s", flush=True)
+            window = []
+        if it % args.save_every == 0:
+            save()
+    save()
+    print(f"saved {args.out} after {it} iterations, {progress['seconds']:.0f} s of training",
+          flush=True)
+    return Path(args.out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tvm_sched.solvers.gflownet.train",
+                                description="Train the GFlowNet scheduler (see the module doc).")
+    add_arguments(p)
+    args = p.parse_args(argv)
+    run(args)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
