@@ -231,7 +231,8 @@ def test_make_objective_builds_each_kind():
 @pytest.mark.parametrize(
     ("name", "kw", "pattern"),
     [
-        ("latency", {}, r"unknown objective 'latency'; choose one of makespan, peak_memory, planned_memory, stage, pipeline"),
+        ("latency", {}, r"unknown objective 'latency'; choose one of makespan, peak_memory, "
+                        r"planned_memory, stage, pipeline"),
         ("peak_memory", {"lanes": 2}, r"peak_memory is defined for one lane .*lanes=2"),
         ("makespan", {"lanes": 0}, r"lanes must be a positive integer, got 0"),
         ("makespan", {"lanes": 1.5}, r"lanes must be a positive integer, got 1.5"),
