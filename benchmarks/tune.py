@@ -91,6 +91,11 @@ def summarise(res, load_s: float) -> dict:
         "tvm": None if base is None else {
             "planned_bytes": base.get("planned_bytes"), "latency": lat_part(base_lat)},
         "pick_is_tvm": pick_is_tvm,
+        "fastest": res.info.get("fastest"),
+        "fastest_speedup": next((1.0 / r["relative"] for r in ok
+                                 if r["candidate"] == res.info.get("fastest")
+                                 and r.get("relative")), None),
+        "kept_tvm_within_noise": bool(res.info.get("kept_default_within_noise")),
         "speedup": res.speedup, "planned_ratio": planned_ratio,
         "within_noise": _overlap(best_lat, base_lat),
         "spread": max(medians) / min(medians) if medians else None,
@@ -215,7 +220,10 @@ def markdown(meta: dict, rows: list[dict]) -> str:
           "above 1 by chance alone, so read a small speed-up with an overlapping IQR as "
           "\"no measurable difference\". *Spread* is the slowest measured median over the "
           "fastest; *beyond noise* counts candidates whose q3 is below TVM's q1. With the "
-          "memory objective the pick is the candidate with the fewest planned bytes (the "
+          "latency objective the tuner keeps TVM's order unless the fastest candidate's q3 is "
+          "below the q1 of TVM's order measured in the same interleaved batch (*kept TVM* in "
+          "the *fastest* column); the fastest candidate and its speed-up are shown anyway. "
+          "With the memory objective the pick is the candidate with the fewest planned bytes (the "
           "planner's number is exact, not noisy); its latency is reported only to show that it "
           "costs none. Spearman is the rank correlation of each proxy with the measured "
           "medians over the candidates measured without error.", ""]
@@ -226,10 +234,12 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         md += [f"## Objective: {objective}", "",
                "| model | nodes | measured | time s (propose / build (kernels) / measure / "
                "export) | cand./min measure / end-to-end | pick | pick ms [q1, q3] (IQR) | "
-               "TVM ms [q1, q3] (IQR) | speed-up | within noise | spread | beyond noise | "
+               "TVM ms [q1, q3] (IQR) | speed-up | within noise | fastest (vs TVM, same batch) | "
+               "spread | beyond noise | "
                "pick planned B | TVM planned B | planned ratio | Spearman cache-miss / planned "
                "/ peak | errors |",
-               "|---|---:|---:|---|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---|---:|"]
+               "|---|---:|---:|---|---|---|---|---|---:|---|---|---:|---:|---:|---:|---:|---|"
+               "---:|"]
         for r in part:
             s, sp = r["seconds"], r["spearman"]
             pick = r["pick"] or {}
@@ -239,7 +249,9 @@ def markdown(meta: dict, rows: list[dict]) -> str:
                 f"{s['measure']:.1f} / {s['export']:.1f}) | {_f(r['per_min_measure'], '.1f')} / "
                 f"{_f(r['per_min_total'], '.1f')} | {pick.get('candidate', '-')} | "
                 f"{_ms(r['pick'])} | {_ms(r['tvm'])} | {_f(r['speedup'], '.3f')} | "
-                f"{_noise(r)} | {_f(r['spread'], '.3f')} | {r['faster_beyond_noise']} | "
+                f"{_noise(r)} | {r.get('fastest') or '-'} ({_f(r.get('fastest_speedup'), '.3f')})"
+                f"{' kept TVM' if r.get('kept_tvm_within_noise') else ''} | "
+                f"{_f(r['spread'], '.3f')} | {r['faster_beyond_noise']} | "
                 f"{_b(pick.get('planned_bytes'))} | {_b((r['tvm'] or {}).get('planned_bytes'))} "
                 f"| {_f(r['planned_ratio'], '.3f')} | "
                 + " / ".join(_f(sp.get(k), "+.2f", "n/a") for k in ("cache_miss", "planned",

@@ -44,3 +44,16 @@ def test_small_in_process_run_prints_table_and_writes_report(tmp_path, capsys):
     assert code == 0, out
     assert "(baseline)" in out and "pick:" in out and "Spearman(proxy, measured latency)" in out
     assert (work / "report.md").exists() and (work / "best.so").exists()
+
+
+@pytest.mark.slow
+def test_unreachable_server_exits_1_with_a_clear_message(tmp_path, capsys):
+    from tvm_sched.tune.server import free_port
+
+    code = main(["tune", "--model", "inception", "--rpc-server", f"127.0.0.1:{free_port()}",
+                 "--solvers", "lpmf", "--candidates", "6", "--top-k", "1",
+                 "--work-dir", str(tmp_path / "w"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "cannot connect to the RPC server at 127.0.0.1:" in err
+    assert "records measured so far are in" in err

@@ -173,9 +173,10 @@ def beyond_noise(fast: dict, slow: dict) -> bool:
 
 def _pick(records: list[dict], objective: str, budget: int | None,
           keep_default: bool = True) -> tuple[dict | None, dict | None]:
-    """(pick, fastest). TVM's order is kept when no candidate beats it beyond noise (latency)
-    or when it ties for the fewest planned bytes (memory): a reorder must earn its place.
-    Latencies are compared relative to TVM's order measured in the same batch."""
+    """(pick, fastest). Latency: the fastest of the candidates that beat TVM's order beyond
+    noise, else TVM's order. Memory: the fewest planned bytes, TVM's order when it ties. A
+    reorder must earn its place. Latencies are compared relative to TVM's order measured in
+    the same batch on the same device."""
     ok = [r for r in records if r.get("latency") and not r.get("error")]
     if budget is not None:
         ok = [r for r in ok if r["planned_bytes"] <= budget]
@@ -189,10 +190,12 @@ def _pick(records: list[dict], objective: str, budget: int | None,
         best = min((r for r in ok if r["planned_bytes"] == least), key=_rel)
         return best, best
     fastest = min(ok, key=lambda r: (_rel(r), r["planned_bytes"]))
-    if keep_default and base is not None and fastest is not base and not beyond_noise(fastest,
-                                                                                     base):
+    if not keep_default or base is None:
+        return fastest, fastest
+    clear = [r for r in ok if r is not base and beyond_noise(r, base)]
+    if not clear:
         return base, fastest
-    return fastest, fastest
+    return min(clear, key=lambda r: (_rel(r), r["planned_bytes"])), fastest
 
 
 def _reference(builder: Builder, model: TuneModel) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -360,7 +363,8 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work
                             "top_k": cfg.top_k, "repeats": cfg.repeats,
                             "fastest": fastest["candidate"] if fastest else None,
                             "kept_default_within_noise": bool(
-                                best and fastest and best is not fastest)})
+                                best and fastest and best is not fastest
+                                and best["candidate"] == "tvm")})
     if best is not None and cfg.export:
         t0 = time.perf_counter()
         final = builder.build([tuple(o) for o in best["orders"]])
