@@ -309,7 +309,7 @@ def markdown(meta, models, large) -> str:
                "Zoo classes built deeper, imported with `from_torch`, then `prepare` (lift + "
                "fusion prefix, timed separately). The pass time covers `ScheduleOperators()` "
                "construction and the pass on the fused module: extraction, the default solvers "
-               "(`lpmf` + baselines `topo-dfs`, `topo-bfs`), replica scoring, rewrite; no "
+               "(`lpmf` + baselines `topo-dfs`, `topo-bfs`, `list`), replica scoring, rewrite; no "
                f"fusion prefix. Median / min / max of {a['repeat']} runs after a cold run.", "",
                "| model | nodes | prepare s | pass cold s | pass median s | min s | max s | "
                f"chose | planned before B | after B | random x{a['random']} best B | "

@@ -53,20 +53,39 @@ def fusion_prefix() -> tvm.transform.Pass:
 
 
 def is_fused(mod: tvm.IRModule) -> bool:
-    """True when no Relax function calls a high-level operator (everything is lowered to TIR)."""
+    """True when no Relax function calls a high-level operator (everything is lowered to TIR).
+
+    Looks at the bindings of each function's blocks (normalised Relax has no nested calls), and
+    walks the whole expression only for bodies that are not a plain sequence of blocks: a full
+    walk visits every constant and shape and was most of the pass's time on large modules.
+    """
+
+    def high_level(expr) -> bool:
+        return (isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op)
+                and expr.op.name not in _HIGH_LEVEL_OK
+                and not expr.op.name.startswith(("relax.memory.", "relax.builtin.", "relax.vm.")))
+
     found = False
 
     def visit(expr) -> None:
         nonlocal found
-        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
-            if expr.op.name not in _HIGH_LEVEL_OK and not expr.op.name.startswith(
-                    ("relax.memory.", "relax.builtin.", "relax.vm.")):
-                found = True
+        found = found or high_level(expr)
 
     for _, func in mod.functions.items():
-        if isinstance(func, relax.Function):
-            relax.analysis.post_order_visit(func.body, visit)
-    return not found
+        if not isinstance(func, relax.Function):
+            continue
+        body = func.body
+        simple = isinstance(body, relax.SeqExpr) and all(
+            not isinstance(b.value, (relax.If, relax.SeqExpr, relax.Function))
+            for block in body.blocks for b in block.bindings)
+        if simple:
+            if any(high_level(b.value) for block in body.blocks for b in block.bindings):
+                return False
+        else:
+            relax.analysis.post_order_visit(body, visit)
+            if found:
+                return False
+    return True
 
 
 @tvm.transform.module_pass(opt_level=0, name="tvm_sched.ScheduleOperators")
@@ -100,7 +119,7 @@ class ScheduleOperators:
         objective: str = "planned_memory",
         lanes: int | None = None,
         budget: float | None = 1.0,
-        baselines: Sequence[str] = ("topo-dfs", "topo-bfs"),
+        baselines: Sequence[str] = ("topo-dfs", "topo-bfs", "list"),
         func: str = "main",
         select: str = "planned",
         seed: int = 0,
