@@ -25,6 +25,7 @@ that names it (``skip_symbolic=True``) or raises :class:`~tvm_sched.errors.Extra
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import tvm
@@ -149,6 +150,7 @@ def extract(
     device: str | DeviceSpec = "cpu",
     skip_symbolic: bool = True,
     min_nodes: int = 1,
+    kernel_times: Mapping[str, float] | None = None,
 ) -> list[OpGraph]:
     """One OpGraph per dataflow block of ``mod[func]`` (fused module expected).
 
@@ -164,6 +166,9 @@ def extract(
         Skip blocks with symbolic shapes (with a warning naming them) instead of raising.
     min_nodes
         Blocks with fewer compute bindings are left out.
+    kernel_times
+        Measured seconds per kernel name (:func:`tvm_sched.relax.profile.profile_kernels`):
+        the duration of every node calling a named kernel; the others keep the roofline.
 
     Raises
     ------
@@ -185,7 +190,7 @@ def extract(
     for b, block in enumerate(body.blocks):
         if not isinstance(block, relax.DataflowBlock):
             continue
-        g = _extract_block(mod, func, b, block, spec, skip_symbolic)
+        g = _extract_block(mod, func, b, block, spec, skip_symbolic, kernel_times or {})
         if g is not None:
             g = _with_planner_info(g, f, b, block, views.get(b, set()))
         if g is not None and g.num_nodes >= min_nodes:
@@ -193,7 +198,7 @@ def extract(
     return graphs
 
 
-def _extract_block(mod, func, b, block, spec, skip_symbolic) -> OpGraph | None:
+def _extract_block(mod, func, b, block, spec, skip_symbolic, kernel_times) -> OpGraph | None:
     # var -> list of (producer node, bytes) it stands for
     source: dict[relax.Var, list[tuple[int, int]]] = {}
     tuple_fields: dict[relax.Var, list[list[tuple[int, int]]]] = {}
@@ -253,8 +258,8 @@ def _extract_block(mod, func, b, block, spec, skip_symbolic) -> OpGraph | None:
         source[var] = [(v, nbytes)]
     if not names:
         return None
-    dur = [spec.duration(fl, ib + ob) for fl, ib, ob in zip(flops, in_bytes, out_bytes,
-                                                            strict=True)]
+    dur = [float(kernel_times[op]) if op in kernel_times else spec.duration(fl, ib + ob)
+           for op, fl, ib, ob in zip(ops, flops, in_bytes, out_bytes, strict=True)]
     pairs = sorted(edges)
     return OpGraph(
         len(names),

@@ -380,7 +380,7 @@ class Measurer:
 
     def __init__(self, runner: Runner, *, kernels: tvm.runtime.Module | None,
                  args: Sequence[np.ndarray], reference: Sequence[np.ndarray],
-                 device_type: str = "cpu", repeats: int = 10, number: int = 1,
+                 device_type: str | int = "cpu", repeats: int = 10, number: int = 1,
                  min_repeat_ms: float = 10.0, timeout: float = 120.0, rtol: float = 1e-4,
                  batch: int = 16):
         self.runner = runner

@@ -325,8 +325,9 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work
     if todo:
         prog("measure", 0, len(todo), "connecting")
         measurer = Measurer(runner, kernels=builder.kernels, args=args, reference=reference,
-                            repeats=cfg.repeats, number=cfg.number,
-                            min_repeat_ms=cfg.min_repeat_ms, timeout=cfg.timeout)
+                            device_type=target.get_target_device_type(), repeats=cfg.repeats,
+                            number=cfg.number, min_repeat_ms=cfg.min_repeat_ms,
+                            timeout=cfg.timeout)
         try:
             items = [(i, b, f"{i}-{todo[i].hash}") for i, b in enumerate(builds)]
             anchor = next((it for it in items if todo[it[0]].name == "tvm"), None)
