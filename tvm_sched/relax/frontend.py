@@ -45,11 +45,12 @@ class ImportedModule:
     reference: list[np.ndarray] = field(default_factory=list)
 
 
-def _flatten(value) -> list:
+def flatten_values(value) -> list:
+    """Leaves of nested lists, tuples and TVM arrays (a VM's outputs), in order."""
     if isinstance(value, (list, tuple, Sequence)) and not isinstance(value, str):
         out = []
         for item in value:
-            out.extend(_flatten(item))
+            out.extend(flatten_values(item))
         return out
     return [value]
 
@@ -87,7 +88,7 @@ def from_torch(model, example_args, *, name: str) -> ImportedModule:
     model = model.eval()
     try:
         with torch.no_grad():
-            reference = [t.detach().cpu().numpy() for t in _flatten(model(*args))]
+            reference = [t.detach().cpu().numpy() for t in flatten_values(model(*args))]
             exported = torch.export.export(model, args)
     except Exception as exc:  # torch raises many unrelated types here
         raise ExtractionError(
@@ -138,7 +139,7 @@ def run_module(
     vm = relax.VirtualMachine(exe, dev)
     params = [tvm.runtime.tensor(p, dev) for p in imported.params]
     if any(gv.name_hint == "main_transform_params" for gv in mod.get_global_vars()):
-        params = list(_flatten(vm["main_transform_params"](params)))
+        params = list(flatten_values(vm["main_transform_params"](params)))
     inputs = [tvm.runtime.tensor(x, dev) for x in imported.inputs]
     out = vm["main"](*inputs, *params)
-    return [o.numpy() for o in _flatten(out)]
+    return [o.numpy() for o in flatten_values(out)]

@@ -40,6 +40,7 @@ import tvm
 from tvm import relax, rpc
 
 from tvm_sched.errors import DeviceUnavailableError, TuneInputError
+from tvm_sched.relax.frontend import flatten_values as _flatten
 from tvm_sched.tune.builder import Built
 from tvm_sched.tune.server import EmbeddedServer
 
@@ -265,16 +266,6 @@ class Measurement:
 
 class SessionLost(Exception):
     """The device session stopped answering (crash, time-out, dropped connection)."""
-
-
-def _flatten(value) -> list:
-    if isinstance(value, (list, tuple)) or (hasattr(value, "__len__") and not hasattr(
-            value, "numpy")):
-        out = []
-        for v in value:
-            out.extend(_flatten(v))
-        return out
-    return [value]
 
 
 def _short(err: BaseException) -> str:

@@ -202,7 +202,7 @@ def _reference(builder: Builder, model: TuneModel) -> tuple[list[np.ndarray], li
     """``main``'s arguments (inputs + transformed params) and outputs in TVM's order, locally."""
     from tvm import relax
 
-    from tvm_sched.tune.runner import _flatten
+    from tvm_sched.relax.frontend import flatten_values as _flatten
 
     built = builder.build([tuple(range(g.num_nodes)) for g in model.graphs])
     if built.error:
