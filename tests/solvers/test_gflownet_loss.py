@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 import torch
 
 from tvm_sched.graph import OpGraph
@@ -95,14 +94,6 @@ def _optimal_share(net, g, task, sigma, best, n=256):
         pol = ModelPolicy(net, ctx, math.log(sigma), False)
         r = rollout(env, pol, n, torch.Generator().manual_seed(1))
     return float((env.makespan(r.state).numpy() <= best + 1e-9).mean())
-
-
-@pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_training_concentrates_samples_on_the_best_schedules(one_thread):

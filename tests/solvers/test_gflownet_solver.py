@@ -24,14 +24,6 @@ from tvm_sched.testing.dags import random_dag
 TINY = ModelConfig(dim=16, static_layers=1, dynamic_layers=1, cond_dim=8)
 
 
-@pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _logits(net, graph, lanes=2):
     env = ScheduleEnv(graph, lanes)
     ctx = GraphContext.build(env)
