@@ -128,6 +128,8 @@ try:
 
     Console(width=150).print(rich_table(result))
     best, base = result.best, result.baseline
+    if not (best and base and base.get("latency")):
+        raise SystemExit(f"TVM's order was not measured: {base and base.get('error')}")
     overlap = (best["latency"]["q1"] <= base["latency"]["q3"]
                and base["latency"]["q1"] <= best["latency"]["q3"])
     print(f"pick: {best['candidate']} ({best['source']}), speed-up {result.speedup:.3f}x over "

@@ -279,6 +279,7 @@ class _Device:
 
     def __init__(self, name: str, sess, measurer: Measurer):
         self.name = name
+        self.slug = "".join(c if c.isalnum() else "_" for c in name)
         self.sess = sess
         self.m = measurer
         self.pool = cf.ThreadPoolExecutor(1, thread_name_prefix=f"tvm-sched-{name}")
@@ -313,7 +314,8 @@ class _Device:
 
     def load(self, built: Built, tag: str):
         if built.needs_kernels:
-            path = self.m.tmp / f"cand-{tag}.relaxvm"
+            # per device: with a tracker the anchor is written by several device threads at once
+            path = self.m.tmp / f"{self.slug}-cand-{tag}.relaxvm"
             built.executable.mod.write_to_file(str(path))
             remote = f"tvm_sched_{tag}.relaxvm"
             self.call(self.sess.upload, str(path), remote)
@@ -327,7 +329,7 @@ class _Device:
                 return relax.VirtualMachine(exe, self.dev)
             vm = self.call(_load)
         else:
-            path = self.m.tmp / f"cand-{tag}.so"
+            path = self.m.tmp / f"{self.slug}-cand-{tag}.so"
             built.executable.export_library(str(path))
             self.call(self.sess.upload, str(path), f"tvm_sched_{tag}.so")
             vm = self.call(lambda: relax.VirtualMachine(
