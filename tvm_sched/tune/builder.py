@@ -41,6 +41,8 @@ class Built:
     needs_kernels: bool
     seconds: float
     error: str | None = None
+    #: The reordered Relax module it was built from (None when the order was rejected).
+    module: tvm.IRModule | None = None
 
 
 def _module_attrs(mod: tvm.IRModule):
@@ -144,15 +146,15 @@ class Builder:
             try:
                 exe = self._fast(mod)
             except Exception as err:  # noqa: BLE001
-                return Built(None, False, time.perf_counter() - t0, _first_line(err))
+                return Built(None, False, time.perf_counter() - t0, _first_line(err), mod)
             if exe is not None:
-                return Built(exe, True, time.perf_counter() - t0)
+                return Built(exe, True, time.perf_counter() - t0, module=mod)
         try:
             exe = tvm.compile(mod, self.target)
         except Exception as err:  # noqa: BLE001
-            return Built(None, False, time.perf_counter() - t0, _first_line(err))
+            return Built(None, False, time.perf_counter() - t0, _first_line(err), mod)
         self.fallbacks += 1
-        return Built(exe, False, time.perf_counter() - t0)
+        return Built(exe, False, time.perf_counter() - t0, module=mod)
 
     def _fast(self, mod: tvm.IRModule):
         vmcodegen, filter_tir, extract_attrs, vmlink = self._internals

@@ -289,10 +289,8 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work
     for i, c in enumerate(todo):
         b = builder.build(c.orders)
         builds.append(b)
-        try:
-            planned.append(planned_bytes(builder.module(c.orders)) if b.error is None else None)
-        except Exception:  # noqa: BLE001 - the build error is what gets recorded
-            planned.append(None)
+        # the reordered module the builder made, not a second rewrite
+        planned.append(planned_bytes(b.module) if b.error is None else None)
         prog("build", i + 2, len(todo) + 1, c.name)
     secs["build"] = time.perf_counter() - t0
     secs["kernels"] = builder.kernel_seconds
