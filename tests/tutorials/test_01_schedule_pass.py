@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-TUTORIAL = Path(__file__).resolve().parents[2] / "tutorials" / "01_schedule_pass.py"
 
 
 @pytest.mark.tutorial
 @pytest.mark.integration
 @pytest.mark.slow
-def test_01_schedule_pass_runs_at_small_size():
-    env = dict(os.environ, TVM_SCHED_TUTORIAL_SMALL="1")
-    out = subprocess.run([sys.executable, str(TUTORIAL)], env=env, capture_output=True,
-                         text=True, timeout=300, check=False)
-    assert out.returncode == 0, out.stderr
-    text = out.stdout
+def test_01_schedule_pass_runs_at_small_size(run_tutorial):
+    text = run_tutorial("01_schedule_pass.py", timeout=300)
     for needle in ("operator graph main/block0:", "planned bytes, gaus and lpmf on liveness:",
                    "outputs match: original, scheduled and 'tvm_sched' pipeline agree",
                    "zoo inception: planned bytes"):

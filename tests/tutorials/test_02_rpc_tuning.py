@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-TUTORIAL = Path(__file__).resolve().parents[2] / "tutorials" / "02_rpc_tuning.py"
 
 
 def _gone(pid: int) -> bool:
@@ -25,13 +20,9 @@ def _gone(pid: int) -> bool:
 @pytest.mark.integration
 @pytest.mark.rpc
 @pytest.mark.slow
-def test_02_rpc_tuning_runs_at_small_size():
-    env = dict(os.environ, TVM_SCHED_TUTORIAL_SMALL="1", OMP_NUM_THREADS="1",
-               TVM_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, str(TUTORIAL)], env=env, capture_output=True,
-                         text=True, timeout=600, check=False)
-    assert out.returncode == 0, out.stderr[-4000:]
-    text = out.stdout
+def test_02_rpc_tuning_runs_at_small_size(run_tutorial):
+    text = run_tutorial("02_rpc_tuning.py", timeout=600, OMP_NUM_THREADS="1",
+                        TVM_NUM_THREADS="1")
 
     # both servers registered with the tracker before tuning
     assert "tracker: 2 free 'cpu' servers" in text, text
