@@ -83,34 +83,3 @@ def test_memory_objective_and_memory_budget(model, tmp_path):
                config(memory_budget="0.95x", export=False))
     assert res.memory_budget == int(0.95 * tvm_planned)
     assert res.best["planned_bytes"] <= res.memory_budget
-
-
-def rec(name, median, q1, q3, planned=100, error=None):
-    return {"candidate": name, "planned_bytes": planned, "error": error,
-            "latency": {"median": median, "q1": q1, "q3": q3}}
-
-
-def test_pick_keeps_tvm_order_unless_beaten_beyond_noise():
-    from tvm_sched.tune.tuner import _pick
-
-    tvm_r = rec("tvm", 1.0, 0.95, 1.05, planned=200)
-    close = rec("a", 0.97, 0.90, 1.00, planned=150)  # faster median, IQRs overlap
-    clear = rec("b", 0.80, 0.78, 0.82, planned=300)  # beyond noise
-    assert _pick([tvm_r, close], "latency", None) == (tvm_r, close)
-    assert _pick([tvm_r, close], "latency", None, keep_default=False) == (close, close)
-    assert _pick([tvm_r, close, clear], "latency", None) == (clear, clear)
-    # the fastest median is within noise, a slower one is beyond it: the latter is picked
-    steady = rec("e", 0.85, 0.84, 0.86)
-    wobbly = rec("f", 0.80, 0.60, 1.00)
-    assert _pick([tvm_r, steady, wobbly], "latency", None) == (steady, wobbly)
-    # under a budget that excludes b, a is the fastest and still not beyond noise
-    assert _pick([tvm_r, close, clear], "latency", 250) == (tvm_r, close)
-    assert _pick([tvm_r, close, clear], "memory", None) == (close, close)
-    assert _pick([rec("x", 1, 1, 1, error="boom")], "latency", None) == (None, None)
-    # memory: a tie with TVM's order keeps TVM's order
-    tie = rec("c", 0.5, 0.4, 0.6, planned=200)
-    assert _pick([tvm_r, tie], "memory", None) == (tvm_r, tvm_r)
-    # a candidate measured with its own anchor is judged against that anchor
-    drift = {**rec("d", 0.9, 0.88, 0.92), "relative": 0.9 / 0.91,
-             "anchor": {"median": 0.91, "q1": 0.90, "q3": 0.93}}
-    assert _pick([tvm_r, drift], "latency", None) == (tvm_r, drift)  # within its batch's noise

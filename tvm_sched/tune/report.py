@@ -1,12 +1,16 @@
-"""Reports of a tuning run: a rich table, ``report.md``, ``plot.png`` and ``summary.json``."""
+"""Reports of a tuning run: a rich table, ``report.md``, ``plot.png`` and ``summary.json``.
+
+The files are replaced atomically (:func:`~tvm_sched.tune.workdir.atomic_write`): a reader sees
+the previous report or the new one, never a torn one.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from tvm_sched.tune.tuner import TuneResult
+from tvm_sched.tune.result import TuneResult
+from tvm_sched.tune.workdir import atomic_path, atomic_write
 
 __all__ = ["rows", "rich_table", "write_report"]
 
@@ -151,13 +155,15 @@ def _plot(result: TuneResult, path) -> None:
     if ok:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
 
 
 def write_report(result: TuneResult) -> None:
+    """Write ``report.md``, ``plot.png`` and ``summary.json`` into ``result.work_dir``."""
     work = result.work_dir
-    (work / "report.md").write_text(_markdown(result))
+    atomic_write(work / "report.md", _markdown(result))
     _plot(result, work / "plot.png")
     summary = {
         "model": result.model, "objective": result.objective,
@@ -171,4 +177,4 @@ def write_report(result: TuneResult) -> None:
         if result.baseline else None,
         "rows": rows(result),
     }
-    (work / "summary.json").write_text(json.dumps(summary, indent=1))
+    atomic_write(work / "summary.json", json.dumps(summary, indent=1))

@@ -12,22 +12,25 @@ Ranking before measuring uses the proxies of :mod:`tvm_sched.tune.candidates`: c
 for latency (ties by planned bytes), planned bytes for memory. How well each proxy ranks the
 measured latencies is reported as a Spearman rank correlation.
 
-Everything measured goes to the database in ``work_dir`` as it completes; the final module
-(``best.so``, exported library), its orders (``best_order.json``), ``report.md``, ``plot.png`` and
-``summary.json`` are written at the end.
+The work dir is checked (a directory, writable) before anything else and locked for the whole
+run (:mod:`tvm_sched.tune.workdir`): a second run on it fails at once instead of measuring the
+same candidates again. Everything measured goes to the database in ``work_dir`` as it
+completes; the final module (``best.so``, exported library), its orders (``best_order.json``),
+``report.md``, ``plot.png`` and ``summary.json`` are replaced atomically at the end. The decision
+rules are :mod:`tvm_sched.tune.pick`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import tvm
@@ -35,10 +38,21 @@ import tvm
 from tvm_sched.errors import TuneInputError
 from tvm_sched.relax.memory import planned_bytes
 from tvm_sched.tune.builder import Builder, Built
-from tvm_sched.tune.candidates import Candidate, default_cache_bytes, propose
+from tvm_sched.tune.candidates import default_cache_bytes, propose
 from tvm_sched.tune.database import Database
-from tvm_sched.tune.model import TuneModel
+from tvm_sched.tune.model import TuneModel, check_target
+from tvm_sched.tune.pick import (
+    beyond_noise,
+    latency_stats,
+    parse_memory_budget,
+    pick,
+    rank,
+    spearman,
+)
+from tvm_sched.tune.report import write_report
+from tvm_sched.tune.result import TuneResult
 from tvm_sched.tune.runner import Measurement, Measurer, Runner
+from tvm_sched.tune.workdir import atomic_path, atomic_write, check_work_dir, lock_work_dir
 
 __all__ = ["TuneConfig", "TuneResult", "tune", "OBJECTIVES", "parse_memory_budget", "beyond_noise"]
 
@@ -46,6 +60,13 @@ log = logging.getLogger(__name__)
 
 OBJECTIVES = ("latency", "memory")
 DEFAULT_SOLVERS = ("lpmf", "list", "random-list", "gaus")
+
+# the decision rules live in tvm_sched.tune.pick; the old private names stay for callers
+_pick, _rank, _stats, _spearman = pick, rank, latency_stats, spearman
+
+
+def _finite(x: float) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
 @dataclass
@@ -71,131 +92,37 @@ class TuneConfig:
     keep_default_within_noise: bool = True
 
     def check(self) -> None:
+        """Reject options no run can use, before any work.
+
+        Raises
+        ------
+        TuneInputError
+            The first bad option, named as on the command line.
+        """
         if self.objective not in OBJECTIVES:
             raise TuneInputError(f"objective must be one of {', '.join(OBJECTIVES)}, "
                                  f"got {self.objective!r}")
         if self.memory_budget is not None and self.objective != "latency":
             raise TuneInputError("--memory-budget goes with --objective latency")
+        parse_memory_budget(self.memory_budget, 1)  # the form and the sign; the size later
         if self.candidates < 1 or self.top_k < 0 or self.repeats < 1:
             raise TuneInputError("candidates and repeats must be >= 1, top-k >= 0")
-
-
-def parse_memory_budget(value: int | str | None, tvm_planned: int) -> int | None:
-    """Bytes from an int, ``"123456"``, ``"64KiB"``/``"2MiB"`` or ``"0.9x"`` of TVM's order."""
-    if value is None or isinstance(value, int):
-        return value
-    text = str(value).strip()
-    try:
-        if text.lower().endswith("x"):
-            return int(float(text[:-1]) * tvm_planned)
-        for suffix, mult in (("kib", 1024), ("mib", 1024**2), ("gib", 1024**3)):
-            if text.lower().endswith(suffix):
-                return int(float(text[: -len(suffix)]) * mult)
-        return int(text)
-    except ValueError:
-        raise TuneInputError(f"memory budget must be bytes, NKiB/NMiB or a ratio like 0.9x, "
-                             f"got {value!r}") from None
-
-
-@dataclass
-class TuneResult:
-    """Records of every candidate (measured or not), the pick, and where the files are."""
-
-    model: str
-    objective: str
-    records: list[dict[str, Any]]
-    best: dict[str, Any] | None
-    baseline: dict[str, Any] | None
-    spearman: dict[str, float | None]
-    work_dir: Path
-    seconds: dict[str, float] = field(default_factory=dict)
-    memory_budget: int | None = None
-    measured_now: int = 0
-    info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def speedup(self) -> float | None:
-        """TVM's order's latency / the pick's: through the pick's own batch anchor (TVM's
-        order interleaved with it on the same device) when it has one, else the two medians."""
-        if not self.best or not self.baseline:
-            return None
-        if self.best.get("relative"):
-            return 1.0 / self.best["relative"]
-        a, b = self.baseline.get("latency"), self.best.get("latency")
-        return a["median"] / b["median"] if a and b else None
-
-
-def _stats(samples: list[float]) -> dict[str, float] | None:
-    if not samples:
-        return None
-    a = np.asarray(samples)
-    q1, med, q3 = np.percentile(a, [25, 50, 75])
-    return {"median": float(med), "q1": float(q1), "q3": float(q3), "min": float(a.min()),
-            "max": float(a.max()), "n": int(a.size)}
-
-
-def _spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
-    if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
-        return None
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(x, y).statistic)
-
-
-def _rank(cands: list[Candidate], objective: str, budget: int | None, top_k: int
-          ) -> list[Candidate]:
-    """Baselines, then the top k of the others by the objective's proxy."""
-    base = [c for c in cands if c.baseline]
-    rest = [c for c in cands if not c.baseline]
-    if budget is not None:
-        rest = [c for c in rest if c.proxy["planned"] <= budget]
-    if objective == "memory":
-        rest.sort(key=lambda c: (c.proxy["planned"], c.proxy["cache_miss"]))
-    else:
-        rest.sort(key=lambda c: (c.proxy["cache_miss"], c.proxy["planned"]))
-    return base + rest[:top_k]
-
-
-def _rel(r: dict) -> float:
-    """Latency relative to TVM's order measured in the same batch (the median if no anchor)."""
-    return r["relative"] if r.get("relative") is not None else r["latency"]["median"]
-
-
-def beyond_noise(fast: dict, slow: dict) -> bool:
-    """Whether ``fast`` beats ``slow`` by more than the noise: its upper quartile of latency
-    lies below ``slow``'s lower quartile. When ``slow`` is TVM's order and ``fast`` carries the
-    anchor of its own batch (TVM's order interleaved with it on the same device), that anchor
-    is the comparison."""
-    other = fast.get("anchor") if slow.get("candidate") == "tvm" and fast.get("anchor") \
-        else slow["latency"]
-    return fast["latency"]["q3"] < other["q1"]
-
-
-def _pick(records: list[dict], objective: str, budget: int | None,
-          keep_default: bool = True) -> tuple[dict | None, dict | None]:
-    """(pick, fastest). Latency: the fastest of the candidates that beat TVM's order beyond
-    noise, else TVM's order. Memory: the fewest planned bytes, TVM's order when it ties. A
-    reorder must earn its place. Latencies are compared relative to TVM's order measured in
-    the same batch on the same device."""
-    ok = [r for r in records if r.get("latency") and not r.get("error")]
-    if budget is not None:
-        ok = [r for r in ok if r["planned_bytes"] <= budget]
-    if not ok:
-        return None, None
-    base = next((r for r in ok if r["candidate"] == "tvm"), None)
-    if objective == "memory":
-        least = min(r["planned_bytes"] for r in ok)
-        if keep_default and base is not None and base["planned_bytes"] == least:
-            return base, base
-        best = min((r for r in ok if r["planned_bytes"] == least), key=_rel)
-        return best, best
-    fastest = min(ok, key=lambda r: (_rel(r), r["planned_bytes"]))
-    if not keep_default or base is None:
-        return fastest, fastest
-    clear = [r for r in ok if r is not base and beyond_noise(r, base)]
-    if not clear:
-        return base, fastest
-    return min(clear, key=lambda r: (_rel(r), r["planned_bytes"])), fastest
+        if self.number < 1:
+            raise TuneInputError(f"number must be >= 1, got {self.number}")
+        if not _finite(self.solver_budget) or self.solver_budget < 0:
+            raise TuneInputError(f"--solver-budget must be finite and >= 0 seconds, got "
+                                 f"{self.solver_budget!r}")
+        if not _finite(self.min_repeat_ms) or self.min_repeat_ms < 0:
+            raise TuneInputError(f"--min-repeat-ms (min_repeat_ms) must be finite and >= 0, got "
+                                 f"{self.min_repeat_ms!r}")
+        if not _finite(self.timeout) or self.timeout <= 0:
+            raise TuneInputError(f"--timeout must be finite and > 0 seconds, got "
+                                 f"{self.timeout!r}")
+        if self.cache_bytes is not None and self.cache_bytes <= 0:
+            raise TuneInputError(f"the cache size (--cache-kib) must be > 0, got "
+                                 f"{self.cache_bytes} bytes")
+        if self.seed < 0:
+            raise TuneInputError(f"--seed must be >= 0, got {self.seed}")
 
 
 def _reference(builder: Builder, model: TuneModel) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -233,16 +160,26 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work
     Raises
     ------
     TuneInputError
-        Bad options or a model that does not build in its own order.
+        Bad options or target; a work dir that is a file, read-only, or in use by another run
+        (checked before anything is proposed, built or measured); a memory budget that no
+        proposed order meets (checked before building); a model that does not build in its own
+        order.
     DeviceUnavailableError
         Devices were lost and could not be reopened (records so far are kept).
     """
     cfg = config or TuneConfig()
     cfg.check()
     key_target = str(target) if isinstance(target, str) else target.kind.name
-    target = target if isinstance(target, tvm.target.Target) else tvm.target.Target(target)
-    work = Path(work_dir)
-    work.mkdir(parents=True, exist_ok=True)
+    if not isinstance(target, tvm.target.Target):
+        target = check_target(target)
+    check_work_dir(work_dir)
+    with lock_work_dir(work_dir) as work:
+        return _tune(model, target, key_target, runner, work, cfg, progress)
+
+
+def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: Runner,
+          work: Path, cfg: TuneConfig, progress: Callable | None) -> TuneResult:
+    """The loop of :func:`tune`, with the work dir checked and locked."""
     prog = progress or (lambda *a: None)
     t_start = time.perf_counter()
     secs: dict[str, float] = {}
@@ -263,7 +200,14 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work
                    budget=cfg.solver_budget, cache_bytes=cache_bytes, progress=solver_done)
     tvm_planned = planned_bytes(model.mod)
     budget = parse_memory_budget(cfg.memory_budget, tvm_planned)
-    chosen = _rank(pool, cfg.objective, budget, cfg.top_k)
+    if budget is not None:
+        least = min((c.proxy["planned"] for c in pool), default=None)
+        if least is None or least > budget:
+            raise TuneInputError(
+                f"no candidate fits the memory budget of {budget:,} B: the fewest planned bytes "
+                f"among the {len(pool)} proposed orders is {least or 0:,} B (TVM's order "
+                f"{tvm_planned:,} B); raise --memory-budget")
+    chosen = rank(pool, cfg.objective, budget, cfg.top_k)
     secs["propose"] = time.perf_counter() - t0
 
     # 2. what the database already has
@@ -310,8 +254,8 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work
             "orders": [list(o) for o in c.orders], "proxy": dict(c.proxy),
             "cache_bytes": cache_bytes, "planned_bytes": planned[m.index],
             "build_s": round(b.seconds, 4), "fast_build": b.needs_kernels,
-            "latency": _stats(m.samples), "samples": m.samples, "check": m.check,
-            "anchor": _stats(m.anchor or []),
+            "latency": latency_stats(m.samples), "samples": m.samples, "check": m.check,
+            "anchor": latency_stats(m.anchor or []),
             "relative": (float(np.median(m.samples)) / float(np.median(m.anchor))
                          if m.samples and m.anchor else None),
             "error": m.error, "time": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -344,11 +288,11 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work
     have = db.records(model.hash, key_target, runner.key)
     records = [have[k] for k in ((model.hash, c.hash, key_target, runner.key) for c in chosen)
                if k in have]
-    best, fastest = _pick(records, cfg.objective, budget, cfg.keep_default_within_noise)
+    best, fastest = pick(records, cfg.objective, budget, cfg.keep_default_within_noise)
     base = next((r for r in records if r["candidate"] == "tvm"), None)
     ok = [r for r in records if r.get("latency") and not r.get("error")]
     lat = [r["latency"]["median"] for r in ok]
-    spear = {p: _spearman([r["proxy"][p] for r in ok], lat)
+    spear = {p: spearman([r["proxy"][p] for r in ok], lat)
              for p in ("cache_miss", "planned", "peak")}
     result = TuneResult(model.name, cfg.objective, records, best, base, spear, work, secs,
                         budget, measured, info={
@@ -357,6 +301,7 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work
                             "cache_bytes": cache_bytes, "tvm_planned": tvm_planned,
                             "kernel_build_fast": builder.kernels is not None,
                             "full_compiles": builder.fallbacks, "reconnects": reconnects,
+                            "records_skipped": db.skipped,
                             "model_hash": model.hash, "nodes": model.num_nodes,
                             "host": platform.node(), "solvers": list(cfg.solvers),
                             "top_k": cfg.top_k, "repeats": cfg.repeats,
@@ -371,13 +316,12 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work
             raise RuntimeError(f"the pick no longer builds: {final.error}")
         if final.needs_kernels:
             final.executable.mod.import_module(builder.kernels)
-        final.executable.export_library(str(work / "best.so"))
-        (work / "best_order.json").write_text(json.dumps(
+        with atomic_path(work / "best.so") as tmp:
+            final.executable.export_library(str(tmp))
+        atomic_write(work / "best_order.json", json.dumps(
             {"model": model.name, "model_hash": model.hash, "candidate": best["candidate"],
              "orders": best["orders"]}, indent=1))
         secs["export"] = time.perf_counter() - t0
     secs["total"] = time.perf_counter() - t_start
-    from tvm_sched.tune.report import write_report
-
     write_report(result)
     return result

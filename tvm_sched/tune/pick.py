@@ -1,0 +1,146 @@
+"""The tuner's decision rules, as pure functions of records (no TVM, no devices).
+
+- :func:`parse_memory_budget`: the ``--memory-budget`` text (bytes, ``64KiB``, ``0.9x`` of TVM's
+  planned bytes) to bytes, rejecting what cannot be a budget (negative, zero, not finite);
+- :func:`rank`: which proposals are measured (the baselines, then the top k by the objective's
+  proxy among those that fit the budget);
+- :func:`pick`: the final choice from the measured records; :func:`beyond_noise` is its test
+  for "faster than TVM's order";
+- :func:`latency_stats` and :func:`spearman`: what a record stores and how well a proxy ranks.
+
+The search loop (:mod:`tvm_sched.tune.tuner`) is a fixed sequence around these, so the rules are
+tested with hand-written records, as MetaSchedule tests its search with fake results.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from tvm_sched.errors import TuneInputError
+
+__all__ = ["parse_memory_budget", "rank", "pick", "beyond_noise", "latency_stats", "spearman",
+           "relative_latency"]
+
+_UNITS = (("kib", 1024), ("mib", 1024**2), ("gib", 1024**3), ("b", 1))
+
+
+def parse_memory_budget(value: int | str | None, tvm_planned: int) -> int | None:
+    """Bytes from an int, ``"123456"``, ``"64KiB"``/``"2MiB"``/``"1GiB"`` or ``"0.9x"`` of
+    ``tvm_planned`` (TVM's order's planned bytes).
+
+    Raises
+    ------
+    TuneInputError
+        Not a number with one of those forms, or a budget that is not finite and > 0.
+
+    Examples
+    --------
+    >>> parse_memory_budget("0.5x", 1000), parse_memory_budget("2KiB", 0)
+    (500, 2048)
+    >>> parse_memory_budget("infx", 1000)
+    Traceback (most recent call last):
+    ...
+    tvm_sched.errors.TuneInputError: memory budget must be finite and > 0, got 'infx'
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TuneInputError(f"memory budget must be bytes, got {value!r}")
+    text = str(value).strip().lower()
+    mult: float = 1
+    if text.endswith("x"):
+        text, mult = text[:-1], tvm_planned
+    else:
+        for suffix, unit in _UNITS:
+            if text.endswith(suffix):
+                text, mult = text[: -len(suffix)], unit
+                break
+    try:
+        amount = float(text)
+    except ValueError:
+        raise TuneInputError(f"memory budget must be bytes, NKiB/NMiB/NGiB or a ratio like "
+                             f"0.9x, got {value!r}") from None
+    if not math.isfinite(amount) or amount <= 0:
+        raise TuneInputError(f"memory budget must be finite and > 0, got {value!r}")
+    return int(amount * mult)
+
+
+def latency_stats(samples: Sequence[float]) -> dict[str, float] | None:
+    """Median, quartiles, extremes and count of latency samples (``None`` for none)."""
+    if not samples:
+        return None
+    a = np.asarray(samples, dtype=float)
+    q1, med, q3 = np.percentile(a, [25, 50, 75])
+    return {"median": float(med), "q1": float(q1), "q3": float(q3), "min": float(a.min()),
+            "max": float(a.max()), "n": int(a.size)}
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Spearman's rank correlation, ``None`` with fewer than 3 points or a constant side."""
+    if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
+        return None
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(x, y).statistic)
+
+
+def rank(cands: list[Any], objective: str, budget: int | None, top_k: int) -> list[Any]:
+    """Baselines, then the top k of the other candidates by the objective's proxy (those over
+    the memory budget left out). A candidate has ``baseline`` and ``proxy`` attributes."""
+    base = [c for c in cands if c.baseline]
+    rest = [c for c in cands if not c.baseline]
+    if budget is not None:
+        rest = [c for c in rest if c.proxy["planned"] <= budget]
+    if objective == "memory":
+        rest.sort(key=lambda c: (c.proxy["planned"], c.proxy["cache_miss"]))
+    else:
+        rest.sort(key=lambda c: (c.proxy["cache_miss"], c.proxy["planned"]))
+    return base + rest[:top_k]
+
+
+def relative_latency(r: dict) -> float:
+    """Latency relative to TVM's order measured in the same batch (the median if no anchor)."""
+    return r["relative"] if r.get("relative") is not None else r["latency"]["median"]
+
+
+def beyond_noise(fast: dict, slow: dict) -> bool:
+    """Whether ``fast`` beats ``slow`` by more than the noise: its upper quartile of latency
+    lies below ``slow``'s lower quartile. When ``slow`` is TVM's order and ``fast`` carries the
+    anchor of its own batch (TVM's order interleaved with it on the same device), that anchor
+    is the comparison."""
+    other = fast.get("anchor") if slow.get("candidate") == "tvm" and fast.get("anchor") \
+        else slow["latency"]
+    return fast["latency"]["q3"] < other["q1"]
+
+
+def pick(records: list[dict], objective: str, budget: int | None,
+         keep_default: bool = True) -> tuple[dict | None, dict | None]:
+    """(pick, fastest). Latency: the fastest of the candidates that beat TVM's order beyond
+    noise, else TVM's order. Memory: the fewest planned bytes, TVM's order when it ties. A
+    reorder must earn its place. Latencies are compared relative to TVM's order measured in
+    the same batch on the same device. Only records measured without error, and under the
+    memory budget when there is one, take part."""
+    ok = [r for r in records if r.get("latency") and not r.get("error")]
+    if budget is not None:
+        ok = [r for r in ok if r.get("planned_bytes") is not None
+              and r["planned_bytes"] <= budget]
+    if not ok:
+        return None, None
+    base = next((r for r in ok if r["candidate"] == "tvm"), None)
+    if objective == "memory":
+        least = min(r["planned_bytes"] for r in ok)
+        if keep_default and base is not None and base["planned_bytes"] == least:
+            return base, base
+        best = min((r for r in ok if r["planned_bytes"] == least), key=relative_latency)
+        return best, best
+    fastest = min(ok, key=lambda r: (relative_latency(r), r["planned_bytes"]))
+    if not keep_default or base is None:
+        return fastest, fastest
+    clear = [r for r in ok if r is not base and beyond_noise(r, base)]
+    if not clear:
+        return base, fastest
+    return min(clear, key=lambda r: (relative_latency(r), r["planned_bytes"])), fastest
