@@ -82,11 +82,13 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         raise _Usage(f"no such file: {path}")
     graph = read_graph(path)
     res = solver.solve(graph, objective, budget=args.budget, seed=args.seed, device=args.device)
+    # Ctrl-C during the solve: the solver returned its best so far; show it, then exit 130
+    code = 130 if res.info.get("interrupted") else 0
     if args.json:
         d = res.to_dict()
         d["graph"] = {"path": str(path), "nodes": graph.num_nodes, "edges": graph.num_edges}
         print(json.dumps(d))
-        return 0
+        return _interrupted_note(code)
     print(f"graph     {path} ({graph.num_nodes} nodes, {graph.num_edges} edges)")
     print(f"solver    {res.solver}")
     print(f"objective {objective.describe()}")
@@ -97,7 +99,14 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     print(f"proven    {'yes' if res.proven else 'no'} (status {res.status}, lower bound "
           f"{res.bound:g})")
     print(f"time      {res.seconds:.3f} s")
-    return 0
+    return _interrupted_note(code)
+
+
+def _interrupted_note(code: int) -> int:
+    if code == 130:
+        print("tvm-sched: interrupted: the result above is the best found before Ctrl-C, "
+              "not a finished search", file=sys.stderr)
+    return code
 
 
 def _cmd_solvers(args: argparse.Namespace) -> int:

@@ -13,6 +13,24 @@ evaluator in :mod:`tvm_sched.cost`, checks it against the value and bound the so
 duplicates and sorts. So every number a solver reports has been re-checked.
 
 An infeasible or timed-out solve is a normal result with a status, not an exception.
+
+Budgets (the anytime contract every solver keeps)
+-------------------------------------------------
+- ``budget=S`` seconds: the solve returns within about ``S`` (the target is ``S + 10% + 0.5 s``
+  for start-up) with the best schedules found. Solvers that work in batches size them from a
+  measured rate (:class:`Pacer`: a tiny first batch is timed, later batches are sized to fit the
+  time left) instead of committing to a fixed batch they cannot finish in time.
+- Every solver stops early as soon as its best value meets the objective's proven lower bound
+  (``objective.lower_bound(graph)``: critical path / load bound, liveness bound, ...).
+- ``budget=None``: a fixed amount of work (``samples``, ``rounds``, ...), never a hidden wall
+  clock, so the same seed gives the same schedules whatever the machine load. (CP-SAT is the
+  exception: its amount of work is its ``Config.time_limit_s``, as its search is a portfolio of
+  threads.)
+- Ctrl-C (``KeyboardInterrupt``) during :meth:`Solver.solve` returns the best schedules found
+  so far with ``info["interrupted"] = True`` and status ``FEASIBLE`` (``OPTIMAL`` only if the
+  best meets the lower bound). Solvers publish their incumbents with :meth:`Deadline.offer` as
+  they improve; with none published yet, the critical-path priority order is returned
+  (``info["fallback"] = "priority"``).
 """
 
 from __future__ import annotations
@@ -30,8 +48,8 @@ from tvm_sched.errors import InvalidGraphError, SolverError
 from tvm_sched.graph import OpGraph
 from tvm_sched.schedule import Schedule
 
-__all__ = ["Status", "Candidate", "Proposal", "SolveResult", "Solver", "Deadline",
-           "resolve_device"]
+__all__ = ["Status", "Candidate", "Proposal", "SolveResult", "Solver", "Deadline", "Pacer",
+           "resolve_device", "meets_bound", "is_order_memory"]
 
 
 class Status(enum.StrEnum):
@@ -115,18 +133,54 @@ class SolveResult(Sequence[Schedule]):
         }
 
 
-class Deadline:
-    """A wall-clock budget; ``None`` means unlimited."""
+def _default_clock() -> float:
+    return time.perf_counter()
 
-    def __init__(self, seconds: float | None):
+
+class Deadline:
+    """A wall-clock budget (``None``: unlimited) and the solver's published incumbents.
+
+    Parameters
+    ----------
+    seconds
+        The budget; ``None`` means no wall-clock limit (the solver does a fixed amount of work).
+    clock
+        A function returning seconds (tests pass a fake clock); default ``time.perf_counter``.
+
+    Raises
+    ------
+    ValueError
+        ``seconds`` is negative or NaN.
+
+    Examples
+    --------
+    >>> t = [0.0]
+    >>> d = Deadline(2.0, clock=lambda: t[0])
+    >>> t[0] = 1.5
+    >>> d.remaining, d.expired
+    (0.5, False)
+    >>> t[0] = 2.0
+    >>> d.expired
+    True
+    """
+
+    def __init__(self, seconds: float | None, clock=None):
         if seconds is not None and not seconds >= 0:
             raise ValueError(f"budget must be >= 0 seconds, got {seconds!r}")
         self.seconds = seconds
-        self.start = time.perf_counter()
+        self.clock = clock or _default_clock
+        self.start = self.clock()
+        #: The latest incumbents a solver published (:meth:`offer`), best first.
+        self.incumbents: list[Candidate] = []
+        self.incumbent_info: dict[str, Any] = {}
+
+    @property
+    def limited(self) -> bool:
+        return self.seconds is not None
 
     @property
     def elapsed(self) -> float:
-        return time.perf_counter() - self.start
+        return self.clock() - self.start
 
     @property
     def remaining(self) -> float:
@@ -135,6 +189,78 @@ class Deadline:
     @property
     def expired(self) -> bool:
         return self.seconds is not None and self.elapsed >= self.seconds
+
+    def offer(self, candidates: list[Candidate], **info: Any) -> None:
+        """Publish the best candidates so far (what a Ctrl-C returns); replaces earlier ones."""
+        self.incumbents = list(candidates)
+        self.incumbent_info = dict(info)
+
+
+class Pacer:
+    """Sizes batches of work to fit a deadline from the measured rate.
+
+    With an unlimited deadline every batch is ``min(batch, todo)`` (a fixed amount of work).
+    With a budget the first batch is ``probe`` units (timed), and each later batch is the largest
+    that the last measured time per unit says fits in ``share`` of the time left (at most
+    ``batch``); 0 means stop.
+
+    Parameters
+    ----------
+    deadline
+        The deadline.
+    batch
+        The largest batch.
+    probe
+        Size of the first (timed) batch under a budget.
+    share
+        Fraction of the remaining time one batch may take.
+    reserve_s
+        Seconds kept back for the work after the loop (scoring, re-checking).
+
+    Examples
+    --------
+    >>> t = [0.0]
+    >>> p = Pacer(Deadline(1.0, clock=lambda: t[0]), batch=100, probe=4)
+    >>> p.next_size(1000)
+    4
+    >>> t[0] = 0.04; p.done(4)  # 10 ms per unit measured
+    >>> p.next_size(1000)  # half of the 0.96 s left
+    48
+    >>> t[0] = 1.0; p.done(48)
+    >>> p.next_size(1000)
+    0
+    """
+
+    def __init__(self, deadline: Deadline, batch: int, probe: int = 8, share: float = 0.5,
+                 reserve_s: float = 0.0):
+        self.deadline, self.batch, self.probe = deadline, max(1, int(batch)), max(1, int(probe))
+        self.share, self.reserve_s = share, reserve_s
+        self.unit_s: float | None = None
+        self.batches = 0
+        self._t = deadline.clock()
+
+    def next_size(self, todo: int) -> int:
+        """Units to do next (0: stop), given ``todo`` units left."""
+        todo = int(todo)
+        if todo <= 0:
+            return 0
+        d = self.deadline
+        self._t = d.clock()
+        if not d.limited:
+            return min(self.batch, todo)
+        left = d.remaining - self.reserve_s
+        if left <= 0:
+            return 0
+        if self.unit_s is None:
+            return min(self.probe, self.batch, todo)
+        size = int(self.share * left / max(self.unit_s, 1e-12))
+        return max(0, min(self.batch, todo, size))
+
+    def done(self, size: int) -> None:
+        """Record that ``size`` units were done since :meth:`next_size`."""
+        if size > 0:
+            self.unit_s = max(self.deadline.clock() - self._t, 0.0) / size
+            self.batches += 1
 
 
 def resolve_device(device: Any) -> Any:
@@ -152,7 +278,30 @@ def resolve_device(device: Any) -> Any:
 
 
 def _rel_tol(x: float) -> float:
-    return 1e-6 * max(1.0, abs(x))
+    # Relative only: values may be seconds of microsecond kernels (an absolute floor of 1e-6
+    # would call a schedule 15% above its bound on a 7-us graph "optimal").
+    return 1e-9 * abs(x) + 1e-300
+
+
+def is_order_memory(objective: Objective) -> bool:
+    """Whether ``objective`` is a one-lane memory objective evaluated on orders.
+
+    ``peak_memory`` (liveness), ``planned_memory`` (TVM-planner replica) and any other
+    order-based ``*_memory`` objective (such as an arena planner) qualify: solvers may search
+    with a liveness surrogate and rank by ``objective.evaluate_orders``.
+    """
+    from tvm_sched.cost import PeakMemory
+
+    return isinstance(objective, PeakMemory) or (
+        objective.order_based and objective.lanes == 1 and objective.name.endswith("_memory"))
+
+
+def meets_bound(value: float, bound: float) -> bool:
+    """Whether ``value`` meets the proven lower ``bound`` (a solver may stop searching).
+
+    Relative to the bound, so values in seconds of microsecond kernels keep their precision.
+    """
+    return bool(value <= bound + _rel_tol(bound))
 
 
 class Solver:
@@ -183,8 +332,15 @@ class Solver:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"
 
+    #: Whether a solver that handles ``peak_memory`` also handles every other order-based memory
+    #: objective (see :func:`is_order_memory`): searched as orders, ranked by the objective's
+    #: exact ``evaluate_orders``.
+    order_memory: ClassVar[bool] = True
+
     def supports(self, objective: Objective) -> bool:
-        return objective.name in self.objectives
+        return objective.name in self.objectives or (
+            self.order_memory and "peak_memory" in self.objectives
+            and is_order_memory(objective))
 
     def _propose(
         self,
@@ -223,7 +379,7 @@ class Solver:
         Raises
         ------
         ValueError
-            The solver does not handle this objective.
+            The solver does not handle this objective, or ``budget`` is negative or NaN.
         SolverError
             A proposed value contradicts the exact evaluator or a proven bound (a bug).
         """
@@ -237,8 +393,22 @@ class Solver:
             )
         deadline = Deadline(budget)
         rng = np.random.default_rng(seed)
-        proposal = self._propose(graph, objective, deadline, rng, resolve_device(device))
+        try:
+            proposal = self._propose(graph, objective, deadline, rng, resolve_device(device))
+        except KeyboardInterrupt:
+            proposal = self._interrupted(graph, deadline)
         return self._finish(graph, objective, proposal, deadline)
+
+    def _interrupted(self, graph: OpGraph, deadline: Deadline) -> Proposal:
+        """The proposal after a Ctrl-C: the published incumbents, else a priority order."""
+        info = dict(deadline.incumbent_info, interrupted=True)
+        cands = list(deadline.incumbents)
+        if not cands:
+            from tvm_sched.solvers.heuristics import priority_order
+
+            cands = [Candidate(Schedule(order=priority_order(graph, graph.bottom_level)))]
+            info["fallback"] = "priority"
+        return Proposal(cands, Status.FEASIBLE, info=info)
 
     def _finish(
         self, graph: OpGraph, objective: Objective, proposal: Proposal, deadline: Deadline
@@ -269,6 +439,8 @@ class Solver:
                 )
             if best <= bound + _rel_tol(bound):
                 status = Status.OPTIMAL
+            elif proposal.info.get("interrupted") and status is Status.OPTIMAL:
+                status = Status.FEASIBLE
         elif status in (Status.FEASIBLE, Status.OPTIMAL):
             raise SolverError(f"solver {self.name!r} reported {status} without a schedule")
         return SolveResult(

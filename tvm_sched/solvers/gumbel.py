@@ -19,6 +19,11 @@ For the order objectives (``makespan``, ``peak_memory``) the solver is a cheap n
 extension: Gumbel-perturbed critical-path priorities (``bottom level / scale + tau * Gumbel``),
 ``samples`` orders per batch decoded by the objective's own semantics, the best kept, until the
 budget or ``rounds`` batches are spent.
+
+Budgets follow :mod:`tvm_sched.solvers.base`: with ``budget=None`` exactly ``rounds`` rounds (a
+fixed amount of work: the same seed gives the same schedule on any machine); with a budget, rounds
+until it is spent, each Adam step and each legalisation timed so that the loop stops when the
+next one would not fit; always stopping when the best meets the lower bound.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from tvm_sched.cost import Objective, StageCost
 from tvm_sched.cost.stage import node_weights, stage_cost_batch, stages_from_order
 from tvm_sched.graph import OpGraph
 from tvm_sched.schedule import Schedule
-from tvm_sched.solvers.base import Candidate, Deadline, Proposal, Solver
+from tvm_sched.solvers.base import Candidate, Deadline, Pacer, Proposal, Solver, meets_bound
 from tvm_sched.solvers.gaus.legalize import (
     depth_levels,
     improve_stages,
@@ -40,7 +45,7 @@ from tvm_sched.solvers.gaus.legalize import (
     stage_order,
 )
 from tvm_sched.solvers.gaus.solver import RowAdam
-from tvm_sched.solvers.heuristics import priority_order
+from tvm_sched.solvers.heuristics import priority_order, priority_orders_batch
 
 __all__ = ["GumbelSolver"]
 
@@ -57,7 +62,7 @@ class GumbelSolver(Solver):
     """
 
     name = "gumbel"
-    objectives = ("stage", "makespan", "peak_memory")
+    objectives = ("stage", "makespan", "peak_memory", "planned_memory")
 
     @dataclass(frozen=True)
     class Config:
@@ -65,9 +70,8 @@ class GumbelSolver(Solver):
         samples: int = 16
         #: Adam steps per round.
         steps: int = 60
-        #: Rounds when ``budget`` is None (also capped by ``time_limit_s``).
+        #: Rounds when ``budget`` is None (with a budget: until it is spent).
         rounds: int = 3
-        time_limit_s: float = 2.0
         lr: float = 0.1
         tau_start: float = 1.0
         tau_end: float = 0.1
@@ -87,8 +91,8 @@ class GumbelSolver(Solver):
         if not isinstance(objective, StageCost):
             return self._sample_orders(graph, objective, deadline, rng)
         n, D = graph.num_nodes, objective.stages
-        start = Deadline(cfg.time_limit_s) if deadline.seconds is None else deadline
-        max_rounds = cfg.rounds if deadline.seconds is None else None
+        start = deadline
+        max_rounds = None if deadline.limited else cfg.rounds
         dev = torch.device(device)
         dtype = torch.float32
         levels = depth_levels(graph)
@@ -98,13 +102,14 @@ class GumbelSolver(Solver):
                                weight=objective.weight)
         best_s, best_v = s0, self._value(graph, objective, s0[None])[0]
         info = {"init_value": float(best_v), "rounds": 0, "history": [(0.0, float(best_v))]}
-        if start.expired:
+        lb = float(objective.lower_bound(graph))
+        deadline.offer(self._proposal(graph, best_s, best_v, {}).candidates)
+        if start.expired or best_v <= lb + 1e-9 * max(1.0, lb):
             return self._proposal(graph, best_s, best_v, info)
         theta0 = np.zeros((n, D))
         theta0[np.arange(n), s0] = 2.0
         theta = torch.tensor(theta0, dtype=dtype, device=dev, requires_grad=True)
         w = torch.as_tensor(w_np, dtype=dtype, device=dev)
-        lb = float(objective.lower_bound(graph))
         scale = max(1.0, lb)
         data = graph.edge_bytes > 0
         dsrc = torch.as_tensor(np.array(graph.src[data]), device=dev)
@@ -117,12 +122,14 @@ class GumbelSolver(Solver):
         opt = RowAdam([theta], lr=cfg.lr)
         pen = cfg.penalty
         rounds = 0
+        step_s = legal_s = 0.0  # measured cost of one Adam step and of one legalisation
         while not start.expired and (max_rounds is None or rounds < max_rounds):
             frac = min(1.0, rounds / max(1, cfg.anneal_rounds - 1))
             tau = cfg.tau_start * (cfg.tau_end / cfg.tau_start) ** frac
-            for step in range(cfg.steps):
-                if step % 10 == 0 and start.expired:
+            for _step in range(cfg.steps):
+                if start.limited and start.remaining < 1.5 * (step_s + legal_s):
                     break
+                t_step = start.clock()
                 u = torch.rand((cfg.samples, n, D), generator=gen, dtype=dtype).to(dev)
                 gumbel = -torch.log(-torch.log(u.clamp(1e-9, 1 - 1e-9)))
                 y = torch.softmax((theta + gumbel) / tau, dim=-1)  # (S, n, D)
@@ -136,6 +143,8 @@ class GumbelSolver(Solver):
                 grads = torch.autograd.grad(loss, [theta])
                 with torch.no_grad():
                     opt.step(grads)
+                step_s = start.clock() - t_step
+            t_legal = start.clock()
             pen *= cfg.penalty_growth
             rounds += 1
             with torch.no_grad():
@@ -151,6 +160,8 @@ class GumbelSolver(Solver):
                 cv = self._value(graph, objective, cand[None])[0]
             if cv < best_v:
                 best_s, best_v = cand, cv
+                deadline.offer(self._proposal(graph, best_s, best_v, {}).candidates)
+            legal_s = start.clock() - t_legal
             info["history"].append((start.elapsed, float(best_v)))
             if best_v <= lb + 1e-9 * max(1.0, lb):
                 break
@@ -160,18 +171,28 @@ class GumbelSolver(Solver):
     def _sample_orders(self, graph: OpGraph, objective: Objective, deadline: Deadline,
                        rng: np.random.Generator) -> Proposal:
         cfg = self.config
-        start = Deadline(cfg.time_limit_s) if deadline.seconds is None else deadline
         bl = graph.bottom_level / max(1e-12, float(graph.bottom_level.max()))
         orders = [priority_order(graph, bl)]
         vals = [float(objective.evaluate_orders(graph, orders[0][None])[0])]
+        deadline.offer([Candidate(Schedule(order=orders[0]), vals[0])])
+        lb = objective.lower_bound(graph)
+        pacer = Pacer(deadline, cfg.samples, probe=min(cfg.samples, 4))
         batches = 0
-        while not start.expired and batches < cfg.rounds:
-            g = rng.gumbel(size=(cfg.samples, graph.num_nodes))
-            batch = np.stack([priority_order(graph, bl + cfg.tau_end * row) for row in g])
+        while batches < cfg.rounds or deadline.limited:
+            if meets_bound(min(vals), lb):
+                break
+            size = pacer.next_size(cfg.samples)
+            if size == 0:
+                break
+            g = rng.gumbel(size=(size, graph.num_nodes))
+            batch = priority_orders_batch(graph, bl[None, :] + cfg.tau_end * g)
             v = objective.evaluate_orders(graph, batch)
+            pacer.done(size)
             k = int(v.argmin())
             orders.append(batch[k])
             vals.append(float(v[k]))
+            if vals[-1] < min(vals[:-1]):
+                deadline.offer([Candidate(Schedule(order=batch[k]), vals[-1])])
             batches += 1
         k = int(np.argmin(vals))
         return Proposal([Candidate(Schedule(order=orders[k]), vals[k])],

@@ -37,7 +37,7 @@ import numpy as np
 from tvm_sched.cost import Comm, Makespan, Objective
 from tvm_sched.graph import OpGraph
 from tvm_sched.schedule import Schedule
-from tvm_sched.solvers.base import Candidate, Deadline, Proposal, Solver
+from tvm_sched.solvers.base import Candidate, Deadline, Pacer, Proposal, Solver, meets_bound
 
 __all__ = [
     "dfs_order",
@@ -328,16 +328,22 @@ class ListSolver(Solver):
 
 
 class _SamplingSolver(Solver):
-    """Draws ``samples`` orders in batches until done or out of budget; keeps the top k."""
+    """Draws ``samples`` orders in batches until done, out of budget or at the lower bound.
+
+    Under a budget the batches are sized by a :class:`~tvm_sched.solvers.base.Pacer` (a timed
+    probe of ``probe`` orders first); without one, ``samples`` orders in batches of ``batch``.
+    """
 
     @dataclass(frozen=True)
     class Config:
-        #: Number of orders to draw (fewer when the budget runs out; at least one batch).
+        #: Number of orders to draw (fewer when the budget runs out or the bound is met).
         samples: int = 1000
         #: Distinct schedules returned, best first.
         top_k: int = 10
-        #: Orders drawn per vectorised batch.
+        #: Largest vectorised batch.
         batch: int = 250
+        #: Size of the first, timed batch under a budget.
+        probe: int = 8
 
     def priorities(self, graph: OpGraph, rng: np.random.Generator, size: int) -> np.ndarray:
         raise NotImplementedError
@@ -345,16 +351,30 @@ class _SamplingSolver(Solver):
     def _propose(self, graph: OpGraph, objective: Objective, deadline: Deadline,
                  rng: np.random.Generator, device) -> Proposal:
         cfg = self.config
-        if cfg.samples < 1 or cfg.batch < 1:
-            raise ValueError(f"samples and batch must be >= 1, got {cfg.samples}, {cfg.batch}")
-        orders, values = [], []
+        if cfg.samples < 1 or cfg.batch < 1 or cfg.probe < 1:
+            raise ValueError(f"samples, batch and probe must be >= 1, got {cfg.samples}, "
+                             f"{cfg.batch}, {cfg.probe}")
+        lb = objective.lower_bound(graph)
+        pacer = Pacer(deadline, cfg.batch, probe=cfg.probe)
+        orders: list[np.ndarray] = []
+        values: list[np.ndarray] = []
         drawn = 0
-        while drawn < cfg.samples and (drawn == 0 or not deadline.expired):
-            size = min(cfg.batch, cfg.samples - drawn)
+        best = float("inf")
+        while not meets_bound(best, lb):
+            # at least one order, even on a spent budget
+            size = pacer.next_size(cfg.samples - drawn) or (0 if drawn else 1)
+            if size == 0:
+                break
             o = priority_orders_batch(graph, self.priorities(graph, rng, size))
+            v = objective.evaluate_orders(graph, o)
+            pacer.done(size)
             orders.append(o)
-            values.append(objective.evaluate_orders(graph, o))
+            values.append(v)
             drawn += size
+            k = int(v.argmin())
+            if v[k] < best:
+                best = float(v[k])
+                deadline.offer([Candidate(Schedule(order=o[k]), best)], samples=drawn)
         o = np.concatenate(orders)
         vals = np.concatenate(values)
         # distinct orders only, then the best top_k (ties: first drawn)
@@ -364,6 +384,7 @@ class _SamplingSolver(Solver):
         cands = [Candidate(Schedule(order=o[i], info={"sample": int(i)}), float(vals[i]))
                  for i in keep]
         return Proposal(cands, info={"samples": int(drawn),
+                                     "batches": pacer.batches,
                                      "mean_value": float(vals.mean()),
                                      "distinct": int(first.size)})
 

@@ -36,6 +36,7 @@ the split of a model into variables / constraints / objective follows PyJobShop.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -274,7 +275,7 @@ def run(
     p.random_seed = int(seed)
     p.log_search_progress = bool(log)
     collector = _Collector(cpm, top_k) if top_k > 1 else None
-    status = solver.solve(cpm.model, collector) if collector else solver.solve(cpm.model)
+    status, interrupted = _solve_interruptibly(solver, cpm.model, collector)
     name = solver.status_name(status)
     if status == cp_model.MODEL_INVALID:
         raise SolverError(f"CP-SAT rejected the model: {cpm.model.validate() or name}")
@@ -298,4 +299,40 @@ def run(
         "num_conflicts": int(solver.num_conflicts),
         **cpm.stats,
     }
+    if interrupted:
+        info["interrupted"] = True
     return Outcome(mapped, name, solutions, bound, info)
+
+
+def _solve_interruptibly(solver, model, collector) -> tuple[Any, bool]:
+    """``solver.solve`` in a worker thread; Ctrl-C stops the search and is reported.
+
+    CP-SAT's own SIGINT handler (``catch_sigint_signal``) would stop the search silently and the
+    result would look complete, so it is switched off: the main thread waits, and a
+    ``KeyboardInterrupt`` there calls ``stop_search`` and returns ``(status, True)``.
+    """
+    solver.parameters.catch_sigint_signal = False
+    box: dict[str, Any] = {}
+    finished = threading.Event()
+
+    def work() -> None:
+        try:
+            box["status"] = solver.solve(model, collector) if collector else solver.solve(model)
+        except BaseException as err:  # re-raised in the caller's thread
+            box["error"] = err
+        finally:
+            finished.set()
+
+    thread = threading.Thread(target=work, name="cpsat-solve", daemon=True)
+    thread.start()
+    interrupted = False
+    while not finished.is_set():
+        try:
+            finished.wait(0.05)
+        except KeyboardInterrupt:
+            interrupted = True
+            solver.stop_search()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["status"], interrupted

@@ -68,6 +68,8 @@ class CPSATSolver(Solver):
 
     name = "cpsat"
     objectives = ("makespan", "peak_memory", "stage")
+    #: The memory model is the liveness peak only (no planner or arena model).
+    order_memory = False
 
     @dataclass(frozen=True)
     class Config:

@@ -38,6 +38,7 @@ from tvm_sched.cost.pipeline import Pipeline, int_durations, modulo_list_schedul
 from tvm_sched.cost.stage import node_weights
 from tvm_sched.errors import InfeasibleError
 from tvm_sched.graph import OpGraph
+from tvm_sched.solvers.base import is_order_memory
 from tvm_sched.solvers.gaus.distributions import (
     expected_shortfall,
     std_normal_cdf,
@@ -62,7 +63,7 @@ class Formulation:
         self.n = graph.num_nodes
         self.horizon = int(max(1, horizon))
         self.device, self.dtype = device, dtype
-        self.dur_steps = np.asarray(dur_steps, dtype=np.int64)
+        self.dur_steps = np.asarray(dur_steps, dtype=np.float64)
         src, dst, lat = graph.src, graph.dst, np.asarray(lat, dtype=np.float64)
         if extra_edges is not None and len(extra_edges):
             src = np.concatenate([src, extra_edges[:, 0]])
@@ -137,7 +138,10 @@ class MakespanForm(Formulation):
         ub_val = float(np.max(np.asarray(ub.start) + d)) if graph.num_nodes else 0.0
         integral = bool(np.all(d == np.round(d)))
         self.q = 1.0 if integral and ub_val <= max_steps else max(ub_val, 1e-12) / max_steps
-        dur = np.where(d > 0, np.maximum(1, np.round(d / self.q)), 0).astype(np.int64)
+        # Integral data keep integral steps; otherwise durations are exact fractions of a step
+        # (no rounding up of microsecond kernels to a whole step beside 100-ms ones: with a
+        # wide dynamic range that would distort the relaxation and overflow the horizon).
+        dur = d.astype(np.float64) if self.q == 1.0 else d / self.q
         cp_steps = _critical_path_steps(graph, dur)
         if horizon is not None and horizon < cp_steps:
             raise InfeasibleError(f"horizon D={horizon} is below the critical path "
@@ -266,7 +270,8 @@ class PipelineForm(Formulation):
 def _critical_path_steps(graph: OpGraph, dur: np.ndarray) -> int:
     if graph.num_nodes == 0:
         return 0
-    return int(round(graph.replace(duration=dur.astype(np.float64)).critical_path_length))
+    return int(math.ceil(graph.replace(duration=dur.astype(np.float64)).critical_path_length
+                         - 1e-9))
 
 
 def make_formulation(graph: OpGraph, objective: Objective, *, device, dtype, max_steps: int,
@@ -274,8 +279,8 @@ def make_formulation(graph: OpGraph, objective: Objective, *, device, dtype, max
     """The formulation of ``objective`` (raises ValueError for an unknown one)."""
     if isinstance(objective, Makespan):
         return MakespanForm(graph, objective, device, dtype, max_steps, horizon)
-    if isinstance(objective, PeakMemory):
-        return MemoryForm(graph, device, dtype)
+    if isinstance(objective, PeakMemory) or is_order_memory(objective):
+        return MemoryForm(graph, device, dtype)  # liveness: the surrogate of every memory model
     if isinstance(objective, StageCost):
         return StageForm(graph, objective, device, dtype)
     if isinstance(objective, Pipeline):

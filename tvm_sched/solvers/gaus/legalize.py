@@ -25,6 +25,7 @@ from tvm_sched.cost.pipeline import Pipeline, modulo_list_schedule, pipeline_lat
 from tvm_sched.cost.stage import stage_cost_batch, stages_from_orders
 from tvm_sched.graph import OpGraph
 from tvm_sched.schedule import Schedule
+from tvm_sched.solvers.base import is_order_memory
 from tvm_sched.solvers.heuristics import list_schedule, priority_order
 
 __all__ = ["legalize", "repair_stages", "depth_levels", "improve_stages", "stage_order"]
@@ -197,7 +198,7 @@ def legalize(graph: OpGraph, objective: Objective, mu: np.ndarray, *, q: float =
             full = objective.complete(graph, sch)
             out.append((sch, objective.value(graph, full), np.asarray(full.start) / q))
         return out
-    if isinstance(objective, PeakMemory):
+    if isinstance(objective, PeakMemory) or is_order_memory(objective):
         vals = objective.evaluate_orders(graph, np.stack(orders))
         return [(Schedule(order=o), float(v), _positions(o))
                 for o, v in zip(orders, vals, strict=True)]

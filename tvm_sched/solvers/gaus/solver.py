@@ -25,9 +25,20 @@ by the penalty, the legaliser and the exact evaluator. Restart 0 starts at the A
 midpoint, restart 1 at a list schedule, the others at one of them plus Gaussian noise scaled by
 the mobility; sigma starts at ``max(floor, mobility / 4)``.
 
-A budget of zero returns the legalised initialisation. With ``budget=None`` the solver stops after
-``Config.rounds`` rounds or ``Config.time_limit_s`` seconds, whichever comes first, or as soon as a
-schedule meets the objective's lower bound.
+A budget of zero returns the legalised initialisation. With ``budget=None`` the solver does
+``Config.rounds`` rounds (a fixed amount of work: no wall clock), with a budget as many as fit:
+each Adam step and each legalisation is timed and the loop stops when the next one would not fit
+(:mod:`tvm_sched.solvers.base`). Either way it stops as soon as a schedule meets the objective's
+lower bound.
+
+Memory objectives: ``peak_memory`` is optimised as formulated; every other order-based memory
+objective (``planned_memory``, an arena planner, ...) is searched with the liveness formulation
+as a surrogate, and the legal orders are ranked by the objective's own exact evaluator.
+
+Durations: integral makespan data stay integral steps; other data are measured in steps of
+``q = list-schedule makespan / max_steps`` with *fractional* step durations, so kernels from
+microseconds to 100 ms keep their relative sizes (the exact values come from the legaliser and
+the evaluator, in the graph's own units).
 """
 
 from __future__ import annotations
@@ -42,7 +53,13 @@ from tvm_sched.cost.pipeline import Pipeline
 from tvm_sched.cost.stage import stage_cost_batch
 from tvm_sched.graph import OpGraph
 from tvm_sched.schedule import Schedule
-from tvm_sched.solvers.base import Candidate, Deadline, Proposal, Solver
+from tvm_sched.solvers.base import (
+    Candidate,
+    Deadline,
+    Proposal,
+    Solver,
+    meets_bound,
+)
 from tvm_sched.solvers.gaus.distributions import inverse_sigma, sigma_of
 from tvm_sched.solvers.gaus.formulations import make_formulation
 from tvm_sched.solvers.gaus.legalize import depth_levels, improve_stages, legalize, stage_order
@@ -62,7 +79,7 @@ class GauSSolver(Solver):
     """
 
     name = "gaus"
-    objectives = ("makespan", "peak_memory", "stage", "pipeline")
+    objectives = ("makespan", "peak_memory", "planned_memory", "stage", "pipeline")
 
     @dataclass(frozen=True)
     class Config:
@@ -70,10 +87,8 @@ class GauSSolver(Solver):
         restarts: int = 8
         #: Adam steps per round (between multiplier updates and legalisations).
         steps: int = 60
-        #: Rounds when ``budget`` is None (also capped by ``time_limit_s``).
+        #: Rounds when ``budget`` is None (with a budget: as many as fit).
         rounds: int = 3
-        #: Seconds when ``budget`` is None.
-        time_limit_s: float = 2.0
         #: Adam learning rate in steps (scaled up by the horizon / 20 on long horizons).
         lr: float = 0.1
         #: Lower bound of sigma, in steps.
@@ -102,11 +117,7 @@ class GauSSolver(Solver):
             objective.check_feasible(graph)
         if graph.num_nodes == 0:
             return Proposal([Candidate(Schedule(order=()))])
-        if deadline.seconds is None:
-            deadline = _Capped(deadline, cfg.time_limit_s)
-            max_rounds = cfg.rounds
-        else:
-            max_rounds = None
+        max_rounds = None if deadline.limited else cfg.rounds
         dev = torch.device(device)
         dtype = torch.float32 if dev.type == "cuda" else torch.float64
         form = make_formulation(graph, objective, device=dev, dtype=dtype,
@@ -124,13 +135,16 @@ class GauSSolver(Solver):
         mu0 = np.clip(mu0, 0, D - 1)
 
         pool = _Pool(max(1, cfg.top_k))
+        t_legal = deadline.clock()
         pool.add(legalize(graph, objective, mu0, q=q, levels=levels))
+        legal_s = deadline.clock() - t_legal  # seconds of one legalisation (+ polish)
         if isinstance(objective, StageCost):
             pool.add(_polished(graph, objective, pool.best_steps, deadline))
         lb = objective.lower_bound(graph)
         info = {"restarts": B, "horizon": D, "rounds": 0, "steps": 0, "device": str(dev),
                 "init_value": pool.best_value, "history": [(deadline.elapsed, pool.best_value)]}
-        if deadline.expired or pool.best_value <= lb + 1e-9 * max(1.0, abs(lb)):
+        deadline.offer(pool.proposal({}).candidates)
+        if deadline.expired or meets_bound(pool.best_value, lb):
             return pool.proposal(info)
 
         gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**31)))
@@ -144,10 +158,12 @@ class GauSSolver(Solver):
         lam = torch.zeros(B, K, dtype=dtype, device=dev)
         rho = torch.full((B, 1), cfg.rho, dtype=dtype, device=dev)
         rounds = 0
+        step_s = 0.0  # measured seconds of one Adam step
         while not deadline.expired and (max_rounds is None or rounds < max_rounds):
-            for step in range(cfg.steps):
-                if step % 10 == 0 and deadline.expired:
+            for _step in range(cfg.steps):
+                if deadline.limited and deadline.remaining < 1.5 * (step_s + legal_s):
                     break
+                t_step = deadline.clock()
                 f, g = form.terms(mu, sigma_of(raw, cfg.sigma_floor))
                 loss = f + (lam * g).sum(1) + 0.5 * (rho * g * g).sum(1)
                 grads = torch.autograd.grad(loss.sum(), [mu, raw])
@@ -155,6 +171,8 @@ class GauSSolver(Solver):
                     opt.step(grads)
                     mu.clamp_(0, D - 1)
                 info["steps"] += 1
+                step_s = deadline.clock() - t_step
+            t_legal = deadline.clock()
             with torch.no_grad():
                 _, g = form.terms(mu, sigma_of(raw, cfg.sigma_floor))
                 lam = torch.clamp(lam + rho * g, min=0)
@@ -167,8 +185,10 @@ class GauSSolver(Solver):
                 # polish this round's best legal schedule (the global best is polished already)
                 k = min(range(len(results)), key=lambda i: results[i][1])
                 pool.add(_polished(graph, objective, results[k][2], deadline))
+            legal_s = deadline.clock() - t_legal
+            deadline.offer(pool.proposal({}).candidates)
             info["history"].append((deadline.elapsed, pool.best_value))
-            if pool.best_value <= lb + 1e-9 * max(1.0, abs(lb)):
+            if meets_bound(pool.best_value, lb):
                 break
             # warm restart: re-seed restarts far from the best at the best legal steps
             per_row = _per_restart(results, B)
@@ -234,21 +254,6 @@ def _per_restart(results: list, B: int) -> list[float]:
     for k, (_, val, _) in enumerate(results):
         best[k % B] = min(best[k % B], val)
     return best
-
-
-class _Capped:
-    """A deadline of ``limit`` seconds from now, for ``budget=None``."""
-
-    def __init__(self, base: Deadline, limit: float):
-        self._d = Deadline(limit)
-
-    @property
-    def elapsed(self) -> float:
-        return self._d.elapsed
-
-    @property
-    def expired(self) -> bool:
-        return self._d.expired
 
 
 class _Pool:
