@@ -25,7 +25,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-__all__ = ["profile_kernels"]
+__all__ = ["profile_kernels", "random_args"]
 
 
 def _random(shape, dtype: str, rng: np.random.Generator) -> np.ndarray:
@@ -36,15 +36,34 @@ def _random(shape, dtype: str, rng: np.random.Generator) -> np.ndarray:
     return rng.standard_normal(shape).astype(dtype)
 
 
-def _main_args(mod: tvm.IRModule, func: str, rng: np.random.Generator) -> list[np.ndarray]:
+def random_args(func: relax.Function, rng: np.random.Generator, count: int | None = None
+                ) -> list[np.ndarray]:
+    """Random arguments for the first ``count`` (default: all) parameters of ``func``.
+
+    The one generator of model inputs (the profiler and the tuner): floats N(0, 1), integers
+    in [0, 4) (valid indices into any axis of size >= 4), booleans fair coins.
+
+    Raises
+    ------
+    ValueError
+        A parameter is not a tensor of static shape (the message names it).
+    """
     args = []
-    for p in mod[func].params:
-        ty = p.ty
+    for p in list(func.params)[:count]:
+        ty = p.ty  # TVM 0.27: ``ty`` and ``name`` (no ``struct_info``/``name_hint`` on Relax vars)
         if not isinstance(ty, relax.TensorType) or not isinstance(ty.shape, relax.ShapeExpr) \
                 or not all(isinstance(d, tvm.tirx.IntImm) for d in ty.shape.values):
-            raise ValueError(f"{func} parameter {p.name_hint} is not a tensor of static shape")
+            raise ValueError(f"parameter {p.name} of the function is not a tensor of static "
+                             f"shape ({ty})")
         args.append(_random([int(d) for d in ty.shape.values], str(ty.dtype), rng))
     return args
+
+
+def _main_args(mod: tvm.IRModule, func: str, rng: np.random.Generator) -> list[np.ndarray]:
+    try:
+        return random_args(mod[func], rng)
+    except ValueError as err:
+        raise ValueError(f"{func}: {err}") from None
 
 
 def _kernel_names(mod: tvm.IRModule) -> set[str]:
@@ -52,11 +71,12 @@ def _kernel_names(mod: tvm.IRModule) -> set[str]:
 
 
 def _profile_vm(mod, target, func: str, repeat: int, seed: int) -> dict[str, float]:
+    host_args = _main_args(mod, func, np.random.default_rng(seed))  # checked before building
     ex = tvm.compile(mod, target)
     dev = tvm.cpu()
     vm = relax.VirtualMachine(ex, dev)
     kernels = _kernel_names(mod)
-    args = [tvm.runtime.tensor(a, dev) for a in _main_args(mod, func, np.random.default_rng(seed))]
+    args = [tvm.runtime.tensor(a, dev) for a in host_args]
     samples: dict[str, list[float]] = defaultdict(list)
     started: dict[str, float] = {}
 
@@ -132,6 +152,12 @@ def profile_kernels(mod: tvm.IRModule, target: str | tvm.target.Target = "llvm",
     -------
     dict
         Kernel name -> median seconds.
+
+    Raises
+    ------
+    ValueError
+        Locally: a parameter of ``func`` is not a tensor of static shape (checked before
+        building).
     """
     target = target if isinstance(target, tvm.target.Target) else tvm.target.Target(target)
     if session is None:
