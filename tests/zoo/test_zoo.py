@@ -1,4 +1,5 @@
-"""Zoo registry tests (torch only; TVM-backed numerics live in tests/relax/test_frontend.py)."""
+"""Zoo registry tests (torch only; TVM-backed numerics are in test_zoo_relax.py and
+tests/relax/test_frontend.py)."""
 
 import subprocess
 import sys
@@ -7,18 +8,33 @@ import pytest
 import torch
 
 from tvm_sched import zoo
+from tvm_sched.zoo import darts, hrnet
+
+ALL = ["inception", "resnet", "transformer", "randwire", "nasnet", "unet", "densenet", "darts",
+       "hrnet"]
+
+# The small graphs are frozen (tests elsewhere rely on them): parameters and input shapes at
+# seed 0. The first seven are the zoo's models as they were before sizes existed.
+SMALL = {
+    "inception": (7426, (1, 3, 32, 32)),
+    "resnet": (44370, (1, 3, 32, 32)),
+    "transformer": (19466, (1, 16)),
+    "randwire": (9827, (1, 3, 32, 32)),
+    "nasnet": (5362, (1, 3, 32, 32)),
+    "unet": (29634, (1, 3, 32, 32)),
+    "densenet": (12106, (1, 3, 32, 32)),
+    "darts": (11554, (1, 3, 16, 16)),
+    "hrnet": (55858, (1, 3, 32, 32)),
+}
+
+
+def _params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
 
 
 def test_names():
-    assert set(zoo.names()) == {
-        "inception",
-        "resnet",
-        "transformer",
-        "randwire",
-        "nasnet",
-        "unet",
-        "densenet",
-    }
+    assert zoo.names() == ALL
+    assert zoo.SIZES == ("small", "bench")
 
 
 def test_unknown_model_raises_value_error():
@@ -26,6 +42,13 @@ def test_unknown_model_raises_value_error():
         zoo.torch_model("nope")
     with pytest.raises(ValueError, match="known"):
         zoo.load("nope")
+
+
+def test_unknown_size_raises_value_error_naming_the_choices():
+    with pytest.raises(ValueError, match="'huge'.*small, bench"):
+        zoo.torch_model("resnet", size="huge")
+    with pytest.raises(ValueError, match="small, bench"):
+        zoo.load("resnet", size="huge")
 
 
 def test_same_seed_same_weights_and_global_rng_untouched():
@@ -44,14 +67,72 @@ def test_same_seed_same_weights_and_global_rng_untouched():
     )
 
 
-@pytest.mark.parametrize(
-    "name", ["inception", "resnet", "transformer", "randwire", "nasnet", "unet", "densenet"]
-)
+@pytest.mark.parametrize("name", ALL)
+def test_small_is_the_default_and_frozen(name):
+    model, args = zoo.torch_model(name)
+    explicit, explicit_args = zoo.torch_model(name, size="small")
+    params, shape = SMALL[name]
+    assert _params(model) == params
+    assert tuple(args[0].shape) == shape
+    for x, y in zip(model.state_dict().values(), explicit.state_dict().values(), strict=True):
+        assert torch.equal(x, y)
+    assert torch.equal(args[0], explicit_args[0])
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_torch_forward(name):
     model, args = zoo.torch_model(name)
     with torch.no_grad():
         out = model(*args)
+    assert out.shape[0] == 1
     assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_bench_is_larger_and_runs(name):
+    small, small_args = zoo.torch_model(name)
+    model, args = zoo.torch_model(name, seed=1, size="bench")
+    assert _params(model) > _params(small)
+    assert args[0].numel() > small_args[0].numel()
+    with torch.no_grad():
+        out = model(*args)
+    with torch.no_grad():
+        small_out = small(*small_args)
+    assert out.shape[:2] == small_out.shape[:2]  # same kind of output (UNet's is a map)
+    assert torch.isfinite(out).all()
+
+
+def test_darts_cells_follow_the_genotype():
+    model = darts.DARTS(c=4, cells=5)
+    reductions = [any(isinstance(op, torch.nn.MaxPool2d) for op in cell.ops)
+                  for cell in model.cells]
+    assert reductions == [False, True, False, True, False]
+    # a cell after a reduction brings its older input down by a factorized reduction
+    assert isinstance(model.cells[2].pre0, darts.FactorizedReduce)
+    assert model.cells[-1].out_channels == 4 * 16
+    x = torch.randn(1, 3, 16, 16)
+    s = model.stem(x)
+    with torch.no_grad():
+        y = model.cells[1](s, model.cells[0](s, s))
+    assert y.shape == (1, 4 * 8, 8, 8)  # channels doubled, resolution halved
+    normal_ops = [kind for kind, _ in darts.NORMAL]
+    assert normal_ops.count("sep3") == 5 and normal_ops.count("dil3") == 1
+
+
+def test_darts_needs_three_cells():
+    with pytest.raises(ValueError, match="at least 3 cells"):
+        darts.DARTS(cells=2)
+
+
+def test_hrnet_branches_and_fusion_shapes():
+    model = hrnet.HRNet(width=4, modules=(1, 2, 1), blocks=1)
+    assert [len(stage[0].branches) for stage in model.stages] == [2, 3, 4]
+    assert len(model.stages[1]) == 2
+    xs = [torch.randn(1, 4 * 2**r, 16 // 2**r, 16 // 2**r) for r in range(3)]
+    with torch.no_grad():
+        ys = model.stages[1][0](xs)
+    assert [tuple(y.shape) for y in ys] == [tuple(x.shape) for x in xs]
+    assert all(bool((y >= 0).all()) for y in ys)  # every fused output ends with a ReLU
 
 
 def test_import_zoo_does_not_import_tvm():

@@ -1,0 +1,169 @@
+"""The zoo at both sizes: fused operators, build time, Relax VM latency and graph width.
+
+For every zoo model and size (``small``, ``bench``), on the CPU with TVM's default (untuned,
+single-threaded) kernels:
+
+- ``ops``: operators (nodes) of ``main``'s dataflow block after ``tvm_sched.relax.frontend``'s
+  import and ``prepare`` (weight work lifted, fused); ``kernels``: distinct TIR kernels it calls;
+- ``import_s``: torch.export + Relax import + prepare; ``build_s``: ``tvm.compile(mod, "llvm")``;
+- ``vm_ms``: median latency of ``main`` on the Relax VM (``--repeat`` timings of ``--number``
+  calls each, after a warm-up; weights pre-transformed by ``main_transform_params``);
+- ``max_err``: largest absolute difference of the VM's outputs from torch's (same weights);
+- ``torch_ms``: PyTorch eager at one thread on the same model, for context;
+- ``speedup2``: the graph's width -- Σ durations / makespan of critical-path list scheduling on
+  2 lanes (``tvm_sched.solvers.solve(g, "makespan", solver="list", lanes=2)``) on the extracted
+  OpGraph whose durations are the kernels' measured times
+  (``tvm_sched.relax.profile.profile_kernels`` + ``extract(kernel_times=...)``), with
+  ``kernel_sum_ms`` = Σ durations and ``critical_ms`` the longest path (the bound on any number
+  of lanes: ``kernel_sum_ms / critical_ms``).
+
+Threads are pinned to one (``OMP_NUM_THREADS=TVM_NUM_THREADS=1``, ``torch.set_num_threads(1)``)
+and the 1-minute load average is recorded before and after each model (the machine may be
+shared). Results are merged by (model, size) into ``<out>/<name>.json`` and the markdown table
+is rewritten from all rows, so a partial run updates only its rows::
+
+    .venv/bin/python benchmarks/zoo_sizes.py                       # every model, both sizes
+    .venv/bin/python benchmarks/zoo_sizes.py --models darts --sizes bench
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["OMP_NUM_THREADS"] = "1"
+os.environ["TVM_NUM_THREADS"] = "1"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import tvm  # noqa: E402
+from tvm import relax  # noqa: E402
+
+from tvm_sched import zoo  # noqa: E402
+from tvm_sched.relax.extract import extract  # noqa: E402
+from tvm_sched.relax.frontend import flatten_values, prepare  # noqa: E402
+from tvm_sched.relax.profile import profile_kernels  # noqa: E402
+from tvm_sched.solvers import solve  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _kernels(mod: tvm.IRModule, ops) -> int:
+    prim = {gv.name_hint for gv, f in mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc)}
+    return len(set(ops) & prim)
+
+
+def _vm_latency(mod, imported, number: int, repeat: int) -> tuple[float, float, float]:
+    """(build seconds, median ms per call, max abs error vs torch)."""
+    t0 = time.perf_counter()
+    ex = tvm.compile(mod, "llvm")
+    build_s = time.perf_counter() - t0
+    dev = tvm.cpu()
+    vm = relax.VirtualMachine(ex, dev)
+    params = [tvm.runtime.tensor(p, dev) for p in imported.params]
+    params = list(flatten_values(vm["main_transform_params"](params)))
+    inputs = [tvm.runtime.tensor(x, dev) for x in imported.inputs]
+    outs = [o.numpy() for o in flatten_values(vm["main"](*inputs, *params))]
+    err = max(float(np.max(np.abs(o - r))) for o, r in zip(outs, imported.reference, strict=True))
+    samples = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        for _ in range(number):
+            vm["main"](*inputs, *params)
+        samples.append((time.perf_counter() - t) / number)
+    return build_s, 1e3 * statistics.median(samples), err
+
+
+def _torch_latency(name: str, size: str, repeat: int) -> float:
+    model, args = zoo.torch_model(name, size=size)
+    with torch.no_grad():
+        model(*args)
+        samples = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            model(*args)
+            samples.append(time.perf_counter() - t)
+    return 1e3 * statistics.median(samples)
+
+
+def measure(name: str, size: str, *, number: int = 1, repeat: int = 5) -> dict:
+    """One row of the table (see the module docstring)."""
+    load_before = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    imported = zoo.load(name, size=size)
+    mod = prepare(imported.mod)
+    import_s = time.perf_counter() - t0
+    graph = extract(mod)[0]
+    build_s, vm_ms, err = _vm_latency(mod, imported, number, repeat)
+    times = profile_kernels(mod, repeat=repeat)
+    g = extract(mod, kernel_times=times)[0]
+    total = g.total_duration
+    makespan = solve(g, "makespan", solver="list", lanes=2).value
+    critical = g.critical_path_length
+    return {
+        "model": name, "size": size, "ops": graph.num_nodes,
+        "kernels": _kernels(mod, graph.ops), "import_s": round(import_s, 2),
+        "build_s": round(build_s, 2), "vm_ms": round(vm_ms, 3), "max_err": err,
+        "torch_ms": round(_torch_latency(name, size, repeat), 3),
+        "kernel_sum_ms": round(1e3 * total, 3), "critical_ms": round(1e3 * critical, 3),
+        "makespan2_ms": round(1e3 * makespan, 3), "speedup2": round(total / makespan, 3),
+        "width": round(total / critical, 3),
+        "load_before": load_before, "load_after": os.getloadavg()[0],
+    }
+
+
+def markdown(rows: list[dict], meta: dict) -> str:
+    head = ("| model | size | ops | kernels | import s | build s | Relax VM ms | torch 1T ms | "
+            "Σ kernels ms | 2-lane list speed-up | Σ / critical path | max err | load |")
+    lines = [
+        "# The zoo at both sizes", "",
+        f"Machine: {meta['machine']}; TVM {meta['tvm']}, torch {meta['torch']}; one thread "
+        "(OMP_NUM_THREADS=TVM_NUM_THREADS=1); TVM's default (untuned) llvm kernels. Relax VM: "
+        "median of timed runs after a warm-up. Speed-up: Σ measured kernel durations / makespan "
+        "of list scheduling on 2 lanes (a prediction; nothing here runs lanes). Load: 1-minute "
+        "load average before/after the row (the machine is shared).", "",
+        head, "|" + "---|" * (head.count("|") - 1),
+    ]
+    order = {n: i for i, n in enumerate(zoo.names())}
+    for r in sorted(rows, key=lambda r: (zoo.SIZES.index(r["size"]), order.get(r["model"], 99))):
+        lines.append(
+            f"| {r['model']} | {r['size']} | {r['ops']} | {r['kernels']} | {r['import_s']:.1f} | "
+            f"{r['build_s']:.1f} | {r['vm_ms']:.2f} | {r['torch_ms']:.2f} | "
+            f"{r['kernel_sum_ms']:.2f} | {r['speedup2']:.2f}x | {r['width']:.2f}x | "
+            f"{r['max_err']:.1e} | {r['load_before']:.1f}/{r['load_after']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", nargs="*", default=zoo.names(), choices=zoo.names())
+    p.add_argument("--sizes", nargs="*", default=list(zoo.SIZES), choices=zoo.SIZES)
+    p.add_argument("--number", type=int, default=1, help="calls per timing")
+    p.add_argument("--repeat", type=int, default=7, help="timings (median kept)")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--name", default="zoo_sizes")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{args.name}.json"
+    rows = json.loads(path.read_text())["rows"] if path.exists() else []
+    meta = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+            "tvm": tvm.__version__, "torch": torch.__version__}
+    for size in args.sizes:
+        for name in args.models:
+            row = measure(name, size, number=args.number, repeat=args.repeat)
+            print(json.dumps(row), flush=True)
+            rows = [r for r in rows if (r["model"], r["size"]) != (name, size)] + [row]
+            path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+            (args.out / f"{args.name}.md").write_text(markdown(rows, meta))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
