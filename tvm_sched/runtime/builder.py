@@ -39,7 +39,7 @@ from tvm_sched.runtime.lower import main_graph, module_constants, plan_module
 from tvm_sched.runtime.module import LaneModule
 from tvm_sched.schedule import Schedule
 
-__all__ = ["build", "apply_database", "compile_kernels"]
+__all__ = ["build", "LaneKernels", "apply_database", "compile_kernels"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,142 @@ def _schedule(graph, lanes: int, solver: str, budget: float | None, seed: int) -
     return best
 
 
+class LaneKernels:
+    """A model compiled once: fused module, kernels, ``main``'s weights and constants.
+
+    Many lane modules (schedules, lane counts, engines) share one compilation:
+    :meth:`module` costs a plan and an allocation, no build.
+
+    Parameters
+    ----------
+    mod, target, params, database
+        As for :func:`build`.
+    """
+
+    def __init__(self, mod: tvm.IRModule, target: str | tvm.target.Target = "llvm", *,
+                 params: Sequence | None = None, database: Any = None):
+        target = target if isinstance(target, tvm.target.Target) else tvm.target.Target(target)
+        if target.kind.name not in ("llvm", "c"):
+            raise InvalidScheduleError(f"the lane runtime runs CPU kernels; target {target} is "
+                                       "not supported")
+        self.target = target
+        if not is_fused(mod):
+            mod = prepare(mod)
+        if database is not None:
+            mod = apply_database(mod, target, database)
+        self.mod = mod
+        self.graph = main_graph(mod)
+        t0 = time.perf_counter()
+        self.exe = compile_kernels(mod, target)
+        self.compile_s = time.perf_counter() - t0
+        self.weights = _main_params(self.exe, mod, params)
+        main = mod["main"]
+        attrs = dict(main.attrs) if main.attrs is not None else {}
+        self.num_input = int(attrs.get("num_input", len(main.params)))
+        if self.weights and self.num_input + len(self.weights) != len(main.params):
+            raise InvalidScheduleError(f"{len(self.weights)} weights for "
+                                       f"{len(main.params) - self.num_input} weight parameters "
+                                       "of main")
+        self.constants = module_constants(mod)
+        self.kernel_times: dict[str, float] | None = None
+        self._vm = None
+        self._tvm_bytes: int | None = None
+
+    @property
+    def tvm_planned_bytes(self) -> int | None:
+        """TVM's planned bytes for the module in its own order (None if unavailable)."""
+        if self._tvm_bytes is None:
+            try:
+                from tvm_sched.relax.memory import planned_bytes
+
+                self._tvm_bytes = int(planned_bytes(self.mod))
+            except Exception as err:  # noqa: BLE001 - a figure, not a requirement
+                log.warning("TVM's planned bytes unavailable: %s", err)
+        return self._tvm_bytes
+
+    def profile(self, kernel_times: dict[str, float] | None = None, *, repeat: int = 5):
+        """Measure kernel durations (``profile_kernels``) or take ``kernel_times``; the graph's
+        durations become them."""
+        if kernel_times is None:
+            from tvm_sched.relax.profile import profile_kernels
+
+            kernel_times = profile_kernels(self.mod, self.target, repeat=repeat)
+        self.kernel_times = dict(kernel_times)
+        self.graph = main_graph(self.mod, kernel_times=self.kernel_times)
+        return self.kernel_times
+
+    def schedule(self, lanes: int, solver: str = "list", *, budget: float | None = 5.0,
+                 seed: int = 0) -> Schedule:
+        """The ``solver``'s best makespan schedule on ``lanes`` lanes (durations: measured if
+        :meth:`profile` ran, else the roofline estimate)."""
+        if lanes == 1:
+            return Schedule(order=tuple(range(self.graph.num_nodes)),
+                            lane=(0,) * self.graph.num_nodes)
+        return _schedule(self.graph, lanes, solver, budget, seed)
+
+    def predicted_makespan(self, schedule: Schedule) -> float:
+        """Makespan of ``schedule`` on the graph's durations (chain semantics)."""
+        from tvm_sched.cost import make_objective
+
+        return float(make_objective("makespan", lanes=schedule.num_lanes)
+                     .evaluate(self.graph, schedule))
+
+    def plan(self, schedule: Schedule | None = None, *, threads_per_lane: int = 1,
+             meta: dict | None = None):
+        info: dict[str, Any] = {}
+        if self.tvm_planned_bytes is not None:
+            info["tvm_planned_bytes"] = self.tvm_planned_bytes
+        if self.kernel_times is not None:
+            sched = schedule or Schedule(order=tuple(range(self.graph.num_nodes)))
+            info["predicted_makespan_s"] = self.predicted_makespan(sched)
+            info["sum_durations_s"] = float(np.sum(self.graph.duration))
+        info.update(meta or {})
+        return plan_module(self.mod, schedule, graph=self.graph,
+                           threads_per_lane=threads_per_lane, meta=info)
+
+    def module(self, schedule: Schedule | None = None, *, threads_per_lane: int = 1,
+               engine: str = "auto", pin: bool = True, allow_oversubscribe: bool = False,
+               device="cpu", meta: dict | None = None) -> LaneModule:
+        """A :class:`LaneModule` running ``schedule`` (default: the module's order, one lane)."""
+        m = schedule.num_lanes if schedule is not None else 1
+        _check_cores(m, threads_per_lane, allow_oversubscribe)
+        plan = self.plan(schedule, threads_per_lane=threads_per_lane, meta=meta)
+        bound = {self.num_input + i: w for i, w in enumerate(self.weights)}
+        lane_mod = LaneModule(plan, self.exe.mod, device, bound=bound, constants=self.constants,
+                              engine=engine, pin=pin, allow_oversubscribe=allow_oversubscribe,
+                              exporter=self.exe.export_library)
+        lane_mod.kernels = self
+        return lane_mod
+
+    def vm(self):
+        """A Relax VM on the same executable (the reference the lanes must match)."""
+        if self._vm is None:
+            self._vm = relax.VirtualMachine(self.exe, tvm.cpu(0))
+        return self._vm
+
+    def vm_args(self, inputs: Sequence) -> list:
+        dev = tvm.cpu(0)
+        return [tvm.runtime.tensor(np.asarray(x), dev) for x in inputs] + \
+            [tvm.runtime.tensor(w, dev) for w in self.weights]
+
+    def reference(self, *inputs) -> list[np.ndarray]:
+        """``main``'s outputs from the Relax VM on ``inputs`` (and the bound weights)."""
+        out = self.vm()["main"](*self.vm_args(inputs))
+        return [o.numpy() for o in flatten_values(out)]
+
+
+def _check_cores(m: int, threads_per_lane: int, allow_oversubscribe: bool) -> None:
+    if m < 1:
+        raise InvalidScheduleError(f"lanes must be >= 1, got {m}")
+    if threads_per_lane < 1:
+        raise InvalidScheduleError(f"threads_per_lane must be >= 1, got {threads_per_lane}")
+    cores = len(usable_cores())
+    if not allow_oversubscribe and m * threads_per_lane > cores:
+        raise InvalidScheduleError(
+            f"{m} lanes x {threads_per_lane} thread(s) need {m * threads_per_lane} cores; this "
+            f"process may use {cores} (pass allow_oversubscribe=True to run anyway)")
+
+
 def build(mod: tvm.IRModule, target: str | tvm.target.Target = "llvm",
           schedule: Schedule | None = None, *, lanes: int | None = None, solver: str = "list",
           params: Sequence | None = None, engine: str = "auto", threads_per_lane: int = 1,
@@ -100,7 +236,7 @@ def build(mod: tvm.IRModule, target: str | tvm.target.Target = "llvm",
         A CPU target (``"llvm"``, ``"llvm -mcpu=..."``).
     schedule
         A schedule of the nodes of ``main``'s graph (:func:`~tvm_sched.runtime.lower.main_graph`);
-        its lanes are the lanes. Excludes ``lanes``/``solver``.
+        its lanes are the lanes.
     lanes
         Number of lanes to schedule with ``solver`` (default 1: the module's own order).
     solver
@@ -120,71 +256,38 @@ def build(mod: tvm.IRModule, target: str | tvm.target.Target = "llvm",
         Seconds per kernel name; default measured with ``profile_kernels`` when lanes > 1.
     pin, allow_oversubscribe
         Engine options: pin lanes to cores; allow more lane threads than usable cores.
+    device
+        ``"cpu"`` or a TVM CPU device.
+
+    Returns
+    -------
+    LaneModule
+        With ``kernels`` (the :class:`LaneKernels`) attached.
 
     Raises
     ------
     InvalidScheduleError
-        Both ``schedule`` and ``lanes`` given, lanes x threads exceed the cores, a schedule that
-        does not fit the graph.
+        A schedule and a different lane count, lanes x threads beyond the cores, a schedule
+        that does not fit the graph, a non-CPU target.
     ExtractionError
         ``main`` holds a binding the runtime cannot run (named).
     """
     t_start = time.perf_counter()
-    target = target if isinstance(target, tvm.target.Target) else tvm.target.Target(target)
-    if target.kind.name not in ("llvm", "c"):
-        raise InvalidScheduleError(f"the lane runtime runs CPU kernels; target {target} is not "
-                                   "supported")
     if schedule is not None and lanes is not None and lanes != schedule.num_lanes:
-        raise InvalidScheduleError("give a schedule or a lane count, not both")
+        raise InvalidScheduleError(f"the schedule has {schedule.num_lanes} lanes; lanes={lanes}")
     m = schedule.num_lanes if schedule is not None else (lanes or 1)
-    if m < 1:
-        raise InvalidScheduleError(f"lanes must be >= 1, got {m}")
-    cores = len(usable_cores())
-    if not allow_oversubscribe and m * threads_per_lane > cores:
-        raise InvalidScheduleError(
-            f"{m} lanes x {threads_per_lane} thread(s) need {m * threads_per_lane} cores; this "
-            f"process may use {cores} (pass allow_oversubscribe=True to run anyway)")
-    if not is_fused(mod):
-        mod = prepare(mod)
-    if database is not None:
-        mod = apply_database(mod, target, database)
-    graph = main_graph(mod)
-    exe = compile_kernels(mod, target)
+    _check_cores(m, threads_per_lane, allow_oversubscribe)
+    kernels = LaneKernels(mod, target, params=params, database=database)
     meta: dict[str, Any] = {}
     if schedule is None and m > 1:
-        if kernel_times is None:
-            from tvm_sched.relax.profile import profile_kernels
-
-            kernel_times = profile_kernels(mod, target)
-        graph = main_graph(mod, kernel_times=kernel_times)
+        kernels.profile(kernel_times)
         t0 = time.perf_counter()
-        schedule = _schedule(graph, m, solver, budget, seed)
-        meta["solver"] = solver
-        meta["solve_s"] = time.perf_counter() - t0
+        schedule = kernels.schedule(m, solver, budget=budget, seed=seed)
+        meta.update(solver=solver, solve_s=time.perf_counter() - t0)
     elif kernel_times is not None:
-        graph = main_graph(mod, kernel_times=kernel_times)
-    if kernel_times is not None:
-        from tvm_sched.cost import make_objective
-
-        sched = schedule or Schedule(order=tuple(range(graph.num_nodes)))
-        meta["predicted_makespan_s"] = make_objective("makespan", lanes=m).evaluate(graph, sched)
-        meta["sum_durations_s"] = float(np.sum(graph.duration))
-    try:
-        from tvm_sched.relax.memory import planned_bytes
-
-        meta["tvm_planned_bytes"] = int(planned_bytes(mod))
-    except Exception as err:  # noqa: BLE001 - a figure, not a requirement
-        log.warning("TVM's planned bytes unavailable: %s", err)
-    plan = plan_module(mod, schedule, graph=graph, threads_per_lane=threads_per_lane, meta=meta)
-    weights = _main_params(exe, mod, params)
-    bound = {plan.num_input + i: w for i, w in enumerate(weights)}
-    if weights and plan.num_input + len(weights) != plan.num_params:
-        raise InvalidScheduleError(f"{len(weights)} weights for {plan.num_params - plan.num_input}"
-                                   " weight parameters of main")
-    lane_mod = LaneModule(plan, exe.mod, device, bound=bound, constants=module_constants(mod),
-                          engine=engine, pin=pin, allow_oversubscribe=allow_oversubscribe,
-                          exporter=exe.export_library)
-    lane_mod.executable = exe
-    lane_mod.fused = mod
-    log.info("lane module built in %.2f s: %s", time.perf_counter() - t_start, plan.summary())
+        kernels.profile(kernel_times)
+    lane_mod = kernels.module(schedule, threads_per_lane=threads_per_lane, engine=engine, pin=pin,
+                              allow_oversubscribe=allow_oversubscribe, device=device, meta=meta)
+    log.info("lane module built in %.2f s: %s", time.perf_counter() - t_start,
+             lane_mod.plan.summary())
     return lane_mod

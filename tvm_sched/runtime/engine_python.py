@@ -22,13 +22,15 @@ Threads: lane ``k`` is a daemon thread created once and reused by every ``run``.
 sizes its own TVM CPU thread pool (``runtime.config_threadpool``; TVM's pool is thread-local) to
 ``threads_per_lane`` and, with ``pin``, pins itself and that pool to cores ``k*t .. k*t+t-1`` of
 the cores this process may use (skipped silently where the OS does not allow it or there are too
-few cores). tvm-ffi releases the GIL during a kernel call, so lanes run kernels in parallel; the
-Python between calls (an event check and a call, a few µs) is serialised by the GIL.
+few cores). The pool is sized only when TVM is imported (kernels are TVM functions then).
+tvm-ffi releases the GIL during a kernel call, so lanes run kernels in parallel; the Python
+between calls (an event check and a call, a few µs) is serialised by the GIL.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -147,6 +149,8 @@ def _configure_lane(lane: int, threads_per_lane: int, pin: bool) -> None:
             os.sched_setaffinity(0, cores)  # 0: the calling thread on Linux
         except (AttributeError, OSError):
             cores = None
+    if "tvm" not in sys.modules:
+        return  # no TVM runtime loaded: no TVM thread pool to size
     try:
         import tvm
 

@@ -33,10 +33,11 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from tvm_sched.errors import ExtractionError, InvalidScheduleError
+from tvm_sched.errors import ExtractionError
 from tvm_sched.graph import OpGraph
 from tvm_sched.relax.extract import extract
 from tvm_sched.runtime.plan import ALIGN, LanePlan, Step, TensorSpec
+from tvm_sched.runtime.waits import happens_before, lane_waits
 from tvm_sched.schedule import Schedule
 
 __all__ = ["plan_module", "happens_before", "lane_waits", "module_constants", "main_graph"]
@@ -237,83 +238,6 @@ class _Lowering:
         self.steps.append(Step(node, var.name, self.kernels.index(name), tuple(args + outs),
                                tuple(scalars), len(outs)))
         self.env[var] = outs if isinstance(var.ty, relax.TupleType) else outs[0]
-
-
-def _kernel_preds(graph: OpGraph, is_step: list[bool]) -> list[list[int]]:
-    """Per node, the kernel nodes it reads, seen through view nodes."""
-    out: list[list[int]] = []
-    for v in range(graph.num_nodes):
-        ps: set[int] = set()
-        for u in graph.preds(v):
-            ps.update([u] if is_step[u] else out[u])
-        out.append(sorted(ps))
-    return out
-
-
-def _chains(graph: OpGraph, schedule: Schedule, is_step: list[bool]) -> list[list[int]]:
-    chains = [[v for v in c if is_step[v]] for c in schedule.chains()]
-    return [c for c in chains if c]
-
-
-def lane_waits(graph: OpGraph, schedule: Schedule, is_step: list[bool]
-               ) -> tuple[list[list[int]], dict[int, list[int]]]:
-    """Per-lane node chains (kernel nodes only, empty lanes dropped) and, per kernel node, the
-    cross-lane nodes it waits for (a transitive reduction; see the module docstring)."""
-    chains = _chains(graph, schedule, is_step)
-    lane = {v: k for k, c in enumerate(chains) for v in c}
-    prev = {c[i]: c[i - 1] for c in chains for i in range(1, len(c))}
-    kpreds = _kernel_preds(graph, is_step)
-    pos = schedule.position()
-    reach: dict[int, int] = {}  # node -> bitset of nodes that happen before it
-    waits: dict[int, list[int]] = {}
-    for v in schedule.order:
-        v = int(v)
-        if not is_step[v]:
-            continue
-        r = 0
-        if v in prev:
-            p = prev[v]
-            r = reach[p] | (1 << p)
-        mine = []
-        for u in sorted(kpreds[v], key=lambda x: -pos[x]):
-            if lane[u] == lane[v] or (r >> u) & 1:
-                continue
-            mine.append(u)
-            r |= reach[u] | (1 << u)
-        for u in kpreds[v]:  # same-lane producers come earlier on the lane
-            if lane[u] == lane[v] and not (r >> u) & 1:
-                raise InvalidScheduleError(f"node {v} runs before its input {u} on lane "
-                                           f"{lane[v]}")
-        reach[v] = r
-        waits[v] = sorted(mine, key=lambda x: pos[x])
-    return chains, waits
-
-
-def happens_before(graph: OpGraph, chains: list[list[int]], waits: dict[int, list[int]],
-                   order) -> np.ndarray:
-    """(n, n) bool over graph nodes: data edges + lane orders + waits, transitively closed."""
-    n = graph.num_nodes
-    preds: list[set[int]] = [set(graph.preds(v)) for v in range(n)]
-    for c in chains:
-        for a, b in zip(c, c[1:], strict=False):
-            preds[b].add(a)
-    for v, ws in waits.items():
-        preds[v].update(ws)
-    reach = [0] * n
-    for v in order:
-        v = int(v)
-        r = 0
-        for u in preds[v]:
-            r |= reach[u] | (1 << u)
-        reach[v] = r
-    hb = np.zeros((n, n), dtype=bool)
-    for v in range(n):
-        r = reach[v]
-        while r:
-            low = r & -r
-            hb[low.bit_length() - 1, v] = True
-            r ^= low
-    return hb
 
 
 def _arena_offsets(graph: OpGraph, order, hb: np.ndarray, method: str):

@@ -78,7 +78,7 @@ def make_engine(kind: str, funcs, steps, lanes, waits, *, threads_per_lane: int 
     kw = {"threads_per_lane": threads_per_lane, "pin": pin,
           "allow_oversubscribe": allow_oversubscribe}
     if native is not None:
-        return native.NativeEngine(funcs, steps, lanes, waits, **kw)
+        return native.NativeEngine(funcs, steps, lanes, waits, step_names=step_names, **kw)
     from tvm_sched.runtime.engine_python import PythonEngine
 
     return PythonEngine(funcs, steps, lanes, waits, step_names=step_names, **kw)
