@@ -29,10 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tvm_sched.cost import Makespan, StageCost
-from tvm_sched.datasets import read_gml, read_stg, read_stg_optima, stg_graphs
+from tvm_sched.cost import StageCost
+from tvm_sched.datasets import read_gml, read_stg_optima, stg_graphs
 from tvm_sched.datasets.gml import icml24_graphs
 from tvm_sched.solvers import get_solver
+from tvm_sched.solvers.compare import run_stg as stg_run
 
 SOLVER_OPTIONS = {"cpsat": {"num_workers": 2}}
 
@@ -77,21 +78,19 @@ def run_stage(args) -> list[dict]:
 
 
 def run_stg(args) -> list[dict]:
-    optima = read_stg_optima()
-    rows = []
-    for path in stg_graphs(50)[: args.stg_limit]:
-        g = read_stg(path)
-        for lanes in args.lanes:
-            opt = optima[(g.meta["name"], lanes)]
-            res = get_solver("gaus").solve(g, Makespan(lanes=lanes), budget=args.stg_budget,
-                                           seed=args.seed)
-            gap = res.value / opt.best - 1
-            rows.append({"graph": g.meta["name"], "lanes": lanes, "optimum": opt.best,
-                         "proven": opt.proven, "value": res.value, "gap": gap,
-                         "seconds": res.seconds, "init_value": res.info.get("init_value")})
-            print(f"{g.meta['name']} m={lanes}: {res.value:g} vs {opt.best} "
-                  f"(gap {100 * gap:.2f}%, {res.seconds:.1f} s)", flush=True)
-    return rows
+    """GauS on the STG graphs through the shared harness (``solvers.compare.run_stg``)."""
+
+    def show(r):
+        print(f"{r.graph} m={r.lanes}: {r.value:g} vs {r.optimum} "
+              f"(gap {100 * r.gap:.2f}%, {r.seconds:.1f} s)" if r.error is None
+              else f"{r.graph} m={r.lanes}: {r.error}", flush=True)
+
+    rows = stg_run(stg_graphs(50)[: args.stg_limit], args.lanes, ["gaus"],
+                   budget_s=args.stg_budget, optima=read_stg_optima(), seed=args.seed,
+                   progress=show)
+    return [{"graph": r.graph, "lanes": r.lanes, "optimum": r.optimum,
+             "proven": r.optimum_proven, "value": r.value, "gap": r.gap, "seconds": r.seconds,
+             "init_value": r.info.get("init_value"), "error": r.error} for r in rows]
 
 
 def markdown(args, stage_rows, stg_rows, wall) -> str:

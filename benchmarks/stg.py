@@ -22,7 +22,10 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from tvm_sched.compare import (
+from tvm_sched.console import console as make_console
+from tvm_sched.datasets import read_stg_optima, stg_graphs
+from tvm_sched.solvers import solver_names
+from tvm_sched.solvers.compare import (
     StgRow,
     markdown_summary,
     print_summary,
@@ -30,9 +33,6 @@ from tvm_sched.compare import (
     run_stg,
     summarize,
 )
-from tvm_sched.compare import console as make_console
-from tvm_sched.datasets import read_stg_optima, stg_graphs
-from tvm_sched.solvers import solver_names
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -103,3 +103,78 @@ def test_demo_runs_every_solver_and_prints_the_table(capsys):
     assert "gap to the published optimum" in out
     for name in solver_names():
         assert name in out
+
+
+@pytest.fixture
+def no_read(monkeypatch):
+    """Reading the graph is the first work; argument errors must come before it."""
+    import tvm_sched.datasets
+
+    def boom(*a, **k):
+        raise AssertionError("the graph was read before the arguments were checked")
+
+    monkeypatch.setattr(tvm_sched.datasets, "read_graph", boom)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["solve", "{stg}", "--budget", "-5"], "--budget"),
+        (["solve", "{stg}", "--budget", "nan"], "--budget"),
+        (["solve", "{stg}", "--budget", "inf"], "--budget"),
+        (["solve", "{stg}", "--solver", "random", "--option", "samples=abc"],
+         "--option samples expects an integer, got 'abc'"),
+        (["solve", "{stg}", "--solver", "random", "--option", "samples=-3"],
+         "--option samples must be >= 0"),
+        (["solve", "{stg}", "--solver", "random", "--option", "samples=1.5"],
+         "expects an integer"),
+        (["solve", "{stg}", "--solver", "random-list", "--option", "noise=nan"], "noise"),
+        (["solve", "{stg}", "--solver", "cpsat", "--option", "log=maybe"], "true or false"),
+        (["solve", "{stg}", "--seed", "-1"], "--seed"),
+        (["solve", "{stg}", "--solver", "gaus", "--device", "bogus"], "--device"),
+        (["solve", "{stg}", "--solver", "cpsat", "--objective", "stage", "--stages", "0"],
+         "stages"),
+        (["solve", "{dir}"], "is a directory"),
+        (["demo", "--graphs", "-1"], "--graphs"),
+        (["demo", "--graphs", "0"], "--graphs"),
+        (["demo", "--budget", "-1"], "--budget"),
+    ],
+)
+def test_bad_arguments_are_one_line_exit_2_before_any_work(argv, message, stg_file, tmp_path,
+                                                           capsys, no_read):
+    """Issue 15 item 5 (and ``demo --graphs -1``, item 9): these were tracebacks, or ran."""
+    argv = [a.replace("{stg}", str(stg_file)).replace("{dir}", str(tmp_path)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_options_are_typed_from_the_solver_config(stg_file, capsys):
+    # an int field takes "3", a float field "1" (as 1.0), a bool "yes", an optional "none"
+    # (issue 15 item 12: options typed from each solver's Config fields)
+    assert main(["solve", str(stg_file), "--solver", "random-list", "--option", "samples=3",
+                 "--option", "noise=1", "--option", "top-k=2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["info"]["samples"] == 3
+    from tvm_sched.cli import _parse_options
+
+    assert _parse_options(["samples=3", "noise=1", "top-k=2"], "random-list") == {
+        "samples": 3, "noise": 1.0, "top_k": 2}
+    assert _parse_options(["log=yes", "time-limit-s=0.5"], "cpsat") == {"log": True,
+                                                                       "time_limit_s": 0.5}
+    assert _parse_options(["horizon=none", "horizon=7"][:1], "gaus") == {"horizon": None}
+    assert _parse_options(["horizon=7"], "gaus") == {"horizon": 7}
+    assert _parse_options(["checkpoint=a.pt", "checkpoint=none"][:1], "gflownet") == {
+        "checkpoint": "a.pt"}
+
+
+def test_huge_sizes_are_rejected_not_wrapped(tmp_path, capsys):
+    """Issue 15 item 3: 1e30 bytes wrapped to a negative int64 and ``solve --objective
+    peak_memory`` reported ``value 0.0, proven: true``."""
+    path = tmp_path / "huge.json"
+    g = OpGraph(2, [(0, 1)], out_bytes=[5, 5])
+    d = json.loads(g.to_json())
+    d["nodes"][0]["out_bytes"] = 1e30
+    path.write_text(json.dumps(d))
+    assert main(["solve", str(path), "--solver", "lpmf", "--objective", "peak_memory"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "out_bytes" in err and "2**53" in err, err

@@ -438,3 +438,33 @@ def test_canonical_dags_are_deterministic_and_shaped():
 def test_dag_builders_reject_bad_sizes(build, pattern):
     with pytest.raises(ValueError, match=pattern):
         build()
+
+
+@pytest.mark.parametrize("kw", [
+    dict(out_bytes=[1e30, 1]), dict(out_bytes=[2**63, 1]), dict(out_bytes=[2**53 + 2, 0]),
+    dict(edge_bytes=[1e30]), dict(edge_bytes=[2**64]),
+])
+def test_byte_counts_that_would_wrap_int64_are_rejected(kw):
+    """Issue 15 item 3: 1e30 wrapped to a negative int64 and peak memory came out 0."""
+    with pytest.raises(InvalidGraphError, match=r"at most 2\*\*53 bytes"):
+        OpGraph(2, [(0, 1)], **kw)
+
+
+def test_byte_totals_that_would_wrap_int64_are_rejected():
+    n = 1025  # 1025 * 2**52 > 2**62
+    with pytest.raises(InvalidGraphError, match=r"add up to .* at most 2\*\*62"):
+        OpGraph(n, [], out_bytes=[2**52] * n)
+    g = OpGraph(2, [(0, 1)], out_bytes=[2**53, 2**53])  # the largest sizes are fine
+    assert int(g.out_bytes.sum()) == 2**54
+
+
+def test_huge_sizes_in_a_json_file_are_a_format_error(tmp_path):
+    from tvm_sched.datasets import read_graph
+    from tvm_sched.errors import DatasetFormatError
+
+    d = json.loads(OpGraph(2, [(0, 1)], out_bytes=[5, 5]).to_json())
+    d["edges"][0][2] = 1e30
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(d))
+    with pytest.raises((DatasetFormatError, InvalidGraphError), match="2\\*\\*53"):
+        read_graph(path)

@@ -13,8 +13,12 @@ Bad input (unreadable file, unknown solver, bad option) prints one line and exit
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
+import re
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -29,26 +33,81 @@ class _Usage(Exception):
     """A user error: printed as one line, exit code 2."""
 
 
-def _parse_value(text: str) -> Any:
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for cast in (int, float):
+_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
+
+
+def _convert(key: str, text: str, hint: Any) -> Any:
+    """``text`` as a value of the annotated type ``hint`` (int, float, bool, str, X | None)."""
+    args = typing.get_args(hint)
+    if type(None) in args:
+        if text.lower() in ("none", "null", ""):
+            return None
+        rest = [a for a in args if a is not type(None)]
+        hint = rest[0] if len(rest) == 1 else str
+    if hint is bool:
+        if text.lower() in _TRUE + _FALSE:
+            return text.lower() in _TRUE
+        raise _Usage(f"--option {key} expects true or false, got {text!r}")
+    if hint is int:
         try:
-            return cast(text)
+            value = int(text)
         except ValueError:
-            pass
-    return text
+            raise _Usage(f"--option {key} expects an integer, got {text!r}") from None
+    elif hint is float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise _Usage(f"--option {key} expects a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise _Usage(f"--option {key} must be finite, got {text!r}")
+    else:
+        return text
+    # every numeric option of the registered solvers is a count, a size, a time or a rate
+    if value < 0:
+        raise _Usage(f"--option {key} must be >= 0, got {text!r}")
+    return value
 
 
-def _parse_options(items: list[str]) -> dict[str, Any]:
+def _parse_options(items: list[str], solver: str) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs typed by the fields of the solver's ``Config``."""
+    from tvm_sched.solvers import solver_class
+
+    config = solver_class(solver).Config
+    hints = typing.get_type_hints(config)
+    known = {f.name for f in dataclasses.fields(config)}
     opts = {}
     for item in items:
         key, sep, val = item.partition("=")
         if not sep or not key:
             raise _Usage(f"--option expects KEY=VALUE, got {item!r}")
-        opts[key.replace("-", "_")] = _parse_value(val)
+        key = key.replace("-", "_")
+        if key not in known:
+            raise _Usage(f"solver {solver!r} has no option {key!r} (options: "
+                         f"{', '.join(sorted(known)) or 'none'})")
+        opts[key] = _convert(key, val, hints.get(key, str))
     return opts
+
+
+def _check_number(flag: str, value: float | None, *, minimum: float = 0,
+                  strict: bool = False) -> None:
+    if value is None:
+        return
+    if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+        raise _Usage(f"{flag} must be finite and {'>' if strict else '>='} {minimum:g}, "
+                     f"got {value!r}")
+
+
+def _check_device(device: str) -> None:
+    """``cpu``, ``auto``, ``cuda`` or ``cuda:N``; CUDA only when torch sees it."""
+    if device in ("cpu", "auto"):
+        return
+    if re.fullmatch(r"cuda(:\d+)?", device):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise _Usage(f"--device {device}: CUDA is not available here (use cpu or auto)")
+        return
+    raise _Usage(f"--device must be cpu, cuda, cuda:N or auto, got {device!r}")
 
 
 def _parse_comm(text: str | None):
@@ -64,23 +123,32 @@ def _parse_comm(text: str | None):
 
 
 def _cmd_solve(args: argparse.Namespace) -> int:
+    from tvm_sched import datasets
     from tvm_sched.cost import make_objective
-    from tvm_sched.datasets import read_graph
     from tvm_sched.solvers import get_solver
 
+    _check_number("--budget", args.budget)
+    if args.seed < 0:
+        raise _Usage(f"--seed must be >= 0, got {args.seed}")
     try:
         objective = make_objective(args.objective, lanes=args.lanes, comm=_parse_comm(args.comm),
                                    stages=args.stages, ratio=args.ratio)
     except ValueError as err:
         raise _Usage(str(err)) from err
     try:
-        solver = get_solver(args.solver, **_parse_options(args.option))
-    except TypeError as err:
+        solver = get_solver(args.solver, **_parse_options(args.option, args.solver))
+    except (TypeError, ValueError) as err:
         raise _Usage(str(err)) from err
+    if not solver.supports(objective):
+        raise _Usage(f"solver {args.solver!r} does not handle the {objective.name!r} objective "
+                     f"(it handles: {', '.join(solver.objectives)})")
+    _check_device(args.device)
     path = Path(args.file)
+    if path.is_dir():
+        raise _Usage(f"{path} is a directory, not a graph file (.stg, .gml, .json)")
     if not path.exists():
         raise _Usage(f"no such file: {path}")
-    graph = read_graph(path)
+    graph = datasets.read_graph(path)
     res = solver.solve(graph, objective, budget=args.budget, seed=args.seed, device=args.device)
     # Ctrl-C during the solve: the solver returned its best so far; show it, then exit 130
     code = 130 if res.info.get("interrupted") else 0
@@ -124,11 +192,14 @@ def _cmd_solvers(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from tvm_sched.compare import console as make_console
-    from tvm_sched.compare import print_summary, run_stg, summarize
+    from tvm_sched.console import console as make_console
     from tvm_sched.datasets import read_stg_optima, stg_graphs
     from tvm_sched.solvers import solver_names
+    from tvm_sched.solvers.compare import print_summary, run_stg, summarize
 
+    if args.graphs < 1:
+        raise _Usage(f"--graphs must be >= 1, got {args.graphs}")
+    _check_number("--budget", args.budget, strict=True)
     console = make_console()
     graphs = stg_graphs(50)[: args.graphs]
     optima = read_stg_optima()

@@ -1,4 +1,4 @@
-"""Atomic replace of the run's files (issue 15 item 6): a reader sees the old file or the new one."""
+"""Atomic replace of the run's files (issue 15 item 6): readers see the old file or the new one."""
 
 from __future__ import annotations
 
@@ -50,3 +50,24 @@ def test_reports_are_replaced_atomically(tmp_path, monkeypatch):
 def test_check_work_dir_creates_nothing(tmp_path):
     assert check_work_dir(tmp_path / "a" / "b") == tmp_path / "a" / "b"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_measurer_tolerance_is_the_documented_one():
+    """Issue 15 item 13: the docstring promised an ``atol`` that does not exist."""
+    import numpy as np
+
+    from tvm_sched.tune.runner import InProcessRunner, Measurer
+
+    assert "atol" not in Measurer.__doc__
+    m = Measurer(InProcessRunner(), kernels=None, args=[], reference=[np.array([0.5, -0.2]),
+                                                                     np.array([1000.0])],
+                 rtol=1e-4)
+    try:
+        assert m._check([np.array([0.5 + 0.9e-4, -0.2]), np.array([1000.09])])[1] is None
+        assert "differ" in m._check([np.array([0.5 + 1.1e-4, -0.2]), np.array([1000.0])])[1]
+        assert "differ" in m._check([np.array([0.5, -0.2]), np.array([1000.11])])[1]
+        assert "differ" in m._check([np.array([np.nan, -0.2]), np.array([1000.0])])[1]
+        assert "outputs" in m._check([np.array([0.5, -0.2])])[1]
+        assert "shape" in m._check([np.array([0.5]), np.array([1000.0])])[1]
+    finally:
+        m.close()

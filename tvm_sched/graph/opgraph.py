@@ -7,10 +7,12 @@ Edges ``u -> v`` mean "v reads the tensor u produces" and carry ``bytes`` (by de
 producer's ``out_bytes``).
 
 The graph is validated when it is built -- dangling or duplicate edges, self loops, cycles,
-negative or non-finite sizes and durations raise an :class:`~tvm_sched.errors.InvalidGraphError`
-(or :class:`~tvm_sched.errors.CycleError`) that names the offending node -- so a half-built graph
-never exists. All attributes are exposed as read-only numpy arrays for fast vectorised cost
-evaluation, plus compressed adjacency (CSR) for predecessors and successors.
+negative or non-finite sizes and durations, sizes above 2**53 bytes (or a total above 2**62,
+which the int64 sums of the cost models could not hold) raise an
+:class:`~tvm_sched.errors.InvalidGraphError` (or :class:`~tvm_sched.errors.CycleError`) that
+names the offending node -- so a half-built graph never exists. All attributes are exposed as
+read-only numpy arrays for fast vectorised cost evaluation, plus compressed adjacency (CSR) for
+predecessors and successors.
 
 This module is pure Python + numpy; networkx is imported lazily by :meth:`OpGraph.to_networkx`.
 """
@@ -31,6 +33,12 @@ __all__ = ["OpGraph", "FORMAT_NAME", "FORMAT_VERSION"]
 
 FORMAT_NAME = "tvm_sched.OpGraph"
 FORMAT_VERSION = 1
+
+#: Largest byte count of one tensor: integers up to 2**53 are exact in float64 (sizes arrive as
+#: JSON numbers) and a sum of many of them still fits the int64 the cost models add them in.
+MAX_BYTES = 2**53
+#: Largest total of all tensors of a graph (so that every partial sum fits in int64).
+MAX_TOTAL_BYTES = 2**62
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -64,7 +72,21 @@ def _node_array(
         if np.any(arr != np.round(arr)):
             i = int(np.flatnonzero(arr != np.round(arr))[0])
             raise InvalidGraphError(f"node {i} ({names[i]!r}) has non-integer {what} = {arr[i]!r}")
+        _check_bytes(arr, what, lambda i: f"node {i} ({names[i]!r})")
     return _frozen(arr.astype(dtype))
+
+
+def _check_bytes(arr: np.ndarray, what: str, where) -> None:
+    """Byte counts must stay exact and their sums must not wrap around in int64."""
+    big = np.flatnonzero(arr > MAX_BYTES)
+    if big.size:
+        i = int(big[0])
+        raise InvalidGraphError(f"{where(i)} has {what} = {arr[i]:.6g}; it must be at most "
+                                f"2**53 bytes")
+    total = float(np.sum(arr))
+    if total > MAX_TOTAL_BYTES:
+        raise InvalidGraphError(f"the {what} of all nodes add up to {total:.6g}; the total must "
+                                f"be at most 2**62 bytes")
 
 
 class OpGraph:
@@ -88,7 +110,8 @@ class OpGraph:
     Raises
     ------
     InvalidGraphError
-        On a dangling, self or duplicate edge, or a negative / non-finite attribute.
+        On a dangling, self or duplicate edge, a negative / non-finite attribute, or a byte
+        count above 2**53 (node or edge) or totalling above 2**62.
     CycleError
         When the edges contain a cycle; the message lists nodes on it.
 
@@ -188,6 +211,7 @@ class OpGraph:
                     f"edge {k} ({int(src[k])} -> {int(dst[k])}) has bytes = {eb[k]!r}; "
                     "it must be a non-negative integer"
                 )
+            _check_bytes(eb, "bytes", lambda k: f"edge {k} ({int(src[k])} -> {int(dst[k])})")
             eb = eb.astype(np.int64)
         self._edge_bytes = _frozen(eb)
 

@@ -6,16 +6,23 @@
                    [--rpc-server HOST:PORT | --rpc-tracker HOST:PORT --rpc-key KEY | --in-process]
                    [--work-dir DIR]
 
-Everything the user typed is checked before anything is written: an unknown model, an
-unreadable file, a target TVM rejects, an unknown solver or a malformed address prints one line
-and exits with code 2. A device that is lost for good exits with code 1 (records kept); Ctrl-C
-exits with code 130 (records kept).
+Everything the user typed is checked before any expensive work (importing the model,
+proposing, building, measuring) and before anything is written: an unknown model, an unreadable
+file, a target TVM rejects (with the JSON form to use instead of the old ``"llvm -mcpu=..."``),
+an unknown solver, a malformed address, a number out of range, a work dir that is a file,
+read-only or in use by another run prints one line and exits with code 2. A server or tracker
+that does not accept connections is found next, also before any work, and exits with code 1; so
+does a device lost for good later (records kept). Ctrl-C exits with code 130 (records kept).
+
+``--relax FILE.py`` *executes* the file (with your rights): give only files you trust. An RPC
+server runs whatever code a client sends it; the embedded one listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -69,9 +76,22 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def _console():
-    from tvm_sched.compare import console
+    from tvm_sched.console import console
 
     return console()
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """The flags that no TuneConfig field covers (runner options)."""
+    from tvm_sched.errors import TuneInputError
+
+    if not math.isfinite(args.tracker_wait) or args.tracker_wait < 0:
+        raise TuneInputError(f"--tracker-wait must be finite and >= 0 seconds, got "
+                             f"{args.tracker_wait!r}")
+    if args.min_devices < 1:
+        raise TuneInputError(f"--min-devices must be >= 1, got {args.min_devices}")
+    if args.cache_kib is not None and args.cache_kib <= 0:
+        raise TuneInputError(f"--cache-kib must be > 0, got {args.cache_kib}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,35 +100,48 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     con = _console()
     try:
+        # 1. every argument, before anything is imported, started or written
         from tvm_sched.solvers import get_solver
-        from tvm_sched.tune import TuneConfig, check_target, load_model, runner_from_args
+        from tvm_sched.tune import TuneConfig, check_target, runner_from_args
+        from tvm_sched.tune.model import source_name
+        from tvm_sched.tune.workdir import check_work_dir, lock_work_dir
 
         target = check_target(args.target)
         solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
+        if not solvers:
+            raise TuneInputError(f"--solvers names no solver: {args.solvers!r}")
         for s in solvers:
             get_solver(s)
+        _check_args(args)
         cfg = TuneConfig(objective=args.objective, memory_budget=args.memory_budget,
                          solvers=solvers, candidates=args.candidates, top_k=args.top_k,
                          repeats=args.repeats, min_repeat_ms=args.min_repeat_ms,
                          solver_budget=args.solver_budget, timeout=args.timeout, seed=args.seed,
                          cache_bytes=args.cache_kib * 1024 if args.cache_kib else None)
         cfg.check()
-        if args.memory_budget is not None:
-            from tvm_sched.tune.tuner import parse_memory_budget
-
-            parse_memory_budget(args.memory_budget, 1)
         runner = runner_from_args(rpc_server=args.rpc_server, rpc_tracker=args.rpc_tracker,
                                   rpc_key=args.rpc_key, in_process=args.in_process,
                                   tracker_wait=args.tracker_wait,
                                   min_devices=args.min_devices,
                                   status=lambda text: con.print(f"[yellow]{text}"))
+        name = source_name(model=args.model, onnx=args.onnx, relax_file=args.relax)
+        work = check_work_dir(args.work_dir or Path("tvm-sched-runs") / name)
+        with lock_work_dir(work):  # in use by another run? (tune() holds it for the run)
+            pass
+        # 2. the devices answer at all (seconds, not the minutes of import, propose, build)
+        runner.check()
+        # 3. the first expensive step
+        from tvm_sched import tune as tune_pkg
+
         with con.status(f"importing {args.model or args.onnx or args.relax}"):
-            model = load_model(model=args.model, onnx=args.onnx, relax_file=args.relax,
-                               seed=args.seed)
+            model = tune_pkg.load_model(model=args.model, onnx=args.onnx, relax_file=args.relax,
+                                        seed=args.seed)
     except (TuneInputError, UnknownSolverError) as err:
         print(f"tvm-sched tune: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    work = Path(args.work_dir or Path("tvm-sched-runs") / model.name)
+    except DeviceUnavailableError as err:
+        print(f"tvm-sched tune: {err}", file=sys.stderr)
+        return EXIT_DEVICE
     con.print(f"[bold]tvm-sched tune[/bold] {model.name}: {model.num_nodes} operators in "
               f"{len(model.graphs)} block(s), target {args.target}, objective {args.objective}, "
               f"runner {type(runner).__name__} (device key {runner.key!r}), work dir {work}")
@@ -119,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
         with runner, _Bars(con, quiet=args.quiet) as bars:
             result = tune(model, target if args.target is None else args.target, runner, work,
                           cfg, progress=bars.update)
+    except TuneInputError as err:  # found on the way: a work dir in use, an unmeetable budget
+        print(f"tvm-sched tune: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except DeviceUnavailableError as err:
         print(f"tvm-sched tune: {err}; the records measured so far are in "
               f"{work / 'records.jsonl'}", file=sys.stderr)
@@ -129,6 +165,13 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPT
     con.print(rich_table(result))
     if result.best is None:
+        ok = [r for r in result.records if r.get("latency") and not r.get("error")]
+        if ok and result.memory_budget is not None:
+            least = min(r["planned_bytes"] for r in ok if r.get("planned_bytes") is not None)
+            print(f"tvm-sched tune: error: no measured candidate fits the memory budget of "
+                  f"{result.memory_budget:,} B (the fewest planned bytes measured: {least:,} B)",
+                  file=sys.stderr)
+            return EXIT_USAGE
         con.print("[red]no candidate was measured successfully; see the errors above")
         return EXIT_DEVICE
     b = result.best

@@ -10,13 +10,17 @@ Three sources, one result (:class:`TuneModel`):
   weight parameters).
 
 Inputs that the source does not give are drawn from a seeded generator for ``main``'s static
-shapes (floats N(0, 1), integers in [0, 8)). Every bad input is a :class:`TuneInputError` raised
-before anything is written.
+shapes (:func:`tvm_sched.relax.profile.random_args`: floats N(0, 1), integers in [0, 4)). Every
+bad input is a :class:`TuneInputError` raised before anything is written.
+
+A ``--relax`` file is *executed* (``runpy``) with the rights of the user who runs the tuner:
+give only files you trust.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +36,7 @@ from tvm_sched.relax.extract import extract
 from tvm_sched.relax.frontend import prepare
 from tvm_sched.relax.passes import is_fused
 
-__all__ = ["TuneModel", "load_model", "check_target"]
+__all__ = ["TuneModel", "load_model", "check_target", "source_name"]
 
 
 @dataclass
@@ -72,34 +76,77 @@ class TuneModel:
         return sum(g.num_nodes for g in self.graphs)
 
 
+def _json_form(target: str) -> str | None:
+    """The JSON form of a short target string ``"kind -key=value ..."`` (a hint), or None."""
+    kind, *opts = target.split()
+    attrs: dict[str, object] = {"kind": kind}
+    for opt in opts:
+        key, sep, value = opt.lstrip("-").partition("=")
+        if not opt.startswith("-") or not sep or not key:
+            return None
+        attrs[key] = int(value) if value.lstrip("-").isdigit() else value
+    return json.dumps(attrs)
+
+
 def check_target(target: str) -> tvm.target.Target:
-    """``tvm.target.Target(target)`` with TVM's complaint turned into a one-line error."""
+    """``tvm.target.Target(target)`` with TVM's complaint turned into a one-line error.
+
+    TVM 0.27 takes a kind name (``"llvm"``) or the JSON form
+    (``'{"kind": "llvm", "mcpu": "native"}'``); it has no parser for the older short form
+    ``"llvm -mcpu=native"``, so that form is rejected with its JSON equivalent in the message.
+
+    Raises
+    ------
+    TuneInputError
+        TVM rejects the target.
+    """
     try:
         return tvm.target.Target(target)
     except Exception as err:  # noqa: BLE001 - TVM raises several kinds
+        if " -" in str(target).strip() and (hint := _json_form(str(target))):
+            raise TuneInputError(f"target {target!r} is not valid: TVM 0.27 takes a kind name "
+                                 f"or JSON; give --target '{hint}'") from None
         first = (str(err).strip().splitlines() or ["invalid target"])[0]
         raise TuneInputError(f"target {target!r} is not valid: {first[:200]}") from None
 
 
+def source_name(*, model: str | None = None, onnx: str | Path | None = None,
+                relax_file: str | Path | None = None) -> str:
+    """The name a model gets in records and the default work dir, without importing it: the zoo
+    name, the ONNX file's stem, or the Relax file's stem and the first 8 hex digits of its
+    SHA-1 (edits to the file start a new name).
+
+    Raises
+    ------
+    TuneInputError
+        Not exactly one source, an unknown zoo model, or a file that does not exist.
+    """
+    given = [x for x in (model, onnx, relax_file) if x is not None]
+    if len(given) != 1:
+        raise TuneInputError("give exactly one of --model, --onnx, --relax")
+    if model is not None:
+        from tvm_sched import zoo
+
+        if model not in zoo.names():
+            raise TuneInputError(f"unknown model {model!r}; known: {', '.join(zoo.names())}")
+        return model
+    path = Path(onnx if onnx is not None else relax_file)
+    what = "ONNX file" if onnx is not None else "Relax file"
+    if not path.is_file():
+        raise TuneInputError(f"{what} {str(path)!r} does not exist"
+                             + (" (it is a directory)" if path.is_dir() else ""))
+    if onnx is not None:
+        return path.stem
+    return f"{path.stem}-{hashlib.sha1(path.read_bytes()).hexdigest()[:8]}"
+
+
 def _random_inputs(func: relax.Function, count: int, seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for p in list(func.params)[:count]:
-        ty = p.ty  # Relax types (TVM 0.27: ``ty``, formerly ``struct_info``)
-        if not isinstance(ty, relax.TensorType) or not isinstance(ty.shape, relax.ShapeExpr):
-            raise TuneInputError(f"input {p.name_hint} of main is not a tensor of known shape")
-        if not all(isinstance(d, tvm.tirx.IntImm) for d in ty.shape.values):
-            raise TuneInputError(
-                f"input {p.name_hint} of main has a symbolic shape {ty.shape}; give inputs")
-        shape = [int(d) for d in ty.shape.values]
-        dtype = str(ty.dtype)
-        if dtype.startswith(("int", "uint")):
-            out.append(rng.integers(0, 8, size=shape).astype(dtype))
-        elif dtype == "bool":
-            out.append(rng.random(shape) < 0.5)
-        else:
-            out.append(rng.standard_normal(shape).astype(dtype))
-    return out
+    from tvm_sched.relax.profile import random_args
+
+    try:
+        return random_args(func, np.random.default_rng(seed), count=count)
+    except ValueError as err:
+        raise TuneInputError(f"{err}; give inputs") from None
 
 
 def _finish(name: str, mod: tvm.IRModule, inputs, params, reference, seed: int) -> TuneModel:
@@ -131,24 +178,18 @@ def load_model(*, model: str | None = None, onnx: str | Path | None = None,
     TuneInputError
         Unknown zoo model, unreadable file, no module in the file, a symbolic input shape.
     """
-    given = [x for x in (model, onnx, relax_file) if x is not None]
-    if len(given) != 1:
-        raise TuneInputError("give exactly one of --model, --onnx, --relax")
+    name = source_name(model=model, onnx=onnx, relax_file=relax_file)
     if model is not None:
         from tvm_sched import zoo
 
-        if model not in zoo.names():
-            raise TuneInputError(f"unknown model {model!r}; known: {', '.join(zoo.names())}")
         imp = zoo.load(model, seed=seed)
         return _finish(model, imp.mod, imp.inputs, imp.params, imp.reference, seed)
     if onnx is not None:
         return _load_onnx(Path(onnx), seed)
-    return _load_relax_file(Path(relax_file), seed)
+    return _load_relax_file(Path(relax_file), name, seed)
 
 
 def _load_onnx(path: Path, seed: int) -> TuneModel:
-    if not path.is_file():
-        raise TuneInputError(f"ONNX file {str(path)!r} does not exist")
     try:
         import onnx
     except ImportError:
@@ -166,11 +207,13 @@ def _load_onnx(path: Path, seed: int) -> TuneModel:
     return _finish(path.stem, mod, None, [], [], seed)
 
 
-def _load_relax_file(path: Path, seed: int) -> TuneModel:
-    if not path.is_file():
-        raise TuneInputError(f"Relax file {str(path)!r} does not exist")
+def _load_relax_file(path: Path, name: str, seed: int) -> TuneModel:
     try:
         ns = runpy.run_path(str(path), run_name="tvm_sched_relax_model")
+    except SystemExit as err:  # the file is a script: it must not end our process
+        raise TuneInputError(f"running {str(path)!r} stopped it: the file called "
+                             f"sys.exit({err.code!r}); a --relax file must define 'mod' and "
+                             f"return") from None
     except Exception as err:  # noqa: BLE001 - user code
         raise TuneInputError(f"running {str(path)!r} failed: {type(err).__name__}: "
                              f"{str(err).splitlines()[0][:200] if str(err) else ''}") from None
@@ -183,6 +226,4 @@ def _load_relax_file(path: Path, seed: int) -> TuneModel:
         mod = mods[0]
     inputs = ns.get("inputs")
     params = list(ns.get("params") or [])
-    name = path.stem
-    digest = hashlib.sha1(path.read_bytes()).hexdigest()[:8]
-    return _finish(f"{name}-{digest}", mod, inputs, params, [], seed)
+    return _finish(name, mod, inputs, params, [], seed)

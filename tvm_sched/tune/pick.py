@@ -53,7 +53,7 @@ def parse_memory_budget(value: int | str | None, tvm_planned: int) -> int | None
     text = str(value).strip().lower()
     mult: float = 1
     if text.endswith("x"):
-        text, mult = text[:-1], tvm_planned
+        text, mult = text[:-1], float(tvm_planned)
     else:
         for suffix, unit in _UNITS:
             if text.endswith(suffix):
@@ -66,6 +66,8 @@ def parse_memory_budget(value: int | str | None, tvm_planned: int) -> int | None
                              f"0.9x, got {value!r}") from None
     if not math.isfinite(amount) or amount <= 0:
         raise TuneInputError(f"memory budget must be finite and > 0, got {value!r}")
+    if isinstance(mult, int) and amount * mult < 1:
+        raise TuneInputError(f"memory budget must be at least 1 byte, got {value!r}")
     return int(amount * mult)
 
 

@@ -58,6 +58,19 @@ def parse_address(text: str, what: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _reachable(host: str, port: int, what: str, verb: str, timeout: float = 5.0) -> None:
+    """A TCP connection to ``host:port`` opens (and is closed again), or a
+    :class:`DeviceUnavailableError` saying that it does not."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as err:
+        raise DeviceUnavailableError(f"cannot {verb} {what} at {host}:{port}: "
+                                     f"{err.strerror or err}") from None
+
+
 # --------------------------------------------------------------------------------------------
 # runners
 class Runner:
@@ -65,6 +78,15 @@ class Runner:
 
     #: Device key stored in records (same key = comparable measurements).
     key: str = "local"
+
+    def check(self) -> None:
+        """Fail fast when the devices cannot be reached at all (called before any work).
+
+        Raises
+        ------
+        DeviceUnavailableError
+            The server or tracker does not accept connections.
+        """
 
     def prepare(self) -> None:
         """Start slow things early (the tuner calls this before proposing and building)."""
@@ -109,6 +131,9 @@ class ServerRunner(Runner):
         self.key = key or f"{self.host}:{self.port}"
         self.session_timeout = session_timeout
 
+    def check(self) -> None:
+        _reachable(self.host, self.port, "the RPC server", "connect to")
+
     def _connect(self):
         try:
             return rpc.connect(self.host, self.port, session_timeout=self.session_timeout)
@@ -133,6 +158,9 @@ class EmbeddedRunner(ServerRunner):
         self.key = "local"
         self.session_timeout = 0
         self.host, self.port = "127.0.0.1", None
+
+    def check(self) -> None:
+        """Nothing to reach yet: the server is started by :meth:`prepare`."""
 
     def prepare(self) -> None:
         if not self.server.alive():
@@ -177,6 +205,9 @@ class TrackerRunner(Runner):
         self.max_devices = max_devices
         self.status = status or (lambda text: log.info("%s", text))
         self._tracker = None
+
+    def check(self) -> None:
+        _reachable(self.host, self.port, "the RPC tracker", "reach")
 
     def _client(self):
         if self._tracker is None:
@@ -367,8 +398,10 @@ class Measurer:
     args
         ``main``'s arguments (inputs, then transformed params) as numpy arrays.
     reference
-        Expected outputs; a candidate whose outputs differ by more than ``rtol``/``atol``
-        (relative to the reference's largest magnitude) is an error, not a timing.
+        Expected outputs; a candidate is an error, not a timing, when an output's largest
+        absolute difference from the reference exceeds ``rtol * max(1, largest |reference|)``
+        (one tolerance: relative for large outputs, absolute ``rtol`` for outputs within
+        [-1, 1]), or is not finite, or its count or shapes differ.
     """
 
     def __init__(self, runner: Runner, *, kernels: tvm.runtime.Module | None,

@@ -1,8 +1,10 @@
 """Solver comparisons on benchmark graphs with known optima (the STG makespan study).
 
-Shared by ``benchmarks/stg.py`` (every graph) and ``tvm-sched demo`` (a few graphs): run each
-solver on each (graph, lane count), measure the gap to the published optimum -- or to the lower
-bound for rows still open -- and summarise per (solver, lanes).
+Shared by ``benchmarks/stg.py`` (every graph), ``benchmarks/gaus.py`` (its STG part) and
+``tvm-sched demo`` (a few graphs): run each solver on each (graph, lane count), measure the gap to
+the published optimum -- or to the lower bound for rows still open -- and summarise per
+(solver, lanes). It lives beside the solvers it compares (it was ``tvm_sched.compare``); the
+console it prints to is :func:`tvm_sched.console.console`.
 
 A solver that raises is recorded with its error and the run goes on; nothing is lost.
 """
@@ -13,7 +15,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,8 @@ class StgRow:
     bound: float | None
     claims_optimal: bool
     error: str | None = None
+    #: The solver's scalar ``SolveResult.info`` entries (e.g. GauS's ``init_value``).
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def run_stg(
@@ -86,26 +90,23 @@ def run_stg(
             opt = optima.get((gname, m))
             best = int(opt.best) if opt is not None else None
             for name, solver in instances.items():
+                common = dict(graph=gname, nodes=g.num_nodes, lanes=m, solver=name,
+                              optimum=best, optimum_proven=bool(opt and opt.proven),
+                              lower=int(opt.lower) if opt is not None else None)
                 t0 = time.perf_counter()
                 try:
                     res = solver.solve(g, Makespan(lanes=m), budget=budget_s, seed=seed)
                     value = res.value if len(res) else None
-                    row = StgRow(
-                        graph=gname, nodes=g.num_nodes, lanes=m, solver=name, value=value,
-                        optimum=best, optimum_proven=bool(opt and opt.proven),
-                        lower=int(opt.lower) if opt is not None else None,
-                        gap=(value / best - 1.0) if (value is not None and best) else None,
-                        seconds=res.seconds, status=str(res.status), bound=res.bound,
-                        claims_optimal=res.proven,
-                    )
+                    row = StgRow(**common, value=value,
+                                 gap=(value / best - 1.0) if (value is not None and best) else None,
+                                 seconds=res.seconds, status=str(res.status), bound=res.bound,
+                                 claims_optimal=res.proven,
+                                 info={k: v for k, v in res.info.items()
+                                       if isinstance(v, int | float | str | bool)})
                 except Exception as err:  # recorded, the comparison goes on
-                    row = StgRow(
-                        graph=gname, nodes=g.num_nodes, lanes=m, solver=name, value=None,
-                        optimum=best, optimum_proven=bool(opt and opt.proven),
-                        lower=int(opt.lower) if opt is not None else None, gap=None,
-                        seconds=time.perf_counter() - t0, status="ERROR", bound=None,
-                        claims_optimal=False, error=f"{type(err).__name__}: {err}",
-                    )
+                    row = StgRow(**common, value=None, gap=None,
+                                 seconds=time.perf_counter() - t0, status="ERROR", bound=None,
+                                 claims_optimal=False, error=f"{type(err).__name__}: {err}")
                 rows.append(row)
                 if progress is not None:
                     progress(row)
@@ -169,15 +170,6 @@ def markdown_summary(summary: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def console() -> Any:
-    """A rich console; at least 120 columns wide when the output is not a terminal."""
-    import sys
-
-    from rich.console import Console
-
-    return Console() if sys.stdout.isatty() else Console(width=120)
-
-
 def print_summary(summary: Sequence[dict[str, Any]], title: str = "") -> None:
     """Print the summary as a rich table."""
     from rich.table import Table
@@ -193,6 +185,8 @@ def print_summary(summary: Sequence[dict[str, Any]], title: str = "") -> None:
                       _fmt_gap(s["mean_gap"]), _fmt_gap(s["max_gap"]),
                       f"{s['hits']}/{s['instances']}", str(s["claimed_optimal"]),
                       f"{s['median_s']:.3f}", f"{s['max_s']:.3f}", str(s["errors"]))
+    from tvm_sched.console import console
+
     console().print(table)
 
 
