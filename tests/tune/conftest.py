@@ -1,10 +1,11 @@
-"""Shared fixtures of the tuner tests: one zoo model, loaded and built once per session."""
+"""Shared fixtures of the tuner tests: one zoo model, loaded and built once per session.
+
+TVM is a hard dependency: a broken TVM install fails these tests instead of skipping them.
+"""
 
 from __future__ import annotations
 
 import pytest
-
-pytest.importorskip("tvm")
 
 
 @pytest.fixture(scope="session")
