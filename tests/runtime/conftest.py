@@ -5,9 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-#: Zoo models (small size) the bit-identity tests run on.
-MODELS = ("inception", "nasnet", "transformer")
-
 
 @pytest.fixture(scope="session")
 def compiled():
@@ -28,7 +25,7 @@ def compiled():
     return get
 
 
-def random_schedule(graph, lanes: int, rng: np.random.Generator):
+def _random_schedule(graph, lanes: int, rng: np.random.Generator):
     """A random valid lane schedule: a random topological order, random lanes."""
     from tvm_sched.schedule import Schedule
 
@@ -44,3 +41,9 @@ def random_schedule(graph, lanes: int, rng: np.random.Generator):
             if indeg[w] == 0:
                 ready.append(w)
     return Schedule(order=tuple(order), lane=tuple(int(x) for x in rng.integers(0, lanes, n)))
+
+
+@pytest.fixture(scope="session")
+def random_schedule():
+    """``f(graph, lanes, rng)``: a random valid lane schedule."""
+    return _random_schedule

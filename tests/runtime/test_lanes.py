@@ -7,9 +7,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.runtime.conftest import MODELS, random_schedule
-
 pytestmark = pytest.mark.integration
+
+#: Zoo models (small size) the bit-identity tests run on.
+MODELS = ("inception", "nasnet", "transformer")
 
 
 def _engines():
@@ -44,7 +45,7 @@ def test_one_lane_matches_the_vm_and_fits_tvms_bytes(compiled, name):
 @pytest.mark.parametrize("name", MODELS)
 @settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
 @given(lanes=st.integers(1, 4), seed=st.integers(0, 2**31 - 1))
-def test_random_lane_schedules_are_bit_identical(compiled, name, lanes, seed):
+def test_random_lane_schedules_are_bit_identical(compiled, random_schedule, name, lanes, seed):
     kernels, inputs, ref = compiled(name)
     sched = random_schedule(kernels.graph, lanes, np.random.default_rng(seed))
     for engine in _engines():
@@ -77,7 +78,7 @@ def _check_arena_safe(plan):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_arena_reuse_is_safe_under_the_plans_happens_before(compiled, name):
+def test_arena_reuse_is_safe_under_the_plans_happens_before(compiled, random_schedule, name):
     kernels, _, _ = compiled(name)
     rng = np.random.default_rng(7)
     for lanes in (1, 2, 3):
@@ -87,7 +88,7 @@ def test_arena_reuse_is_safe_under_the_plans_happens_before(compiled, name):
     _check_arena_safe(plan)
 
 
-def test_race_stress_on_a_poisoned_arena(compiled):
+def test_race_stress_on_a_poisoned_arena(compiled, random_schedule):
     """Hundreds of runs with random schedules, the arena filled with NaN bytes before each."""
     kernels, inputs, ref = compiled("nasnet")
     rng = np.random.default_rng(2024)

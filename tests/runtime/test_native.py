@@ -323,3 +323,20 @@ def test_kernel_shape_error_is_a_lane_error(kernels):
                                             r"ValueError: .*shape"):
             engine.run()
     engine.close()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("threads_per_lane", [1, 2])
+def test_each_lane_sizes_its_own_tvm_thread_pool(kernels, threads_per_lane):
+    tvm, _ = kernels
+    num_threads = tvm.get_global_func("runtime.NumThreads")
+    seen: list[int] = []
+
+    def probe():
+        seen.append(int(num_threads()))  # runs on the lane's thread: that thread's pool
+
+    with NativeEngine([probe], [(0, [])], [[0]], [[]], threads_per_lane=threads_per_lane,
+                      allow_oversubscribe=True) as engine:
+        engine.run()
+        assert engine.pools_configured
+    assert seen == [threads_per_lane]

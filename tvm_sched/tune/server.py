@@ -164,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from tvm import rpc
 
+    from tvm_sched.runtime.rpc import register as register_lane_runtime
+
+    register_lane_runtime()  # tvm_sched.runtime.time_exported / run_exported for clients
+
     tracker = None
     if args.tracker:
         host, port = args.tracker.rsplit(":", 1)
