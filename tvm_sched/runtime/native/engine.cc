@@ -1,0 +1,188 @@
+/*!
+ * \file engine.cc
+ * \brief The lane engine's threads: start-up, the per-run loop, waits, errors and shutdown.
+ */
+#include "engine.h"
+
+#include <tvm/ffi/error.h>
+
+#include <algorithm>
+#include <sstream>
+#include <system_error>
+#include <utility>
+
+namespace tvm_sched {
+namespace lanes {
+
+namespace {
+// Run() spins at most this long before it sleeps: the calling thread is not pinned and would
+// otherwise compete with the lanes for their cores during a long run.
+constexpr int64_t kMaxMainSpinNs = 20000;
+}  // namespace
+
+LaneEngine::LaneEngine(std::vector<tvm::ffi::Function> funcs, CompiledPlan plan,
+                       std::vector<tvm::ffi::Any> args, std::vector<std::string> step_names,
+                       EngineOptions options)
+    : funcs_(std::move(funcs)),
+      plan_(std::move(plan)),
+      args_(std::move(args)),
+      step_names_(std::move(step_names)),
+      options_(options) {
+  views_.reserve(args_.size());
+  for (const tvm::ffi::Any& arg : args_) views_.emplace_back(arg);
+  config_threadpool_ = tvm::ffi::Function::GetGlobal("runtime.config_threadpool");
+  allowed_ = AllowedCpus();
+
+  const int num = num_lanes();
+  lanes_ = std::make_unique<LaneState[]>(static_cast<size_t>(num));
+  pinned_.assign(num, {});
+  std::vector<std::vector<int>> cores =
+      options_.pin ? AssignCores(num, options_.threads_per_lane, allowed_)
+                   : std::vector<std::vector<int>>(num);
+  int started = 0;
+  try {
+    threads_.reserve(num);
+    for (int l = 0; l < num; ++l) {
+      if (plan_.lanes[l].empty()) continue;  // nothing to run: no thread
+      threads_.emplace_back(&LaneEngine::LaneMain, this, l, cores[l]);
+      ++started;
+    }
+  } catch (const std::system_error& e) {
+    StopThreads();
+    TVM_FFI_THROW(RuntimeError) << "cannot start the lane threads: " << e.what();
+  }
+  std::unique_lock<std::mutex> lock(setup_mutex_);
+  setup_cv_.wait(lock, [&] { return setup_done_ == started; });
+}
+
+LaneEngine::~LaneEngine() {
+  try {
+    Close();
+  } catch (...) {  // NOLINT(bugprone-empty-catch): a destructor must not throw
+  }
+}
+
+void LaneEngine::LaneMain(int lane, std::vector<int> cores) {
+  NameThisThread(("tvm-lane-" + std::to_string(lane)).c_str());
+  LaneThreadSetup setup = ConfigureLaneThread(
+      config_threadpool_, options_.threads_per_lane,
+      PoolCpus(lane, options_.threads_per_lane, cores, allowed_), cores, allowed_);
+  {
+    std::lock_guard<std::mutex> lock(setup_mutex_);
+    if (setup.pinned) pinned_[lane] = cores;
+    if (!setup.pool_configured) pools_configured_ = false;
+    ++setup_done_;
+  }
+  setup_cv_.notify_all();
+
+  LaneState& self = lanes_[lane];
+  uint32_t seen = 0;  // run_seq_ starts at 0 and only the constructor's thread bumps it
+  for (;;) {
+    self.parker.Wait([&] { return run_seq_.load(std::memory_order_seq_cst) != seen; },
+                     options_.spin_ns);
+    seen = run_seq_.load(std::memory_order_acquire);
+    if (stop_.load(std::memory_order_acquire)) break;
+    ExecuteLane(lane, gen_.load(std::memory_order_acquire));
+    if (remaining_.fetch_sub(1, std::memory_order_seq_cst) == 1) main_parker_.Wake();
+  }
+}
+
+bool LaneEngine::ExecuteLane(int lane, uint64_t gen) {
+  LaneState& self = lanes_[lane];
+  const uint64_t base = gen << 32;
+  const std::vector<CompiledStep>& steps = plan_.lanes[lane];
+  const int64_t spin_ns = options_.spin_ns;
+  for (size_t p = 0; p < steps.size(); ++p) {
+    const CompiledStep& step = steps[p];
+    for (uint32_t w = step.wait_begin; w < step.wait_end; ++w) {
+      const LaneWait& wait = plan_.waits[w];
+      const std::atomic<uint64_t>& other = lanes_[wait.lane].progress;
+      const uint64_t target = base | wait.count;
+      if (other.load(std::memory_order_acquire) >= target) continue;
+      self.parker.Wait(
+          [&] {
+            return other.load(std::memory_order_seq_cst) >= target ||
+                   abort_.load(std::memory_order_seq_cst) != 0;
+          },
+          spin_ns);
+    }
+    if (abort_.load(std::memory_order_acquire) != 0) return false;
+    try {
+      tvm::ffi::Any result;
+      funcs_[step.func].CallPacked(views_.data() + step.arg_begin,
+                                   static_cast<int32_t>(step.num_args), &result);
+    } catch (const tvm::ffi::Error& e) {
+      Fail(step, lane, e.kind() + ": " + e.message());
+      return false;
+    } catch (const std::exception& e) {
+      Fail(step, lane, std::string("C++ exception: ") + e.what());
+      return false;
+    } catch (...) {
+      Fail(step, lane, "unknown C++ exception");
+      return false;
+    }
+    // Publishes the step's writes (release) and, sequentially consistent, pairs with the
+    // sleeping flag read in Parker::Wake (no lost wake-up; see sync.h).
+    self.progress.store(base | static_cast<uint64_t>(p + 1), std::memory_order_seq_cst);
+    for (uint32_t k = step.notify_begin; k < step.notify_end; ++k) {
+      lanes_[plan_.notify[k]].parker.Wake();
+    }
+  }
+  return true;
+}
+
+void LaneEngine::Fail(const CompiledStep& step, int lane, const std::string& what) {
+  uint32_t expected = 0;
+  if (abort_.compare_exchange_strong(expected, 1, std::memory_order_seq_cst)) {
+    // Only the first failure writes; Run() reads it after this lane's fetch_sub on remaining_.
+    std::ostringstream os;
+    os << "step " << step.step_id;
+    if (static_cast<size_t>(step.step_id) < step_names_.size()) {
+      os << " (" << step_names_[step.step_id] << ")";
+    }
+    os << " on lane " << lane << " failed: " << what;
+    error_ = os.str();
+  }
+  WakeAllLanes();
+}
+
+void LaneEngine::WakeAllLanes() {
+  for (int l = 0; l < num_lanes(); ++l) lanes_[l].parker.Wake();
+}
+
+void LaneEngine::Run() {
+  std::lock_guard<std::mutex> api(api_mutex_);
+  if (closed_) TVM_FFI_THROW(RuntimeError) << "the lane engine is closed";
+  if (threads_.empty()) return;
+  abort_.store(0, std::memory_order_relaxed);
+  error_.clear();
+  remaining_.store(static_cast<int32_t>(threads_.size()), std::memory_order_relaxed);
+  gen_.fetch_add(1, std::memory_order_relaxed);
+  run_seq_.fetch_add(1, std::memory_order_seq_cst);  // publishes the stores above
+  WakeAllLanes();
+  main_parker_.Wait([&] { return remaining_.load(std::memory_order_seq_cst) == 0; },
+                    std::min(options_.spin_ns, kMaxMainSpinNs));
+  if (abort_.load(std::memory_order_acquire) != 0) {
+    TVM_FFI_THROW(RuntimeError) << error_;
+  }
+}
+
+void LaneEngine::StopThreads() {
+  stop_.store(true, std::memory_order_release);
+  run_seq_.fetch_add(1, std::memory_order_seq_cst);
+  WakeAllLanes();
+  for (std::thread& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+}
+
+void LaneEngine::Close() {
+  std::lock_guard<std::mutex> api(api_mutex_);
+  if (closed_) return;
+  StopThreads();
+  closed_ = true;
+}
+
+}  // namespace lanes
+}  // namespace tvm_sched

@@ -1,0 +1,135 @@
+/*!
+ * \file engine.h
+ * \brief The native lane engine: one persistent OS thread per lane, atomic waits.
+ *
+ * Contract (tvm_sched.runtime's "Lane engine interface"): Run() executes every lane's steps
+ * once, concurrently, each lane in its order and each step only after the steps it waits on;
+ * it returns when all lanes finished. A step is `funcs[func](*args)` with arguments resolved
+ * at construction, so a step's call allocates nothing.
+ *
+ * Synchronisation: each lane publishes a 64-bit progress word (run generation << 32 | number
+ * of its steps finished) after each step, with release semantics, so "step s of lane M is done
+ * in run g" is `progress[M] >= (g << 32 | pos(s) + 1)` and progress from earlier runs never
+ * satisfies a later one. A waiting lane spins for `spin_ns`, then sleeps on its futex (see
+ * sync.h); the finishing lane wakes only the lanes that wait on that very step, and only if
+ * they sleep. Idle lanes wait for the next run the same way.
+ *
+ * Errors: the first step that throws sets the abort flag and records "step s (name) on lane l
+ * failed: <kind>: <message>"; every lane stops before its next step (waits also end on abort),
+ * and Run() throws that message as ffi::Error(RuntimeError). The engine stays usable.
+ *
+ * Lifetime: threads start in the constructor (which returns once every lane has configured its
+ * TVM pool and affinity) and are joined by Close() or the destructor (RAII). Run() and Close()
+ * are serialised by a mutex, so they may be called from any thread.
+ */
+#ifndef TVM_SCHED_RUNTIME_NATIVE_ENGINE_H_
+#define TVM_SCHED_RUNTIME_NATIVE_ENGINE_H_
+
+#include <tvm/ffi/any.h>
+#include <tvm/ffi/function.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "affinity.h"
+#include "lane_plan.h"
+#include "sync.h"
+
+namespace tvm_sched {
+namespace lanes {
+
+/*! \brief Engine settings. */
+struct EngineOptions {
+  int threads_per_lane = 1;  // TVM thread-pool size of each lane's thread
+  bool pin = true;           // pin lanes to disjoint cores where possible
+  int64_t spin_ns = 50000;   // how long a waiting thread spins before it sleeps
+};
+
+class LaneEngine {
+ public:
+  /*!
+   * \param funcs The function table.
+   * \param plan A plan from CompilePlan (function indices already checked against funcs).
+   * \param args Every step's arguments, step after step (CompiledStep::arg_begin indexes it).
+   * \param step_names Optional names of the steps for error messages (empty: none).
+   * \param options Engine settings.
+   * \throws ffi::Error (RuntimeError) when a thread cannot be started.
+   */
+  LaneEngine(std::vector<tvm::ffi::Function> funcs, CompiledPlan plan,
+             std::vector<tvm::ffi::Any> args, std::vector<std::string> step_names,
+             EngineOptions options);
+  ~LaneEngine();
+  LaneEngine(const LaneEngine&) = delete;
+  LaneEngine& operator=(const LaneEngine&) = delete;
+
+  /*! \brief Run every lane once; throws ffi::Error naming the failed step on a kernel error. */
+  void Run();
+  /*! \brief Stop and join the lane threads (idempotent). */
+  void Close();
+
+  int num_lanes() const { return static_cast<int>(plan_.lanes.size()); }
+  int64_t num_steps() const { return plan_.num_steps; }
+  int64_t num_waits() const { return static_cast<int64_t>(plan_.waits.size()); }
+  int64_t num_waits_given() const { return plan_.num_waits_given; }
+  bool closed() const { return closed_; }
+  /*! \brief Per lane: the cores it is pinned to (empty when not pinned). */
+  const std::vector<std::vector<int>>& pinned_cores() const { return pinned_; }
+  /*! \brief Whether every lane's TVM thread pool was sized. */
+  bool pools_configured() const { return pools_configured_; }
+
+ private:
+  /*! \brief Per-lane shared state, each part on its own cache line. */
+  struct LaneState {
+    alignas(64) std::atomic<uint64_t> progress{0};
+    Parker parker;  // the lane thread sleeps here (for a wait or for the next run)
+  };
+
+  void LaneMain(int lane, std::vector<int> cores);
+  bool ExecuteLane(int lane, uint64_t gen);
+  void Fail(const CompiledStep& step, int lane, const std::string& what);
+  void WakeAllLanes();
+  void StopThreads();
+
+  std::vector<tvm::ffi::Function> funcs_;
+  CompiledPlan plan_;
+  std::vector<tvm::ffi::Any> args_;        // owns the argument objects
+  std::vector<tvm::ffi::AnyView> views_;   // what a call reads (views into args_)
+  std::vector<std::string> step_names_;
+  EngineOptions options_;
+  std::optional<tvm::ffi::Function> config_threadpool_;
+  std::vector<int> allowed_;
+
+  std::unique_ptr<LaneState[]> lanes_;
+  std::vector<std::thread> threads_;
+
+  alignas(64) std::atomic<uint32_t> run_seq_{0};  // bumped to start a run (or to stop)
+  std::atomic<uint64_t> gen_{0};                  // the current run's generation (>= 1)
+  std::atomic<bool> stop_{false};
+  alignas(64) std::atomic<uint32_t> abort_{0};
+  alignas(64) std::atomic<int32_t> remaining_{0};  // lanes still running in this run
+  Parker main_parker_;                             // Run() sleeps here
+
+  std::string error_;  // written by the failing lane before it finishes (see Fail)
+
+  // Start-up handshake: lanes report their setup, the constructor waits for all of them.
+  std::mutex setup_mutex_;
+  std::condition_variable setup_cv_;
+  int setup_done_ = 0;
+  std::vector<std::vector<int>> pinned_;
+  bool pools_configured_ = true;
+
+  std::mutex api_mutex_;  // serialises Run() and Close()
+  bool closed_ = false;
+};
+
+}  // namespace lanes
+}  // namespace tvm_sched
+
+#endif  // TVM_SCHED_RUNTIME_NATIVE_ENGINE_H_

@@ -1,0 +1,114 @@
+/*!
+ * \file module.cc
+ * \brief The library's one exported function, `lanes_create`, and the engine handle it returns.
+ *
+ * lanes_create(funcs, step_funcs, step_args, lanes, waits, threads_per_lane, pin, spin_ns,
+ *              step_names)
+ * validates the plan (ffi::Error ValueError naming the problem), builds a LaneEngine and
+ * returns a handle: an ffi::Function owning the engine, called with a command string:
+ *   "run"            run every lane once (RuntimeError naming the failed step on error)
+ *   "close"          join the lane threads (idempotent)
+ *   "closed"         whether close ran
+ *   "pinned_cores"   per lane, the cores it is pinned to (empty: not pinned)
+ *   "pools_configured"  whether each lane's TVM thread pool was sized
+ *   "num_waits"      cross-lane waits kept after dropping implied ones
+ * The engine is destroyed (threads joined) when the last reference to the handle goes.
+ * Loaded from Python with tvm_ffi.load_module (tvm_sched.runtime.native).
+ */
+#include <tvm/ffi/container/array.h>
+#include <tvm/ffi/error.h>
+#include <tvm/ffi/function.h>
+#include <tvm/ffi/string.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine.h"
+#include "lane_plan.h"
+
+namespace tvm_sched {
+namespace lanes {
+
+namespace ffi = tvm::ffi;
+
+namespace {
+
+std::vector<int64_t> ToVector(const ffi::Array<int64_t>& values) {
+  return std::vector<int64_t>(values.begin(), values.end());
+}
+
+ffi::Any Dispatch(const std::shared_ptr<LaneEngine>& engine, const ffi::String& command) {
+  if (command == "run") {
+    engine->Run();
+    return ffi::Any();
+  }
+  if (command == "close") {
+    engine->Close();
+    return ffi::Any();
+  }
+  if (command == "closed") return engine->closed();
+  if (command == "pinned_cores") {
+    ffi::Array<ffi::Array<int64_t>> out;
+    for (const std::vector<int>& cores : engine->pinned_cores()) {
+      ffi::Array<int64_t> lane;
+      for (int c : cores) lane.push_back(c);
+      out.push_back(lane);
+    }
+    return out;
+  }
+  if (command == "pools_configured") return engine->pools_configured();
+  if (command == "num_waits") return engine->num_waits();
+  TVM_FFI_THROW(ValueError) << "unknown lane engine command '" << command << "'";
+  TVM_FFI_UNREACHABLE();
+}
+
+ffi::Function CreateLaneEngine(ffi::Array<ffi::Function> funcs, ffi::Array<int64_t> step_funcs,
+                               ffi::Array<ffi::Array<ffi::Any>> step_args,
+                               ffi::Array<ffi::Array<int64_t>> lanes,
+                               ffi::Array<ffi::Array<int64_t>> waits, int64_t threads_per_lane,
+                               bool pin, int64_t spin_ns, ffi::Array<ffi::String> step_names) {
+  if (threads_per_lane < 1 || threads_per_lane > 4096) {
+    TVM_FFI_THROW(ValueError) << "threads_per_lane must be in 1..4096, got " << threads_per_lane;
+  }
+  if (spin_ns < 0) TVM_FFI_THROW(ValueError) << "spin_ns must be >= 0, got " << spin_ns;
+  if (!step_names.empty() && step_names.size() != step_funcs.size()) {
+    TVM_FFI_THROW(ValueError) << step_names.size() << " step names for " << step_funcs.size()
+                              << " steps";
+  }
+  if (step_args.size() != step_funcs.size()) {
+    TVM_FFI_THROW(ValueError) << "invalid lane plan: " << step_args.size()
+                              << " argument lists for " << step_funcs.size() << " steps";
+  }
+  std::vector<int64_t> num_args;
+  std::vector<ffi::Any> flat_args;
+  num_args.reserve(step_args.size());
+  for (const ffi::Array<ffi::Any>& args : step_args) {
+    num_args.push_back(static_cast<int64_t>(args.size()));
+    for (const ffi::Any& arg : args) flat_args.push_back(arg);
+  }
+  std::vector<std::vector<int64_t>> lane_steps, step_waits;
+  for (const ffi::Array<int64_t>& lane : lanes) lane_steps.push_back(ToVector(lane));
+  for (const ffi::Array<int64_t>& w : waits) step_waits.push_back(ToVector(w));
+  CompiledPlan plan = CompilePlan(static_cast<int64_t>(funcs.size()), ToVector(step_funcs),
+                                  num_args, lane_steps, step_waits);
+
+  EngineOptions options;
+  options.threads_per_lane = static_cast<int>(threads_per_lane);
+  options.pin = pin;
+  options.spin_ns = spin_ns;
+  auto engine = std::make_shared<LaneEngine>(
+      std::vector<ffi::Function>(funcs.begin(), funcs.end()), std::move(plan),
+      std::move(flat_args),
+      std::vector<std::string>(step_names.begin(), step_names.end()), options);
+  return ffi::Function::FromTyped(
+      [engine](const ffi::String& command) -> ffi::Any { return Dispatch(engine, command); });
+}
+
+}  // namespace
+
+}  // namespace lanes
+}  // namespace tvm_sched
+
+TVM_FFI_DLL_EXPORT_TYPED_FUNC(lanes_create, tvm_sched::lanes::CreateLaneEngine);
