@@ -10,16 +10,9 @@ import pytest
 
 from tvm_sched.datasets import icml24_graphs, icml24_root, read_gml
 from tvm_sched.errors import CycleError, DatasetFormatError
+from tvm_sched.testing.data import needs_data
 
-
-def _have_data() -> bool:
-    try:
-        return icml24_root().is_dir()
-    except FileNotFoundError:
-        return False
-
-
-needs_data = pytest.mark.skipif(not _have_data(), reason="ICML'24 data folder not found")
+needs_data = needs_data("icml24_random_dags")
 
 
 def _scan(text: str) -> tuple[dict[int, int], dict[tuple[int, int], int]]:

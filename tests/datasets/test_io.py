@@ -24,6 +24,7 @@ from tvm_sched.datasets import (
 from tvm_sched.datasets import io as dio
 from tvm_sched.errors import CycleError, DatasetFormatError, InvalidGraphError
 from tvm_sched.graph import OpGraph
+from tvm_sched.testing.data import needs_data
 
 STG_TEXT = "3\n0 0 0\n1 2 1 0\n2 3 1 1\n3 4 2 0 1\n4 0 2 2 3\n"
 GML_TEXT = """graph [
@@ -35,14 +36,7 @@ GML_TEXT = """graph [
 """
 
 
-def _have_data() -> bool:
-    try:
-        return (stg_root() / "50").is_dir()
-    except FileNotFoundError:
-        return False
-
-
-needs_data = pytest.mark.skipif(not _have_data(), reason="STG data folder not found")
+needs_data = needs_data("stg", "50")
 
 
 def _graphs() -> list[OpGraph]:

@@ -9,18 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tvm_sched.datasets import StgOptimum, read_stg, read_stg_optima, stg_graphs, stg_root
+from tvm_sched.datasets import StgOptimum, read_stg, read_stg_optima, stg_graphs
 from tvm_sched.errors import CycleError, DatasetFormatError
+from tvm_sched.testing.data import needs_data
 
-
-def _have_data() -> bool:
-    try:
-        return (stg_root() / "50").is_dir()
-    except FileNotFoundError:
-        return False
-
-
-needs_data = pytest.mark.skipif(not _have_data(), reason="STG data folder not found")
+needs_data = needs_data("stg", "50")
 
 _EDGES_COMMENT = re.compile(r"^#\s*Edges\s*:\s*(\d+)\s*/")
 
