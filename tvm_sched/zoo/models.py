@@ -70,11 +70,11 @@ _BUILDERS: dict[str, dict[str, Builder]] = {
         "bench": (lambda seed: cnn.DenseNet(c=32, growth=16, layers=12), _image(96)),
     },
     "darts": {
-        "small": (lambda seed: darts.DARTS(c=4, cells=5), _image(16)),
+        "small": (lambda seed: darts.DARTS(c=4, cells=3), _image(16)),
         "bench": (lambda seed: darts.DARTS(c=16, cells=8), _image(64)),
     },
     "hrnet": {
-        "small": (lambda seed: hrnet.HRNet(width=4), _image(32)),
+        "small": (lambda seed: hrnet.HRNet(width=4, modules=(1, 1)), _image(32)),
         "bench": (lambda seed: hrnet.HRNet(width=16, modules=(1, 2, 1), blocks=2), _image(96)),
     },
 }

@@ -1,0 +1,58 @@
+"""The zoo through TVM: the new multi-branch models match torch at small size, and every model
+imports at bench size with the operator count it is sized for.
+
+The numerics of every zoo model at small size are also checked by tests/relax/test_frontend.py
+(parametrized over ``zoo.names()``); here the new models get their structural checks too.
+"""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tvm")
+
+from tvm_sched import zoo  # noqa: E402
+from tvm_sched.relax.extract import extract  # noqa: E402
+from tvm_sched.relax.frontend import prepare, run_module  # noqa: E402
+from tvm_sched.solvers import solve  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+# fused operators of main's block at bench size (benchmarks/results/zoo_sizes.md), TVM 0.27
+BENCH_OPS = {"inception": 44, "resnet": 30, "transformer": 80, "randwire": 88, "nasnet": 128,
+             "unet": 27, "densenet": 53, "darts": 277, "hrnet": 162}
+MULTI_BRANCH = ("darts", "hrnet")
+
+
+def _speedup2(g) -> float:
+    """Σ durations / makespan of list scheduling on 2 lanes (roofline durations)."""
+    return g.total_duration / solve(g, "makespan", solver="list", lanes=2).value
+
+
+@pytest.mark.parametrize("name", MULTI_BRANCH)
+def test_multi_branch_model_matches_torch_and_is_wide(name):
+    imported = zoo.load(name)
+    mod = prepare(imported.mod)
+    g = extract(mod)[0]
+    assert 40 <= g.num_nodes <= 120
+    assert _speedup2(g) > 1.4  # independent branches: two lanes nearly halve the makespan
+    outputs = run_module(mod, imported)
+    assert len(outputs) == len(imported.reference) == 1
+    np.testing.assert_allclose(outputs[0], imported.reference[0], rtol=1e-4, atol=1e-4)
+
+
+def test_bench_table_covers_the_zoo():
+    assert set(BENCH_OPS) == set(zoo.names())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(BENCH_OPS))
+def test_bench_size_imports_with_expected_op_count(name):
+    small = extract(prepare(zoo.load(name).mod))[0]
+    imported = zoo.load(name, size="bench")
+    assert imported.inputs[0].size > zoo.load(name).inputs[0].size
+    g = extract(prepare(imported.mod))[0]
+    expected = BENCH_OPS[name]
+    assert 0.85 * expected <= g.num_nodes <= 1.15 * expected
+    assert small.num_nodes <= g.num_nodes <= 400  # hundreds at most
+    if name in MULTI_BRANCH:
+        assert _speedup2(g) >= 1.5
