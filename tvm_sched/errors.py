@@ -1,8 +1,10 @@
-"""The one exception hierarchy of tvm_sched.
+"""The one exception hierarchy of tvm_sched, and the one way to print an error on one line.
 
 Exceptions are for invalid input and for bugs. Expected outcomes of a search (a time limit hit,
-an infeasible model, a failed measurement) come back as data (``SolveResult.status``,
-``MeasureResult.error``), never as exceptions escaping a loop.
+an infeasible model, a failed measurement) come back as data (``SolveResult.status``; the
+``error`` field of a tuner record, :class:`tvm_sched.tune.runner.Measurement`), never as
+exceptions escaping a loop. :func:`one_line` turns any exception (TVM's carry tracebacks) into
+the single line that the command line prints and the records store.
 """
 
 from __future__ import annotations
@@ -21,7 +23,40 @@ __all__ = [
     "MeasureError",
     "TuneInputError",
     "DeviceUnavailableError",
+    "one_line",
 ]
+
+
+def one_line(err: BaseException, *, last: bool = False, limit: int = 300,
+             with_type: bool = False) -> str:
+    r"""``err``'s message as one line of at most ``limit`` characters.
+
+    Parameters
+    ----------
+    err
+        Any exception.
+    last
+        Keep the last non-empty line instead of the first (TVM's errors from a remote session
+        end with the message, after a traceback).
+    limit
+        Characters kept of that line.
+    with_type
+        Prefix the exception's class name (``"ValueError: ..."``).
+
+    Examples
+    --------
+    >>> one_line(ValueError("bad thing\n  at line 3"))
+    'bad thing'
+    >>> one_line(RuntimeError("Traceback:\n  frame\nTVMError: boom\n"), last=True, with_type=True)
+    'RuntimeError: TVMError: boom'
+    >>> one_line(KeyError())
+    'KeyError'
+    """
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    text = (lines[-1] if last else lines[0])[:limit] if lines else ""
+    if with_type:
+        return f"{type(err).__name__}: {text}" if text else type(err).__name__
+    return text or type(err).__name__
 
 
 class TvmSchedError(Exception):

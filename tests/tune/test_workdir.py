@@ -71,3 +71,16 @@ def test_measurer_tolerance_is_the_documented_one():
         assert "shape" in m._check([np.array([0.5]), np.array([1000.0])])[1]
     finally:
         m.close()
+
+
+def test_one_line_is_the_one_error_formatter():
+    """Issue 15 item 12: seven hand-made variants became ``tvm_sched.errors.one_line``."""
+    from tvm_sched.errors import one_line
+    from tvm_sched.tune import builder, runner
+
+    err = RuntimeError("Traceback (most recent call last):\n  File x\n\nTVMError: lost\n")
+    assert one_line(err) == "Traceback (most recent call last):"
+    assert one_line(err, last=True) == "TVMError: lost"
+    assert builder._first_line(err) == runner._short(err) == "RuntimeError: TVMError: lost"
+    assert one_line(ValueError("x" * 500), limit=10) == "x" * 10
+    assert one_line(OSError()) == "OSError"

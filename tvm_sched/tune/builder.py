@@ -25,6 +25,7 @@ import tvm
 import tvm_ffi
 from tvm import relax
 
+from tvm_sched.errors import one_line
 from tvm_sched.relax.reorder import apply
 from tvm_sched.tune.model import TuneModel
 
@@ -53,9 +54,7 @@ def _module_attrs(mod: tvm.IRModule):
 
 
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    line = text.splitlines()[-1] if text else ""
-    return f"{type(err).__name__}: {line[:300]}"
+    return one_line(err, last=True, with_type=True)
 
 
 class Builder:

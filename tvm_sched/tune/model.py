@@ -30,7 +30,7 @@ import tvm
 import tvm_ffi
 from tvm import relax
 
-from tvm_sched.errors import TuneInputError
+from tvm_sched.errors import TuneInputError, one_line
 from tvm_sched.graph import OpGraph
 from tvm_sched.relax.extract import extract
 from tvm_sched.relax.frontend import prepare
@@ -106,8 +106,8 @@ def check_target(target: str) -> tvm.target.Target:
         if " -" in str(target).strip() and (hint := _json_form(str(target))):
             raise TuneInputError(f"target {target!r} is not valid: TVM 0.27 takes a kind name "
                                  f"or JSON; give --target '{hint}'") from None
-        first = (str(err).strip().splitlines() or ["invalid target"])[0]
-        raise TuneInputError(f"target {target!r} is not valid: {first[:200]}") from None
+        raise TuneInputError(f"target {target!r} is not valid: "
+                             f"{one_line(err, limit=200)}") from None
 
 
 def source_name(*, model: str | None = None, onnx: str | Path | None = None,
@@ -201,8 +201,8 @@ def _load_onnx(path: Path, seed: int) -> TuneModel:
 
         mod = from_onnx(proto)
     except Exception as err:  # noqa: BLE001 - protobuf and the importer raise many kinds
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise TuneInputError(f"cannot read ONNX file {str(path)!r}: {first[:200]}") from None
+        raise TuneInputError(f"cannot read ONNX file {str(path)!r}: "
+                             f"{one_line(err, limit=200)}") from None
     mod = relax.transform.DecomposeOpsForInference()(mod)
     return _finish(path.stem, mod, None, [], [], seed)
 
@@ -215,8 +215,8 @@ def _load_relax_file(path: Path, name: str, seed: int) -> TuneModel:
                              f"sys.exit({err.code!r}); a --relax file must define 'mod' and "
                              f"return") from None
     except Exception as err:  # noqa: BLE001 - user code
-        raise TuneInputError(f"running {str(path)!r} failed: {type(err).__name__}: "
-                             f"{str(err).splitlines()[0][:200] if str(err) else ''}") from None
+        raise TuneInputError(f"running {str(path)!r} failed: "
+                             f"{one_line(err, limit=200, with_type=True)}") from None
     mod = ns.get("mod")
     if not isinstance(mod, tvm.IRModule):
         mods = [v for v in ns.values() if isinstance(v, tvm.IRModule)]

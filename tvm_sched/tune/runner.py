@@ -39,7 +39,7 @@ import numpy as np
 import tvm
 from tvm import relax, rpc
 
-from tvm_sched.errors import DeviceUnavailableError, TuneInputError
+from tvm_sched.errors import DeviceUnavailableError, TuneInputError, one_line
 from tvm_sched.relax.frontend import flatten_values as _flatten
 from tvm_sched.tune.builder import Built
 from tvm_sched.tune.server import EmbeddedServer
@@ -140,7 +140,7 @@ class ServerRunner(Runner):
         except Exception as err:  # noqa: BLE001 - TVM raises RuntimeError/TVMError/OSError
             raise DeviceUnavailableError(
                 f"cannot connect to the RPC server at {self.host}:{self.port}: "
-                f"{str(err).strip().splitlines()[-1][:200] if str(err).strip() else err!r}"
+                f"{one_line(err, last=True, limit=200)}"
             ) from None
 
     def open(self):
@@ -300,9 +300,7 @@ class SessionLost(Exception):
 
 
 def _short(err: BaseException) -> str:
-    text = str(err).strip()
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    return f"{type(err).__name__}: {lines[-1][:300] if lines else ''}"
+    return one_line(err, last=True, with_type=True)
 
 
 class _Device:
