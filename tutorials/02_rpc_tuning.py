@@ -32,9 +32,7 @@ from rich.console import Console
 from tvm import relax, rpc
 from tvm.rpc.tracker import Tracker
 
-from tvm_sched.tune import TrackerRunner, TuneConfig, load_model, tune
-from tvm_sched.tune.report import rich_table
-from tvm_sched.tune.server import EmbeddedServer
+from tvm_sched.tune import EmbeddedServer, TrackerRunner, TuneConfig, load_model, rich_table, tune
 
 SMALL = os.environ.get("TVM_SCHED_TUTORIAL_SMALL") == "1"
 MODEL = "inception" if SMALL else "nasnet"

@@ -18,7 +18,7 @@ import os
 
 from tvm_sched.cost import Makespan, PeakMemory, Pipeline, StageCost
 from tvm_sched.solvers import get_solver
-from tvm_sched.testing.dags import random_dag
+from tvm_sched.testing import random_dag
 
 SMALL = os.environ.get("TVM_SCHED_TUTORIAL_SMALL") == "1"
 N = 16 if SMALL else 120

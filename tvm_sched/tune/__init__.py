@@ -3,8 +3,10 @@
 ``tvm-sched tune`` is its command line. Layers: :mod:`~tvm_sched.tune.model` (what is tuned),
 :mod:`~tvm_sched.tune.candidates` (orders and proxies), :mod:`~tvm_sched.tune.builder`,
 :mod:`~tvm_sched.tune.runner` (RPC runners and the measurement protocol),
-:mod:`~tvm_sched.tune.database` (JSONL records), :mod:`~tvm_sched.tune.report`,
-:mod:`~tvm_sched.tune.tuner` (the loop).
+:mod:`~tvm_sched.tune.database` (JSONL records), :mod:`~tvm_sched.tune.pick` (the decision
+rules), :mod:`~tvm_sched.tune.result`, :mod:`~tvm_sched.tune.report`,
+:mod:`~tvm_sched.tune.workdir` (check, lock, atomic writes), :mod:`~tvm_sched.tune.tuner`
+(the loop).
 
 Names are imported on first use, so ``python -m tvm_sched.tune.server`` (the embedded RPC
 server) starts without importing torch or the rest of the tuner.
@@ -22,7 +24,11 @@ _WHERE = {
     "EmbeddedRunner": "runner", "InProcessRunner": "runner", "Measurer": "runner",
     "Runner": "runner", "ServerRunner": "runner", "TrackerRunner": "runner",
     "runner_from_args": "runner",
-    "TuneConfig": "tuner", "TuneResult": "tuner", "tune": "tuner",
+    "TuneConfig": "tuner", "tune": "tuner", "TuneResult": "result",
+    "rich_table": "report", "write_report": "report",
+    "EmbeddedServer": "server",
+    "parse_memory_budget": "pick", "pick": "pick", "beyond_noise": "pick",
+    "check_work_dir": "workdir", "lock_work_dir": "workdir",
 }
 
 __all__ = list(_WHERE)
