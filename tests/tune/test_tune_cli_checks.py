@@ -118,3 +118,27 @@ def test_the_readme_tune_targets_are_accepted():
     assert targets
     for t in targets:
         check_target(t[1:-1] if t[0] in "'\"" else t)
+
+
+def test_a_budget_no_measured_candidate_meets_is_exit_2_not_a_device_failure(
+        capsys, monkeypatch, tmp_path):
+    """Issue 15 item 4: every record had ``error: null`` yet the run exited 1 with "no
+    candidate was measured successfully". The loop is replaced by its result here."""
+    from types import SimpleNamespace
+
+    from tvm_sched.tune import tuner
+    from tvm_sched.tune.result import TuneResult
+
+    ok = {"candidate": "tvm", "source": "baseline", "baseline": True, "order_hash": "a",
+          "planned_bytes": 1000, "proxy": {"cache_miss": 1.0}, "error": None,
+          "latency": {"median": 1.0, "q1": 1.0, "q3": 1.0}}
+    monkeypatch.setattr(tvm_sched.tune, "load_model", lambda **kw: SimpleNamespace(
+        name="m", num_nodes=3, graphs=[None]))
+    monkeypatch.setattr(tuner, "tune", lambda *a, **k: TuneResult(
+        "m", "latency", [ok], None, ok, {}, tmp_path, memory_budget=500,
+        info={"tvm_planned": 1000}))
+    code, err = run_tune(["--model", "inception", "--in-process", "--memory-budget", "500",
+                          "--work-dir", str(tmp_path / "w"), "--quiet"], capsys)
+    assert code == 2
+    assert "no measured candidate fits the memory budget of 500 B" in err
+    assert "fewest planned bytes measured: 1,000 B" in err
