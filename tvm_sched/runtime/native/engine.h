@@ -115,6 +115,7 @@ class LaneEngine {
   alignas(64) std::atomic<uint32_t> abort_{0};
   alignas(64) std::atomic<int32_t> remaining_{0};  // lanes still running in this run
   Parker main_parker_;                             // Run() sleeps here
+  int64_t main_spin_ns_ = 0;                       // how long Run() spins before it sleeps
 
   std::string error_;  // written by the failing lane before it finishes (see Fail)
 
