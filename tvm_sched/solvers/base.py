@@ -309,7 +309,8 @@ class Solver:
 
     name: ClassVar[str] = ""
     #: Objective names this solver handles.
-    objectives: ClassVar[tuple[str, ...]] = ("makespan", "peak_memory", "planned_memory", "stage")
+    objectives: ClassVar[tuple[str, ...]] = ("makespan", "peak_memory", "planned_memory",
+                                              "arena_memory", "stage")
 
     @dataclass(frozen=True)
     class Config:
@@ -392,6 +393,12 @@ class Solver:
                 f"(it handles: {', '.join(self.objectives)})"
             )
         deadline = Deadline(budget)
+        if budget is not None and budget > 0 and graph.num_nodes:
+            # keep back the time _finish will take: one exact evaluation per returned schedule
+            t = deadline.clock()
+            objective.evaluate(graph, Schedule(order=graph.topological_order))
+            reserve = (deadline.clock() - t) * max(1, getattr(self.config, "top_k", 1))
+            deadline.seconds = max(0.0, budget - reserve)
         rng = np.random.default_rng(seed)
         try:
             proposal = self._propose(graph, objective, deadline, rng, resolve_device(device))

@@ -377,9 +377,11 @@ class _SamplingSolver(Solver):
                 deadline.offer([Candidate(Schedule(order=o[k]), best)], samples=drawn)
         o = np.concatenate(orders)
         vals = np.concatenate(values)
-        # distinct orders only, then the best top_k (ties: first drawn)
-        _, first = np.unique(o, axis=0, return_index=True)
-        first = np.sort(first)
+        # distinct orders only (first occurrence), then the best top_k (ties: first drawn)
+        seen: dict[bytes, int] = {}
+        for i, row in enumerate(o):
+            seen.setdefault(row.tobytes(), i)
+        first = np.fromiter(seen.values(), dtype=np.int64, count=len(seen))
         keep = first[np.argsort(vals[first], kind="stable")[: cfg.top_k]]
         cands = [Candidate(Schedule(order=o[i], info={"sample": int(i)}), float(vals[i]))
                  for i in keep]

@@ -153,15 +153,18 @@ class GauSSolver(Solver):
                             cfg.sigma_floor).requires_grad_(True)
         lr = cfg.lr * max(1.0, D / 20.0)
         opt = RowAdam([mu, raw], lr=lr)
+        t_fwd = deadline.clock()
         with torch.no_grad():
             K = form.terms(mu, sigma_of(raw, cfg.sigma_floor))[1].shape[1]
+        # a step (forward + backward) costs about 3 forwards: the estimate before the first one
+        step_s = 3.0 * (deadline.clock() - t_fwd)
         lam = torch.zeros(B, K, dtype=dtype, device=dev)
         rho = torch.full((B, 1), cfg.rho, dtype=dtype, device=dev)
         rounds = 0
-        step_s = 0.0  # measured seconds of one Adam step
         while not deadline.expired and (max_rounds is None or rounds < max_rounds):
+            steps_before = info["steps"]
             for _step in range(cfg.steps):
-                if deadline.limited and deadline.remaining < 1.5 * (step_s + legal_s):
+                if deadline.limited and deadline.remaining < 2.0 * (step_s + legal_s):
                     break
                 t_step = deadline.clock()
                 f, g = form.terms(mu, sigma_of(raw, cfg.sigma_floor))
@@ -172,6 +175,8 @@ class GauSSolver(Solver):
                     mu.clamp_(0, D - 1)
                 info["steps"] += 1
                 step_s = deadline.clock() - t_step
+            if info["steps"] == steps_before:
+                break  # no step fits in the time left: legalising again would find nothing new
             t_legal = deadline.clock()
             with torch.no_grad():
                 _, g = form.terms(mu, sigma_of(raw, cfg.sigma_floor))

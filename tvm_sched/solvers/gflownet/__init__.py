@@ -1,11 +1,11 @@
 """The GFlowNet sampler of "Robust Scheduling with GFlowNets" (registry name ``"gflownet"``).
 
 Importing this package imports torch; ``import tvm_sched`` does not (the registry imports it
-lazily). Modules: :mod:`.env` (batched partial schedules, forward/backward masks and steps),
-:mod:`.features` (static, dynamic and pair features), :mod:`.model` (the sigma-conditioned
-Topoformer with P_F, P_B and log Z heads), :mod:`.reward`, :mod:`.loss` (log-partition variance
-and trajectory balance), :mod:`.sampler` (rollouts), :mod:`.checkpoint`, :mod:`.train` (the
-training command) and :mod:`.solver`.
+lazily). Modules: :mod:`.features` (per-graph features, priors, relations, condition),
+:mod:`.model` (the sigma-conditioned Topoformer scoring every node once), :mod:`.sampler` (the
+one-shot priority action space: exact exponential-race sampling and ``log P_F``),
+:mod:`.reward`, :mod:`.loss` (log-partition variance and trajectory balance),
+:mod:`.checkpoint`, :mod:`.train` (the training command) and :mod:`.solver`.
 """
 
 from tvm_sched.solvers.gflownet.checkpoint import CheckpointError

@@ -1,23 +1,22 @@
-"""The policy network: a sigma-conditioned Topoformer with forward, backward and log Z heads.
+"""The policy network: a sigma-conditioned Topoformer that scores every node once per graph.
 
-A pre-LayerNorm transformer over the nodes whose attention is masked by the DAG's relations
-(Gagrani et al., "Neural DAG Scheduling via One-Shot Priority Sampling", ICLR 2023, as used by
-Zhang et al., "Robust Scheduling with GFlowNets", ICLR 2023): the heads are split into four
-groups that see, besides the node itself, its direct neighbours, its ancestors, its descendants,
-and the nodes it is incomparable with. The conditioning vector (log sigma, task, lanes,
-communication; see :func:`.features.condition`) is embedded once and enters **every** MLP through
-FiLM (``h <- h * (1 + gamma(c)) + beta(c)`` on the hidden layer).
+A pre-LayerNorm transformer over the nodes whose attention heads are split into four groups by
+DAG relation -- direct neighbours, ancestors, descendants, incomparable nodes (the Topoformer of
+Gagrani et al., "Neural Topological Ordering for Computation Graphs", NeurIPS 2022, used by Jeon
+et al., "Neural DAG Scheduling via One-Shot Priority Sampling", ICLR 2023, and by Zhang et al.,
+"Robust Scheduling with GFlowNets", ICLR 2023). The conditioning vector (log sigma, task, lanes,
+communication; :func:`.features.condition`) is embedded once and modulates every MLP by FiLM
+(``h <- h * (1 + gamma(c)) + beta(c)``).
 
-Design decisions (the paper does not fix them):
+Output: one logit per node, ``logit_v = b(c) * prior_v + head(h_v, c)`` -- a learned, condition
+dependent multiple ``b(c) > 0`` of the task's heuristic prior (:mod:`.features`) plus a learned
+correction. The sampler (:mod:`.sampler`) turns logits into orders; the logits do not depend on
+the partial schedule, so the network runs once per (graph, condition), not once per step.
 
-- The encoder is split in a **static** part (``static_layers`` layers over graph-only features),
-  computed once per (graph, sigma) -- sampling N schedules then costs only the dynamic part -- and
-  a **dynamic** part (``dynamic_layers`` layers) over the static embedding plus the state features
-  at every step.
-- The forward head scores each (ready node, lane) pair from the node's embedding, a projection of
-  the pair features and the mean embedding; the backward head scores removable nodes; the log Z
-  head (trajectory balance only) reads the mean static embedding and the condition.
-- One network serves every lane count up to :data:`.features.MAX_LANES` and both tasks.
+Scale: graphs up to ``ModelConfig.dense_nodes`` nodes use dense (n, n) relation masks; larger
+graphs use **windowed attention**: nodes sorted topologically, each block of ``window`` nodes
+attends to the nodes within ``window`` positions before and after it (relations from the exact
+reachability), so memory and time grow linearly in ``n``.
 """
 
 from __future__ import annotations
@@ -25,19 +24,20 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from tvm_sched.solvers.gflownet.features import (
     COND_FEATURES,
-    DYNAMIC_FEATURES,
     NUM_RELATIONS,
-    PAIR_FEATURES,
     STATIC_FEATURES,
+    GraphEncoding,
+    relation_block,
 )
 
-__all__ = ["ModelConfig", "FiLMMLP", "TopoLayer", "Topoformer", "PolicyNet"]
+__all__ = ["ModelConfig", "FiLMMLP", "TopoLayer", "PolicyNet", "attention_blocks"]
 
 
 @dataclass(frozen=True)
@@ -48,13 +48,16 @@ class ModelConfig:
     dim: int = 32
     #: Attention heads per DAG relation (4 relations).
     heads_per_relation: int = 1
-    #: Layers of the static (once per graph) and dynamic (every step) encoders.
-    static_layers: int = 2
-    dynamic_layers: int = 1
+    #: Transformer layers of the (once per graph) encoder.
+    static_layers: int = 3
     #: Hidden width of every MLP, as a multiple of ``dim``.
     mlp_mult: int = 2
     #: Width of the conditioning embedding.
     cond_dim: int = 16
+    #: Largest graph encoded with dense attention; above it, windowed attention.
+    dense_nodes: int = 1024
+    #: Window (block) size of the windowed attention.
+    window: int = 256
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,111 +75,106 @@ class FiLMMLP(nn.Module):
         nn.init.zeros_(self.film.bias)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        # c is one vector per call, so FiLM folds into the first layer's weights:
-        # (W x + b) * (1 + gamma) + beta = (diag(1 + gamma) W) x + (b * (1 + gamma) + beta).
+        # c is one vector per call, so FiLM folds into the first layer's weights
         gamma, beta = self.film(c).chunk(2, dim=-1)
         scale = 1 + gamma
         h = F.linear(x, self.inp.weight * scale[:, None], self.inp.bias * scale + beta)
         return self.out(F.relu(h))
 
 
+Block = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # rows, cols, additive masks (H, r, c)
+
+
+def attention_blocks(enc: GraphEncoding, cfg: ModelConfig,
+                     device: torch.device | str = "cpu") -> list[Block]:
+    """The attention blocks of a graph: one dense block, or windows (see the module docstring)."""
+    g, n = enc.graph, enc.graph.num_nodes
+    if n <= cfg.dense_nodes:
+        spans = [(np.arange(n), np.arange(n))]
+    else:
+        topo, w = enc.topo, cfg.window
+        spans = [(topo[a: a + w], topo[max(0, a - w): a + 2 * w]) for a in range(0, n, w)]
+    blocks = []
+    for rows, cols in spans:
+        rel = relation_block(enc.reach, g, rows, cols)
+        rel = torch.as_tensor(rel, device=device).repeat_interleave(cfg.heads_per_relation, 0)
+        mask = torch.zeros(rel.shape, dtype=torch.float32, device=device)
+        blocks.append((torch.tensor(rows, device=device), torch.tensor(cols, device=device),
+                       mask.masked_fill(~rel, float("-inf"))))
+    return blocks
+
+
 class TopoLayer(nn.Module):
-    """One pre-LN transformer layer with DAG-relation attention masks and a FiLM MLP."""
+    """One pre-LN transformer layer with DAG-relation attention and a FiLM MLP."""
 
     def __init__(self, dim: int, heads_per_relation: int, mlp_mult: int, cond_dim: int):
         super().__init__()
         self.heads = NUM_RELATIONS * heads_per_relation
         if dim % self.heads:
             raise ValueError(f"dim {dim} is not a multiple of {self.heads} heads")
-        self.hpr = heads_per_relation
         self.ln1 = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.ln2 = nn.LayerNorm(dim)
         self.mlp = FiLMMLP(dim, mlp_mult * dim, dim, cond_dim)
 
-    def forward(self, x: torch.Tensor, masks: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """x: (B, n, dim); masks: (H, n, n) additive float masks (0 or -inf); c: (cond_dim,)."""
-        B, n, d = x.shape
-        h = self.ln1(x)
-        q, k, v = self.qkv(h).reshape(B, n, 3, self.heads, d // self.heads).permute(
-            2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=masks[None])
-        x = x + self.proj(a.transpose(1, 2).reshape(B, n, d))
+    def forward(self, x: torch.Tensor, blocks: list[Block], c: torch.Tensor) -> torch.Tensor:
+        """x: (n, dim); blocks: see :func:`attention_blocks`; c: (cond_dim,)."""
+        n, d = x.shape
+        H = self.heads
+        qkv = self.qkv(self.ln1(x)).reshape(n, 3, H, d // H)
+        if len(blocks) == 1:
+            q, k, v = qkv.permute(1, 2, 0, 3)  # (H, n, dh) each
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=blocks[0][2])
+            att = a.transpose(0, 1).reshape(n, d)
+        else:
+            att = x.new_zeros(n, d)
+            for rows, cols, mask in blocks:
+                q = qkv[rows, 0].transpose(0, 1)
+                k = qkv[cols, 1].transpose(0, 1)
+                v = qkv[cols, 2].transpose(0, 1)
+                a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+                att = att.index_copy(0, rows, a.transpose(0, 1).reshape(len(rows), d))
+        x = x + self.proj(att)
         return x + self.mlp(self.ln2(x), c)
 
 
-class Topoformer(nn.Module):
-    """A stack of :class:`TopoLayer` with a final LayerNorm."""
-
-    def __init__(self, cfg: ModelConfig, layers: int):
-        super().__init__()
-        self.layers = nn.ModuleList(
-            TopoLayer(cfg.dim, cfg.heads_per_relation, cfg.mlp_mult, cfg.cond_dim)
-            for _ in range(layers))
-        self.ln = nn.LayerNorm(cfg.dim)
-
-    def forward(self, x, masks, c):
-        for layer in self.layers:
-            x = layer(x, masks, c)
-        return self.ln(x)
-
-
 class PolicyNet(nn.Module):
-    """Shared encoder with P_F, P_B and log Z heads (see the module docstring)."""
+    """Topoformer encoder with a per-node logit head and a log Z head (see the module docstring)."""
 
     def __init__(self, cfg: ModelConfig | None = None):
         super().__init__()
         self.cfg = cfg = cfg or ModelConfig()
         d, hid, cd = cfg.dim, cfg.mlp_mult * cfg.dim, cfg.cond_dim
         self.cond = nn.Sequential(nn.Linear(COND_FEATURES, cd), nn.ReLU(), nn.Linear(cd, cd))
-        self.static_in = nn.Linear(STATIC_FEATURES, d)
-        self.static_enc = Topoformer(cfg, cfg.static_layers)
-        self.dyn_in = FiLMMLP(DYNAMIC_FEATURES, hid, d, cd)
-        self.dyn_enc = Topoformer(cfg, cfg.dynamic_layers)
-        self.pair_in = FiLMMLP(PAIR_FEATURES, hid, d, cd)
-        self.pf = FiLMMLP(d, hid, 1, cd)
-        self.pb = FiLMMLP(d, hid, 1, cd)
+        self.inp = nn.Linear(STATIC_FEATURES, d)
+        self.layers = nn.ModuleList(TopoLayer(d, cfg.heads_per_relation, cfg.mlp_mult, cd)
+                                    for _ in range(cfg.static_layers))
+        self.ln = nn.LayerNorm(d)
+        self.head = FiLMMLP(d, hid, 1, cd)
+        self.prior_scale = nn.Linear(cd, 1)
+        nn.init.zeros_(self.prior_scale.weight)
+        nn.init.constant_(self.prior_scale.bias, math.log(20.0))
+        nn.init.zeros_(self.head.out.weight)
+        nn.init.zeros_(self.head.out.bias)
         self.log_z = FiLMMLP(d, hid, 2, cd)
 
     def embed_condition(self, cond_raw: torch.Tensor) -> torch.Tensor:
         return self.cond(cond_raw)
 
-    def attention_masks(self, relations: torch.Tensor) -> torch.Tensor:
-        """Relation masks (R, n, n) bool -> additive per-head masks (H, n, n) float32."""
-        m = relations.repeat_interleave(self.cfg.heads_per_relation, dim=0)
-        zero = torch.zeros(m.shape, dtype=torch.float32, device=m.device)
-        return zero.masked_fill(~m, float("-inf"))
+    def encode(self, static: torch.Tensor, blocks: list[Block], c: torch.Tensor) -> torch.Tensor:
+        """Node embeddings (n, dim) from static features (n, STATIC_FEATURES)."""
+        x = self.inp(static)
+        for layer in self.layers:
+            x = layer(x, blocks, c)
+        return self.ln(x)
 
-    def encode_static(self, static: torch.Tensor, masks: torch.Tensor,
-                      c: torch.Tensor) -> torch.Tensor:
-        """(n, STATIC) -> (1, n, dim): computed once per graph and condition.
+    def logits(self, h: torch.Tensor, prior: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Node logits (n,) float32 from embeddings (n, dim) and the task's prior (n,)."""
+        scale = torch.exp(self.prior_scale(c).clamp(-5.0, 8.0))
+        return scale * prior + self.head(h, c).squeeze(-1)
 
-        ``masks`` are the additive masks of :meth:`attention_masks`.
-        """
-        return self.static_enc(self.static_in(static)[None], masks, c)
-
-    def forward(self, h_static: torch.Tensor, masks: torch.Tensor, c: torch.Tensor,
-                node: torch.Tensor, pair: torch.Tensor,
-                ready_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward logits (B, R, m) of the nodes ``ready_idx`` (B, R) and backward logits (B, n).
-
-        ``pair`` holds the pair features of those nodes, (B, R, m, PAIR_FEATURES): the forward
-        head runs on the (few) ready nodes only, the costliest part otherwise.
-        """
-        x = h_static + self.dyn_in(node, c)
-        h = self.dyn_enc(x, masks, c)
-        g = h.mean(dim=1)
-        hr = h.gather(1, ready_idx[:, :, None].expand(-1, -1, h.shape[2]))
-        z = hr[:, :, None, :] + self.pair_in(pair, c) + g[:, None, None, :]
-        return self.pf(z, c).squeeze(-1), self.pb(h, c).squeeze(-1)
-
-    def log_partition(self, h_static: torch.Tensor, c: torch.Tensor,
-                      sigma: float) -> torch.Tensor:
-        """Learned log Z of (graph, condition), a scalar (trajectory balance).
-
-        Parametrised as ``a / sigma + b``: the log-reward scales with ``1 / sigma``, and so does
-        the log-partition, which would otherwise span three orders of magnitude.
-        """
-        a, b = self.log_z(h_static.mean(dim=1), c).reshape(2)
+    def log_partition(self, h: torch.Tensor, c: torch.Tensor, sigma: float) -> torch.Tensor:
+        """Learned log Z of (graph, condition), a scalar: ``a / sigma + b log(1 + 1/sigma)``."""
+        a, b = self.log_z(h.mean(dim=0), c).reshape(2)
         return a / sigma + b * math.log(1.0 + 1.0 / sigma)

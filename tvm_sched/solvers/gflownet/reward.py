@@ -1,12 +1,13 @@
-"""Rewards: makespan (the paper's speedup reward) and peak memory, both tempered by sigma.
+"""Rewards of complete orders, tempered by sigma (Zhang et al., "Robust Scheduling with GFlowNets",
+ICLR 2023).
 
-- **makespan**: ``U = sum of durations / makespan`` (the speedup over one lane) and
-  ``log R = (U - m) / sigma`` (Zhang et al., ICLR 2023). The makespan is the environment's chain
-  makespan, communication delays included when the task has a :class:`~tvm_sched.cost.Comm`.
-- **memory** (one lane): ``log R = (ref / peak - 1) / sigma`` where ``peak`` is the liveness peak
-  of the order and ``ref`` the best peak of three heuristics (least peak memory first, DFS, BFS;
-  :func:`.features.memory_reference`). The ratio is 1 at the heuristics' best and above 1 when
-  the sample beats them, so sigma has the same meaning as for makespan (a speedup of 1 lane).
+- **makespan** on ``m`` lanes: the order is decoded by list scheduling (the objective's own
+  semantics, :func:`tvm_sched.cost.makespan_batch`, communication included), ``U = total
+  duration / makespan`` is its speedup over one lane, and ``log R = (U - m) / sigma``.
+- **memory** (one lane): ``log R = (ref / peak - 1) / sigma`` with ``peak`` the liveness peak of
+  the order and ``ref`` the best peak of three heuristics (:func:`.features.memory_reference`):
+  1 at the heuristics' best, above 1 when the order beats them, so sigma means the same as for
+  makespan.
 """
 
 from __future__ import annotations
@@ -14,19 +15,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from tvm_sched.cost import Comm
+from tvm_sched.cost.makespan import makespan_batch
 from tvm_sched.cost.memory import peak_memory_batch
-from tvm_sched.solvers.gflownet.env import EnvState
-from tvm_sched.solvers.gflownet.features import GraphContext
+from tvm_sched.graph import OpGraph
 
 __all__ = ["Task", "log_reward"]
 
 
 @dataclass(frozen=True)
 class Task:
-    """What a trajectory is rewarded for: ``"makespan"`` on ``lanes`` lanes or ``"memory"``."""
+    """What an order is rewarded for: ``"makespan"`` on ``lanes`` lanes or ``"memory"``.
+
+    Raises
+    ------
+    ValueError
+        An unknown kind, or a memory task on more than one lane.
+    """
 
     kind: str = "makespan"
     lanes: int = 4
@@ -43,19 +49,23 @@ class Task:
         return self.kind == "memory"
 
 
-def log_reward(ctx: GraphContext, task: Task, state: EnvState,
-               sigma: float) -> tuple[torch.Tensor, np.ndarray]:
-    """Log-rewards (B,) float32 and the objective values (B,) float64 of terminal states."""
-    env = ctx.env
+def log_reward(graph: OpGraph, task: Task, orders: np.ndarray, sigma: float,
+               mem_ref: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Log-rewards (B,) and objective values (B,) (makespans or liveness peaks) of orders (B, n).
+
+    Examples
+    --------
+    >>> g = OpGraph(2, [], duration=[1.0, 1.0])
+    >>> log_r, ms = log_reward(g, Task("makespan", 2), np.array([[0, 1]]), 0.5)
+    >>> float(log_r[0]), float(ms[0])
+    (0.0, 1.0)
+    """
     if task.memory:
-        peak = peak_memory_batch(env.graph, env.orders(state)).astype(np.float64)
-        ref = ctx.mem_ref if ctx.mem_ref is not None else float(peak.min())
-        log_r = (ref / np.maximum(peak, 1.0) - 1.0) / sigma
-        return torch.tensor(log_r, dtype=torch.float32, device=env.device), peak
-    ms = env.makespan(state)
-    total = float(env.graph.duration.sum())
+        peak = peak_memory_batch(graph, orders).astype(np.float64)
+        ref = float(peak.min()) if mem_ref is None else mem_ref
+        return (ref / np.maximum(peak, 1.0) - 1.0) / sigma, peak
+    ms = makespan_batch(graph, orders, lanes=task.lanes, comm=task.comm)
+    total = float(graph.duration.sum())
     if total <= 0:
-        return torch.zeros(state.batch, device=env.device), ms.cpu().numpy()
-    u = total / ms.clamp(min=1e-300)
-    log_r = ((u - env.m) / sigma).float()
-    return log_r, ms.cpu().numpy()
+        return np.zeros(len(ms)), ms
+    return (total / np.maximum(ms, 1e-300) - task.lanes) / sigma, ms

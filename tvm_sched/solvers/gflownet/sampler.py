@@ -1,118 +1,90 @@
-"""Rollouts: run a policy through the environment for ``B`` trajectories at once.
+"""The GFlowNet's action space: one-shot priority sampling of topological orders.
 
-A *policy* is any callable ``policy(state, peak) -> (forward_logits, backward_logits)`` returning
-masked logits of shape (B, n * m) and (B, n) (``-inf`` on disallowed actions), so the tests can
-plug in an exact tabular policy. :class:`ModelPolicy` wraps the network: the static encoding is
-computed once when it is built. ``peak`` is the running liveness peak (B,) (memory feature).
+Jeon et al., "Neural DAG Scheduling via One-Shot Priority Sampling" (ICLR 2023) score every node
+once and sample priority lists, decoded by list scheduling. Here that is the GFlowNet's action
+space: a state is a prefix of a topological order, an action appends a *ready* node ``v`` with
+probability ``softmax(logits over the ready nodes)_v``, and a terminal state is a complete order,
+rewarded by the objective of its list decoding (:mod:`.reward`). The states form a tree (a prefix
+has one parent), so ``P_B = 1`` and trajectory balance reads ``log Z + log P_F(x) = log R(x)``:
+the sampler draws each order with probability proportional to its reward once trained.
 
-Exploration during training mixes the policy with the uniform distribution over allowed actions
-(``epsilon``); the log-probabilities are always those of the policy itself, which the
-log-partition-variance loss allows (it is an off-policy objective).
+Sampling is an **exponential race**, exact for this policy and vectorised over samples: node
+``v`` rings ``E_v * exp(-logit_v)`` (``E_v ~ Exp(1)``) after its last parent rang; the order is
+the order of ringing. When a node is appended, the residual times of the ready nodes are again
+independent exponentials (memorylessness), so the next to ring is ready node ``v`` with
+probability ``exp(logit_v) / sum over ready exp(logit_u)`` -- the policy above. One pass over the
+nodes in topological order (a longest-path recursion) draws ``B`` orders at once.
+
+``log P_F`` of given orders (:func:`order_log_prob`) needs no loop either: ``v`` is ready at step
+``t`` iff all its parents sit before position ``t`` and ``v`` at or after it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+import numpy as np
 import torch
 
-from tvm_sched.solvers.gflownet.env import EnvState, ScheduleEnv
-from tvm_sched.solvers.gflownet.features import GraphContext, condition
-from tvm_sched.solvers.gflownet.model import PolicyNet
+from tvm_sched.graph import OpGraph
 
-__all__ = ["Rollout", "ModelPolicy", "rollout"]
+__all__ = ["race_orders", "order_log_prob"]
 
 
-@dataclass
-class Rollout:
-    """``state``: the terminal states; ``log_pf``/``log_pb``: (B,) summed log-probabilities."""
+def race_orders(graph: OpGraph, logits: np.ndarray, size: int,
+                rng: np.random.Generator) -> np.ndarray:
+    """``size`` orders (size, n) int64 drawn from the one-shot policy with node ``logits`` (n,).
 
-    state: EnvState
-    log_pf: torch.Tensor
-    log_pb: torch.Tensor
-    actions: torch.Tensor
-
-
-class ModelPolicy:
-    """:class:`PolicyNet` on one graph context at one condition.
-
-    Parameters
-    ----------
-    net
-        The network.
-    ctx
-        The graph context (environment, static features, masks).
-    log_sigma
-        Log temperature.
-    memory
-        Memory task (else makespan).
-    uniform_pb
-        Use the uniform backward policy instead of the learned head.
+    Examples
+    --------
+    >>> g = OpGraph(3, [(0, 2)])
+    >>> race_orders(g, np.array([0.0, 50.0, 0.0]), 2, np.random.default_rng(0)).tolist()
+    [[1, 0, 2], [1, 0, 2]]
     """
-
-    def __init__(self, net: PolicyNet, ctx: GraphContext, log_sigma: float, memory: bool,
-                 uniform_pb: bool = False):
-        env = ctx.env
-        self.net, self.ctx, self.env, self.uniform_pb = net, ctx, env, uniform_pb
-        dev = env.device
-        raw = condition(log_sigma, memory, env.m, env.comm is not None).to(dev)
-        self.c = net.embed_condition(raw)
-        self.masks = net.attention_masks(ctx.masks)
-        self.h_static = net.encode_static(ctx.static, self.masks, self.c)
-
-    def log_partition(self, sigma: float) -> torch.Tensor:
-        return self.net.log_partition(self.h_static, self.c, sigma)
-
-    def __call__(self, state: EnvState, peak: torch.Tensor | None = None):
-        env = self.env
-        B = state.batch
-        mask_f = env.forward_mask(state)
-        mask_b = env.backward_mask(state)
-        ready = env.ready(state)
-        R = max(1, int(ready.sum(1).max()))
-        idx = torch.argsort(ready.to(torch.int8), dim=1, descending=True, stable=True)[:, :R]
-        node, pair = self.ctx.features(state, mask_b, peak)
-        pair = pair.gather(1, idx[:, :, None, None].expand(-1, -1, env.m, pair.shape[3]))
-        lr, lb = self.net(self.h_static, self.masks, self.c, node, pair, idx)
-        lf = torch.full((B, env.n, env.m), float("-inf"), device=env.device)
-        lf = lf.scatter(1, idx[:, :, None].expand(-1, -1, env.m), lr.float())
-        lf = lf.reshape(B, env.n * env.m).masked_fill(~mask_f, float("-inf"))
-        if self.uniform_pb:
-            lb = torch.zeros_like(lb)
-        return lf, lb.masked_fill(~mask_b, float("-inf"))
+    n = graph.num_nodes
+    lg = np.asarray(logits, dtype=np.float64)
+    lg = lg - lg.max() if n else lg
+    # ring delays; the exponent is clipped so that no delay is 0 or inf in float64
+    delay = rng.standard_exponential((size, n)) * np.exp(np.clip(-lg, -600.0, 600.0))
+    ring = np.zeros((size, n))
+    preds = graph.pred_lists
+    topo = graph.topological_order
+    for v in topo:
+        p = preds[int(v)]
+        if len(p) == 0:
+            ring[:, v] = delay[:, v]
+        elif len(p) == 1:
+            ring[:, v] = ring[:, p[0]] + delay[:, v]
+        else:
+            ring[:, v] = ring[:, p].max(axis=1) + delay[:, v]
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.asarray(topo, dtype=np.int64)] = np.arange(n)
+    # ties (a delay lost to rounding) are broken by the topological rank: still topological
+    return np.lexsort((np.broadcast_to(rank, (size, n)), ring), axis=1).astype(np.int64)
 
 
-def rollout(env: ScheduleEnv, policy, batch: int, generator: torch.Generator | None = None,
-            *, epsilon: float = 0.0, ctx: GraphContext | None = None) -> Rollout:
-    """Sample ``batch`` complete trajectories (exactly ``n`` steps each).
+def order_log_prob(graph: OpGraph, logits: torch.Tensor, orders: np.ndarray) -> torch.Tensor:
+    """``log P_F`` (B,) of orders (B, n) under node ``logits`` (n,), differentiable.
 
-    Gradients flow into ``log_pf``/``log_pb`` unless called under ``torch.no_grad()``.
+    Examples
+    --------
+    >>> g = OpGraph(2, [])
+    >>> float(order_log_prob(g, torch.zeros(2), np.array([[0, 1]])).exp()[0])
+    0.5
     """
-    state = env.reset(batch)
-    rows = torch.arange(batch, device=env.device)
-    zero = torch.zeros(batch, device=env.device)
-    log_pf, log_pb = zero, zero
-    actions = torch.empty((batch, env.n), dtype=torch.int64, device=env.device)
-    peak = torch.zeros(batch, dtype=torch.float64, device=env.device)
-    track = ctx is not None and env.m == 1
-    for t in range(env.n):
-        lf, lb = policy(state, peak if track else None)
-        if t > 0:
-            log_pb = log_pb + torch.log_softmax(lb, dim=1)[rows, actions[:, t - 1] // env.m]
-        logp = torch.log_softmax(lf, dim=1)
-        with torch.no_grad():
-            probs = logp.exp()
-            if epsilon > 0:
-                allowed = torch.isfinite(lf).float()
-                probs = (1 - epsilon) * probs + epsilon * allowed / allowed.sum(1, keepdim=True)
-            a = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-        log_pf = log_pf + logp[rows, a]
-        if track:
-            v = a // env.m
-            peak = torch.maximum(peak, ctx.live_bytes(state) + ctx.out_bytes[v])
-        env.step(state, a)
-        actions[:, t] = a
-    if env.n:
-        _, lb = policy(state, peak if track else None)
-        log_pb = log_pb + torch.log_softmax(lb, dim=1)[rows, actions[:, -1] // env.m]
-    return Rollout(state=state, log_pf=log_pf, log_pb=log_pb, actions=actions)
+    n = graph.num_nodes
+    B = orders.shape[0]
+    if n == 0:
+        return logits.new_zeros(B)
+    dev = logits.device
+    pos = np.empty_like(orders)
+    np.put_along_axis(pos, orders, np.arange(n)[None, :].repeat(B, 0), axis=1)
+    last_parent = np.full((B, n), -1, dtype=np.int64)
+    if graph.num_edges:
+        src, dst = np.asarray(graph.src), np.asarray(graph.dst)
+        np.maximum.at(last_parent.T, dst, pos[:, src].T)
+    t = torch.arange(n, device=dev)
+    pos_t = torch.as_tensor(pos, device=dev)
+    lp_t = torch.as_tensor(last_parent, device=dev)
+    ready = (pos_t[:, None, :] >= t[None, :, None]) & (lp_t[:, None, :] < t[None, :, None])
+    masked = logits[None, None, :].expand(B, n, n).masked_fill(~ready, float("-inf"))
+    chosen = logits[torch.as_tensor(orders, device=dev)]  # (B, n)
+    return (chosen - torch.logsumexp(masked, dim=2)).sum(dim=1)

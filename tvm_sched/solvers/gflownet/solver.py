@@ -1,29 +1,37 @@
 """``GFlowNetSolver``: sample schedules from a trained GFlowNet (registry name ``"gflownet"``).
 
-Zhang, Rainone, Peschl, Bondesan, "Robust Scheduling with GFlowNets", ICLR 2023. The solver loads
-a checkpoint (by default the small one shipped in ``checkpoints/default.pt``), encodes the graph's
-static part once, draws ``samples`` complete schedules at temperature ``sigma`` in batches until
-done or out of budget, scores them all with the exact batched evaluators, and returns the best
-``top_k`` distinct ones by the proxy.
+Zhang, Rainone, Peschl, Bondesan, "Robust Scheduling with GFlowNets", ICLR 2023: a policy
+trained so that schedules are drawn with probability proportional to ``exp(reward / sigma)``, at
+a temperature ``sigma`` chosen at inference, conditioned on the graph. For the scale of real
+models (hundreds to thousands of operators) the action space is **one-shot priority sampling**
+(Jeon et al., "Neural DAG Scheduling via One-Shot Priority Sampling", ICLR 2023): the network
+scores every node once per (graph, sigma, task) (:mod:`.model`) and orders are drawn by an exact
+vectorised exponential race (:mod:`.sampler`), each decoded by the objective (list scheduling on
+``m`` lanes for makespan). Sampling cost is then ``O(B (n + edges))`` per batch of ``B`` orders
+plus the objective's evaluation -- no network call per step.
 
 Objectives:
 
-- ``makespan`` on ``m`` lanes (communication cost included): the sampled lane chains are kept and
-  evaluated with chain semantics, as in the paper;
-- ``peak_memory``: one lane, the memory-conditioned policy, liveness peak;
-- ``stage``: a fallback -- orders from the one-lane memory policy, each split into stages by the
-  objective (the GFlowNet was not trained on the stage cost).
+- ``makespan`` on ``m`` lanes (communication cost included): the makespan policy, orders decoded
+  by list scheduling;
+- every order-based memory objective (``peak_memory``, ``planned_memory``, an arena planner):
+  the memory policy (trained on the liveness peak), samples ranked by the objective's own exact
+  ``evaluate_orders``;
+- ``stage``: a fallback -- orders of the memory policy, each split into stages by the objective.
 
-Decoding (``decode``): ``"chain"`` keeps each sample's own lanes and per-lane chains (the paper).
-``"both"`` also re-decodes every sample as a priority list -- its nodes sorted by their chain start
-times, and its order of addition -- each node started on the lane where it can start earliest
-(list semantics of :mod:`tvm_sched.cost.makespan`), and keeps the best of the three by the
-objective (:func:`redecode_by_start`). Without communication cost the re-decoding by start time is
-never worse (a node never starts later), so ``"both"`` only sharpens the samples the policy drew:
-the orders are still the policy's. Used for makespan only.
+Budgets (:mod:`tvm_sched.solvers.base`): ``budget=None`` draws exactly ``samples`` orders;
+with a budget, batches are sized from the measured rate (a probe of ``probe`` orders first)
+until the budget, ``samples`` or the objective's lower bound is reached. Ctrl-C returns the best
+so far.
 
-``info`` reports ``samples``, ``samples_per_s`` (sampling only, the static encoding included),
-``mean_value``, ``distinct``, ``sigma``, ``device`` and the checkpoint's file name.
+With ``seeds=True`` the policy's prior order (critical-path priorities for makespan, also as
+Graham's event-driven list schedule; the best memory heuristic's order for memory) is scored too,
+so the result is never worse than those heuristics;
+``info["best_from"]`` says whether the best came from a sample or from the seed.
+
+``info`` reports ``samples``, ``batches``, ``samples_per_s`` (encoding included),
+``encode_s``, ``mean_value`` (of the samples), ``distinct``, ``sigma``, ``best_from``,
+``device`` and the checkpoint's file name.
 """
 
 from __future__ import annotations
@@ -35,18 +43,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tvm_sched.cost import Makespan, Objective, PeakMemory
-from tvm_sched.cost.makespan import makespan_batch, times_batch
+from tvm_sched.cost import Makespan, Objective, StageCost
 from tvm_sched.graph import OpGraph
 from tvm_sched.schedule import Schedule
-from tvm_sched.solvers.base import Candidate, Deadline, Proposal, Solver
+from tvm_sched.solvers.base import (
+    Candidate,
+    Deadline,
+    Pacer,
+    Proposal,
+    Solver,
+    is_order_memory,
+    meets_bound,
+)
 from tvm_sched.solvers.gflownet.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from tvm_sched.solvers.gflownet.env import ScheduleEnv
-from tvm_sched.solvers.gflownet.features import GraphContext
-from tvm_sched.solvers.gflownet.model import PolicyNet
-from tvm_sched.solvers.gflownet.sampler import ModelPolicy, rollout
+from tvm_sched.solvers.gflownet.features import GraphEncoding, condition, encode_graph
+from tvm_sched.solvers.gflownet.model import PolicyNet, attention_blocks
+from tvm_sched.solvers.gflownet.sampler import race_orders
+from tvm_sched.solvers.heuristics import list_schedule, priority_order
 
-__all__ = ["GFlowNetSolver", "sample_schedules", "cached_model", "redecode_by_start"]
+__all__ = ["GFlowNetSolver", "cached_model", "node_logits", "sample_schedules"]
 
 _CACHE: dict[tuple[str, float, str], tuple[PolicyNet, dict]] = {}
 
@@ -61,162 +76,176 @@ def cached_model(path: str | Path, device: torch.device) -> tuple[PolicyNet, dic
 
 
 @torch.no_grad()
-def sample_schedules(net: PolicyNet, graph: OpGraph, *, lanes: int, memory: bool,
-                     comm=None, sigma: float = 0.005, samples: int = 1000, batch: int = 250,
-                     seed: int = 0, device: str | torch.device = "cpu",
-                     deadline: Deadline | None = None) -> dict:
-    """Draw ``samples`` schedules (in batches; stops early when ``deadline`` expires).
+def node_logits(net: PolicyNet, enc: GraphEncoding, *, lanes: int, memory: bool,
+                comm: bool = False, sigma: float, device: str | torch.device = "cpu"
+                ) -> np.ndarray:
+    """The policy's node logits (n,) float64 for one graph, task and temperature."""
+    dev = torch.device(device)
+    c = net.embed_condition(condition(float(np.log(sigma)), memory, lanes, comm).to(dev))
+    h = net.encode(torch.as_tensor(enc.static, device=dev), attention_blocks(enc, net.cfg, dev), c)
+    prior = torch.as_tensor(enc.prior(memory), dtype=torch.float32, device=dev)
+    return net.logits(h, prior, c).double().cpu().numpy()
+
+
+def sample_schedules(net: PolicyNet, graph: OpGraph, *, lanes: int, memory: bool, comm=None,
+                     sigma: float = 0.01, samples: int = 1000, batch: int = 250, seed: int = 0,
+                     device: str | torch.device = "cpu") -> dict:
+    """Draw ``samples`` orders and score them (a helper for scripts; the solver paces itself).
 
     Returns
     -------
     dict
-        ``orders`` (S, n) int64, ``lanes`` (S, n) int64, ``makespan`` (S,) chain makespans (None
-        for memory), ``seconds`` and ``samples_per_s``.
+        ``orders`` (S, n) int64, ``lanes`` (S, n) int64 (of the list decoding; zeros for
+        memory), ``makespan`` (S,) (None for memory), ``seconds`` and ``samples_per_s``.
     """
-    dev = torch.device(device)
+    from tvm_sched.cost.makespan import times_batch
+
     t0 = time.perf_counter()
-    env = ScheduleEnv(graph, lanes, comm, device=dev)
-    ctx = GraphContext.build(env, memory=memory)
-    policy = ModelPolicy(net, ctx, float(np.log(sigma)), memory)
-    gen = torch.Generator(device=dev).manual_seed(int(seed))
-    orders, lane, ms = [], [], []
-    drawn = 0
-    while drawn < samples and (drawn == 0 or deadline is None or not deadline.expired):
-        size = min(batch, samples - drawn)
-        r = rollout(env, policy, size, gen, ctx=ctx if memory else None)
-        orders.append(env.orders(r.state))
-        lane.append(env.lanes(r.state))
-        ms.append(env.makespan(r.state).cpu().numpy())
-        drawn += size
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
+    enc = encode_graph(graph, lanes)
+    lg = node_logits(net, enc, lanes=lanes, memory=memory, comm=comm is not None, sigma=sigma,
+                     device=device)
+    rng = np.random.default_rng(seed)
+    orders = np.concatenate([race_orders(graph, lg, min(batch, samples - a), rng)
+                             for a in range(0, samples, batch)])
     seconds = time.perf_counter() - t0
-    return {"orders": np.concatenate(orders), "lanes": np.concatenate(lane),
-            "makespan": None if memory else np.concatenate(ms), "seconds": seconds,
-            "samples_per_s": drawn / max(seconds, 1e-9)}
-
-
-def redecode_by_start(graph: OpGraph, orders: np.ndarray, lane: np.ndarray, lanes: int,
-                      comm=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """List re-decodings of sampled schedules; per sample, the best of three is kept.
-
-    The three: the chain schedule itself, the list decoding of its nodes sorted by their chain
-    start times (never worse without communication cost), and the list decoding of its order of
-    addition.
-
-    Parameters
-    ----------
-    graph
-        The graph.
-    orders, lane
-        (S, n) int64 sampled orders of addition and lanes (indexed by node).
-    lanes
-        Number of lanes of the list decoding.
-    comm
-        Optional communication cost (every decoding is evaluated with it).
-
-    Returns
-    -------
-    orders, lane, values
-        (S, n) int64, (S, n) int64 and (S,) float64: per sample, the best schedule (the earlier
-        one on ties, chain first) and its makespan.
-
-    Examples
-    --------
-    >>> g = OpGraph(3, [(0, 2)], duration=[1.0, 1.0, 1.0])
-    >>> o, ln, v = redecode_by_start(g, np.array([[0, 1, 2]]), np.array([[0, 0, 0]]), 2)
-    >>> v.tolist(), ln.tolist()
-    ([2.0], [[0, 1, 0]])
-    """
-    dur = graph.duration[None, :]
-    start, _ = times_batch(graph, orders, lane=lane, comm=comm)
-    best_o, best_l, best_v = orders, lane, (start + dur).max(axis=1)
-    pos = np.argsort(orders, axis=1)
-    by_start = np.lexsort((pos, start))  # ties keep the order of addition: still topological
-    for o in (by_start, orders):
-        s2, l2 = times_batch(graph, o, lanes=lanes, comm=comm)
-        v = (s2 + dur).max(axis=1)
-        better = v < best_v
-        best_o = np.where(better[:, None], o, best_o)
-        best_l = np.where(better[:, None], l2, best_l)
-        best_v = np.where(better, v, best_v)
-    return best_o, best_l, best_v
+    if memory:
+        lane, ms = np.zeros_like(orders), None
+    else:
+        start, lane = times_batch(graph, orders, lanes=lanes, comm=comm)
+        ms = (start + graph.duration[None, :]).max(axis=1)
+    return {"orders": orders, "lanes": lane, "makespan": ms, "seconds": seconds,
+            "samples_per_s": samples / max(seconds, 1e-9)}
 
 
 class GFlowNetSolver(Solver):
-    """Samples from a trained GFlowNet and keeps the best by the proxy (see the module docstring).
+    """Samples from a trained GFlowNet and keeps the best by the objective (see the module doc).
 
     Examples
     --------
-    >>> from tvm_sched.testing.dags import diamond
-    >>> res = GFlowNetSolver(samples=16).solve(diamond(), "makespan")
-    >>> res.best.is_valid(diamond()), res.info["samples"]
+    >>> from tvm_sched.datasets.generators import generate
+    >>> g = generate("layered", 30, seed=0)
+    >>> res = GFlowNetSolver(samples=16, seeds=False).solve(g, "planned_memory")
+    >>> res.best.is_valid(g), res.info["samples"]
     (True, 16)
     """
 
     name = "gflownet"
-    objectives = ("makespan", "peak_memory", "stage")
+    objectives = ("makespan", "peak_memory", "planned_memory", "stage")
 
     @dataclass(frozen=True)
     class Config:
-        #: Schedules drawn (fewer when the budget runs out; at least one batch).
-        samples: int = 200
-        #: Temperature of the reward the samples are drawn for (the paper samples at 0.005).
-        sigma: float = 0.005
-        #: Samples per batched rollout.
-        batch: int = 100
+        #: Orders drawn (fewer when the budget runs out or the lower bound is met).
+        samples: int = 1000
+        #: Temperature of the reward the orders are drawn for (lower: closer to the best).
+        sigma: float = 0.01
+        #: Largest batch of orders drawn at once.
+        batch: int = 250
+        #: Size of the first, timed batch under a budget.
+        probe: int = 16
         #: Checkpoint file; None: the one shipped with the package.
         checkpoint: str | None = None
-        #: Seconds when ``budget`` is None.
-        time_limit_s: float = 3.0
         #: Distinct schedules returned, best first.
         top_k: int = 1
-        #: ``"chain"``: the sampled lanes only (the paper); ``"both"``: also the list
-        #: re-decodings of each sample, keeping the best (see the module docstring). ``"both"``
-        #: is the default since it lowered the best-of-1,000 gap to the lower bound on fresh
-        #: validation graphs from 1.1% to 0.3% (benchmarks/results/gflownet.md).
-        decode: str = "both"
+        #: Also score the policy's prior order (see the module docstring).
+        seeds: bool = True
 
     def _propose(self, graph: OpGraph, objective: Objective, deadline: Deadline,
                  rng: np.random.Generator, device) -> Proposal:
         cfg = self.config
-        if cfg.samples < 1 or cfg.batch < 1 or not cfg.sigma > 0:
-            raise ValueError(f"samples and batch must be >= 1 and sigma > 0, got "
-                             f"{cfg.samples}, {cfg.batch}, {cfg.sigma}")
-        if cfg.decode not in ("chain", "both"):
-            raise ValueError(f"decode must be 'chain' or 'both', got {cfg.decode!r}")
+        if cfg.samples < 1 or cfg.batch < 1 or cfg.probe < 1 or not cfg.sigma > 0:
+            raise ValueError(f"samples, batch and probe must be >= 1 and sigma > 0, got "
+                             f"{cfg.samples}, {cfg.batch}, {cfg.probe}, {cfg.sigma}")
         if graph.num_nodes == 0:
             return Proposal([Candidate(Schedule(order=()))])
+        t0 = time.perf_counter()
         dev = torch.device(device)
         net, _ = cached_model(cfg.checkpoint or DEFAULT_CHECKPOINT, dev)
-        if deadline.seconds is None:
-            deadline = Deadline(cfg.time_limit_s)
         makespan = isinstance(objective, Makespan)
+        memory = not makespan  # memory objectives, and the stage fallback
         lanes = objective.lanes if makespan else 1
-        comm = objective.comm if makespan else None
-        out = sample_schedules(net, graph, lanes=lanes, memory=not makespan, comm=comm,
-                               sigma=cfg.sigma, samples=cfg.samples, batch=cfg.batch,
-                               seed=int(rng.integers(2**31)), device=dev, deadline=deadline)
-        orders, lane = out["orders"], out["lanes"]
-        if makespan and cfg.decode == "both":
-            orders, lane, values = redecode_by_start(graph, orders, lane, lanes, comm)
-        elif makespan:
-            values = makespan_batch(graph, orders, lane=lane, comm=comm)
-        else:
-            values = objective.evaluate_orders(graph, orders)
-        keys = np.concatenate([orders, lane], axis=1) if makespan else orders
-        _, first = np.unique(keys, axis=0, return_index=True)
-        first = np.sort(first)
-        keep = first[np.argsort(values[first], kind="stable")[: max(1, cfg.top_k)]]
-        cands = []
-        for i in keep:
-            sched = Schedule(order=orders[i], lane=lane[i] if makespan else None,
-                             info={"sample": int(i)})
-            claim = float(values[i]) if (makespan or isinstance(objective, PeakMemory)) else None
-            cands.append(Candidate(sched, claim))
-        info = {"samples": int(orders.shape[0]), "samples_per_s": float(out["samples_per_s"]),
-                "sample_seconds": float(out["seconds"]), "mean_value": float(values.mean()),
-                "distinct": int(first.size), "sigma": cfg.sigma, "decode": cfg.decode,
-                "device": str(dev),
-                "checkpoint": Path(cfg.checkpoint or DEFAULT_CHECKPOINT).name}
+        comm = makespan and objective.comm is not None
+        enc = encode_graph(graph, lanes)
+        logits = node_logits(net, enc, lanes=lanes, memory=memory, comm=comm, sigma=cfg.sigma,
+                             device=dev)
+        encode_s = time.perf_counter() - t0
+        claim = objective.order_based
+        lb = objective.lower_bound(graph)
+        pool = _TopK(max(1, cfg.top_k))
+        seeds: list[Candidate] = []
+        if cfg.seeds:
+            seed_order = priority_order(graph, enc.prior(memory))[None]
+            pool.add(seed_order, objective.evaluate_orders(graph, seed_order), "seed")
+            if makespan:  # Graham's event-driven list schedule (its own start times and lanes)
+                ls = list_schedule(graph, lanes, comm=objective.comm)
+                ls = objective.complete(graph, ls)
+                seeds.append(Candidate(Schedule(order=ls.order, start=ls.start, lane=ls.lane,
+                                                info={"origin": "seed"}),
+                                       objective.value(graph, ls)))
+            deadline.offer(_merge(pool.candidates(claim), seeds))
+        pacer = Pacer(deadline, cfg.batch, probe=cfg.probe)
+        drawn, total, distinct = 0, 0.0, set()
+        seed_best = min((c.claimed for c in seeds), default=float("inf"))
+        while not meets_bound(min(pool.best, seed_best), lb):
+            size = pacer.next_size(cfg.samples - drawn) or (0 if drawn else 1)
+            if size == 0:
+                break
+            orders = race_orders(graph, logits, size, rng)
+            vals = objective.evaluate_orders(graph, orders)
+            pacer.done(size)
+            drawn += size
+            total += float(vals.sum())
+            distinct.update(row.tobytes() for row in orders)
+            if pool.add(orders, vals, "sample"):
+                deadline.offer(_merge(pool.candidates(claim), seeds), samples=drawn)
+        seconds = time.perf_counter() - t0
+        cands = _merge(pool.candidates(claim), seeds)
+        info = {"samples": drawn, "batches": pacer.batches,
+                "samples_per_s": drawn / max(seconds, 1e-9), "encode_s": encode_s,
+                "mean_value": total / drawn if drawn else float("nan"),
+                "distinct": len(distinct), "sigma": cfg.sigma,
+                "best_from": cands[0].schedule.info["origin"],
+                "device": str(dev), "checkpoint": Path(cfg.checkpoint or DEFAULT_CHECKPOINT).name}
+        if isinstance(objective, StageCost):
+            info["note"] = "stage: orders of the memory policy, chunked by the objective"
+        elif not (makespan or is_order_memory(objective)):  # pragma: no cover - guarded by supports
+            raise ValueError(f"gflownet has no policy for {objective.name!r}")
         return Proposal(cands, info=info)
+
+
+def _merge(samples: list[Candidate], seeds: list[Candidate]) -> list[Candidate]:
+    """Candidates best first by claimed value (ties: samples first)."""
+    if not seeds:
+        return samples
+    big = float("inf")
+    return sorted(samples + seeds, key=lambda c: big if c.claimed is None else c.claimed)
+
+
+class _TopK:
+    """The ``k`` best distinct orders seen so far (ties: the first seen)."""
+
+    def __init__(self, k: int):
+        self.k = k
+        self.items: dict[bytes, tuple[float, int, np.ndarray, str]] = {}
+        self.count = 0
+
+    def add(self, orders: np.ndarray, values: np.ndarray, origin: str) -> bool:
+        """Add a batch; True when the best value improved."""
+        before = self.best
+        for i in np.argsort(values, kind="stable")[: self.k]:
+            key = orders[i].tobytes()
+            if key not in self.items:
+                self.items[key] = (float(values[i]), self.count, orders[i].copy(), origin)
+                self.count += 1
+        if len(self.items) > self.k:
+            keep = sorted(self.items.items(), key=lambda kv: kv[1][:2])[: self.k]
+            self.items = dict(keep)
+        return self.best < before
+
+    @property
+    def best(self) -> float:
+        return min((v for v, *_ in self.items.values()), default=float("inf"))
+
+    def candidates(self, claim: bool) -> list[Candidate]:
+        ranked = sorted(self.items.values(), key=lambda t: t[:2])
+        return [Candidate(Schedule(order=o, info={"origin": origin}), v if claim else None)
+                for v, _, o, origin in ranked]

@@ -1,25 +1,26 @@
 """Train the GFlowNet sampler: ``python -m tvm_sched.solvers.gflownet.train [options]``.
 
-Each iteration draws one graph, one task and one temperature, samples ``--batch`` trajectories
-with the current policy (mixed with ``--epsilon`` uniform exploration), and takes one Adam step on
-the log-partition-variance loss (``--loss vargrad``, the paper's) or on trajectory balance with a
-learned ``log Z(graph, sigma)`` (``--loss tb``).
+Each iteration draws one graph, one task and one temperature, encodes the graph once, draws
+``--batch`` orders from the current one-shot policy (:mod:`.sampler`; a share ``--epsilon`` of
+them at half the logits, for exploration), and takes one Adam step on the log-partition-variance
+loss (``--loss vargrad``, the paper's) or on trajectory balance with a learned
+``log Z(graph, sigma)`` (``--loss tb``). The states form a tree, so ``log P_B = 0``.
 
 - **Graphs**: a mixture of the generated families (``--families``, ``--nodes LO HI`` nodes, a fresh
-  seed each time) and, with ``--zoo-frac > 0``, the operator graphs extracted from the model zoo
-  (needs TVM; extracted once at start). Zoo graphs larger than ``--zoo-max-nodes`` are replaced by
-  a random window of 25..``--zoo-max-nodes`` consecutive nodes of their program order (an induced,
-  mostly connected sub-graph).
+  seed each time) and, with ``--graphs FILE ...`` and ``--graphs-frac > 0``, graphs handed in as
+  files (``.json``, ``.stg``, ``.gml``; e.g. operator graphs extracted from models by
+  ``benchmarks/zoo_graphs.py``). This module never extracts graphs itself (it imports no TVM).
+  Handed graphs larger than ``--graphs-max-nodes`` are replaced by a random window of
+  25..``--graphs-max-nodes`` consecutive nodes of their topological order.
 - **Tasks**: makespan on a lane count drawn from ``--lanes``, or, with probability
   ``--memory-frac``, the one-lane peak-memory task.
-- **Temperature**: sigma log-uniform in ``[--sigma-min, --sigma-max]`` (the paper: [0.01, 1]), fed
-  to the network as log sigma.
+- **Temperature**: sigma log-uniform in ``[--sigma-min, --sigma-max]``, fed to the network as
+  log sigma.
 
 Checkpoints (``--out``) carry the format version, the model config, the training arguments and
 progress, and the optimiser state; ``--resume PATH`` continues from one (same model config),
-counting iterations and seconds from where it stopped. Progress is printed every ``--log-every``
-iterations. The lead wires this into ``tvm-sched train-gflownet`` with :func:`add_arguments` and
-:func:`run`.
+counting iterations and seconds from where it stopped. ``tvm-sched train-gflownet`` uses
+:func:`add_arguments` and :func:`run`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import argparse
 import math
 import sys
 import time
-import warnings
 from dataclasses import fields
 from pathlib import Path
 
@@ -42,14 +42,13 @@ from tvm_sched.solvers.gflownet.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from tvm_sched.solvers.gflownet.env import ScheduleEnv
-from tvm_sched.solvers.gflownet.features import GraphContext
+from tvm_sched.solvers.gflownet.features import condition, encode_graph
 from tvm_sched.solvers.gflownet.loss import log_partition_variance, trajectory_balance
-from tvm_sched.solvers.gflownet.model import ModelConfig, PolicyNet
+from tvm_sched.solvers.gflownet.model import ModelConfig, PolicyNet, attention_blocks
 from tvm_sched.solvers.gflownet.reward import Task, log_reward
-from tvm_sched.solvers.gflownet.sampler import ModelPolicy, rollout
+from tvm_sched.solvers.gflownet.sampler import order_log_prob, race_orders
 
-__all__ = ["add_arguments", "run", "main", "zoo_graphs", "GraphSource", "train_step"]
+__all__ = ["add_arguments", "run", "main", "GraphSource", "train_step", "read_graphs"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -59,18 +58,20 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=2000, help="total iterations (resumed "
                    "runs count the earlier ones)")
     p.add_argument("--time-limit-s", type=float, default=None, help="stop after this long")
-    p.add_argument("--batch", type=int, default=32, help="trajectories per iteration")
+    p.add_argument("--batch", type=int, default=32, help="orders per iteration")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--loss", choices=["vargrad", "tb"], default="vargrad")
-    p.add_argument("--uniform-pb", action="store_true", help="fixed uniform backward policy")
-    p.add_argument("--epsilon", type=float, default=0.05, help="uniform exploration share")
+    p.add_argument("--epsilon", type=float, default=0.1,
+                   help="share of orders drawn at half the logits (exploration)")
     p.add_argument("--families", nargs="+", default=["erdos_renyi", "layered"])
     p.add_argument("--nodes", nargs=2, type=int, default=[20, 50], metavar=("LO", "HI"))
-    p.add_argument("--zoo-frac", type=float, default=0.0, help="share of zoo graphs (needs TVM)")
-    p.add_argument("--zoo-max-nodes", type=int, default=75)
-    p.add_argument("--lanes", nargs="+", type=int, default=[2, 3, 4, 4])
+    p.add_argument("--graphs", nargs="*", type=Path, default=[],
+                   help="graph files to train on besides the generated families")
+    p.add_argument("--graphs-frac", type=float, default=0.0, help="share of --graphs draws")
+    p.add_argument("--graphs-max-nodes", type=int, default=75)
+    p.add_argument("--lanes", nargs="+", type=int, default=[2, 3, 4, 6, 8])
     p.add_argument("--memory-frac", type=float, default=0.2)
-    p.add_argument("--sigma-min", type=float, default=0.01)
+    p.add_argument("--sigma-min", type=float, default=0.005)
     p.add_argument("--sigma-max", type=float, default=1.0)
     for f in fields(ModelConfig):
         p.add_argument("--" + f.name.replace("_", "-"), type=int, default=None,
@@ -83,26 +84,28 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
-def zoo_graphs() -> list[OpGraph]:
-    """The main dataflow block of every zoo model, prepared and extracted (imports TVM)."""
-    from tvm_sched import zoo
-    from tvm_sched.relax.extract import extract
-    from tvm_sched.relax.frontend import prepare
+def read_graphs(paths: list[Path]) -> list[OpGraph]:
+    """The graphs of ``paths`` (any format :func:`tvm_sched.datasets.read_graph` reads)."""
+    from tvm_sched.datasets import read_graph
 
     out = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for name in zoo.names():
-            g = extract(prepare(zoo.load(name).mod))[0]
-            out.append(g.replace(meta=dict(g.meta, name=name)))
+    for p in paths:
+        g = read_graph(p)
+        out.append(g.replace(meta=dict(g.meta, name=Path(p).stem)))
     return out
 
 
 class GraphSource:
-    """Draws training graphs: generated families and (optionally) zoo graphs or windows of them."""
+    """Draws training graphs: generated families and (optionally) handed graphs or windows.
 
-    def __init__(self, families: list[str], nodes: tuple[int, int], zoo: list[OpGraph],
-                 zoo_frac: float, zoo_max_nodes: int, rng: np.random.Generator):
+    Raises
+    ------
+    ValueError
+        An unknown family or a bad node range.
+    """
+
+    def __init__(self, families: list[str], nodes: tuple[int, int], graphs: list[OpGraph],
+                 graphs_frac: float, graphs_max_nodes: int, rng: np.random.Generator):
         from tvm_sched.datasets.generators import FAMILIES
 
         bad = sorted(set(families) - set(FAMILIES))
@@ -110,20 +113,20 @@ class GraphSource:
             raise ValueError(f"unknown families {bad}; choose from {', '.join(FAMILIES)}")
         if not 1 <= nodes[0] <= nodes[1]:
             raise ValueError(f"--nodes must satisfy 1 <= LO <= HI, got {nodes}")
-        self.families, self.nodes, self.zoo = families, nodes, zoo
-        self.zoo_frac, self.zoo_max, self.rng = zoo_frac if zoo else 0.0, zoo_max_nodes, rng
+        self.families, self.nodes, self.graphs = families, nodes, graphs
+        self.frac = graphs_frac if graphs else 0.0
+        self.max_nodes, self.rng = max(25, graphs_max_nodes), rng
 
     def draw(self) -> OpGraph:
         from tvm_sched.datasets.generators import generate
 
         rng = self.rng
-        if rng.random() < self.zoo_frac:
-            g = self.zoo[int(rng.integers(len(self.zoo)))]
-            if g.num_nodes > self.zoo_max:
-                k = int(rng.integers(25, self.zoo_max + 1))
+        if rng.random() < self.frac:
+            g = self.graphs[int(rng.integers(len(self.graphs)))]
+            if g.num_nodes > self.max_nodes:
+                k = int(rng.integers(25, self.max_nodes + 1))
                 a = int(rng.integers(0, g.num_nodes - k + 1))
-                order = g.topological_order
-                g = g.subgraph(order[a: a + k].tolist())
+                g = g.subgraph(g.topological_order[a: a + k].tolist())
             return g
         fam = self.families[int(rng.integers(len(self.families)))]
         n = int(rng.integers(self.nodes[0], self.nodes[1] + 1))
@@ -131,25 +134,35 @@ class GraphSource:
 
 
 def train_step(net: PolicyNet, opt: torch.optim.Optimizer, graph: OpGraph, task: Task,
-               sigma: float, *, batch: int, loss_kind: str = "vargrad", uniform_pb: bool = False,
-               epsilon: float = 0.05, generator: torch.Generator | None = None,
-               device: str | torch.device = "cpu") -> dict:
-    """One optimisation step on ``batch`` trajectories of ``graph`` at ``sigma``."""
-    env = ScheduleEnv(graph, task.lanes, task.comm, device=device)
-    ctx = GraphContext.build(env, memory=task.memory)
-    policy = ModelPolicy(net, ctx, math.log(sigma), task.memory, uniform_pb=uniform_pb)
-    r = rollout(env, policy, batch, generator, epsilon=epsilon, ctx=ctx)
-    log_r, values = log_reward(ctx, task, r.state, sigma)
+               sigma: float, *, batch: int, rng: np.random.Generator, loss_kind: str = "vargrad",
+               epsilon: float = 0.1, device: str | torch.device = "cpu") -> dict:
+    """One optimisation step on ``batch`` orders of ``graph`` at ``sigma``."""
+    dev = torch.device(device)
+    enc = encode_graph(graph, task.lanes)
+    c = net.embed_condition(condition(math.log(sigma), task.memory, task.lanes,
+                                      task.comm is not None).to(dev))
+    h = net.encode(torch.as_tensor(enc.static, device=dev), attention_blocks(enc, net.cfg, dev), c)
+    prior = torch.as_tensor(enc.prior(task.memory), dtype=torch.float32, device=dev)
+    logits = net.logits(h, prior, c)
+    lg = logits.detach().double().cpu().numpy()
+    explore = int(rng.binomial(batch, epsilon)) if epsilon > 0 else 0
+    orders = race_orders(graph, lg, batch - explore, rng)
+    if explore:
+        orders = np.concatenate([orders, race_orders(graph, 0.5 * lg, explore, rng)])
+    log_pf = order_log_prob(graph, logits.double(), orders)
+    log_r, values = log_reward(graph, task, orders, sigma, enc.mem_ref)
+    log_r_t = torch.as_tensor(log_r, dtype=torch.float64, device=dev)
+    zero = torch.zeros_like(log_pf)
     if loss_kind == "tb":
-        loss = trajectory_balance(policy.log_partition(sigma), log_r, r.log_pb, r.log_pf)
+        loss = trajectory_balance(net.log_partition(h, c, sigma).double(), log_r_t, zero, log_pf)
     else:
-        loss = log_partition_variance(log_r, r.log_pb, r.log_pf)
+        loss = log_partition_variance(log_r_t, zero, log_pf)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
     opt.step()
     if task.memory:
-        quality = float(ctx.mem_ref / values.mean())
+        quality = float(enc.mem_ref / values.mean())
     else:
         quality = float(graph.duration.sum() / values.mean()) / task.lanes  # mean efficiency
     return {"loss": float(loss.detach()), "quality": quality}
@@ -189,17 +202,15 @@ def run(args: argparse.Namespace) -> Path:
         progress["history"] = list(progress.get("history", []))
     start_it = int(progress["iteration"])
     rng = np.random.default_rng(args.seed + 7919 * start_it)
-    gen = torch.Generator(device=device).manual_seed(args.seed + start_it)
-    zoo = []
-    if args.zoo_frac > 0:
-        t = time.perf_counter()
-        zoo = zoo_graphs()
-        print(f"zoo: {len(zoo)} graphs ({', '.join(str(g.num_nodes) for g in zoo)} nodes) "
-              f"in {time.perf_counter() - t:.1f} s", flush=True)
-    source = GraphSource(args.families, tuple(args.nodes), zoo, args.zoo_frac,
-                         args.zoo_max_nodes, rng)
-    train_doc = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                 if k not in ("func",)}
+    handed = read_graphs(list(args.graphs))
+    if handed:
+        print(f"graphs: {len(handed)} handed ({', '.join(str(g.num_nodes) for g in handed)} "
+              "nodes)", flush=True)
+    source = GraphSource(args.families, tuple(args.nodes), handed, args.graphs_frac,
+                         args.graphs_max_nodes, rng)
+    train_doc = {k: (str(v) if isinstance(v, Path) else
+                     [str(x) for x in v] if k == "graphs" else v)
+                 for k, v in vars(args).items() if k not in ("func",)}
     nparams = sum(p.numel() for p in net.parameters())
     print(f"training {nparams} parameters ({cfg}) from iteration {start_it} to "
           f"{args.iterations}, loss {args.loss}, batch {args.batch}", flush=True)
@@ -223,9 +234,8 @@ def run(args: argparse.Namespace) -> Path:
         else:
             task = Task("makespan", int(args.lanes[int(rng.integers(len(args.lanes)))]))
         sigma = float(math.exp(rng.uniform(math.log(args.sigma_min), math.log(args.sigma_max))))
-        out = train_step(net, opt, graph, task, sigma, batch=args.batch, loss_kind=args.loss,
-                         uniform_pb=args.uniform_pb, epsilon=args.epsilon, generator=gen,
-                         device=device)
+        out = train_step(net, opt, graph, task, sigma, batch=args.batch, rng=rng,
+                         loss_kind=args.loss, epsilon=args.epsilon, device=device)
         out.update(task=task.kind, lanes=task.lanes, sigma=sigma, n=graph.num_nodes)
         window.append(out)
         it += 1
