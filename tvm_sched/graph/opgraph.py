@@ -14,13 +14,14 @@ names the offending node -- so a half-built graph never exists. All attributes a
 read-only numpy arrays for fast vectorised cost evaluation, plus compressed adjacency (CSR) for
 predecessors and successors.
 
-This module is pure Python + numpy; networkx is imported lazily by :meth:`OpGraph.to_networkx`.
+This module holds the data and its validation; the algorithms (topological order, levels) are
+:mod:`tvm_sched.graph.algorithms` and the conversions (JSON, networkx, fingerprint)
+:mod:`tvm_sched.graph.io`, which the class's methods call. Pure Python + numpy; networkx is
+imported lazily by :meth:`OpGraph.to_networkx`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any
@@ -28,11 +29,11 @@ from typing import Any
 import numpy as np
 
 from tvm_sched.errors import CycleError, InvalidGraphError
+from tvm_sched.graph import algorithms as alg
+from tvm_sched.graph import io
+from tvm_sched.graph.io import FORMAT_NAME, FORMAT_VERSION
 
 __all__ = ["OpGraph", "FORMAT_NAME", "FORMAT_VERSION"]
-
-FORMAT_NAME = "tvm_sched.OpGraph"
-FORMAT_VERSION = 1
 
 #: Largest byte count of one tensor: integers up to 2**53 are exact in float64 (sizes arrive as
 #: JSON numbers) and a sum of many of them still fits the int64 the cost models add them in.
@@ -216,54 +217,15 @@ class OpGraph:
         self._edge_bytes = _frozen(eb)
 
         # CSR adjacency, neighbours sorted by node id.
-        self._pred_ptr, self._pred_idx, self._pred_eid = self._csr(dst, src)
-        self._succ_ptr, self._succ_idx, self._succ_eid = self._csr(src, dst)
-        self._topo = self._kahn()
-        self._meta = dict(meta) if meta else {}
-
-    def _csr(self, key: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, ...]:
-        order = np.lexsort((other, key))
-        counts = np.bincount(key, minlength=self._n) if key.size else np.zeros(self._n, np.int64)
-        ptr = np.zeros(self._n + 1, dtype=np.int64)
-        np.cumsum(counts, out=ptr[1:])
-        return _frozen(ptr), _frozen(other[order].copy()), _frozen(order.astype(np.int64))
-
-    def _kahn(self) -> np.ndarray:
-        """Topological order, smallest ready index first; raises CycleError on a cycle."""
-        import heapq
-
-        indeg = np.diff(self._pred_ptr).astype(np.int64)
-        ready = [i for i in range(self._n) if indeg[i] == 0]
-        heapq.heapify(ready)
-        order: list[int] = []
-        sp, si = self._succ_ptr, self._succ_idx
-        while ready:
-            u = heapq.heappop(ready)
-            order.append(u)
-            for v in si[sp[u] : sp[u + 1]]:
-                indeg[v] -= 1
-                if indeg[v] == 0:
-                    heapq.heappush(ready, int(v))
-        if len(order) != self._n:
-            cycle = self._find_cycle(indeg)
+        self._pred_ptr, self._pred_idx, self._pred_eid = map(_frozen, alg.csr(dst, src, n))
+        self._succ_ptr, self._succ_idx, self._succ_eid = map(_frozen, alg.csr(src, dst, n))
+        topo = alg.kahn(n, self._pred_ptr, self._succ_ptr, self._succ_idx)
+        if topo.size != n:
+            cycle = alg.find_cycle(n, topo, self._pred_ptr, self._pred_idx)
             names = " -> ".join(f"{c} ({self._names[c]!r})" for c in cycle + cycle[:1])
             raise CycleError(f"the graph has a cycle: {names}", cycle)
-        return _frozen(np.array(order, dtype=np.int64))
-
-    def _find_cycle(self, indeg: np.ndarray) -> list[int]:
-        # Every node left with indeg > 0 has a predecessor that is also left: walk back.
-        left = set(np.flatnonzero(indeg > 0).tolist())
-        u = min(left)
-        seen: dict[int, int] = {}
-        path: list[int] = []
-        while u not in seen:
-            seen[u] = len(path)
-            path.append(u)
-            preds = self._pred_idx[self._pred_ptr[u] : self._pred_ptr[u + 1]]
-            u = next(int(p) for p in preds if int(p) in left)
-        cycle = path[seen[u] :]
-        cycle.reverse()
-        return cycle
+        self._topo = _frozen(topo)
+        self._meta = dict(meta) if meta else {}
 
     # ------------------------------------------------------------------ basic accessors
     @property
@@ -386,23 +348,13 @@ class OpGraph:
     @cached_property
     def top_level(self) -> np.ndarray:
         """Earliest start of each node with unlimited lanes (ASAP), shape (n,), float64."""
-        t = np.zeros(self._n)
-        d = self._duration
-        for v in self._topo:
-            p = self._pred_idx[self._pred_ptr[v] : self._pred_ptr[v + 1]]
-            if p.size:
-                t[v] = float(np.max(t[p] + d[p]))
-        return _frozen(t)
+        return _frozen(alg.top_level(self._duration, self._topo, self._pred_ptr, self._pred_idx))
 
     @cached_property
     def bottom_level(self) -> np.ndarray:
         """Longest path from each node to a sink, its own duration included, shape (n,)."""
-        b = self._duration.astype(np.float64).copy()
-        for v in self._topo[::-1]:
-            s = self._succ_idx[self._succ_ptr[v] : self._succ_ptr[v + 1]]
-            if s.size:
-                b[v] += float(np.max(b[s]))
-        return _frozen(b)
+        return _frozen(alg.bottom_level(self._duration, self._topo, self._succ_ptr,
+                                        self._succ_idx))
 
     @cached_property
     def critical_path_length(self) -> float:
@@ -412,12 +364,7 @@ class OpGraph:
     @cached_property
     def depth(self) -> np.ndarray:
         """Number of nodes on the longest path ending at each node, minus one (sources: 0)."""
-        lvl = np.zeros(self._n, dtype=np.int64)
-        for v in self._topo:
-            p = self._pred_idx[self._pred_ptr[v] : self._pred_ptr[v + 1]]
-            if p.size:
-                lvl[v] = int(np.max(lvl[p])) + 1
-        return _frozen(lvl)
+        return _frozen(alg.depth(self._topo, self._pred_ptr, self._pred_idx))
 
     @property
     def total_duration(self) -> float:
@@ -476,142 +423,36 @@ class OpGraph:
         )
 
     # ------------------------------------------------------------------ conversion
+    # (implemented in tvm_sched.graph.io)
     def to_networkx(self):
         """A ``networkx.DiGraph`` with the node and edge attributes (``bytes`` on edges)."""
-        import networkx as nx
-
-        g = nx.DiGraph(**self._meta)
-        for v in range(self._n):
-            g.add_node(
-                v,
-                name=self._names[v],
-                op=self._ops[v],
-                duration=float(self._duration[v]),
-                out_bytes=int(self._out_bytes[v]),
-                flops=float(self._flops[v]),
-                is_output=bool(self._is_output[v]),
-            )
-        for k in range(self.num_edges):
-            g.add_edge(int(self._src[k]), int(self._dst[k]), bytes=int(self._edge_bytes[k]))
-        return g
+        return io.to_networkx(self)
 
     @classmethod
     def from_networkx(cls, g: Any) -> OpGraph:
-        """Build from a directed networkx graph; nodes are numbered in ``g.nodes`` order.
-
-        Missing attributes take the defaults of :class:`OpGraph`. Node attribute names are
-        those written by :meth:`to_networkx`; an edge's ``bytes`` attribute is its size.
-        """
-        if not g.is_directed():
-            raise InvalidGraphError("from_networkx needs a directed graph (nx.DiGraph)")
-        nodes = list(g.nodes)
-        index = {v: i for i, v in enumerate(nodes)}
-        data = [g.nodes[v] for v in nodes]
-
-        def col(key: str, default: Any) -> list[Any]:
-            return [d.get(key, default) for d in data]
-
-        edges, eb = [], []
-        for u, v, d in g.edges(data=True):
-            edges.append((index[u], index[v]))
-            eb.append(d.get("bytes"))
-        out_bytes = col("out_bytes", 0)
-        if any(b is None for b in eb):
-            eb_arr = None if all(b is None for b in eb) else [
-                out_bytes[u] if b is None else b for (u, _), b in zip(edges, eb, strict=True)
-            ]
-        else:
-            eb_arr = eb
-        return cls(
-            len(nodes),
-            edges,
-            duration=col("duration", 1.0),
-            out_bytes=out_bytes,
-            flops=col("flops", 0.0),
-            is_output=col("is_output", False),
-            edge_bytes=eb_arr,
-            names=[str(d.get("name", v)) for v, d in zip(nodes, data, strict=True)],
-            ops=col("op", ""),
-            meta=dict(g.graph),
-        )
+        """Build from a directed networkx graph (see :func:`tvm_sched.graph.io.from_networkx`)."""
+        return io.from_networkx(cls, g)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict with a format name and version."""
-        return {
-            "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
-            "meta": dict(self._meta),  # a copy: the graph stays immutable
-            "nodes": [
-                {
-                    "name": self._names[v],
-                    "op": self._ops[v],
-                    "duration": float(self._duration[v]),
-                    "out_bytes": int(self._out_bytes[v]),
-                    "flops": float(self._flops[v]),
-                    "is_output": bool(self._is_output[v]),
-                }
-                for v in range(self._n)
-            ],
-            "edges": [
-                [int(self._src[k]), int(self._dst[k]), int(self._edge_bytes[k])]
-                for k in range(self.num_edges)
-            ],
-        }
+        return io.to_dict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> OpGraph:
         """Inverse of :meth:`to_dict`; rejects other formats and newer versions."""
-        if not isinstance(d, Mapping) or d.get("format") != FORMAT_NAME:
-            raise InvalidGraphError(f"not an OpGraph document (expected format {FORMAT_NAME!r})")
-        version = d.get("version")
-        if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
-            raise InvalidGraphError(
-                f"OpGraph format version {version!r} is not supported (this build reads "
-                f"versions 1..{FORMAT_VERSION})"
-            )
-        try:
-            nodes = list(d["nodes"])
-            edges = [(int(e[0]), int(e[1])) for e in d["edges"]]
-            eb = [e[2] for e in d["edges"]]
-            return cls(
-                len(nodes),
-                edges,
-                duration=[nd.get("duration", 1.0) for nd in nodes],
-                out_bytes=[nd.get("out_bytes", 0) for nd in nodes],
-                flops=[nd.get("flops", 0.0) for nd in nodes],
-                is_output=[bool(nd.get("is_output", False)) for nd in nodes],
-                edge_bytes=eb,
-                names=[nd.get("name", f"n{i}") for i, nd in enumerate(nodes)],
-                ops=[nd.get("op", "") for nd in nodes],
-                meta=d.get("meta") or {},
-            )
-        except InvalidGraphError:
-            raise
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as err:
-            raise InvalidGraphError(f"malformed OpGraph document: {err!r}") from err
+        return io.from_dict(cls, d)
 
     def to_json(self, **kw: Any) -> str:
-        return json.dumps(self.to_dict(), **kw)
+        return io.to_json(self, **kw)
 
     @classmethod
     def from_json(cls, text: str) -> OpGraph:
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise InvalidGraphError(f"not valid JSON: {err}") from err
-        return cls.from_dict(d)
+        return io.from_json(cls, text)
 
     @cached_property
     def fingerprint(self) -> str:
-        """SHA-256 of the canonical JSON form (structure, attributes; metadata excluded).
-
-        Canonical: the edges are sorted, so the order in which they were listed does not matter.
-        """
-        d = self.to_dict()
-        d.pop("meta")
-        d["edges"] = sorted(d["edges"])
-        blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
-        return hashlib.sha256(blob).hexdigest()
+        """SHA-256 of the canonical JSON form (structure, attributes; metadata excluded)."""
+        return io.fingerprint(self)
 
     # ------------------------------------------------------------------ dunder
     def __eq__(self, other: object) -> bool:

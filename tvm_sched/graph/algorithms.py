@@ -1,0 +1,102 @@
+"""Graph algorithms of :class:`~tvm_sched.graph.OpGraph`, on its numpy arrays.
+
+Small pure functions over compressed adjacency (CSR: the neighbours of ``v`` are
+``idx[ptr[v]:ptr[v+1]]``), so that the class keeps only data and validation. Nothing here knows
+the class; every function takes arrays and returns new (writable) arrays.
+
+Examples
+--------
+>>> import numpy as np
+>>> src, dst = np.array([0, 1]), np.array([2, 2])
+>>> ptr, idx, _ = csr(dst, src, 3)          # predecessors
+>>> sptr, sidx, _ = csr(src, dst, 3)        # successors
+>>> kahn(3, ptr, sptr, sidx).tolist()
+[0, 1, 2]
+>>> bottom_level(np.array([1.0, 2.0, 3.0]), kahn(3, ptr, sptr, sidx), sptr, sidx).tolist()
+[4.0, 5.0, 3.0]
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+__all__ = ["csr", "kahn", "find_cycle", "top_level", "bottom_level", "depth"]
+
+
+def csr(key: np.ndarray, other: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(ptr, idx, eid)``: for each node ``k``, the ``other`` ends of the edges whose ``key``
+    end is ``k``, sorted by node id; ``eid`` are the edge ids aligned with ``idx``."""
+    order = np.lexsort((other, key))
+    counts = np.bincount(key, minlength=n) if key.size else np.zeros(n, np.int64)
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    return ptr, other[order].copy(), order.astype(np.int64)
+
+
+def kahn(n: int, pred_ptr: np.ndarray, succ_ptr: np.ndarray, succ_idx: np.ndarray
+         ) -> np.ndarray:
+    """Topological order, smallest ready index first; shorter than ``n`` on a cycle."""
+    indeg = np.diff(pred_ptr).astype(np.int64)
+    ready = [i for i in range(n) if indeg[i] == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        u = heapq.heappop(ready)
+        order.append(u)
+        for v in succ_idx[succ_ptr[u] : succ_ptr[u + 1]]:
+            indeg[v] -= 1
+            if indeg[v] == 0:
+                heapq.heappush(ready, int(v))
+    return np.array(order, dtype=np.int64)
+
+
+def find_cycle(n: int, done: np.ndarray, pred_ptr: np.ndarray, pred_idx: np.ndarray
+               ) -> list[int]:
+    """Nodes on one cycle, in edge direction, given the nodes ``done`` that Kahn's algorithm
+    could order (every node left has a predecessor that is also left: walk back)."""
+    left = set(range(n)) - set(done.tolist())
+    u = min(left)
+    seen: dict[int, int] = {}
+    path: list[int] = []
+    while u not in seen:
+        seen[u] = len(path)
+        path.append(u)
+        preds = pred_idx[pred_ptr[u] : pred_ptr[u + 1]]
+        u = next(int(p) for p in preds if int(p) in left)
+    cycle = path[seen[u] :]
+    cycle.reverse()
+    return cycle
+
+
+def top_level(duration: np.ndarray, topo: np.ndarray, pred_ptr: np.ndarray,
+              pred_idx: np.ndarray) -> np.ndarray:
+    """Earliest start of each node with unlimited lanes (ASAP)."""
+    t = np.zeros(duration.size)
+    for v in topo:
+        p = pred_idx[pred_ptr[v] : pred_ptr[v + 1]]
+        if p.size:
+            t[v] = float(np.max(t[p] + duration[p]))
+    return t
+
+
+def bottom_level(duration: np.ndarray, topo: np.ndarray, succ_ptr: np.ndarray,
+                 succ_idx: np.ndarray) -> np.ndarray:
+    """Longest path from each node to a sink, its own duration included."""
+    b = duration.astype(np.float64).copy()
+    for v in topo[::-1]:
+        s = succ_idx[succ_ptr[v] : succ_ptr[v + 1]]
+        if s.size:
+            b[v] += float(np.max(b[s]))
+    return b
+
+
+def depth(topo: np.ndarray, pred_ptr: np.ndarray, pred_idx: np.ndarray) -> np.ndarray:
+    """Nodes on the longest path ending at each node, minus one (sources: 0)."""
+    lvl = np.zeros(topo.size, dtype=np.int64)
+    for v in topo:
+        p = pred_idx[pred_ptr[v] : pred_ptr[v + 1]]
+        if p.size:
+            lvl[v] = int(np.max(lvl[p])) + 1
+    return lvl
