@@ -340,3 +340,22 @@ def test_each_lane_sizes_its_own_tvm_thread_pool(kernels, threads_per_lane):
         engine.run()
         assert engine.pools_configured
     assert seen == [threads_per_lane]
+
+
+def test_run_or_close_from_inside_a_lane_is_refused():
+    box: dict = {}
+    errors: list[str] = []
+
+    def reenter():
+        for verb in ("run", "close"):
+            try:
+                getattr(box["engine"], verb)()
+            except RuntimeError as err:
+                errors.append(str(err))
+
+    with NativeEngine([reenter], [(0, [])], [[0]], [[]]) as engine:
+        box["engine"] = engine
+        engine.run()
+        assert len(errors) == 2
+        assert all("own lanes" in e for e in errors)
+        engine.run()  # still usable

@@ -273,9 +273,10 @@ class NativeEngine:
 
     def close(self) -> None:
         """Join the lane threads (idempotent)."""
-        handle, self._handle = self._handle, None
+        handle = self._handle
         if handle is not None:
-            handle("close")
+            handle("close")  # raises (and keeps the engine) when called from one of its lanes
+            self._handle = None
 
     def __enter__(self) -> NativeEngine:
         return self

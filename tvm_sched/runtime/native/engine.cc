@@ -52,6 +52,7 @@ LaneEngine::LaneEngine(std::vector<tvm::ffi::Function> funcs, CompiledPlan plan,
     StopThreads();
     TVM_FFI_THROW(RuntimeError) << "cannot start the lane threads: " << e.what();
   }
+  for (const std::thread& t : threads_) lane_ids_.push_back(t.get_id());
   main_spin_ns_ = started < static_cast<int>(allowed_.size())
                      ? std::min(options_.spin_ns, kMaxMainSpinNs)
                      : 0;
@@ -154,7 +155,18 @@ void LaneEngine::WakeAllLanes() {
   for (int l = 0; l < num_lanes(); ++l) lanes_[l].parker.Wake();
 }
 
+void LaneEngine::CheckNotOnLane(const char* what) const {
+  const std::thread::id self = std::this_thread::get_id();
+  for (const std::thread::id& id : lane_ids_) {
+    if (id == self) {
+      TVM_FFI_THROW(RuntimeError) << what << " called from inside a kernel running on one of "
+                                  << "the engine's own lanes (it would deadlock)";
+    }
+  }
+}
+
 void LaneEngine::Run() {
+  CheckNotOnLane("run()");
   std::lock_guard<std::mutex> api(api_mutex_);
   if (closed_) TVM_FFI_THROW(RuntimeError) << "the lane engine is closed";
   if (threads_.empty()) return;
@@ -182,6 +194,7 @@ void LaneEngine::StopThreads() {
 }
 
 void LaneEngine::Close() {
+  CheckNotOnLane("close()");
   std::lock_guard<std::mutex> api(api_mutex_);
   if (closed_) return;
   StopThreads();

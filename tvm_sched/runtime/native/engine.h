@@ -20,7 +20,8 @@
  *
  * Lifetime: threads start in the constructor (which returns once every lane has configured its
  * TVM pool and affinity) and are joined by Close() or the destructor (RAII). Run() and Close()
- * are serialised by a mutex, so they may be called from any thread.
+ * are serialised by a mutex, so they may be called from any thread except the engine's own
+ * lanes (a kernel calling them would deadlock; they throw RuntimeError instead).
  */
 #ifndef TVM_SCHED_RUNTIME_NATIVE_ENGINE_H_
 #define TVM_SCHED_RUNTIME_NATIVE_ENGINE_H_
@@ -95,6 +96,7 @@ class LaneEngine {
   bool ExecuteLane(int lane, uint64_t gen);
   void Fail(const CompiledStep& step, int lane, const std::string& what);
   void WakeAllLanes();
+  void CheckNotOnLane(const char* what) const;
   void StopThreads();
 
   std::vector<tvm::ffi::Function> funcs_;
@@ -108,6 +110,7 @@ class LaneEngine {
 
   std::unique_ptr<LaneState[]> lanes_;
   std::vector<std::thread> threads_;
+  std::vector<std::thread::id> lane_ids_;  // set once by the constructor, then read-only
 
   alignas(64) std::atomic<uint32_t> run_seq_{0};  // bumped to start a run (or to stop)
   std::atomic<uint64_t> gen_{0};                  // the current run's generation (>= 1)
