@@ -22,8 +22,7 @@ def ref_misses(g: OpGraph, order, cap: int) -> int:
     def use(t: int) -> None:
         if t in stack:
             stack.remove(t)
-        if size[t] <= cap:
-            stack.insert(0, t)
+        stack.insert(0, t)  # a tensor larger than the cache leaves an empty prefix
         kept, total = [], 0
         for x in stack:  # keep the most recent prefix that fits
             if total + size[x] > cap:
@@ -57,6 +56,14 @@ def test_bounds_and_monotone_in_cache_size(case):
     assert values[0] == reads  # nothing cached: every read misses
     assert values[-1] == 0  # everything fits: nothing is read twice from memory
     assert all(a >= b for a, b in zip(values, values[1:], strict=False))  # inclusion property
+
+
+def test_a_tensor_larger_than_the_cache_flushes_it():
+    # found by hypothesis: when the big tensor 1 was skipped without flushing, the 8-byte
+    # cache kept 0 and missed less than the 32-byte cache, which cached 1 and evicted 0.
+    g = OpGraph(3, [(0, 2)], out_bytes=[8, 16, 1])
+    assert cache_miss_bytes(g, [0, 1, 2], 8) == 8  # 1 streamed through and flushed 0
+    assert cache_miss_bytes(g, [0, 1, 2], 32) == 0
 
 
 def test_reuse_distance_decides():

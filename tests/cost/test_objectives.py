@@ -212,7 +212,8 @@ def test_empty_batch_and_empty_graph():
 
 # ---------------------------------------------------------------------------- factory
 def test_make_objective_builds_each_kind():
-    assert OBJECTIVES == ("makespan", "peak_memory", "planned_memory", "stage", "pipeline")
+    assert OBJECTIVES == ("makespan", "peak_memory", "planned_memory", "arena_memory", "stage",
+                          "pipeline")
     mk = make_objective("makespan", lanes=4, comm=(0.001, 0.5))
     assert mk == Makespan(lanes=4, comm=Comm(0.001, 0.5))
     assert mk.lanes == 4 and mk.describe() == "makespan (4 lanes, comm a=0.001 b=0.5)"
@@ -232,7 +233,7 @@ def test_make_objective_builds_each_kind():
     ("name", "kw", "pattern"),
     [
         ("latency", {}, r"unknown objective 'latency'; choose one of makespan, peak_memory, "
-                        r"planned_memory, stage, pipeline"),
+                        r"planned_memory, arena_memory, stage, pipeline"),
         ("peak_memory", {"lanes": 2}, r"peak_memory is defined for one lane .*lanes=2"),
         ("makespan", {"lanes": 0}, r"lanes must be a positive integer, got 0"),
         ("makespan", {"lanes": 1.5}, r"lanes must be a positive integer, got 1.5"),

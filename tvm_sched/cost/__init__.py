@@ -22,7 +22,9 @@ from tvm_sched.cost.memory import (
     peak_memory_batch,
 )
 from tvm_sched.cost.objectives import (
+    MEMORY_OBJECTIVES,
     OBJECTIVES,
+    ArenaMemory,
     Makespan,
     Objective,
     PeakMemory,
@@ -53,6 +55,7 @@ __all__ = [
     "make_objective", "check_stages", "node_weights", "stage_cost", "stage_cost_batch",
     "stage_lower_bound", "stages_from_order", "stages_from_orders",
     "planned_memory", "planned_memory_batch", "planned_memory_lower_bound", "PlannedMemory",
-    "Pipeline", "check_pipeline", "modulo_list_schedule", "cache_miss_bytes",
+    "ArenaMemory", "MEMORY_OBJECTIVES", "Pipeline", "check_pipeline", "modulo_list_schedule",
+    "cache_miss_bytes",
     "cache_miss_bytes_batch",
 ]

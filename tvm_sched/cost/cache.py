@@ -8,7 +8,8 @@ other tensors went through it comes from memory again. The model:
 - running node v reads each predecessor's tensor (``out_bytes`` of the producer), then writes its
   own output into the cache; a read of a tensor that is not in the cache counts its bytes as a
   miss and brings it back in;
-- a tensor larger than the cache is never cached (every read of it misses);
+- a tensor larger than the cache streams through it: it is never cached (every read of it
+  misses) and flushes everything else;
 - model inputs and weights are not nodes and are not counted (they are read the same number of
   times in every order).
 
@@ -55,7 +56,9 @@ def cache_miss_bytes(graph: OpGraph, order, cache_bytes: int) -> int:
         if t in cache:
             cache.move_to_end(t)
             return
-        if size[t] > cache_bytes:
+        if size[t] > cache_bytes:  # streams through: nothing else survives it
+            cache.clear()
+            held = 0
             return
         cache[t] = None
         held += size[t]

@@ -31,10 +31,11 @@ from tvm_sched.cost.stage import (
 )
 from tvm_sched.errors import InvalidScheduleError
 from tvm_sched.graph import OpGraph
+from tvm_sched.memory import arena_bytes_batch, arena_lower_bound
 from tvm_sched.schedule import Schedule
 
-__all__ = ["Objective", "Makespan", "PeakMemory", "PlannedMemory", "StageCost", "make_objective",
-           "OBJECTIVES"]
+__all__ = ["Objective", "Makespan", "PeakMemory", "PlannedMemory", "ArenaMemory", "StageCost",
+           "make_objective", "OBJECTIVES", "MEMORY_OBJECTIVES"]
 
 
 class Objective:
@@ -43,6 +44,8 @@ class Objective:
     name: ClassVar[str] = ""
     #: Whether ``evaluate_orders`` is the exact value of ``complete(order)``.
     order_based: ClassVar[bool] = True
+    #: Whether the value is bytes of memory of an order run one kernel at a time.
+    is_memory: ClassVar[bool] = False
 
     @property
     def lanes(self) -> int:
@@ -141,6 +144,7 @@ class PeakMemory(Objective):
     """Liveness peak memory of the order on one lane (see :mod:`tvm_sched.cost.memory`)."""
 
     name: ClassVar[str] = "peak_memory"
+    is_memory: ClassVar[bool] = True
 
     def complete(self, graph: OpGraph, schedule: Schedule) -> Schedule:
         schedule.validate(graph)
@@ -187,6 +191,30 @@ class PlannedMemory(PeakMemory):
 
     def describe(self) -> str:
         return "planned memory (TVM static planner replica, 1 lane)"
+
+
+@dataclass(frozen=True)
+class ArenaMemory(PeakMemory):
+    """Bytes of the one-arena storage plan of the order, one lane.
+
+    The exact evaluator is the deterministic greedy packing of :mod:`tvm_sched.memory.arena`
+    (what ``tvm_sched.relax.PlanArena`` allocates, or an upper bound on it when its exact
+    packing does better).
+    """
+
+    name: ClassVar[str] = "arena_memory"
+
+    def value(self, graph: OpGraph, schedule: Schedule) -> float:
+        return float(arena_bytes_batch(graph, np.asarray(schedule.order)[None])[0])
+
+    def evaluate_orders(self, graph: OpGraph, orders: np.ndarray) -> np.ndarray:
+        return arena_bytes_batch(graph, orders).astype(np.float64)
+
+    def lower_bound(self, graph: OpGraph) -> float:
+        return float(arena_lower_bound(graph))
+
+    def describe(self) -> str:
+        return "arena memory (one arena with offsets, 1 lane)"
 
 
 @dataclass(frozen=True)
@@ -247,7 +275,9 @@ class StageCost(Objective):
         return f"stage partition (D={self.stages}, ratio={self.ratio:g})"
 
 
-OBJECTIVES = ("makespan", "peak_memory", "planned_memory", "stage", "pipeline")
+OBJECTIVES = ("makespan", "peak_memory", "planned_memory", "arena_memory", "stage", "pipeline")
+#: The order-based memory objectives (one lane).
+MEMORY_OBJECTIVES = ("peak_memory", "planned_memory", "arena_memory")
 
 
 def make_objective(name: str | Objective, **kw: Any) -> Objective:
@@ -291,14 +321,14 @@ def make_objective(name: str | Objective, **kw: Any) -> Objective:
         if kw:
             raise ValueError(f"peak_memory does not take {sorted(kw)}")
         return PeakMemory()
-    if name == "planned_memory":
+    if name in ("planned_memory", "arena_memory"):
         lanes = kw.pop("lanes", 1)
         if lanes != 1:
-            raise ValueError(f"planned_memory is defined for one lane; got lanes={lanes}")
+            raise ValueError(f"{name} is defined for one lane; got lanes={lanes}")
         kw.pop("comm", None)
         if kw:
-            raise ValueError(f"planned_memory does not take {sorted(kw)}")
-        return PlannedMemory()
+            raise ValueError(f"{name} does not take {sorted(kw)}")
+        return PlannedMemory() if name == "planned_memory" else ArenaMemory()
     if name == "stage":
         kw.pop("lanes", None)
         kw.pop("comm", None)

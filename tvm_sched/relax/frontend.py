@@ -109,19 +109,16 @@ def from_torch(model, example_args, *, name: str) -> ImportedModule:
 
 
 def prepare(mod: tvm.IRModule) -> tvm.IRModule:
-    """Lift weight-only work out of ``main`` and fuse it (the module the scheduler sees)."""
+    """Lift weight-only work out of ``main`` and fuse it (the module the scheduler sees).
+
+    ``LiftTransformParams`` then :func:`tvm_sched.relax.passes.fusion_prefix`, the one fusion
+    prefix of tvm_sched (the ``ScheduleOperators`` pass runs the same prefix, without lifting,
+    which would change the function's signature inside a user's pipeline).
+    """
+    from tvm_sched.relax.passes import fusion_prefix
+
     mod = relax.transform.LiftTransformParams()(mod)
-    seq = tvm.transform.Sequential(
-        [
-            relax.transform.LegalizeOps(),
-            relax.transform.AnnotateTIROpPattern(),
-            relax.transform.FoldConstant(),
-            relax.transform.FuseOps(),
-            relax.transform.FuseTIR(),
-            relax.transform.DeadCodeElimination(),
-        ]
-    )
-    return seq(mod)
+    return fusion_prefix()(mod)
 
 
 def run_module(

@@ -2,13 +2,18 @@
 
 ``ScheduleOperators`` is a module pass: it runs the fusion prefix when the module is not fused
 yet, extracts one graph per dataflow block, asks the solvers for candidate orders and writes the
-best one back -- where "best" is decided by the exact replica of TVM's static memory planner
-(:func:`tvm_sched.cost.planned_memory`, equal to :func:`tvm_sched.relax.planned_bytes` of the
-rewritten module), and the module's own order is always a candidate, kept on ties. So the pass
-never leaves a block with more planned bytes than it had, and scores candidates without
-rewriting the module.
+best one back. "Best" is what the build will allocate for the block, scored without rewriting
+the module: with the arena planner on (``arena=True``, the default) the smaller of the greedy
+arena (:func:`tvm_sched.memory.arena_bytes_batch`) and TVM's own plan (the exact replica
+:func:`tvm_sched.cost.planned_memory`, equal to :func:`tvm_sched.relax.planned_bytes` of the
+rewritten module) -- :class:`~tvm_sched.relax.arena.PlanArena` keeps whichever is smaller --
+and with it off TVM's plan alone. The module's own order is always a candidate, kept on ties,
+so the pass never makes a block allocate more than it did.
 
-Use it in a ``Sequential`` or through :func:`pipeline`:
+The pass changes the order of bindings and nothing else: a module that is already fused
+(including one after ``RewriteDataflowReshape``, whose reshapes are views) is never fused again.
+
+Use it in a ``Sequential`` or through :func:`pipeline`, which also plans the arena:
 
     ex = tvm.compile(mod, "llvm", relax_pipeline=tvm_sched.relax.pipeline())
     ex = tvm.compile(mod, "llvm", relax_pipeline="tvm_sched")  # registered name, defaults
@@ -25,6 +30,9 @@ import tvm
 from tvm import relax
 
 from tvm_sched.cost import make_objective, planned_memory_batch
+from tvm_sched.errors import ExtractionError
+from tvm_sched.memory import arena_bytes_batch
+from tvm_sched.relax.arena import PlanArena, arena_pipeline
 from tvm_sched.relax.extract import extract
 from tvm_sched.relax.reorder import apply
 from tvm_sched.schedule import Schedule
@@ -37,6 +45,8 @@ log = logging.getLogger(__name__)
 _HIGH_LEVEL_OK = {
     "relax.call_tir", "relax.call_tir_inplace", "relax.call_dps_packed", "relax.call_pure_packed",
     "relax.call_builtin_with_ctx", "relax.null_value",
+    # views: ``RewriteDataflowReshape`` turns reshape kernels of a fused module into these
+    "relax.reshape", "relax.memory.view", "relax.memory.ensure_zero_offset",
 }
 
 
@@ -54,6 +64,9 @@ def fusion_prefix() -> tvm.transform.Pass:
 
 def is_fused(mod: tvm.IRModule) -> bool:
     """True when no Relax function calls a high-level operator (everything is lowered to TIR).
+
+    Reshapes count as lowered: after ``RewriteDataflowReshape`` they are views of a fused
+    module, and fusing again would turn them back into kernels.
 
     Looks at the bindings of each function's blocks (normalised Relax has no nested calls), and
     walks the whole expression only for bodies that are not a plain sequence of blocks: a full
@@ -96,9 +109,13 @@ class ScheduleOperators:
     ----------
     solver
         Main solver name (any registered solver) or a list of names; each proposes candidates.
+        The default pairs the least-peak-memory-first greedy with CP-SAT on liveness (within
+        ``budget``), whose orders the arena packs at their liveness peak.
     objective
-        The objective the solvers optimise: ``"planned_memory"`` (the planner replica, the
-        default), ``"peak_memory"`` (liveness) or ``"makespan"`` with ``lanes``.
+        The objective the solvers optimise: ``"arena_memory"`` (the default with ``arena``),
+        ``"planned_memory"`` (the planner replica, the default without), ``"peak_memory"``
+        (liveness) or ``"makespan"`` with ``lanes``. A solver that does not handle it proposes
+        on ``"peak_memory"`` instead.
     lanes
         Lanes for a makespan objective.
     budget
@@ -108,15 +125,23 @@ class ScheduleOperators:
     func
         Function to schedule.
     select
-        ``"planned"``: keep the candidate with the fewest bytes planned by TVM's planner, as
-        computed by the exact replica :func:`tvm_sched.cost.planned_memory` (the default);
-        ``"proxy"``: keep the solver's best by the proxy objective (no planner call).
+        ``"planned"``: keep the candidate with the fewest bytes the build allocates (see the
+        module docstring; the default); ``"proxy"``: keep the solver's best by the proxy
+        objective (no planner call).
+    arena
+        Score orders by what :class:`~tvm_sched.relax.arena.PlanArena` will allocate (the
+        ``tvm_sched`` pipeline runs it); off: by TVM's planner alone.
+
+    Raises
+    ------
+    ExtractionError
+        (When run) the module has no function ``func``.
     """
 
     def __init__(
         self,
-        solver: str | Sequence[str] = "lpmf",
-        objective: str = "planned_memory",
+        solver: str | Sequence[str] = ("lpmf", "cpsat"),
+        objective: str | None = None,
         lanes: int | None = None,
         budget: float | None = 1.0,
         baselines: Sequence[str] = ("topo-dfs", "topo-bfs", "list"),
@@ -124,13 +149,17 @@ class ScheduleOperators:
         select: str = "planned",
         seed: int = 0,
         solver_options: dict[str, Any] | None = None,
+        arena: bool = True,
     ):
         if select not in ("planned", "proxy"):
             raise ValueError(f"select must be 'planned' or 'proxy', got {select!r}")
         self.solvers = [solver] if isinstance(solver, str) else list(solver)
         for name in [*self.solvers, *baselines]:
             get_solver(name)  # fail early on an unknown name
+        if objective is None:
+            objective = "arena_memory" if arena else "planned_memory"
         self.objective = make_objective(objective, lanes=lanes)
+        self.arena = bool(arena)
         self.budget = budget
         self.baselines = list(baselines)
         self.func = func
@@ -141,8 +170,10 @@ class ScheduleOperators:
         self.report: list[dict[str, Any]] = []
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        if self.func not in [gv.name_hint for gv in mod.get_global_vars()]:
-            return mod
+        names = [gv.name_hint for gv, f in mod.functions.items() if isinstance(f, relax.Function)]
+        if self.func not in names:
+            raise ExtractionError(f"ScheduleOperators: the module has no function "
+                                  f"{self.func!r} (it has: {', '.join(sorted(names))})")
         if not is_fused(mod):
             mod = fusion_prefix()(mod)
         self.report = []
@@ -154,8 +185,9 @@ class ScheduleOperators:
         out = []
         for name in [*self.solvers, *self.baselines]:
             opts = self.solver_options if name in self.solvers else {}
-            res = get_solver(name, **opts).solve(graph, self.objective, budget=self.budget,
-                                                 seed=self.seed)
+            solver = get_solver(name, **opts)
+            objective = self.objective if solver.supports(self.objective) else "peak_memory"
+            res = solver.solve(graph, objective, budget=self.budget, seed=self.seed)
             out.extend((name, s, v) for s, v in zip(res.schedules, res.values, strict=True))
         return out
 
@@ -169,27 +201,35 @@ class ScheduleOperators:
         names = ["original"] + [c[0] for c in cands]
         orders = np.array([np.arange(graph.num_nodes)] + [c[1].order for c in cands],
                           dtype=np.int64).reshape(len(names), graph.num_nodes)
+        _, first = np.unique(orders, axis=0, return_index=True)
+        keep = np.sort(first)  # the first occurrence of each order; the original stays first
+        names = [names[i] for i in keep]
+        orders = orders[keep]
         planned = planned_memory_batch(graph, orders)
-        k = int(np.argmin(planned))
+        score = np.minimum(planned, arena_bytes_batch(graph, orders)) if self.arena else planned
+        k = int(np.argmin(score))
         self.report.append({"block": graph.meta["name"], "chosen": names[k],
                             "planned_before": int(planned[0]), "planned_after": int(planned[k]),
+                            "allocated_before": int(score[0]), "allocated_after": int(score[k]),
                             "candidates": len(names)})
-        log.info("%s: %s order, planned bytes %d -> %d", graph.meta["name"], names[k],
-                 planned[0], planned[k])
+        log.info("%s: %s order, allocated bytes %d -> %d", graph.meta["name"], names[k],
+                 score[0], score[k])
         if k == 0:
             return mod
         return apply(mod, [(graph, Schedule(order=tuple(orders[k].tolist())))])
 
 
 def pipeline(**options: Any) -> tvm.transform.Pass:
-    """``ScheduleOperators(**options)`` followed by TVM's default build pipeline.
+    """``ScheduleOperators(**options)`` followed by TVM's default build pipeline, with
+    :class:`~tvm_sched.relax.arena.PlanArena` after its memory planner (``arena=False``: TVM's
+    default pipeline unchanged).
 
     Pass it as ``tvm.compile(mod, target, relax_pipeline=pipeline(...))``.
     """
-    return tvm.transform.Sequential(
-        [ScheduleOperators(**options), relax.get_pipeline("default")],
-        name="tvm_sched.pipeline",
-    )
+    arena = options.get("arena", True)
+    lower = arena_pipeline(PlanArena()) if arena else relax.get_pipeline("default")
+    return tvm.transform.Sequential([ScheduleOperators(**options), lower],
+                                    name="tvm_sched.pipeline")
 
 
 def _register() -> None:

@@ -1,0 +1,321 @@
+"""``PlanArena``: make TVM allocate one arena with offsets instead of its storage tokens.
+
+TVM's ``StaticPlanBlockMemory`` gives every reusable tensor a whole *storage token*
+(``R.memory.alloc_storage``) and reuses tokens greedily; it allocates 1.1-2.4x the liveness
+peak of the same order. This pass runs right after it (see :func:`arena_pipeline`) and, per
+Relax function, replaces the planned storages of constant size by one storage -- the arena --
+with every tensor at the offset :func:`tvm_sched.memory.pack` gives it.
+
+Analysis (on the planned function, whose bindings run in program order):
+
+- the tensors are the ``R.memory.alloc_tensor`` bindings on storages of constant size; each is
+  live from its binding to the last binding that uses it or any alias of it (a variable bound
+  to an expression that mentions it, other than a kernel call: views, tuples, get-items and
+  plain aliases all count, conservatively);
+- two tensors conflict when their live ranges overlap (inclusive), exactly as in
+  :func:`tvm_sched.memory.plan_arena` with sequential execution, so the packing here equals the
+  plan of the extracted graph in the same order;
+- a storage whose size is symbolic, or a function whose body is not a flat sequence of binding
+  blocks (control flow), keeps TVM's plan, with a warning that names the binding/function.
+
+Rewrite: one ``alloc_storage`` of the arena size where the first planned storage was bound;
+each tensor becomes ``alloc_tensor(arena, offset, ...)`` followed by
+``R.memory.ensure_zero_offset`` -- TVM 0.27's default kernels reject a tensor whose
+``byte_offset`` is not 0, and that builtin turns a 64-byte-aligned offset into an advanced data
+pointer on CPU and CUDA (no copy). The rewrite is kept only when the arena is smaller than the
+storages it replaces, so the pass never allocates more than TVM's plan.
+
+:func:`allocated_bytes` reads back what a pipeline really allocates: the sum of the
+``alloc_storage`` sizes of the lowered module.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.relax.op import memory as memory_ops
+
+from tvm_sched.memory import ALIGN, pack
+
+__all__ = ["PlanArena", "arena_pipeline", "allocated_bytes", "planned_storage", "ArenaReport"]
+
+log = logging.getLogger(__name__)
+
+_ALLOC_STORAGE = "relax.memory.alloc_storage"
+_ALLOC_TENSOR = "relax.memory.alloc_tensor"
+_KILL = ("relax.memory.kill_tensor", "relax.memory.kill_storage")
+
+
+def _op_name(value) -> str | None:
+    if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op):
+        return value.op.name
+    return None
+
+
+def _const_shape(expr) -> list[int] | None:
+    if not isinstance(expr, relax.ShapeExpr):
+        return None
+    out = []
+    for d in expr.values:
+        if not isinstance(d, tvm.tirx.IntImm):
+            return None
+        out.append(int(d))
+    return out
+
+
+def _const_int(expr) -> int | None:
+    value = getattr(expr, "value", None)
+    if isinstance(expr, tvm.tirx.IntImm):
+        return int(value)
+    if isinstance(value, tvm.tirx.IntImm):  # an integer wrapped in a Relax value
+        return int(value.value)
+    return None
+
+
+@dataclass
+class ArenaReport:
+    """What :class:`PlanArena` did to one function."""
+
+    func: str
+    storages: int = 0  # planned storages of constant size found
+    tensors: int = 0  # tensors placed on them
+    tvm_bytes: int = 0  # their total size in TVM's plan
+    arena_bytes: int = 0  # the arena (0 when not rewritten)
+    lower_bound: int = 0  # liveness peak of the tensors in program order (aligned)
+    proven: bool = False
+    rewritten: bool = False
+    kept: list[str] = field(default_factory=list)  # bindings left on TVM's plan, and why
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _flat_bindings(func: relax.Function) -> list | None:
+    body = func.body
+    if not isinstance(body, relax.SeqExpr):
+        return None
+    out = []
+    for block in body.blocks:
+        for b in block.bindings:
+            if not isinstance(b, relax.VarBinding):
+                return None
+            if isinstance(b.value, (relax.If, relax.SeqExpr, relax.Function)):
+                return None
+            out.append(b)
+    return out
+
+
+def _analyse(name: str, bindings: list) -> tuple[dict, list, list[str]]:
+    """Storages of constant size, the tensors on them with live ranges, and what is kept."""
+    storages: dict = {}  # var -> (position, bytes)
+    kept: list[str] = []
+    tensors: list[dict] = []  # {"pos", "var", "storage", "bytes", "end"}
+    alias_of: dict = {}  # var -> tensor indices it may alias
+    for pos, b in enumerate(bindings):
+        op = _op_name(b.value)
+        if op == _ALLOC_STORAGE:
+            shape = _const_shape(b.value.args[0])
+            if shape is None:
+                kept.append(f"{name}: storage {b.var.name} has a symbolic size")
+            else:
+                storages[b.var] = (pos, int(np.prod(shape, dtype=np.int64)))
+            continue
+        if op == _ALLOC_TENSOR:
+            st = b.value.args[0]
+            shape = _const_shape(b.value.args[2])
+            offset = _const_int(b.value.args[1])
+            if st in storages and shape is not None and offset == 0:
+                dt = tvm.runtime.DataType(str(b.value.args[3].value))
+                nbytes = int(np.prod(shape, dtype=np.int64)) * max(1, dt.bits * dt.lanes // 8)
+                tensors.append({"pos": pos, "var": b.var, "storage": st, "bytes": nbytes,
+                                "end": pos})
+                alias_of[b.var] = {len(tensors) - 1}
+            elif st in storages:
+                kept.append(f"{name}: tensor {b.var.name} on {st.name} is not a constant shape "
+                            "at offset 0")
+                storages.pop(st)
+            continue
+        if op in _KILL:
+            continue
+        used = [v for v in relax.analysis.free_vars(b.value) if v in alias_of]
+        if not used:
+            continue
+        hit = set().union(*(alias_of[v] for v in used))
+        for t in hit:
+            tensors[t]["end"] = pos
+        is_kernel = isinstance(b.value, relax.Call) and isinstance(b.value.op, tvm.ir.GlobalVar)
+        if not is_kernel:
+            alias_of[b.var] = hit  # views, tuples, get-items, aliases: the same bytes
+    # a tensor on a storage dropped above leaves the arena with its storage
+    tensors = [t for t in tensors if t["storage"] in storages]
+    return storages, tensors, kept
+
+
+def _rewrite(func: relax.Function, name: str, method: str, budget: float | None,
+             align: int) -> tuple[relax.Function, ArenaReport]:
+    report = ArenaReport(name)
+    bindings = _flat_bindings(func)
+    if bindings is None:
+        report.kept.append(f"{name}: not a flat sequence of bindings (control flow)")
+        return func, report
+    storages, tensors, kept = _analyse(name, bindings)
+    report.kept.extend(kept)
+    used = {t["storage"] for t in tensors}
+    storages = {v: s for v, s in storages.items() if v in used}
+    report.storages, report.tensors = len(storages), len(tensors)
+    report.tvm_bytes = int(sum(s for _, s in storages.values()))
+    if not tensors:
+        return func, report
+    start = np.array([t["pos"] for t in tensors], dtype=np.int64)
+    end = np.array([t["end"] for t in tensors], dtype=np.int64)
+    sizes = -(-np.array([t["bytes"] for t in tensors], dtype=np.int64) // align) * align
+    conf = (start[:, None] <= end[None, :]) & (start[None, :] <= end[:, None])
+    delta = np.zeros(len(bindings) + 1, dtype=np.int64)
+    np.add.at(delta, start, sizes)
+    np.subtract.at(delta, end + 1, sizes)
+    report.lower_bound = int(np.cumsum(delta).max())
+    offsets, arena, proven = pack(sizes, conf, align=align, method=method, budget=budget,
+                                  lower=report.lower_bound, life=end - start + 1)
+    report.arena_bytes, report.proven = int(arena), bool(proven)
+    if arena >= report.tvm_bytes:
+        log.info("%s: arena %d B is not below TVM's %d B; TVM's plan kept", name, arena,
+                 report.tvm_bytes)
+        return func, report
+    first = min(p for p, _ in storages.values())
+    proto = bindings[first].value
+    arena_call = memory_ops.alloc_storage(relax.ShapeExpr([arena]), proto.args[1],
+                                          proto.args[2], "uint8")
+    arena_var = relax.Var("tvm_sched_arena", bindings[first].var.ty)
+    offset_of = {t["var"]: int(o) for t, o in zip(tensors, offsets.tolist(), strict=True)}
+    new_bindings = []
+    for pos, b in enumerate(bindings):
+        if pos == first:
+            new_bindings.append(relax.VarBinding(arena_var, arena_call))
+        if b.var in storages:
+            continue  # replaced by the arena
+        if b.var in offset_of:
+            v = b.value
+            off = offset_of[b.var]
+            alloc = memory_ops.alloc_tensor(arena_var, off, *v.args[2:])
+            if off == 0:
+                new_bindings.append(relax.VarBinding(b.var, alloc))
+            else:
+                raw = relax.Var(f"{b.var.name}_at", b.var.ty)
+                new_bindings.append(relax.VarBinding(raw, alloc))
+                new_bindings.append(relax.VarBinding(b.var, memory_ops.ensure_zero_offset(raw)))
+            continue
+        if _op_name(b.value) == "relax.memory.kill_storage" and b.value.args[0] in storages:
+            continue
+        new_bindings.append(b)
+    seq = relax.SeqExpr([relax.BindingBlock(new_bindings)], func.body.body)
+    new = relax.Function(func.params, seq, func.ret_ty, func.is_pure, func.attrs)
+    report.rewritten = True
+    return new, report
+
+
+@tvm.transform.module_pass(opt_level=0, name="tvm_sched.PlanArena")
+class PlanArena:
+    """Replace TVM's storage tokens by one arena per function (see the module docstring).
+
+    Run it right after ``relax.transform.StaticPlanBlockMemory`` (before ``LowerAllocTensor``);
+    :func:`arena_pipeline` does. ``report`` lists an :class:`ArenaReport` per function.
+
+    Parameters
+    ----------
+    method
+        Packing: ``"greedy"``, ``"exact"`` or ``"auto"`` (see :func:`tvm_sched.memory.pack`).
+    budget
+        Seconds for the exact packing per function.
+    align
+        Offset alignment in bytes (at least 64: ``ensure_zero_offset`` needs it).
+    """
+
+    def __init__(self, method: str = "auto", budget: float | None = 1.0, align: int = ALIGN):
+        if align < ALIGN or align % ALIGN:
+            raise ValueError(f"align must be a multiple of {ALIGN}, got {align!r}")
+        if method not in ("greedy", "exact", "auto"):
+            raise ValueError(f"method must be 'greedy', 'exact' or 'auto', got {method!r}")
+        self.method, self.budget, self.align = method, budget, align
+        self.report: list[ArenaReport] = []
+
+    def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        self.report = []
+        updates = {}
+        for gv, func in mod.functions.items():
+            if not isinstance(func, relax.Function):
+                continue
+            new, rep = _rewrite(func, gv.name_hint, self.method, self.budget, self.align)
+            self.report.append(rep)
+            for why in rep.kept:
+                warnings.warn(f"PlanArena keeps TVM's plan for {why}", stacklevel=2)
+            if rep.rewritten:
+                updates[gv] = relax.BlockBuilder().normalize(new)
+        if not updates:
+            return mod
+        funcs = {gv: updates.get(gv, f) for gv, f in mod.functions.items()}
+        return tvm.IRModule(funcs, attrs=mod.attrs, global_infos=mod.global_infos)
+
+
+def arena_pipeline(arena: PlanArena | None = None) -> tvm.transform.Pass:
+    """TVM's default build pipeline (0.27) with :class:`PlanArena` after its memory planner."""
+    from tvm.relax import backend, transform
+
+    arena = arena or PlanArena()
+    return tvm.transform.Sequential([
+        backend.DispatchSampling(),
+        backend.DispatchSortScan(),
+        transform.LegalizeOps(),
+        transform.RewriteDataflowReshape(),
+        transform.ToNonDataflow(),
+        transform.RemovePurityChecking(),
+        transform.CallTIRRewrite(),
+        transform.StaticPlanBlockMemory(),
+        arena,
+        transform.RewriteCUDAGraph(),
+        transform.LowerAllocTensor(),
+        transform.KillAfterLastUse(),
+        transform.LowerRuntimeBuiltin(),
+        transform.ComputePrimValue(),
+        transform.VMShapeLower(),
+        transform.AttachGlobalSymbol(),
+    ], name="tvm_sched.arena_pipeline")
+
+
+def planned_storage(mod: tvm.IRModule, func: str = "main") -> list[int]:
+    """Sizes of the ``alloc_storage`` calls of ``mod[func]`` (a planned or lowered module).
+
+    Symbolic sizes are left out."""
+    sizes: list[int] = []
+    names = ("relax.memory.alloc_storage", "relax.vm.alloc_storage")
+
+    def visit(expr) -> None:
+        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and \
+                expr.op.name in names:
+            shape = _const_shape(expr.args[0])
+            if shape is not None:
+                sizes.append(int(np.prod(shape, dtype=np.int64)))
+
+    relax.analysis.post_order_visit(mod[func].body, visit)
+    return sizes
+
+
+def allocated_bytes(mod: tvm.IRModule, pipeline: tvm.transform.Pass | str = "tvm_sched",
+                    func: str = "main") -> int:
+    """Bytes of storage the compiled ``mod[func]`` allocates through ``pipeline``.
+
+    Runs the pipeline (no kernel build) and sums the ``alloc_storage`` sizes of the result --
+    the storage the VM reserves for intermediates (function outputs are allocated separately
+    and not counted). ``pipeline`` is a pass or a registered Relax pipeline name
+    (``"tvm_sched"``, ``"default"``).
+    """
+    if isinstance(pipeline, str):
+        pipeline = relax.get_pipeline(pipeline)
+    with tvm.target.Target("llvm"):
+        lowered = pipeline(mod)
+    return int(sum(planned_storage(lowered, func)))
