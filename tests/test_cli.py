@@ -149,6 +149,14 @@ def test_bad_arguments_are_one_line_exit_2_before_any_work(argv, message, stg_fi
     assert len(err.splitlines()) == 1 and message in err, err
 
 
+def test_a_config_the_solver_rejects_is_one_line_exit_2(stg_file, capsys):
+    for solver in ("random", "gaus"):
+        opt = "samples=0" if solver == "random" else "restarts=0"
+        assert main(["solve", str(stg_file), "--solver", solver, "--option", opt]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and opt.split("=")[0] in err, err
+
+
 def test_options_are_typed_from_the_solver_config(stg_file, capsys):
     # an int field takes "3", a float field "1" (as 1.0), a bool "yes", an optional "none"
     # (issue 15 item 12: options typed from each solver's Config fields)

@@ -149,7 +149,11 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     if not path.exists():
         raise _Usage(f"no such file: {path}")
     graph = datasets.read_graph(path)
-    res = solver.solve(graph, objective, budget=args.budget, seed=args.seed, device=args.device)
+    try:
+        res = solver.solve(graph, objective, budget=args.budget, seed=args.seed,
+                           device=args.device)
+    except ValueError as err:  # Solver.solve's documented bad-input error (e.g. samples=0)
+        raise _Usage(f"solver {args.solver!r}: {err}") from err
     # Ctrl-C during the solve: the solver returned its best so far; show it, then exit 130
     code = 130 if res.info.get("interrupted") else 0
     if args.json:
