@@ -8,7 +8,10 @@
 #include <tvm/ffi/string.h>
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
 #include <string>
+#include <utility>
 #include <thread>
 
 #if defined(__linux__)
@@ -24,6 +27,36 @@ namespace {
 constexpr int kTvmShareCores = -3;
 }  // namespace
 
+namespace {
+
+/*!
+ * \brief Position of `cpu` among the hardware threads of its physical core (0: the first), from
+ * /sys/devices/system/cpu/cpuN/topology/thread_siblings_list ("0,64" or "0-1"); 0 if unknown.
+ */
+int SiblingRank(int cpu) {
+  std::ifstream in("/sys/devices/system/cpu/cpu" + std::to_string(cpu) +
+                   "/topology/thread_siblings_list");
+  std::string text;
+  if (!std::getline(in, text)) return 0;
+  std::vector<int> siblings;
+  std::stringstream items(text);
+  std::string item;
+  while (std::getline(items, item, ',')) {
+    const size_t dash = item.find('-');
+    try {
+      const int lo = std::stoi(item.substr(0, dash));
+      const int hi = dash == std::string::npos ? lo : std::stoi(item.substr(dash + 1));
+      for (int c = lo; c <= hi; ++c) siblings.push_back(c);
+    } catch (const std::exception&) {
+      return 0;
+    }
+  }
+  auto it = std::find(siblings.begin(), siblings.end(), cpu);
+  return it == siblings.end() ? 0 : static_cast<int>(it - siblings.begin());
+}
+
+}  // namespace
+
 std::vector<int> AllowedCpus() {
   std::vector<int> cpus;
 #if defined(__linux__)
@@ -34,6 +67,13 @@ std::vector<int> AllowedCpus() {
       if (CPU_ISSET(c, &set)) cpus.push_back(c);
     }
   }
+  // First hardware thread of every physical core first, so that lanes get distinct physical
+  // cores before any lane shares one with a hyper-thread sibling.
+  std::vector<std::pair<int, int>> ranked;
+  for (int c : cpus) ranked.emplace_back(SiblingRank(c), c);
+  std::stable_sort(ranked.begin(), ranked.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (size_t i = 0; i < ranked.size(); ++i) cpus[i] = ranked[i].second;
 #endif
   if (cpus.empty()) {
     int n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));

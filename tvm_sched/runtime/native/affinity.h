@@ -3,7 +3,8 @@
  * \brief Cores for lanes: which cores each lane may use, pinning, and the per-lane TVM pool.
  *
  * AssignCores gives lane i the i-th block of `per_lane` cores from the process's allowed set
- * (sched_getaffinity), so lanes never share a core; when the allowed set is too small for one
+ * (sched_getaffinity; distinct physical cores first on SMT machines), so lanes never share a
+ * core; when the allowed set is too small for one
  * core per lane, no lane is pinned. ConfigureLaneThread runs inside a lane's thread: it sizes
  * that thread's TVM CPU thread pool (TVM's pool is thread-local; the global function
  * `runtime.config_threadpool(mode, nthreads, cpus)` configures the calling thread's pool) and
@@ -23,7 +24,10 @@
 namespace tvm_sched {
 namespace lanes {
 
-/*! \brief CPU ids this process may run on (all online CPUs when the OS cannot say). */
+/*!
+ * \brief CPU ids this process may run on (all online CPUs when the OS cannot say), the first
+ * hardware thread of every physical core before any second one (Linux sysfs topology).
+ */
 std::vector<int> AllowedCpus();
 
 /*!
