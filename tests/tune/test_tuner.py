@@ -40,7 +40,15 @@ def test_tune_measures_baselines_and_top_k_picks_the_fastest_and_resumes(model, 
     assert res.speedup == pytest.approx(res.baseline["latency"]["median"]
                                         / res.best["latency"]["median"])
     # proxies of the records agree with TVM's planner for the planned bytes they carry
-    assert all(r["proxy"]["planned"] == r["planned_bytes"] for r in ok)
+    # recorded: what the executable allocates (arena pipeline, exact packing); the proxy is the
+    # block's greedy arena or TVM's plan, whichever is smaller, so never below the record once
+    # the storage outside the block (the same for every order) is taken off
+    from tvm_sched.relax import allocated_bytes, planned_bytes
+
+    outside = allocated_bytes(model.mod, "default") - planned_bytes(model.mod)
+    assert all(r["planned_bytes"] - outside <= r["proxy"]["planned"] for r in ok)
+    assert all(r["planned_bytes"] - outside <= planned_bytes(model.mod) for r in ok
+               if r["candidate"] == "tvm")
     for f in ("records.jsonl", "report.md", "plot.png", "summary.json", "best.so",
               "best_order.json"):
         assert (tmp_path / f).stat().st_size > 0, f

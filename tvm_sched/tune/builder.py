@@ -26,6 +26,7 @@ import tvm_ffi
 from tvm import relax
 
 from tvm_sched.errors import one_line
+from tvm_sched.relax.arena import PlanArena, arena_pipeline, planned_storage
 from tvm_sched.relax.reorder import apply
 from tvm_sched.tune.model import TuneModel
 
@@ -44,6 +45,8 @@ class Built:
     error: str | None = None
     #: The reordered Relax module it was built from (None when the order was rejected).
     module: tvm.IRModule | None = None
+    #: Bytes of storage the executable allocates for intermediates (``alloc_storage`` sizes).
+    allocated_bytes: int | None = None
 
 
 def _module_attrs(mod: tvm.IRModule):
@@ -68,12 +71,17 @@ class Builder:
         A ``tvm.target.Target``.
     fast
         Use the kernels-once fast path when possible (``False``: always ``tvm.compile``).
+    arena
+        Lower with :class:`~tvm_sched.relax.PlanArena` after TVM's memory planner (one arena
+        with offsets; the kernels are the same), as the ``tvm_sched`` pipeline does.
     """
 
-    def __init__(self, model: TuneModel, target: tvm.target.Target, *, fast: bool = True):
+    def __init__(self, model: TuneModel, target: tvm.target.Target, *, fast: bool = True,
+                 arena: bool = True):
         self.model = model
         self.target = target
         self.fast = fast
+        self.arena = arena
         self.kernels: tvm.runtime.Module | None = None
         self.kernel_seconds = 0.0
         self.fallbacks = 0
@@ -98,6 +106,8 @@ class Builder:
             self._warned = True
 
     def _pipeline(self):
+        if self.arena:
+            return arena_pipeline(PlanArena())
         is_gpu = "gpu" in self.target.keys
         if is_gpu:
             try:
@@ -147,13 +157,17 @@ class Builder:
             except Exception as err:  # noqa: BLE001
                 return Built(None, False, time.perf_counter() - t0, _first_line(err), mod)
             if exe is not None:
-                return Built(exe, True, time.perf_counter() - t0, module=mod)
+                exe, allocated = exe
+                return Built(exe, True, time.perf_counter() - t0, module=mod,
+                             allocated_bytes=allocated)
         try:
-            exe = tvm.compile(mod, self.target)
+            exe = tvm.compile(mod, self.target, relax_pipeline=self._pipeline())
+            with self.target:
+                allocated = int(sum(planned_storage(self._pipeline()(mod))))
         except Exception as err:  # noqa: BLE001
             return Built(None, False, time.perf_counter() - t0, _first_line(err), mod)
         self.fallbacks += 1
-        return Built(exe, False, time.perf_counter() - t0, module=mod)
+        return Built(exe, False, time.perf_counter() - t0, module=mod, allocated_bytes=allocated)
 
     def _fast(self, mod: tvm.IRModule):
         vmcodegen, filter_tir, extract_attrs, vmlink = self._internals
@@ -167,4 +181,5 @@ class Builder:
             return None
         builder = relax.ExecBuilder()
         vmcodegen(builder, low, "bytecode")
-        return relax.VMExecutable(vmlink(builder, self.target, None, [], dict(constants)))
+        exe = relax.VMExecutable(vmlink(builder, self.target, None, [], dict(constants)))
+        return exe, int(sum(planned_storage(low)))

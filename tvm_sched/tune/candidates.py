@@ -29,6 +29,7 @@ from tvm import relax
 
 from tvm_sched.cost import cache_miss_bytes, peak_memory_batch, planned_memory_batch
 from tvm_sched.errors import SolverUnavailableError
+from tvm_sched.memory import arena_bytes_batch
 from tvm_sched.relax.reorder import node_order
 from tvm_sched.solvers import get_solver, solver_class
 from tvm_sched.solvers.heuristics import priority_orders_batch
@@ -84,10 +85,12 @@ def default_cache_bytes() -> int:
     return 32 * 1024
 
 
-def _score(model: TuneModel, cands: list[Candidate], cache_bytes: int) -> None:
+def _score(model: TuneModel, cands: list[Candidate], cache_bytes: int, arena: bool) -> None:
     for gi, g in enumerate(model.graphs):
         orders = np.array([c.orders[gi] for c in cands], dtype=np.int64).reshape(len(cands), -1)
         planned = planned_memory_batch(g, orders)
+        if arena:  # PlanArena keeps the smaller of its arena and TVM's plan
+            planned = np.minimum(planned, arena_bytes_batch(g, orders))
         peak = peak_memory_batch(g, orders)
         for c, p, q, o in zip(cands, planned, peak, orders, strict=True):
             c.proxy["planned"] = c.proxy.get("planned", 0) + int(p)
@@ -112,13 +115,16 @@ def baselines(model: TuneModel) -> list[Candidate]:
     return out
 
 
-def _solver_orders(model: TuneModel, name: str, budget: float, seed: int) -> list[tuple]:
+def _solver_orders(model: TuneModel, name: str, budget: float, seed: int,
+                   arena: bool = True) -> list[tuple]:
     try:
         handles = solver_class(name).objectives
     except SolverUnavailableError as err:
         log.warning("solver %s skipped: %s", name, err)
         return []
-    objective = next((o for o in ("planned_memory", "peak_memory") if o in handles), None)
+    prefer = ("arena_memory", "planned_memory", "peak_memory") if arena else \
+        ("planned_memory", "peak_memory")
+    objective = next((o for o in prefer if o in handles), None)
     if objective is None:
         log.warning("solver %s handles no memory objective; skipped", name)
         return []
@@ -133,13 +139,14 @@ def _solver_orders(model: TuneModel, name: str, budget: float, seed: int) -> lis
 
 def propose(model: TuneModel, *, solvers: Sequence[str], candidates: int, seed: int = 0,
             budget: float = 2.0, cache_bytes: int | None = None,
-            progress=None) -> list[Candidate]:
+            progress=None, arena: bool = True) -> list[Candidate]:
     """Baselines, then solvers' proposals, then random orders up to ``candidates`` in all.
 
     Baselines and solvers' proposals are never dropped, so there can be more than
     ``candidates`` when they alone exceed it. Duplicate orders are kept once (under the first
     name that produced them; the others are its aliases). Every candidate's proxies are filled
-    in.
+    in; with ``arena``, ``planned`` is what the arena pipeline allocates (the smaller of the
+    greedy arena and TVM's plan) and solvers propose on ``arena_memory`` where they handle it.
     """
     cache_bytes = default_cache_bytes() if cache_bytes is None else cache_bytes
     pool: list[Candidate] = []
@@ -158,7 +165,7 @@ def propose(model: TuneModel, *, solvers: Sequence[str], candidates: int, seed: 
     for name in solvers:
         get_solver(name)  # unknown names fail here, before any work
     for name in solvers:
-        for j, orders in enumerate(_solver_orders(model, name, budget, seed)):
+        for j, orders in enumerate(_solver_orders(model, name, budget, seed, arena)):
             add(Candidate(name if j == 0 else f"{name}#{j}", name, orders))
         if progress is not None:
             progress(name)
@@ -172,5 +179,5 @@ def propose(model: TuneModel, *, solvers: Sequence[str], candidates: int, seed: 
             add(Candidate(f"random#{len(pool)}", "random",
                           tuple(tuple(int(v) for v in p[j]) for p in per_graph)))
         tries += 1
-    _score(model, pool, cache_bytes)
+    _score(model, pool, cache_bytes, arena)
     return pool

@@ -52,6 +52,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--min-repeat-ms", type=float, default=10.0,
                    help="shortest timing call (ms)")
     t.add_argument("--solver-budget", type=float, default=2.0, help="seconds per solver")
+    t.add_argument("--no-arena", dest="arena", action="store_false",
+                   help="keep TVM's storage tokens (default: one arena with offsets, which the "
+                        "memory objective and --memory-budget then count)")
     t.add_argument("--cache-kib", type=int, default=None,
                    help="cache size of the latency proxy (default: this CPU's L1d)")
     where = t.add_mutually_exclusive_group()
@@ -117,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
                          solvers=solvers, candidates=args.candidates, top_k=args.top_k,
                          repeats=args.repeats, min_repeat_ms=args.min_repeat_ms,
                          solver_budget=args.solver_budget, timeout=args.timeout, seed=args.seed,
-                         cache_bytes=args.cache_kib * 1024 if args.cache_kib else None)
+                         cache_bytes=args.cache_kib * 1024 if args.cache_kib else None,
+                         arena=args.arena)
         cfg.check()
         runner = runner_from_args(rpc_server=args.rpc_server, rpc_tracker=args.rpc_tracker,
                                   rpc_key=args.rpc_key, in_process=args.in_process,

@@ -90,6 +90,9 @@ class TuneConfig:
     export: bool = True
     #: Latency: keep TVM's order unless the fastest candidate beats it beyond noise.
     keep_default_within_noise: bool = True
+    #: Build with the arena planner (``tvm_sched.relax.PlanArena``): the memory objective and
+    #: ``memory_budget`` then count what the arena pipeline allocates.
+    arena: bool = True
 
     def check(self) -> None:
         """Reject options no run can use, before any work.
@@ -197,7 +200,8 @@ def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: 
         prog("propose", len(done_solvers), len(cfg.solvers), name)
 
     pool = propose(model, solvers=cfg.solvers, candidates=cfg.candidates, seed=cfg.seed,
-                   budget=cfg.solver_budget, cache_bytes=cache_bytes, progress=solver_done)
+                   budget=cfg.solver_budget, cache_bytes=cache_bytes, progress=solver_done,
+                   arena=cfg.arena)
     tvm_planned = planned_bytes(model.mod)
     budget = parse_memory_budget(cfg.memory_budget, tvm_planned)
     if budget is not None:
@@ -218,7 +222,7 @@ def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: 
              sum(c.baseline for c in chosen), len(chosen) - len(todo))
 
     # 3. build
-    builder = Builder(model, target, fast=cfg.fast_build)
+    builder = Builder(model, target, fast=cfg.fast_build, arena=cfg.arena)
     t0 = time.perf_counter()
     prog("build", 0, len(todo) + 1, "kernels")
     builder.build_kernels()
@@ -233,8 +237,8 @@ def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: 
     for i, c in enumerate(todo):
         b = builder.build(c.orders)
         builds.append(b)
-        # the reordered module the builder made, not a second rewrite
-        planned.append(planned_bytes(b.module) if b.error is None else None)
+        # what the built executable allocates (the arena when it is on)
+        planned.append(b.allocated_bytes if b.error is None else None)
         prog("build", i + 2, len(todo) + 1, c.name)
     secs["build"] = time.perf_counter() - t0
     secs["kernels"] = builder.kernel_seconds
