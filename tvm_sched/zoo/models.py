@@ -42,11 +42,11 @@ Builder = tuple[Callable[[int], torch.nn.Module], Callable[[], tuple]]
 _BUILDERS: dict[str, dict[str, Builder]] = {
     "inception": {
         "small": (lambda seed: cnn.Inception(), _image()),
-        "bench": (lambda seed: cnn.Inception(c=32, blocks=4), _image(96)),
+        "bench": (lambda seed: cnn.Inception(c=32, blocks=4), _image(80)),
     },
     "resnet": {
         "small": (lambda seed: cnn.ResNet(), _image()),
-        "bench": (lambda seed: cnn.ResNet(widths=(32, 64, 128)), _image(64)),
+        "bench": (lambda seed: cnn.ResNet(widths=(32, 64, 128)), _image(48)),
     },
     "transformer": {
         "small": (lambda seed: irregular.Transformer(), _tokens()),
@@ -63,7 +63,7 @@ _BUILDERS: dict[str, dict[str, Builder]] = {
     },
     "unet": {
         "small": (lambda seed: cnn.UNet(), _image()),
-        "bench": (lambda seed: cnn.UNet(c=16), _image(128)),
+        "bench": (lambda seed: cnn.UNet(c=16), _image(96)),
     },
     "densenet": {
         "small": (lambda seed: cnn.DenseNet(), _image()),
