@@ -23,10 +23,13 @@ from torch import nn
 from tvm import relax
 
 import tvm_sched.relax
-from tvm_sched.relax import ScheduleOperators, from_torch
-from tvm_sched.relax.extract import extract
-from tvm_sched.relax.frontend import prepare
-from tvm_sched.relax.memory import planned_bytes
+from tvm_sched.relax import (
+    ScheduleOperators,
+    extract_op_graphs,
+    from_torch,
+    planned_bytes,
+    prepare,
+)
 
 SMALL = os.environ.get("TVM_SCHED_TUTORIAL_SMALL") == "1"
 WIDTH, BLOCKS, SIZE = (4, 2, 8) if SMALL else (32, 4, 32)
@@ -91,11 +94,11 @@ mod = prepare(imported.mod)
 ######################################################################
 # The operator graph
 # ------------------
-# ``extract`` gives one :class:`~tvm_sched.graph.OpGraph` per dataflow block: a node per fused
-# kernel call, numbered in the module's own order, with the bytes of the tensor it produces;
-# an edge per tensor passed. Any solver of :mod:`tvm_sched.solvers` works on it.
+# ``extract_op_graphs`` gives one :class:`~tvm_sched.graph.OpGraph` per dataflow block: a node
+# per fused kernel call, numbered in the module's own order, with the bytes of the tensor it
+# produces; an edge per tensor passed. Any solver of :mod:`tvm_sched.solvers` works on it.
 
-graphs = extract(mod)
+graphs = extract_op_graphs(mod)
 for g in graphs:
     print(f"operator graph {g.meta['name']}: {g.num_nodes} nodes, {g.num_edges} edges, "
           f"{int(g.out_bytes.sum()):,} bytes of outputs in all")

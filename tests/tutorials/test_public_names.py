@@ -41,8 +41,6 @@ def private_imports(path: Path) -> list[str]:
 #: Tutorials still waiting for the exports they need (strict: an xfail that passes fails, so
 #: the entry goes once the tutorial is fixed).
 PENDING = {
-    "01_schedule_pass": "waits for the exports of tvm_sched.relax (extract_op_graphs, prepare, "
-                        "planned_bytes)",
     "04_gflownet": "the GFlowNet package is being reworked; its public names are not settled",
 }
 
