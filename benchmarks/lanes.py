@@ -93,12 +93,13 @@ def bench_model(name: str, args) -> dict:
                 continue
             solve_s = time.perf_counter() - t1
             pred = kernels.predicted_makespan(sched)
+            plan = kernels.plan(sched)
             for engine in engines:
                 cfg = {"m": m, "solver": solver, "engine": engine, "solve_s": round(solve_s, 2),
                        "pred_ms": 1e3 * pred,
                        "pred_speedup": float(np.sum(graph.duration)) / pred if pred else None}
                 try:
-                    lm = kernels.module(sched, engine=engine, allow_oversubscribe=True)
+                    lm = kernels.module(plan, engine=engine, allow_oversubscribe=True)
                 except Exception as err:  # noqa: BLE001
                     cfg["error"] = f"{type(err).__name__}: {str(err)[:200]}"
                     configs.append(cfg)

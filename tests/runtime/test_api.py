@@ -177,3 +177,51 @@ def test_metaschedule_tuned_kernels_run_on_lanes(tmp_path):
         assert np.array_equal(out, lm.kernels.reference(x)[0])
         np.testing.assert_allclose(out, np.maximum(x @ w1, 0) + np.maximum(x @ w2, 0),
                                    rtol=1e-4, atol=1e-4)
+
+
+def test_each_lane_sizes_its_own_tvm_thread_pool():
+    import tvm
+
+    from tvm_sched.runtime import PythonEngine
+
+    num_threads = tvm.get_global_func("runtime.NumThreads")
+    seen = {}
+
+    def record(lane):
+        seen[lane] = num_threads()
+
+    with PythonEngine([record], [(0, [0])], [[0]], [[]], threads_per_lane=2,
+                      allow_oversubscribe=True) as eng:
+        eng.run()
+    with PythonEngine([record], [(0, [1]), (0, [2])], [[0], [1]], [[], []],
+                      threads_per_lane=1, allow_oversubscribe=True) as eng:
+        eng.run()
+    assert seen == {0: 2, 1: 1, 2: 1}
+
+
+def test_auto_engine_says_once_when_it_falls_back(monkeypatch, caplog):
+    import logging
+
+    import tvm_sched.runtime.module as module
+    from tvm_sched.runtime import native
+
+    monkeypatch.setattr(native, "available", lambda: False)
+    monkeypatch.setattr(module, "_warned_python", False)
+    with caplog.at_level(logging.WARNING, logger="tvm_sched.runtime.module"):
+        for _ in range(2):
+            eng = module.make_engine("auto", [print], [(0, [])], [[0]], [[]])
+            assert eng.kind == "python"
+            eng.close()
+    assert sum("Python engine" in r.getMessage() for r in caplog.records) == 1
+    with pytest.raises(ValueError, match="native lane engine is not built"):
+        module.make_engine("native", [print], [(0, [])], [[0]], [[]])
+
+
+def test_plan_from_module_and_threads_per_lane(compiled):
+    kernels, inputs, ref = compiled("inception")
+    plan = LanePlan.from_module(kernels.mod, None, graph=kernels.graph, threads_per_lane=2)
+    assert plan.threads_per_lane == 2 and plan.num_lanes == 1
+    with kernels.module(None, threads_per_lane=2, engine="python",
+                        allow_oversubscribe=True) as lm:
+        assert lm.plan.threads_per_lane == 2
+        assert all(np.array_equal(a, b) for a, b in zip(lm(*inputs), ref, strict=True))

@@ -18,6 +18,10 @@ Contract
 
 Lanes x threads-per-lane must fit the cores this process may use unless
 ``allow_oversubscribe``; the check comes before any compilation.
+
+:class:`LaneKernels` is steps 1-3 done once: many lane modules (schedules, lane counts, engines,
+threads per lane) then share the compilation, and :meth:`LaneKernels.reference` runs the Relax
+VM on the same kernels (the reference lanes must match bit for bit).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from tvm_sched.relax.passes import is_fused
 from tvm_sched.runtime.engine_python import usable_cores
 from tvm_sched.runtime.lower import main_graph, module_constants, plan_module
 from tvm_sched.runtime.module import LaneModule
+from tvm_sched.runtime.plan import LanePlan
 from tvm_sched.schedule import Schedule
 
 __all__ = ["build", "LaneKernels", "apply_database", "compile_kernels"]
@@ -177,13 +182,20 @@ class LaneKernels:
         return plan_module(self.mod, schedule, graph=self.graph,
                            threads_per_lane=threads_per_lane, meta=info)
 
-    def module(self, schedule: Schedule | None = None, *, threads_per_lane: int = 1,
+    def module(self, schedule: Schedule | LanePlan | None = None, *, threads_per_lane: int = 1,
                engine: str = "auto", pin: bool = True, allow_oversubscribe: bool = False,
                device="cpu", meta: dict | None = None) -> LaneModule:
-        """A :class:`LaneModule` running ``schedule`` (default: the module's order, one lane)."""
-        m = schedule.num_lanes if schedule is not None else 1
+        """A :class:`LaneModule` running ``schedule`` (default: the module's order, one lane),
+        or a plan made before by :meth:`plan` (then ``threads_per_lane`` replaces the plan's)."""
+        if isinstance(schedule, LanePlan):
+            plan = schedule.with_threads(threads_per_lane)
+        else:
+            plan = None
+        m = plan.num_lanes if plan is not None else \
+            (schedule.num_lanes if schedule is not None else 1)
         _check_cores(m, threads_per_lane, allow_oversubscribe)
-        plan = self.plan(schedule, threads_per_lane=threads_per_lane, meta=meta)
+        if plan is None:
+            plan = self.plan(schedule, threads_per_lane=threads_per_lane, meta=meta)
         bound = {self.num_input + i: w for i, w in enumerate(self.weights)}
         lane_mod = LaneModule(plan, self.exe.mod, device, bound=bound, constants=self.constants,
                               engine=engine, pin=pin, allow_oversubscribe=allow_oversubscribe,

@@ -179,6 +179,14 @@ class LanePlan:
     num_nodes: int = 0
     meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
+    @classmethod
+    def from_module(cls, mod, schedule=None, **kwargs) -> LanePlan:
+        """The plan of a fused Relax module under a lane schedule (imports TVM); see
+        :func:`tvm_sched.runtime.lower.plan_module`."""
+        from tvm_sched.runtime.lower import plan_module
+
+        return plan_module(mod, schedule, **kwargs)
+
     # -- figures ----------------------------------------------------------------------------
     @property
     def num_lanes(self) -> int:
