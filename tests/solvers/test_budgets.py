@@ -186,3 +186,28 @@ def test_every_order_memory_objective_is_accepted(name, one_thread):
         res = s.solve(graph, obj, seed=0, budget=5.0)
         assert res.value == obj.evaluate(graph, res.best)
         assert np.isfinite(res.value)
+
+
+def test_tvm_sched_solve_cpsat_ctrl_c_exits_130_with_the_result(tmp_path):
+    # issue 15 item 7: Ctrl-C in `solve --solver cpsat --budget 300` used to exit 0 as if done
+    import subprocess
+    import sys
+    import time
+
+    from tvm_sched.datasets.io import save_json
+
+    path = save_json(random_dag(150, 0.04, seed=7), tmp_path / "g.json")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tvm_sched.cli", "solve", str(path), "--solver", "cpsat",
+         "--lanes", "4", "--budget", "300", "--option", "num_workers=2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(6.0)  # imports, model building, then the search
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, (out, err)
+    assert "status FEASIBLE" in out and "value " in out
+    assert "interrupted" in err

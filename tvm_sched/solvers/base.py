@@ -44,12 +44,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from tvm_sched.cost import Objective, make_objective
-from tvm_sched.errors import InvalidGraphError, SolverError
+from tvm_sched.errors import InvalidGraphError, SolverError, TvmSchedError
 from tvm_sched.graph import OpGraph
 from tvm_sched.schedule import Schedule
 
 __all__ = ["Status", "Candidate", "Proposal", "SolveResult", "Solver", "Deadline", "Pacer",
-           "resolve_device", "meets_bound", "is_order_memory"]
+           "resolve_device", "meets_bound", "is_order_memory", "default_samples"]
 
 
 class Status(enum.StrEnum):
@@ -296,6 +296,14 @@ def is_order_memory(objective: Objective) -> bool:
         objective.order_based and objective.lanes == 1 and objective.name.endswith("_memory"))
 
 
+def default_samples(samples: int | None, deadline: Deadline, default: int = 1000) -> int:
+    """A sampler's sample count: ``samples``, or when None ``default`` without a budget and
+    (practically) unlimited with one (the budget then stops the sampling)."""
+    if samples is not None:
+        return int(samples)
+    return default if not deadline.limited else 2**62
+
+
 def meets_bound(value: float, bound: float) -> bool:
     """Whether ``value`` meets the proven lower ``bound`` (a solver may stop searching).
 
@@ -396,7 +404,10 @@ class Solver:
         if budget is not None and budget > 0 and graph.num_nodes:
             # keep back the time _finish will take: one exact evaluation per returned schedule
             t = deadline.clock()
-            objective.evaluate(graph, Schedule(order=graph.topological_order))
+            try:
+                objective.evaluate(graph, Schedule(order=graph.topological_order))
+            except (TvmSchedError, ValueError):  # e.g. an infeasible pipeline: no reserve
+                pass
             reserve = (deadline.clock() - t) * max(1, getattr(self.config, "top_k", 1))
             deadline.seconds = max(0.0, budget - reserve)
         rng = np.random.default_rng(seed)

@@ -22,8 +22,10 @@ itself for ``peak_memory``, the min-max chunking for ``stage``; see :mod:`tvm_sc
   priorities perturbed by log-normal noise (``noise``), each decoded by the objective, scored in one
   batch. The equal-budget baseline for the sampling solvers.
 
-The two random solvers draw all samples at once with a Kahn sort vectorised over samples (numpy),
-so 1,000 samples of a 100-node graph take well under a second.
+The two random solvers draw their samples in batches with a Kahn sort vectorised over samples
+(numpy), so 1,000 samples of a 100-node graph take well under a second. ``samples=None`` (the
+default) means 1,000 without a budget and as many as fit with one (anytime: batches sized from
+the measured rate, stopping at the objective's lower bound).
 """
 
 from __future__ import annotations
@@ -37,7 +39,15 @@ import numpy as np
 from tvm_sched.cost import Comm, Makespan, Objective
 from tvm_sched.graph import OpGraph
 from tvm_sched.schedule import Schedule
-from tvm_sched.solvers.base import Candidate, Deadline, Pacer, Proposal, Solver, meets_bound
+from tvm_sched.solvers.base import (
+    Candidate,
+    Deadline,
+    Pacer,
+    Proposal,
+    Solver,
+    default_samples,
+    meets_bound,
+)
 
 __all__ = [
     "dfs_order",
@@ -336,8 +346,9 @@ class _SamplingSolver(Solver):
 
     @dataclass(frozen=True)
     class Config:
-        #: Number of orders to draw (fewer when the budget runs out or the bound is met).
-        samples: int = 1000
+        #: Orders to draw (fewer when the budget runs out or the bound is met); None: 1,000
+        #: without a budget, as many as the budget allows with one.
+        samples: int | None = None
         #: Distinct schedules returned, best first.
         top_k: int = 10
         #: Largest vectorised batch.
@@ -351,7 +362,8 @@ class _SamplingSolver(Solver):
     def _propose(self, graph: OpGraph, objective: Objective, deadline: Deadline,
                  rng: np.random.Generator, device) -> Proposal:
         cfg = self.config
-        if cfg.samples < 1 or cfg.batch < 1 or cfg.probe < 1:
+        samples = default_samples(cfg.samples, deadline)
+        if samples < 1 or cfg.batch < 1 or cfg.probe < 1:
             raise ValueError(f"samples, batch and probe must be >= 1, got {cfg.samples}, "
                              f"{cfg.batch}, {cfg.probe}")
         lb = objective.lower_bound(graph)
@@ -362,7 +374,7 @@ class _SamplingSolver(Solver):
         best = float("inf")
         while not meets_bound(best, lb):
             # at least one order, even on a spent budget
-            size = pacer.next_size(cfg.samples - drawn) or (0 if drawn else 1)
+            size = pacer.next_size(samples - drawn) or (0 if drawn else 1)
             if size == 0:
                 break
             o = priority_orders_batch(graph, self.priorities(graph, rng, size))

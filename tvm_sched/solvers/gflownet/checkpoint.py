@@ -28,7 +28,7 @@ __all__ = ["CheckpointError", "FORMAT", "FORMAT_VERSION", "DEFAULT_CHECKPOINT", 
 
 FORMAT = "tvm_sched.gflownet"
 #: Bump when features, the network or the environment change meaning.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "default.pt"
 
 

@@ -7,9 +7,12 @@ Everything here is computed **once per graph** (and lane count): the policy of
   criticality (times divided by the makespan lower bound ``max(critical path, total / m)`` so
   graphs in seconds and in STG integers look alike), in/out degree, output size, output flag,
   ancestor and descendant shares, depth, source flag, log size, and the two **priors** below.
-- **Priors**: ``makespan_prior`` = bottom level / critical path (critical-path list scheduling
-  runs the highest first); ``memory_prior`` = 1 - rank / n in the best memory heuristic's order
-  (least peak memory first, DFS, BFS; ranking by it reproduces that order exactly).
+- **Priors**: ``makespan_prior`` = log(bottom level / critical path) (critical-path list
+  scheduling runs the highest first; in log scale, a multiple ``b`` of it makes the sampler
+  prefer ``u`` over ``v`` with odds ``(bl_u / bl_v)^b`` -- randomised list scheduling with
+  multiplicative noise, which the network then corrects); ``memory_prior`` = 5 (1 - rank / n)
+  in the best memory heuristic's order (least peak memory first, DFS, BFS; ranking by it
+  reproduces that order exactly).
 - **Relations**: for attention, each node's direct neighbours, ancestors, descendants and
   incomparable nodes (Topoformer, Gagrani et al. 2022). Reachability is computed on bit-packed
   rows (``n * n / 8`` bytes), so a 10,000-node graph needs 12.5 MB, not 100 MB.
@@ -145,8 +148,8 @@ def encode_graph(graph: OpGraph, lanes: int) -> GraphEncoding:
     mem_ref, mem_order = memory_reference(g)
     rank = np.empty(n)
     rank[mem_order] = np.arange(n)
-    memory_prior = 1.0 - rank / n
-    makespan_prior = bl / cp
+    memory_prior = 5.0 * (1.0 - rank / n)
+    makespan_prior = np.log(np.maximum(bl / cp, 1e-3))
     static = np.stack([
         dur / scale,
         np.clip(dur / mean_dur, 0, 10) / 4,
@@ -162,8 +165,8 @@ def encode_graph(graph: OpGraph, lanes: int) -> GraphEncoding:
         depth / max(int(depth.max()), 1),
         (g.in_degree == 0).astype(np.float64),
         np.full(n, np.log(n) / 5),
-        makespan_prior,
-        memory_prior,
+        makespan_prior / 4,
+        memory_prior / 5,
     ], axis=1).astype(np.float32)
     return GraphEncoding(graph=g, static=static, topo=np.asarray(g.topological_order),
                          reach=reach, makespan_prior=makespan_prior, memory_prior=memory_prior,

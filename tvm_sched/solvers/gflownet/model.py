@@ -154,7 +154,7 @@ class PolicyNet(nn.Module):
         self.head = FiLMMLP(d, hid, 1, cd)
         self.prior_scale = nn.Linear(cd, 1)
         nn.init.zeros_(self.prior_scale.weight)
-        nn.init.constant_(self.prior_scale.bias, math.log(20.0))
+        nn.init.constant_(self.prior_scale.bias, math.log(4.0))  # ~ randomised list scheduling
         nn.init.zeros_(self.head.out.weight)
         nn.init.zeros_(self.head.out.bias)
         self.log_z = FiLMMLP(d, hid, 2, cd)

@@ -19,10 +19,10 @@ Objectives:
   ``evaluate_orders``;
 - ``stage``: a fallback -- orders of the memory policy, each split into stages by the objective.
 
-Budgets (:mod:`tvm_sched.solvers.base`): ``budget=None`` draws exactly ``samples`` orders;
-with a budget, batches are sized from the measured rate (a probe of ``probe`` orders first)
-until the budget, ``samples`` or the objective's lower bound is reached. Ctrl-C returns the best
-so far.
+Budgets (:mod:`tvm_sched.solvers.base`): ``budget=None`` draws exactly ``samples`` orders
+(1,000 by default); with a budget, batches are sized from the measured rate (a probe of
+``probe`` orders first) until the budget, ``samples`` (unlimited by default) or the objective's
+lower bound is reached. Ctrl-C returns the best so far.
 
 With ``seeds=True`` the policy's prior order (critical-path priorities for makespan, also as
 Graham's event-driven list schedule; the best memory heuristic's order for memory) is scored too,
@@ -52,6 +52,7 @@ from tvm_sched.solvers.base import (
     Pacer,
     Proposal,
     Solver,
+    default_samples,
     is_order_memory,
     meets_bound,
 )
@@ -134,8 +135,9 @@ class GFlowNetSolver(Solver):
 
     @dataclass(frozen=True)
     class Config:
-        #: Orders drawn (fewer when the budget runs out or the lower bound is met).
-        samples: int = 1000
+        #: Orders drawn (fewer when the budget runs out or the lower bound is met); None:
+        #: 1,000 without a budget, as many as the budget allows with one.
+        samples: int | None = None
         #: Temperature of the reward the orders are drawn for (lower: closer to the best).
         sigma: float = 0.01
         #: Largest batch of orders drawn at once.
@@ -152,7 +154,8 @@ class GFlowNetSolver(Solver):
     def _propose(self, graph: OpGraph, objective: Objective, deadline: Deadline,
                  rng: np.random.Generator, device) -> Proposal:
         cfg = self.config
-        if cfg.samples < 1 or cfg.batch < 1 or cfg.probe < 1 or not cfg.sigma > 0:
+        samples = default_samples(cfg.samples, deadline)
+        if samples < 1 or cfg.batch < 1 or cfg.probe < 1 or not cfg.sigma > 0:
             raise ValueError(f"samples, batch and probe must be >= 1 and sigma > 0, got "
                              f"{cfg.samples}, {cfg.batch}, {cfg.probe}, {cfg.sigma}")
         if graph.num_nodes == 0:
@@ -186,7 +189,7 @@ class GFlowNetSolver(Solver):
         drawn, total, distinct = 0, 0.0, set()
         seed_best = min((c.claimed for c in seeds), default=float("inf"))
         while not meets_bound(min(pool.best, seed_best), lb):
-            size = pacer.next_size(cfg.samples - drawn) or (0 if drawn else 1)
+            size = pacer.next_size(samples - drawn) or (0 if drawn else 1)
             if size == 0:
                 break
             orders = race_orders(graph, logits, size, rng)
@@ -194,7 +197,7 @@ class GFlowNetSolver(Solver):
             pacer.done(size)
             drawn += size
             total += float(vals.sum())
-            distinct.update(row.tobytes() for row in orders)
+            distinct.update(hash(row.tobytes()) for row in orders)  # 8 bytes per order
             if pool.add(orders, vals, "sample"):
                 deadline.offer(_merge(pool.candidates(claim), seeds), samples=drawn)
         seconds = time.perf_counter() - t0
