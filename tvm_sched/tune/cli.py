@@ -2,6 +2,7 @@
 
     tvm-sched tune --model NAME | --onnx FILE | --relax FILE.py [--target llvm]
                    [--objective latency|memory] [--memory-budget B] [--solvers a,b,...]
+                   [--lanes auto|M [--samples N] [--per-solver K]] [--size small|bench]
                    [--candidates N] [--top-k K] [--repeats R]
                    [--rpc-server HOST:PORT | --rpc-tracker HOST:PORT --rpc-key KEY | --in-process]
                    [--work-dir DIR]
@@ -44,8 +45,19 @@ def add_parser(sub) -> argparse.ArgumentParser:
     t.add_argument("--objective", default="latency", choices=["latency", "memory"])
     t.add_argument("--memory-budget", default=None, metavar="B",
                    help="with latency: planned bytes allowed (bytes, 64KiB, or 0.9x TVM's)")
-    t.add_argument("--solvers", default="lpmf,list,random-list,gaus",
-                   help="comma-separated solvers that propose orders")
+    t.add_argument("--solvers", default=None,
+                   help="comma-separated solvers that propose (default lpmf,list,random-list,"
+                        "gaus; with --lanes every makespan solver: gflownet,gaus,cpsat,list,"
+                        "random-list)")
+    t.add_argument("--lanes", default=None, metavar="auto|M",
+                   help="tune lane schedules on the lane runtime (auto: the device's cores); "
+                        "the pick must beat the Relax VM beyond noise")
+    t.add_argument("--samples", type=int, default=256,
+                   help="with --lanes: the sample budget of every solver")
+    t.add_argument("--per-solver", type=int, default=2,
+                   help="with --lanes: schedules each solver hands in")
+    t.add_argument("--size", default="small", choices=["small", "bench"],
+                   help="zoo model size (bench: 20-300 ms per inference)")
     t.add_argument("--candidates", type=int, default=64, help="orders proposed in all")
     t.add_argument("--top-k", type=int, default=8, help="proposals measured (plus baselines)")
     t.add_argument("--repeats", type=int, default=10, help="interleaved timing rounds")
@@ -110,7 +122,12 @@ def run(args: argparse.Namespace) -> int:
         from tvm_sched.tune.workdir import check_work_dir, lock_work_dir
 
         target = check_target(args.target)
-        solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
+        from tvm_sched.tune.lanes import LANE_SOLVERS
+        from tvm_sched.tune.tuner import DEFAULT_SOLVERS
+
+        text = args.solvers if args.solvers is not None else ",".join(
+            LANE_SOLVERS if args.lanes is not None else DEFAULT_SOLVERS)
+        solvers = [s.strip() for s in text.split(",") if s.strip()]
         if not solvers:
             raise TuneInputError(f"--solvers names no solver: {args.solvers!r}")
         for s in solvers:
@@ -121,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
                          repeats=args.repeats, min_repeat_ms=args.min_repeat_ms,
                          solver_budget=args.solver_budget, timeout=args.timeout, seed=args.seed,
                          cache_bytes=args.cache_kib * 1024 if args.cache_kib else None,
-                         arena=args.arena)
+                         arena=args.arena, lanes=args.lanes, samples=args.samples,
+                         per_solver=args.per_solver)
         cfg.check()
         runner = runner_from_args(rpc_server=args.rpc_server, rpc_tracker=args.rpc_tracker,
                                   rpc_key=args.rpc_key, in_process=args.in_process,
@@ -129,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
                                   min_devices=args.min_devices,
                                   status=lambda text: con.print(f"[yellow]{text}"))
         name = source_name(model=args.model, onnx=args.onnx, relax_file=args.relax)
+        if args.model and args.size != "small":
+            name = f"{name}-{args.size}"
         work = check_work_dir(args.work_dir or Path("tvm-sched-runs") / name)
         with lock_work_dir(work):  # in use by another run? (tune() holds it for the run)
             pass
@@ -139,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
 
         with con.status(f"importing {args.model or args.onnx or args.relax}"):
             model = tune_pkg.load_model(model=args.model, onnx=args.onnx, relax_file=args.relax,
-                                        seed=args.seed)
+                                        seed=args.seed, size=args.size)
     except (TuneInputError, UnknownSolverError) as err:
         print(f"tvm-sched tune: error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -167,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"tvm-sched tune: interrupted; complete records are kept in "
               f"{work / 'records.jsonl'} (re-run the same command to resume)", file=sys.stderr)
         return EXIT_INTERRUPT
+    if cfg.lanes is not None:
+        return _lane_summary(con, result, work)
     con.print(rich_table(result))
     if result.best is None:
         ok = [r for r in result.records if r.get("latency") and not r.get("error")]
@@ -193,6 +215,32 @@ def run(args: argparse.Namespace) -> int:
     con.print(f"Spearman(proxy, measured latency): {sp_text}")
     con.print(f"report: {work / 'report.md'}  plot: {work / 'plot.png'}  "
               f"best module: {work / 'best.so'}")
+    return 0
+
+
+def _lane_summary(con, result, work: Path) -> int:
+    from tvm_sched.tune.lane_report import rich_lane_table
+
+    con.print(rich_lane_table(result))
+    b = result.best
+    if b is None:
+        con.print("[red]the Relax VM could not be measured; see the errors in the report")
+        return EXIT_DEVICE
+    sp = result.speedup
+    con.print(f"pick: [bold]{b.candidate}[/bold] ({result.lanes} lanes): speed-up over the "
+              f"Relax VM {sp['median']:.3f}x (IQR {sp['q1']:.3f}-{sp['q3']:.3f}), median "
+              f"{b.latency['median'] * 1e3:.2f} ms; measured {result.measured_now} now, "
+              f"{len(result.records) - result.measured_now} from earlier runs; "
+              f"{result.seconds['total']:.1f} s")
+    if b.kind == "vm" and result.fastest is not None and result.fastest is not b:
+        con.print(f"kept the Relax VM: the fastest lane plan ({result.fastest.candidate}, "
+                  f"{result.fastest.speedup['median']:.3f}x) did not beat it beyond the noise")
+    sp_text = "n/a" if result.spearman is None else f"{result.spearman:+.2f}"
+    con.print(f"Spearman(predicted makespan, measured latency): {sp_text}")
+    lanes_file = work / "best_lanes.tar"
+    con.print(f"report: {work / 'report.md'}  plot: {work / 'pareto.png'}  VM: "
+              f"{work / 'best.so'}" + (f"  lane plan: {lanes_file}" if lanes_file.exists()
+                                       else ""))
     return 0
 
 

@@ -170,8 +170,10 @@ def _finish(name: str, mod: tvm.IRModule, inputs, params, reference, seed: int) 
 
 
 def load_model(*, model: str | None = None, onnx: str | Path | None = None,
-               relax_file: str | Path | None = None, seed: int = 0) -> TuneModel:
-    """Load exactly one of a zoo model, an ONNX file or a Relax Python file.
+               relax_file: str | Path | None = None, seed: int = 0,
+               size: str = "small") -> TuneModel:
+    """Load exactly one of a zoo model (at zoo ``size``: ``"small"`` or ``"bench"``), an ONNX
+    file or a Relax Python file.
 
     Raises
     ------
@@ -182,8 +184,12 @@ def load_model(*, model: str | None = None, onnx: str | Path | None = None,
     if model is not None:
         from tvm_sched import zoo
 
-        imp = zoo.load(model, seed=seed)
-        return _finish(model, imp.mod, imp.inputs, imp.params, imp.reference, seed)
+        try:
+            imp = zoo.load(model, seed=seed, size=size)
+        except ValueError as err:
+            raise TuneInputError(str(err)) from None
+        name = model if size == "small" else f"{model}-{size}"
+        return _finish(name, imp.mod, imp.inputs, imp.params, imp.reference, seed)
     if onnx is not None:
         return _load_onnx(Path(onnx), seed)
     return _load_relax_file(Path(relax_file), name, seed)

@@ -167,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     from tvm_sched.runtime.rpc import register as register_lane_runtime
 
     register_lane_runtime()  # tvm_sched.runtime.time_exported / run_exported for clients
+    from tvm_sched.tune.lane_remote import register as register_lane_tuning
+
+    register_lane_tuning()  # tvm_sched.tune.num_cores / lane_run / lane_time / lane_profile
 
     tracker = None
     if args.tracker:

@@ -28,7 +28,7 @@ import math
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,6 +40,7 @@ from tvm_sched.relax.memory import planned_bytes
 from tvm_sched.tune.builder import Builder, Built
 from tvm_sched.tune.candidates import default_cache_bytes, propose
 from tvm_sched.tune.database import Database
+from tvm_sched.tune.lanes import LANE_SOLVERS
 from tvm_sched.tune.model import TuneModel, check_target
 from tvm_sched.tune.pick import (
     beyond_noise,
@@ -93,6 +94,14 @@ class TuneConfig:
     #: Build with the arena planner (``tvm_sched.relax.PlanArena``): the memory objective and
     #: ``memory_budget`` then count what the arena pipeline allocates.
     arena: bool = True
+    #: Lanes: ``None`` tunes the VM's operator order (the objectives above); ``"auto"`` (the
+    #: device's cores) or ``M`` tunes lane schedules on the lane runtime
+    #: (:mod:`tvm_sched.tune.lanes`); ``memory_budget`` then bounds the plans' arena bytes.
+    lanes: int | str | None = None
+    #: Lanes: the sample budget every makespan solver gets (orders drawn, where it draws).
+    samples: int = 256
+    #: Lanes: schedules each solver hands in (its best first).
+    per_solver: int = 2
 
     def check(self) -> None:
         """Reject options no run can use, before any work.
@@ -126,6 +135,21 @@ class TuneConfig:
                                  f"{self.cache_bytes} bytes")
         if self.seed < 0:
             raise TuneInputError(f"--seed must be >= 0, got {self.seed}")
+        if self.lanes is not None:
+            if self.objective != "latency":
+                raise TuneInputError("--lanes tunes latency; it does not go with "
+                                     f"--objective {self.objective}")
+            if not (isinstance(self.lanes, str) and self.lanes.strip().lower() == "auto"):
+                try:
+                    ok = int(self.lanes) >= 1 and not isinstance(self.lanes, bool)
+                except (TypeError, ValueError):
+                    ok = False
+                if not ok:
+                    raise TuneInputError(f"--lanes must be 'auto' or an integer >= 1, got "
+                                         f"{self.lanes!r}")
+            if self.samples < 1 or self.per_solver < 1:
+                raise TuneInputError(f"--samples and --per-solver must be >= 1, got "
+                                     f"{self.samples} and {self.per_solver}")
 
 
 def _reference(builder: Builder, model: TuneModel) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -172,11 +196,18 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work
     """
     cfg = config or TuneConfig()
     cfg.check()
-    key_target = str(target) if isinstance(target, str) else target.kind.name
+    # the full target string: "llvm -mcpu=X" and "llvm" must not share records
+    key_target = str(target)
     if not isinstance(target, tvm.target.Target):
         target = check_target(target)
     check_work_dir(work_dir)
     with lock_work_dir(work_dir) as work:
+        if cfg.lanes is not None:
+            from tvm_sched.tune.lanes import tune_lanes
+
+            if tuple(cfg.solvers) == DEFAULT_SOLVERS:
+                cfg = replace(cfg, solvers=LANE_SOLVERS)
+            return tune_lanes(model, target, str(target), runner, work, cfg, progress)
         return _tune(model, target, key_target, runner, work, cfg, progress)
 
 

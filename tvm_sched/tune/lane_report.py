@@ -1,0 +1,239 @@
+"""What a lane tuning run returns and writes: :class:`LaneTuneResult`, report, plot, summary.
+
+Contract
+--------
+- :class:`LaneTuneResult`: the typed records (:class:`~tvm_sched.tune.objective.TuneRecord`),
+  the pick and the fastest candidate, the proxy-vs-measured Spearman, stage times.
+- :func:`solver_table`: per solver its best measured speed-up over the Relax VM (median and
+  quartiles of the paired per-round ratios) and its proxy rank (where its best predicted
+  makespan ranks among every measured lane candidate, 1 = the lowest predicted makespan).
+- :func:`write_lane_report`: ``report.md``, ``summary.json`` and ``pareto.png`` (measured
+  latency relative to the VM x arena bytes, the Pareto front drawn) in the work dir, each
+  replaced atomically. The plot is skipped with one log line when matplotlib is missing.
+- :func:`rich_lane_table`: the same per-solver table for the terminal.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tvm_sched.tune.objective import TuneRecord
+
+__all__ = ["LaneTuneResult", "solver_table", "write_lane_report", "rich_lane_table",
+           "pareto_front"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LaneTuneResult:
+    """See the module docstring."""
+
+    model: str
+    lanes: int
+    records: list[TuneRecord]
+    best: TuneRecord | None
+    fastest: TuneRecord | None
+    lane_pick: TuneRecord | None
+    spearman: float | None
+    work_dir: Path
+    seconds: dict[str, float] = field(default_factory=dict)
+    memory_budget: int | None = None
+    measured_now: int = 0
+    solver_info: dict[str, dict] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def speedup(self) -> dict[str, float] | None:
+        """The pick's speed-up over the Relax VM (1.0 when the VM is the pick)."""
+        if self.best is None:
+            return None
+        if self.best.kind == "vm":
+            return {"median": 1.0, "q1": 1.0, "q3": 1.0, "n": len(self.best.samples)}
+        return self.best.speedup
+
+    def by_name(self, name: str) -> TuneRecord | None:
+        return next((r for r in self.records if r.candidate == name), None)
+
+
+def _relative(r: TuneRecord) -> float:
+    return 1.0 / r.speedup["median"] if r.kind != "vm" else 1.0
+
+
+def solver_table(result: LaneTuneResult) -> list[dict[str, Any]]:
+    """One row per solver that proposed (see the module docstring)."""
+    lanes = [r for r in result.records if r.kind == "lanes" and r.predicted is not None]
+    preds = sorted(r.predicted for r in lanes)
+    rows = []
+    for name, info in result.solver_info.items():
+        own = [r for r in lanes if r.source == name or any(a.split("#")[0] == name
+                                                           for a in r.aliases)]
+        ok = [r for r in own if r.ok and r.speedup]
+        best = max(ok, key=lambda r: r.speedup["median"]) if ok else None
+        top = min((r.predicted for r in own), default=None)
+        rows.append({
+            "solver": name, "error": info.get("error"), "seconds": info.get("seconds"),
+            "proposals": info.get("proposals", 0), "measured": len(own),
+            "best_predicted_ms": None if top is None else top * 1e3,
+            "proxy_rank": None if top is None else preds.index(top) + 1,
+            "best_candidate": best.candidate if best else None,
+            "best_speedup": best.speedup if best else None,
+            "best_median_ms": best.latency["median"] * 1e3 if best else None,
+        })
+    return rows
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both coordinates (lower is better)."""
+    front = []
+    for i, (x, y) in enumerate(points):
+        if not any((a <= x and b <= y) and (a < x or b < y) for a, b in points):
+            front.append(i)
+    return sorted(front, key=lambda i: points[i])
+
+
+def _fmt_sp(sp: dict | None) -> str:
+    if not sp:
+        return "-"
+    return f"{sp['median']:.3f}x [{sp['q1']:.3f}, {sp['q3']:.3f}]"
+
+
+def _markdown(result: LaneTuneResult) -> str:
+    info = result.info
+    b = result.best
+    lines = [f"# tvm-sched tune --lanes: {result.model}", "",
+             f"{info.get('nodes')} operators ({info.get('kernels')} kernels), {result.lanes} "
+             f"lanes on {info.get('device')} (device key {info.get('device_key')!r}, target "
+             f"{info.get('target')!r}); {info.get('chosen')} candidates measured of "
+             f"{info.get('proposed')} proposed; {info.get('repeats')} interleaved rounds; "
+             f"{result.measured_now} measured now.", ""]
+    if b is not None:
+        lines.append(f"**Pick: {b.candidate}** ({b.kind}), speed-up over the Relax VM "
+                     f"{_fmt_sp(result.speedup)} (median [IQR] of per-round ratios).")
+    if result.fastest is not None and result.fastest is not b:
+        lines.append(f"Fastest measured: {result.fastest.candidate} "
+                     f"{_fmt_sp(result.fastest.speedup)} (not beyond the noise: the VM kept).")
+    sp = result.spearman
+    lines += ["", f"Spearman(predicted makespan, measured latency relative to the VM) over the "
+                  f"measured lane candidates: {'n/a' if sp is None else f'{sp:+.3f}'}", "",
+              "## Per solver (same sample budget)", "",
+              "| solver | proposals | best predicted ms | proxy rank | best measured | "
+              "speed-up over VM | seconds |", "|---|---|---|---|---|---|---|"]
+    for row in solver_table(result):
+        if row["error"]:
+            lines.append(f"| {row['solver']} | skipped: {row['error']} | | | | | "
+                         f"{row['seconds']:.1f} |")
+            continue
+        bp = row["best_predicted_ms"]
+        lines.append(f"| {row['solver']} | {row['proposals']} | "
+                     f"{'-' if bp is None else f'{bp:.2f}'} | {row['proxy_rank'] or '-'} | "
+                     f"{row['best_candidate'] or '-'} | {_fmt_sp(row['best_speedup'])} | "
+                     f"{row['seconds']:.1f} |")
+    lines += ["", "## Candidates", "",
+              "| candidate | source | lanes | predicted ms | median ms | speed-up over VM | "
+              "arena bytes | error |", "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(result.records, key=lambda r: (r.kind != "vm", r.predicted or 0)):
+        lat = r.latency
+        med = "-" if not lat else f"{lat['median'] * 1e3:.2f}"
+        lines.append(f"| {r.candidate} | {r.source} | {r.lanes} | "
+                     f"{'-' if r.predicted is None else f'{r.predicted * 1e3:.2f}'} | {med} | "
+                     f"{_fmt_sp(r.speedup) if r.kind != 'vm' else '1 (anchor)'} | "
+                     f"{r.arena_bytes if r.arena_bytes is not None else '-'} | "
+                     f"{r.error or ''} |")
+    lines += ["", "## Stages (s)", "",
+              " ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()), "",
+              "Files: `best.so` (the Relax VM executable), `best_lanes.tar` "
+              "(`tvm_sched.runtime.load`), `best_plan.json`, `pareto.png`, `summary.json`, "
+              "`lane_records.jsonl`.", ""]
+    return "\n".join(lines)
+
+
+def _plot(result: LaneTuneResult) -> bytes | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.info("matplotlib missing: no Pareto plot")
+        return None
+    pts, names = [], []
+    for r in result.records:
+        if r.ok and r.arena_bytes is not None:
+            pts.append((r.arena_bytes / 1024, _relative(r)))
+            names.append(r)
+    if not pts:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    kinds = {}
+    for (x, y), r in zip(pts, names, strict=True):
+        label = r.source if r.kind == "lanes" else "relax-vm"
+        kinds.setdefault(label, []).append((x, y))
+    for label, xy in sorted(kinds.items()):
+        ax.scatter([p[0] for p in xy], [p[1] for p in xy], label=label, s=28)
+    front = pareto_front(pts)
+    ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "k--", lw=1,
+            label="Pareto front")
+    if result.best is not None and result.best.arena_bytes is not None:
+        ax.scatter([result.best.arena_bytes / 1024], [_relative(result.best)], marker="*",
+                   s=200, facecolors="none", edgecolors="red", label="pick")
+    ax.set_xlabel("arena KiB (TVM's planned bytes for the VM)")
+    ax.set_ylabel("latency relative to the Relax VM (same rounds)")
+    ax.set_title(f"{result.model}, {result.lanes} lanes")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=110, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def summary(result: LaneTuneResult) -> dict[str, Any]:
+    return {
+        "model": result.model, "objective": "lanes", "lanes": result.lanes,
+        "pick": result.best.candidate if result.best else None,
+        "pick_kind": result.best.kind if result.best else None,
+        "speedup": result.speedup, "fastest": result.fastest.candidate if result.fastest
+        else None, "spearman": result.spearman, "seconds": result.seconds,
+        "memory_budget": result.memory_budget, "measured_now": result.measured_now,
+        "solvers": solver_table(result), "info": result.info,
+        "records": [r.to_dict() for r in result.records],
+    }
+
+
+def write_lane_report(result: LaneTuneResult) -> None:
+    """``report.md``, ``summary.json`` and ``pareto.png`` in the work dir (atomically)."""
+    from tvm_sched.tune.workdir import atomic_write
+
+    work = Path(result.work_dir)
+    atomic_write(work / "report.md", _markdown(result))
+    atomic_write(work / "summary.json", json.dumps(summary(result), indent=1))
+    png = _plot(result)
+    if png:
+        atomic_write(work / "pareto.png", png)
+
+
+def rich_lane_table(result: LaneTuneResult):
+    """The per-solver table as a ``rich.table.Table``."""
+    from rich.table import Table
+
+    t = Table(title=f"{result.model}: {result.lanes} lanes, speed-up over the Relax VM "
+                    f"(median [IQR] of interleaved rounds)")
+    for col in ("solver", "proposals", "best predicted ms", "proxy rank", "best measured",
+                "speed-up over VM", "s"):
+        t.add_column(col)
+    for row in solver_table(result):
+        if row["error"]:
+            t.add_row(row["solver"], "skipped", row["error"][:50], "", "", "",
+                      f"{row['seconds']:.1f}")
+            continue
+        bp = row["best_predicted_ms"]
+        t.add_row(row["solver"], str(row["proposals"]), "-" if bp is None else f"{bp:.2f}",
+                  str(row["proxy_rank"] or "-"), row["best_candidate"] or "-",
+                  _fmt_sp(row["best_speedup"]), f"{row['seconds']:.1f}")
+    return t

@@ -1,0 +1,499 @@
+"""Tuning for latency over lanes: solvers' lane schedules measured on the device pick the plan.
+
+Contract (``tune(..., TuneConfig(lanes=...))`` and ``tvm-sched tune --lanes auto|M`` land here)
+-------------------------------------------------------------------------------------------
+1. The device session is opened first (the embedded server starts before anything slow); the
+   lane count ``auto`` is the number of cores the device offers (``tvm_sched.tune.num_cores``,
+   registered by the tvm_sched RPC server: :mod:`tvm_sched.tune.lane_remote`).
+2. The model is compiled once (:class:`tvm_sched.runtime.builder.LaneKernels`); that one kernel
+   library serves the Relax VM and every lane plan.
+3. Kernel durations are measured on the device before any solver runs: the one-lane plan is
+   uploaded and each of its steps timed alone on its real arguments (``lane_profile``).
+4. Every makespan solver proposes with the same sample budget (``samples``; ``top_k`` schedules
+   each where the solver returns several) and the same time budget; the proxy is the predicted
+   makespan on the measured durations. Under a memory budget only plans whose arena (planned
+   under the plan's happens-before relation) fits are measured.
+5. Measured in the same interleaved rounds, always: the Relax VM (the anchor), the executor at
+   m = 1, list scheduling at m; plus the proposals' top k by the proxy
+   (:class:`~tvm_sched.tune.objective.LaneObjective`, :func:`~tvm_sched.tune.objective.search`).
+   Outputs are checked against the VM's outputs *on the device* before anything is timed.
+6. The pick: the fastest candidate that beats the VM beyond noise, else the VM. Written to the
+   work dir: ``lane_records.jsonl`` (resume: nothing measured twice), ``best.so`` (the VM
+   executable, as the latency objective writes it), ``best_lanes.tar``
+   (``tvm_sched.runtime.load``-able; the pick, or the fastest lane plan when the VM is the
+   pick), ``best_plan.json``, ``report.md``, ``pareto.png``, ``summary.json``
+   (:mod:`tvm_sched.tune.lane_report`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tvm_sched.errors import DeviceUnavailableError, TuneInputError, one_line
+from tvm_sched.tune import lane_remote
+from tvm_sched.tune.objective import (
+    LaneCandidate,
+    LaneObjective,
+    MeasureResult,
+    TuneRecord,
+    search,
+)
+
+__all__ = ["LANE_SOLVERS", "tune_lanes", "resolve_lanes", "LaneBuilder", "LaneRunner",
+           "LaneDatabase", "propose_lanes"]
+
+log = logging.getLogger(__name__)
+
+#: Every makespan solver, in the order they propose.
+LANE_SOLVERS = ("gflownet", "gaus", "cpsat", "list", "random-list")
+
+
+def resolve_lanes(lanes: int | str, session) -> int:
+    """``"auto"`` -> the device's cores (over the session); an int (or its text) as given.
+
+    Raises
+    ------
+    TuneInputError
+        Not ``auto`` or an integer >= 1; ``auto`` on a server without ``tvm_sched.tune.num_cores``.
+    """
+    if isinstance(lanes, str) and lanes.strip().lower() == "auto":
+        try:
+            fn = session.get_function(lane_remote.NUM_CORES)
+        except Exception:  # noqa: BLE001 - TVM raises its own error kinds for a missing function
+            fn = None
+        if fn is None:
+            raise TuneInputError("--lanes auto needs the tvm_sched RPC server on the device "
+                                 "(python -m tvm_sched.tune.server): this server does not offer "
+                                 f"{lane_remote.NUM_CORES}")
+        return max(1, int(fn()))
+    try:
+        m = int(lanes)
+    except (TypeError, ValueError):
+        raise TuneInputError(f"--lanes must be 'auto' or an integer >= 1, got {lanes!r}") from None
+    if m < 1 or isinstance(lanes, bool):
+        raise TuneInputError(f"--lanes must be 'auto' or an integer >= 1, got {lanes!r}")
+    return m
+
+
+# --------------------------------------------------------------------------------------------
+# building: one kernel library, a plan per candidate, exported once
+@dataclasses.dataclass
+class BuiltLane:
+    """A built candidate: an exported lane module (``path``), the VM (``path`` None) or an error."""
+
+    path: Path | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+class LaneBuilder:
+    """Plans and exports lane candidates from one :class:`LaneKernels` compilation."""
+
+    def __init__(self, kernels, tmp: Path):
+        self.k = kernels
+        self.tmp = Path(tmp)
+        self.lib_path = self.tmp / "kernels.so"
+        if not self.lib_path.exists():
+            kernels.exe.export_library(str(self.lib_path))
+        self._plans: dict[str, Any] = {}
+
+    def schedule(self, c: LaneCandidate):
+        from tvm_sched.schedule import Schedule
+
+        return Schedule(order=tuple(c.order), lane=tuple(c.lane))
+
+    def plan(self, c: LaneCandidate):
+        if c.hash not in self._plans:
+            self._plans[c.hash] = self.k.plan(self.schedule(c), meta={"candidate": c.name,
+                                                                      "source": c.source})
+        return self._plans[c.hash]
+
+    def module(self, c: LaneCandidate, *, engine: str = "python"):
+        from tvm_sched.runtime.module import LaneModule
+
+        bound = {self.k.num_input + i: w for i, w in enumerate(self.k.weights)}
+        return LaneModule(self.plan(c), self.k.exe.mod, "cpu", bound=bound,
+                          constants=self.k.constants, engine=engine, pin=False,
+                          allow_oversubscribe=True,
+                          exporter=lambda p: shutil.copyfile(self.lib_path, p))
+
+    def export(self, c: LaneCandidate, path: Path) -> Path:
+        mod = self.module(c)
+        try:
+            return mod.export(path)
+        finally:
+            mod.close()
+
+    def build(self, c: LaneCandidate) -> BuiltLane:
+        t0 = time.perf_counter()
+        if c.kind == "vm":
+            return BuiltLane(None, None, 0.0)
+        try:
+            path = self.export(c, self.tmp / f"lane_{c.hash}.tar")
+        except Exception as err:  # noqa: BLE001 - a plan that cannot be built is a result
+            return BuiltLane(None, one_line(err, last=True, with_type=True),
+                             time.perf_counter() - t0)
+        return BuiltLane(path, None, time.perf_counter() - t0)
+
+
+# --------------------------------------------------------------------------------------------
+# measuring on one RPC session
+class LaneRunner:
+    """Measures VM and lane candidates on one device session, in interleaved rounds."""
+
+    def __init__(self, name: str, sess, builder: LaneBuilder, inputs: Sequence[np.ndarray], *,
+                 repeats: int = 10, min_repeat_ms: float = 10.0, rtol: float = 1e-4):
+        self.name = name
+        self.sess = sess
+        self.builder = builder
+        self.inputs = [np.asarray(x) for x in inputs]
+        self.repeats = repeats
+        self.min_repeat_ms = min_repeat_ms
+        self.rtol = rtol
+        self.dev = sess.cpu(0)
+        self._vm = None
+        self._vm_args = None
+        self.reference: list[np.ndarray] | None = None
+
+    # -- the VM (also the reference: its outputs on this device) -----------------------------
+    def vm(self):
+        if self._vm is None:
+            import tvm
+            from tvm import relax
+
+            self.sess.upload(str(self.builder.lib_path), "tvm_sched_vm.so")
+            self._vm = relax.VirtualMachine(self.sess.load_module("tvm_sched_vm.so"), self.dev)
+            self._vm_args = [tvm.runtime.tensor(np.asarray(a), self.dev)
+                             for a in self.inputs + list(self.builder.k.weights)]
+            self._vm.set_input("main", *self._vm_args)
+        return self._vm
+
+    def vm_outputs(self) -> list[np.ndarray]:
+        from tvm_sched.relax.frontend import flatten_values
+
+        vm = self.vm()
+        vm.invoke_stateful("main")
+        return [o.numpy() for o in flatten_values(vm.get_outputs("main"))]
+
+    def vm_time(self, number: int) -> float:
+        f = self.vm().time_evaluator("invoke_stateful", self.dev, number=number, repeat=1)
+        return float(f("main").results[0])
+
+    # -- lanes --------------------------------------------------------------------------------
+    def upload(self, path: Path) -> str:
+        name = path.name
+        self.sess.upload(str(path), name)
+        return name
+
+    def lane_outputs(self, name: str, count: int) -> list[np.ndarray]:
+        import tvm
+
+        fn = self.sess.get_function(lane_remote.LANE_RUN)
+        args = [tvm.runtime.tensor(x, self.dev) for x in self.inputs]
+        return [fn(name, k, *args).numpy() for k in range(count)]
+
+    def lane_time(self, name: str, number: int) -> float:
+        return float(self.sess.get_function(lane_remote.LANE_TIME)(name, number))
+
+    def profile(self, path: Path, number: int = 3, repeat: int = 3) -> dict[str, float]:
+        name = self.upload(path)
+        text = self.sess.get_function(lane_remote.LANE_PROFILE)(name, number, repeat)
+        return {k: float(v) for k, v in json.loads(text).items()}
+
+    def _check(self, outs: list[np.ndarray]) -> str | None:
+        ref = self.reference
+        if len(outs) != len(ref):
+            return f"{len(outs)} outputs, the VM gives {len(ref)}"
+        for o, r in zip(outs, ref, strict=True):
+            if o.shape != r.shape:
+                return f"output shape {o.shape} != the VM's {r.shape}"
+            diff = float(np.max(np.abs(o.astype(np.float64) - r))) if o.size else 0.0
+            scale = float(np.max(np.abs(r))) if r.size else 0.0
+            if not np.isfinite(diff) or diff > self.rtol * max(scale, 1.0):
+                return f"outputs differ from the VM's (max abs diff {diff:.3g})"
+        return None
+
+    # -- the protocol -------------------------------------------------------------------------
+    def measure(self, built, anchor, done: Callable[[MeasureResult], None]) -> None:
+        """Check, warm up, then ``repeats`` interleaved rounds over the anchor (the VM) and
+        every candidate; each candidate ends in ``done`` once (errors as results)."""
+        items = [anchor] + [(c, b) for c, b in built if c.hash != anchor[0].hash]
+        report_anchor = any(c.hash == anchor[0].hash for c, _ in built)
+        if self.reference is None:
+            self.reference = self.vm_outputs()
+        runs: list[tuple[LaneCandidate, Callable[[int], float], MeasureResult]] = []
+        for c, b in items:
+            res = MeasureResult(c.hash, self.name)
+            if c.kind == "vm":
+                runs.append((c, self.vm_time, res))
+                continue
+            if b.error is not None:
+                res.error = f"build failed: {b.error}"
+                done(res)
+                continue
+            try:
+                name = self.upload(b.path)
+                outs = self.lane_outputs(name, len(self.reference))
+            except Exception as err:  # noqa: BLE001 - one candidate's failure is its result
+                res.error = f"load/run failed: {one_line(err, last=True, with_type=True)}"
+                done(res)
+                self._alive()
+                continue
+            bad = self._check(outs)
+            if bad:
+                res.error = bad
+                done(res)
+                continue
+            runs.append((c, (lambda n, name=name: self.lane_time(name, n)), res))
+        # one warm-up each; the VM's sets how many runs make one sample
+        first = runs[0][1](1)
+        number = max(1, math.ceil(self.min_repeat_ms / 1e3 / max(first, 1e-9)))
+        for _, fn, _ in runs[1:]:
+            fn(1)
+        for _ in range(self.repeats):
+            for _, fn, res in runs:  # interleaved: VM A B C VM A B C ...
+                if res.error is None:
+                    try:
+                        res.samples.append(fn(number))
+                    except Exception as err:  # noqa: BLE001
+                        res.error = f"timing failed: {one_line(err, last=True, with_type=True)}"
+                        res.samples = []
+                        self._alive()
+        vm_samples = runs[0][2].samples
+        for c, _, res in runs:
+            res.anchor = list(vm_samples)
+            if c.kind == "vm" and not report_anchor:
+                continue
+            done(res)
+
+    def _alive(self) -> None:
+        import tvm
+
+        try:
+            tvm.runtime.tensor(np.zeros(1, "float32"), self.dev).numpy()
+        except Exception as err:  # noqa: BLE001
+            raise DeviceUnavailableError(f"device {self.name} was lost: "
+                                         f"{one_line(err, last=True)}") from None
+
+
+class LaneDatabase:
+    """:class:`TuneRecord` lines in ``lane_records.jsonl`` (the tuner's robust JSONL reader)."""
+
+    def __init__(self, path: Path, model_hash: str, target: str, device_key: str):
+        from tvm_sched.tune.database import Database
+
+        self.db = Database(path)
+        self.model_hash, self.target, self.device_key = model_hash, target, device_key
+
+    def records(self) -> dict[tuple, TuneRecord]:
+        out = {}
+        for k, d in self.db.records(self.model_hash, self.target, self.device_key).items():
+            try:
+                out[k] = TuneRecord.from_dict(d)
+            except (KeyError, TypeError, ValueError) as err:
+                log.warning("%s: a lane record skipped: %s", self.db.path, err)
+        return out
+
+    def append(self, rec: TuneRecord) -> None:
+        self.db.append(rec.to_dict())
+
+    @property
+    def skipped(self) -> int:
+        return self.db.skipped
+
+
+# --------------------------------------------------------------------------------------------
+# proposing
+def _solver_options(name: str, samples: int, top_k: int) -> dict[str, Any]:
+    from tvm_sched.solvers import solver_class
+
+    have = {f.name for f in dataclasses.fields(solver_class(name).Config)}
+    opts: dict[str, Any] = {}
+    if "samples" in have:
+        opts["samples"] = samples
+    if "top_k" in have:
+        opts["top_k"] = top_k
+    if "num_workers" in have:  # CP-SAT: a portfolio no larger than the machine
+        opts["num_workers"] = max(1, min(8, lane_remote.num_cores()))
+    return opts
+
+
+def propose_lanes(graph, lanes: int, solvers: Sequence[str], *, samples: int, per_solver: int,
+                  budget: float, seed: int,
+                  progress: Callable[[str], None] | None = None
+                  ) -> tuple[list[LaneCandidate], dict[str, dict]]:
+    """Every solver's schedules at ``lanes`` lanes (same samples, same time budget), plus the
+    executor at m = 1; deduplicated (aliases kept). ``info`` per solver: seconds, proposals,
+    or the error that skipped it."""
+    from tvm_sched.cost import make_objective
+    from tvm_sched.solvers import get_solver
+
+    objective = make_objective("makespan", lanes=lanes)
+    one = make_objective("makespan", lanes=1)
+    n = graph.num_nodes
+    pool: list[LaneCandidate] = []
+    seen: dict[str, LaneCandidate] = {}
+
+    def add(c: LaneCandidate) -> None:
+        if c.hash in seen:
+            seen[c.hash].aliases.append(c.name)
+            seen[c.hash].baseline |= c.baseline
+        else:
+            seen[c.hash] = c
+            pool.append(c)
+
+    from tvm_sched.schedule import Schedule
+
+    m1 = Schedule(order=tuple(range(n)), lane=(0,) * n)
+    add(LaneCandidate("executor m=1", "baseline", "lanes", 1, m1.order, m1.lane,
+                      float(one.evaluate(graph, m1)), baseline=True))
+    info: dict[str, dict] = {}
+    for name in dict.fromkeys([*solvers, "list"]):
+        t0 = time.perf_counter()
+        try:
+            res = get_solver(name, **_solver_options(name, samples, per_solver)).solve(
+                graph, objective, budget=budget, seed=seed)
+        except Exception as err:  # noqa: BLE001 - a solver that cannot run is skipped, said so
+            info[name] = {"error": one_line(err, limit=200), "seconds": time.perf_counter() - t0}
+            log.warning("solver %s skipped: %s", name, info[name]["error"])
+            if progress:
+                progress(name)
+            continue
+        scheds = list(res.schedules)[:max(1, per_solver)]
+        for j, s in enumerate(scheds):
+            if s.lane is None:
+                s = objective.complete(graph, s)
+            add(LaneCandidate(name if j == 0 else f"{name}#{j}", name, "lanes", lanes,
+                              tuple(int(v) for v in s.order), tuple(int(v) for v in s.lane),
+                              float(objective.evaluate(graph, s)),
+                              baseline=(name == "list" and j == 0)))
+        info[name] = {"seconds": time.perf_counter() - t0, "proposals": len(scheds),
+                      "in_budget": name in solvers}
+        if progress:
+            progress(name)
+    return pool, info
+
+
+# --------------------------------------------------------------------------------------------
+# the run
+def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
+               progress: Callable | None = None):
+    """The lane objective end to end (see the module docstring); returns a
+    :class:`~tvm_sched.tune.lane_report.LaneTuneResult`."""
+    from tvm_sched.runtime.builder import LaneKernels
+    from tvm_sched.tune.lane_report import LaneTuneResult, write_lane_report
+    from tvm_sched.tune.pick import parse_memory_budget
+    from tvm_sched.tune.workdir import atomic_path, atomic_write
+
+    prog = progress or (lambda *a: None)
+    secs: dict[str, float] = {}
+    t_start = time.perf_counter()
+    lane_remote.register()  # in-process sessions call these in this process
+    runner.prepare()
+    t0 = time.perf_counter()
+    prog("connect", 0, 1, "device")
+    devices = runner.open()
+    if not devices:
+        raise DeviceUnavailableError("the runner offers no device")
+    dev_name, sess = devices[0]
+    lanes = resolve_lanes(cfg.lanes, sess)
+    secs["connect"] = time.perf_counter() - t0
+    prog("connect", 1, 1, f"{dev_name}: {lanes} lanes")
+
+    t0 = time.perf_counter()
+    prog("build", 0, 1, "kernels (one compilation)")
+    k = LaneKernels(model.mod, target, params=model.params)
+    tmp_dir = tempfile.TemporaryDirectory(prefix="tvm_sched_lanes_tune_")
+    try:
+        builder = LaneBuilder(k, Path(tmp_dir.name))
+        secs["compile"] = time.perf_counter() - t0
+        prog("build", 1, 1, "kernels")
+        dev = LaneRunner(dev_name, sess, builder, model.inputs, repeats=cfg.repeats,
+                         min_repeat_ms=cfg.min_repeat_ms)
+
+        # kernel durations on the device, before any solver runs
+        t0 = time.perf_counter()
+        prog("profile", 0, 1, "kernels on the device")
+        n = k.graph.num_nodes
+        m1 = LaneCandidate("executor m=1", "baseline", "lanes", 1, tuple(range(n)), (0,) * n)
+        kernel_times = dev.profile(builder.export(m1, builder.tmp / "profile.tar"))
+        k.profile(kernel_times)
+        secs["profile"] = time.perf_counter() - t0
+        prog("profile", 1, 1, f"{len(kernel_times)} kernels")
+
+        t0 = time.perf_counter()
+        solvers = list(cfg.solvers)
+        proposed: list[str] = []
+
+        def solver_done(name: str) -> None:
+            proposed.append(name)
+            prog("propose", len(proposed), len(dict.fromkeys([*solvers, "list"])), name)
+
+        pool, solver_info = propose_lanes(
+            k.graph, lanes, solvers, samples=cfg.samples, per_solver=max(1, cfg.per_solver),
+            budget=cfg.solver_budget, seed=cfg.seed, progress=solver_done)
+        secs["propose"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        tvm_bytes = k.tvm_planned_bytes
+        for c in pool:
+            c.arena_bytes = int(builder.plan(c).arena_bytes)
+        vm = LaneCandidate("relax-vm", "baseline", "vm", 1, None, None,
+                           float(np.sum(k.graph.duration)), tvm_bytes, baseline=True)
+        budget = parse_memory_budget(cfg.memory_budget, tvm_bytes or 0)
+        secs["plan"] = time.perf_counter() - t0
+
+        objective = LaneObjective()
+        db = LaneDatabase(work / "lane_records.jsonl", model.hash, key_target, runner.key)
+
+        def key(c: LaneCandidate) -> tuple:
+            return (model.hash, c.hash, key_target, runner.key)
+
+        def make_record(c: LaneCandidate, m: MeasureResult) -> TuneRecord:
+            return TuneRecord.make(c, m, model=model.name, model_hash=model.hash,
+                                   target=key_target, device_key=runner.key)
+
+        t0 = time.perf_counter()
+        out = search(objective, [vm, *pool], builder=builder, runner=dev, database=db, key=key,
+                     make_record=make_record, budget=budget, top_k=cfg.top_k, progress=prog)
+        secs["measure"] = time.perf_counter() - t0
+
+        # the files next to each other: best.so (the VM), best_lanes.tar (a lane plan)
+        t0 = time.perf_counter()
+        best, fastest = out.best, out.fastest
+        lane_pick = best if best is not None and best.kind == "lanes" else (
+            fastest if fastest is not None and fastest.kind == "lanes" else None)
+        if cfg.export:
+            with atomic_path(work / "best.so") as p:
+                shutil.copyfile(builder.lib_path, p)
+            if lane_pick is not None:
+                cand = next(c for c in out.chosen if c.hash == lane_pick.order_hash)
+                with atomic_path(work / "best_lanes.tar") as p:
+                    builder.export(cand, p)
+                atomic_write(work / "best_plan.json", builder.plan(cand).to_json(indent=1))
+        secs["export"] = time.perf_counter() - t0
+    finally:
+        tmp_dir.cleanup()
+    secs["total"] = time.perf_counter() - t_start
+    result = LaneTuneResult(
+        model=model.name, lanes=lanes, records=out.records, best=best, fastest=fastest,
+        lane_pick=lane_pick, spearman=out.spearman, work_dir=work, seconds=secs,
+        memory_budget=budget, measured_now=out.measured_now, solver_info=solver_info,
+        info={"target": key_target, "device_key": runner.key, "device": dev_name,
+              "nodes": int(n), "kernels": len(kernel_times), "tvm_planned": tvm_bytes,
+              "proposed": len(pool), "chosen": len(out.chosen), "samples": cfg.samples,
+              "top_k": cfg.top_k, "repeats": cfg.repeats, "solver_budget": cfg.solver_budget,
+              "sum_durations_s": float(np.sum(k.graph.duration)),
+              "records_skipped": db.skipped, "model_hash": model.hash})
+    write_lane_report(result)
+    return result
