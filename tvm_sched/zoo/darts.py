@@ -13,8 +13,8 @@ Search", ICLR 2019 (arXiv 1806.09055), sections 2.1 and 3.1 and the cells of its
   twice), dilated separable convolutions (ReLU, depthwise k x k with dilation 2, pointwise, BN),
   3x3 max pooling, identity. In a reduction cell the operations that read the cell's inputs
   use stride 2 (an identity on an input becomes a factorized reduction).
-- The network: a 3x3 conv stem with ``3c`` channels, ``cells`` cells with reduction cells at 1/3
-  and 2/3 of the depth (each doubles ``c``), global average pooling and a linear classifier.
+- The network: a 3x3 conv stem (``3c`` channels here), ``cells`` cells with reduction cells at
+  1/3 and 2/3 of the depth (each doubles ``c``), global average pooling and a linear classifier.
 
 The searched genotype (an operation and the node it reads, per intermediate node):
 

@@ -4,17 +4,20 @@ Written from the description in Wang, Sun, Cheng, Jiang, Deng, Zhao, Liu, Mu, Ta
 Xiao, "Deep High-Resolution Representation Learning for Visual Recognition", IEEE TPAMI 2020
 (arXiv 1908.07919; first as Sun et al., CVPR 2019), section 3:
 
-- A stem of two stride-2 3x3 convolutions brings the input to 1/4 resolution (the ``stem_strides``
-  parameter lets a small model use one); stage 1 is a chain of bottleneck residual units at the
-  highest resolution.
+- A stem of two stride-2 3x3 convolutions brings the input to 1/4 resolution (``stem_strides``;
+  the zoo's sizes use one, on smaller inputs); stage 1 is a chain of bottleneck residual units
+  at the highest resolution, then a 3x3 convolution gives the first branch ``width`` channels.
 - Stage s (s = 2, 3, 4) runs s branches in parallel, branch r at 1/2^r of the highest resolution
-  with ``2^r * width`` channels. A new branch is made from the previous lowest-resolution branch
-  by a stride-2 3x3 convolution (the transition).
+  with ``2^r * width`` channels. A new branch is made here from the previous lowest-resolution
+  branch by a stride-2 3x3 convolution with BN and ReLU (the transition).
 - A stage repeats a modularized block: every branch runs ``blocks`` basic residual units (two
   3x3 convolutions) on its own, then a multi-resolution fusion gives every output branch the sum
   of all input branches brought to its resolution and width: itself unchanged; a higher-
   resolution input by stride-2 3x3 convolutions (one per halving, with BN; ReLU between them);
-  a lower-resolution input by a 1x1 convolution with BN and bilinear upsampling; then a ReLU.
+  a lower-resolution input by bilinear upsampling and a 1x1 convolution with BN (here the
+  convolution and BN come first: both are per-pixel affine maps and bilinear weights sum to one,
+  so the order does not change the result, and convolving the smaller map is cheaper); then a
+  ReLU.
 - The representation head of HRNetV2: the lower-resolution branches upsampled (bilinear) to the
   highest resolution and concatenated; here followed by global average pooling and a linear
   classifier (no 1x1 mixing convolution: with TVM's untuned kernels a wide 1x1 convolution at the
