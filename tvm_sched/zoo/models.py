@@ -124,6 +124,15 @@ def torch_model(name: str, seed: int = 0, *, size: str = "small"):
     ------
     ValueError
         If ``name`` is not a zoo model or ``size`` not a zoo size.
+
+    Examples
+    --------
+    >>> model, (x,) = torch_model("hrnet", size="bench")
+    >>> tuple(x.shape), len(model.stages[-1][0].branches)
+    ((1, 3, 96, 96), 4)
+    >>> torch_model("hrnet", size="large")
+    Traceback (most recent call last):
+    ValueError: unknown zoo size 'large'; choose one of: small, bench
     """
     build, make_args = _check(name, size)
     with torch.random.fork_rng(devices=[]):
