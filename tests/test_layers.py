@@ -67,3 +67,11 @@ def test_command_line_does_not_borrow_from_the_benchmark_harness():
     assert "tvm_sched.compare" not in g  # moved to tvm_sched.solvers.compare
     assert not g.has_edge("tvm_sched.tune.cli", "tvm_sched.solvers.compare")
     assert g.has_edge("tvm_sched.tune.cli", "tvm_sched.console")
+
+
+def test_test_files_have_unique_basenames():
+    """pytest imports test modules by basename (no ``__init__.py`` under tests/): two files of
+    one name stop the whole collection ("import file mismatch")."""
+    tests = Path(__file__).resolve().parent
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
