@@ -387,6 +387,25 @@ def propose_lanes(graph, lanes: int, solvers: Sequence[str], *, samples: int, pe
 
 # --------------------------------------------------------------------------------------------
 # the run
+def _load_state(path: Path, key: dict) -> dict | None:
+    """The kernel durations and proposals of an earlier run with the same ``key``, or None."""
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(state, dict) or state.get("key") != json.loads(json.dumps(key)):
+        return None
+    try:
+        for c in state["pool"]:
+            LaneCandidate(**{**c, "order": tuple(c["order"]), "lane": tuple(c["lane"])})
+        {str(k): float(v) for k, v in state["kernel_times"].items()}
+        dict(state["solver_info"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        log.warning("%s: unreadable; profiling and proposing again", path)
+        return None
+    return state
+
+
 def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
                progress: Callable | None = None):
     """The lane objective end to end (see the module docstring); returns a
@@ -422,12 +441,22 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
         dev = LaneRunner(dev_name, sess, builder, model.inputs, repeats=cfg.repeats,
                          min_repeat_ms=cfg.min_repeat_ms)
 
-        # kernel durations on the device, before any solver runs
+        # kernel durations on the device, before any solver runs; the proposals made on them.
+        # Both are kept in the work dir, so a resumed run re-measures and re-proposes nothing.
+        state_key = {"model_hash": model.hash, "target": key_target, "device_key": runner.key,
+                     "lanes": lanes, "solvers": list(cfg.solvers), "samples": cfg.samples,
+                     "per_solver": cfg.per_solver, "solver_budget": cfg.solver_budget,
+                     "seed": cfg.seed}
+        saved = _load_state(work / "lane_state.json", state_key)
         t0 = time.perf_counter()
-        prog("profile", 0, 1, "kernels on the device")
         n = k.graph.num_nodes
-        m1 = LaneCandidate("executor m=1", "baseline", "lanes", 1, tuple(range(n)), (0,) * n)
-        kernel_times = dev.profile(builder.export(m1, builder.tmp / "profile.tar"))
+        if saved is not None:
+            kernel_times = saved["kernel_times"]
+        else:
+            prog("profile", 0, 1, "kernels on the device")
+            m1 = LaneCandidate("executor m=1", "baseline", "lanes", 1, tuple(range(n)),
+                               (0,) * n)
+            kernel_times = dev.profile(builder.export(m1, builder.tmp / "profile.tar"))
         k.profile(kernel_times)
         secs["profile"] = time.perf_counter() - t0
         prog("profile", 1, 1, f"{len(kernel_times)} kernels")
@@ -440,9 +469,17 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
             proposed.append(name)
             prog("propose", len(proposed), len(dict.fromkeys([*solvers, "list"])), name)
 
-        pool, solver_info = propose_lanes(
-            k.graph, lanes, solvers, samples=cfg.samples, per_solver=max(1, cfg.per_solver),
-            budget=cfg.solver_budget, seed=cfg.seed, progress=solver_done)
+        if saved is not None:
+            pool = [LaneCandidate(**{**c, "order": tuple(c["order"]), "lane": tuple(c["lane"])})
+                    for c in saved["pool"]]
+            solver_info = saved["solver_info"]
+        else:
+            pool, solver_info = propose_lanes(
+                k.graph, lanes, solvers, samples=cfg.samples, per_solver=max(1, cfg.per_solver),
+                budget=cfg.solver_budget, seed=cfg.seed, progress=solver_done)
+            atomic_write(work / "lane_state.json", json.dumps(
+                {"key": state_key, "kernel_times": kernel_times,
+                 "pool": [dataclasses.asdict(c) for c in pool], "solver_info": solver_info}))
         secs["propose"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         tvm_bytes = k.tvm_planned_bytes

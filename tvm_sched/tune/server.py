@@ -100,7 +100,10 @@ class EmbeddedServer:
             return self
         if self.proc is None:
             self.launch()
-        deadline = self._launched + self.start_timeout
+        # counted from the launch (the server imports TVM while the caller builds), but the
+        # ready line is always read: a caller that comes back after a long build finds a
+        # server that has long been listening, and one still starting gets a few seconds more
+        deadline = max(self._launched + self.start_timeout, time.monotonic() + 5.0)
         line = ""
         while time.monotonic() < deadline:
             ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
