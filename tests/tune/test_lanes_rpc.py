@@ -1,0 +1,150 @@
+"""Lane tuning over TVM RPC: a loopback tvm_sched server, resume, the exported plan, the demo.
+
+The integration tests build a small zoo model; the CLI demo at small size is also ``slow``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tvm_sched.errors import TuneInputError
+from tvm_sched.tune.lanes import resolve_lanes
+
+
+class _Session:
+    def __init__(self, funcs):
+        self.funcs = funcs
+
+    def get_function(self, name):
+        if name not in self.funcs:
+            raise AttributeError(name)  # TVM raises its own kinds; any is accepted
+        return self.funcs[name]
+
+
+def test_resolve_lanes_auto_reads_the_device_cores():
+    sess = _Session({"tvm_sched.tune.num_cores": lambda: 6})
+    assert resolve_lanes("auto", sess) == 6
+    assert resolve_lanes("AUTO ", sess) == 6
+    assert resolve_lanes(3, sess) == 3 and resolve_lanes("2", sess) == 2
+
+
+@pytest.mark.parametrize("bad", ["0", -1, "two", "1.5", None])
+def test_resolve_lanes_rejects_what_is_not_a_lane_count(bad):
+    with pytest.raises(TuneInputError, match="--lanes"):
+        resolve_lanes(bad, _Session({}))
+
+
+def test_auto_on_a_server_without_tvm_sched_says_so():
+    with pytest.raises(TuneInputError, match="tvm_sched RPC server"):
+        resolve_lanes("auto", _Session({}))
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"lanes": "many"}, "--lanes"), ({"lanes": 0}, "--lanes"),
+    ({"lanes": 2, "objective": "memory"}, "tunes latency"),
+    ({"lanes": 2, "samples": 0}, "--samples"),
+])
+def test_tune_config_checks_lane_options(kw, message):
+    from tvm_sched.tune.tuner import TuneConfig
+
+    with pytest.raises(TuneInputError, match=message):
+        TuneConfig(**kw).check()
+
+
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_model():
+    from tvm_sched.tune import load_model
+
+    return load_model(model="inception")
+
+
+@pytest.fixture(scope="module")
+def server():
+    from tvm_sched.tune.server import EmbeddedServer
+
+    with EmbeddedServer(lifetime=900) as srv:
+        yield srv
+
+
+def _config(**kw):
+    from tvm_sched.tune.tuner import TuneConfig
+
+    base = dict(lanes="auto", solvers=("list", "random-list", "gaus"), solver_budget=0.5,
+                samples=32, per_solver=2, top_k=3, repeats=3, min_repeat_ms=1.0)
+    base.update(kw)
+    return TuneConfig(**base)
+
+
+@pytest.mark.integration
+@pytest.mark.rpc
+def test_lanes_through_a_loopback_server_resume_and_export(small_model, server, tmp_path):
+    import tvm
+
+    from tvm_sched import runtime
+    from tvm_sched.runtime.builder import LaneKernels
+    from tvm_sched.tune import ServerRunner, tune
+    from tvm_sched.tune.lane_remote import num_cores
+
+    runner = ServerRunner(server.address)
+    res = tune(small_model, "llvm", runner, tmp_path, _config())
+    assert res.lanes == num_cores()  # auto: the server's cores (same machine here)
+    names = {r.candidate for r in res.records}
+    assert {"relax-vm", "executor m=1"} <= names
+    assert "list" in names or any(a == "list" for r in res.records for a in r.aliases)
+    bad = [(r.candidate, r.error) for r in res.records if r.error]
+    assert not bad, bad
+    assert all(len(r.samples) == 3 and len(r.anchor_samples) == 3 for r in res.records)
+    assert res.best is not None
+    target_key = str(tvm.target.Target("llvm"))
+    assert all(r.target == target_key for r in res.records)  # the full target string
+
+    # kernel durations were measured on the device before the solvers ran
+    state = json.loads((tmp_path / "lane_state.json").read_text())
+    assert state["kernel_times"] and all(v > 0 for v in state["kernel_times"].values())
+    assert {"report.md", "summary.json", "best.so", "lane_records.jsonl"} <= {
+        p.name for p in tmp_path.iterdir()}
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["pick"] == res.best.candidate
+    assert {row["solver"] for row in summary["solvers"]} >= {"list", "random-list", "gaus"}
+
+    # the exported lane plan loads and computes what the Relax VM computes
+    assert (tmp_path / "best_lanes.tar").exists()
+    k = LaneKernels(small_model.mod, "llvm", params=small_model.params)
+    want = k.reference(*small_model.inputs)
+    with runtime.load(tmp_path / "best_lanes.tar", "cpu", allow_oversubscribe=True) as mod:
+        got = mod(*small_model.inputs)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+    # resume: nothing measured, profiled or proposed again
+    lines = (tmp_path / "lane_records.jsonl").read_text().count("\n")
+    again = tune(small_model, "llvm", ServerRunner(server.address), tmp_path, _config())
+    assert again.measured_now == 0
+    assert (tmp_path / "lane_records.jsonl").read_text().count("\n") == lines
+    assert again.best.candidate == res.best.candidate
+
+    # a memory budget below every plan but the VM's own leaves the VM
+    tight = tune(small_model, "llvm", ServerRunner(server.address), tmp_path / "tight",
+                 _config(memory_budget=64))
+    assert tight.best.kind == "vm"
+    assert all(r.kind == "vm" or r.baseline for r in tight.records)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_demo_at_small_size(tmp_path, capsys):
+    from tvm_sched.cli import main
+
+    rc = main(["tune", "--model", "darts", "--lanes", "auto", "--quiet", "--solver-budget",
+               "0.5", "--samples", "32", "--repeats", "3", "--min-repeat-ms", "1",
+               "--work-dir", str(tmp_path / "demo")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "speed-up over the Relax VM" in out
+    for solver in ("gaus", "cpsat", "list", "random-list"):
+        assert solver in out
+    assert (tmp_path / "demo" / "report.md").exists()
