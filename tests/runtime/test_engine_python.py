@@ -134,15 +134,24 @@ def test_lane_cores_are_disjoint_blocks():
 
 
 def test_threads_end_on_close_and_on_garbage_collection():
-    before = threading.active_count()
-    eng = PythonEngine([lambda: None], [(0, []), (0, [])], [[0], [1]], [[], []],
-                       allow_oversubscribe=True)
-    assert threading.active_count() == before + 2
-    del eng
     import gc
 
+    def lane_threads():
+        return {t for t in threading.enumerate() if t.name.startswith("tvm_sched-lane-")}
+
+    before = lane_threads()
+    eng = PythonEngine([lambda: None], [(0, []), (0, [])], [[0], [1]], [[], []],
+                       allow_oversubscribe=True)
+    mine = lane_threads() - before
+    assert len(mine) == 2 and all(t.is_alive() for t in mine)
+    del eng
     gc.collect()
-    deadline = time.monotonic() + 5
-    while threading.active_count() > before and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert threading.active_count() == before
+    for t in mine:
+        t.join(timeout=5)
+    assert not any(t.is_alive() for t in mine)
+    eng = PythonEngine([lambda: None], [(0, [])], [[0]], [[]])
+    mine = lane_threads() - before
+    eng.close()
+    for t in mine:
+        t.join(timeout=5)
+    assert not any(t.is_alive() for t in mine)
