@@ -18,6 +18,7 @@ resumed) with the embedded RPC runner (the default of ``tvm-sched tune``), and o
     OMP_NUM_THREADS=1 TVM_NUM_THREADS=1 .venv/bin/python benchmarks/tune.py \\
         --objectives latency memory
     .venv/bin/python benchmarks/tune.py --quick --out /tmp/tune   # smoke run, < 1 min
+    .venv/bin/python benchmarks/tune.py --lanes auto   # lanes: see benchmarks/tune_lanes.py
 
 Writes ``<name>.json`` and ``<name>.md`` under ``--out``.
 """
@@ -294,7 +295,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=None, help="output file stem (default tune[_quick])")
     p.add_argument("--render", type=Path, default=None, metavar="FILE.json",
                    help="only rewrite FILE.md from a saved FILE.json (after editing the report)")
+    lanes = p.add_argument_group("lanes (benchmarks/tune_lanes.py)")
+    lanes.add_argument("--lanes", default=None, metavar="auto|M",
+                       help="tune lane schedules instead (default models: the multi-branch ones)")
+    lanes.add_argument("--size", default="bench", choices=list(zoo.SIZES))
+    lanes.add_argument("--cores", type=int, default=2, help="cores this run may use")
+    lanes.add_argument("--samples", type=int, default=256)
+    lanes.add_argument("--per-solver", type=int, default=2)
     args = p.parse_args(argv)
+    if args.lanes is not None:
+        from tune_lanes import main as lanes_main
+
+        return lanes_main(args, argv if argv is not None else sys.argv[1:])
     if args.quick:
         args.models = args.models or ["inception"]
         args.candidates, args.top_k, args.repeats, args.solver_budget = 16, 2, 3, 0.5
