@@ -9,6 +9,7 @@ left out (a package's ``__init__`` re-exporting its modules is not a cycle).
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import networkx as nx
@@ -23,7 +24,9 @@ KNOWN = {
 }
 
 
+@functools.cache
 def import_graph() -> nx.DiGraph:
+    """Module -> imported module, over every ``tvm_sched`` module (read once per session)."""
     mods = {}
     for p in ROOT.rglob("*.py"):
         parts = p.relative_to(ROOT.parent).with_suffix("").parts
