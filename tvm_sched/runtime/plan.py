@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from tvm_sched.errors import CycleError, InvalidScheduleError
+from tvm_sched.runtime.waits import bits_to_matrix
 
 __all__ = ["LanePlan", "TensorSpec", "Step", "FORMAT_NAME", "FORMAT_VERSION", "ALIGN",
            "dtype_bytes"]
@@ -222,14 +223,7 @@ class LanePlan:
             for u in preds[v]:
                 r |= reach[u] | (1 << u)
             reach[v] = r
-        hb = np.zeros((s, s), dtype=bool)
-        for v in range(s):
-            r = reach[v]
-            while r:
-                low = r & -r
-                hb[low.bit_length() - 1, v] = True
-                r ^= low
-        return hb
+        return bits_to_matrix(reach, s)
 
     # -- checks -----------------------------------------------------------------------------
     def _step_preds(self) -> list[list[int]]:
