@@ -17,6 +17,8 @@ Contract (``tune(..., TuneConfig(lanes=...))`` and ``tvm-sched tune --lanes auto
    m = 1, list scheduling at m; plus the proposals' top k by the proxy
    (:class:`~tvm_sched.tune.objective.LaneObjective`, :func:`~tvm_sched.tune.objective.search`).
    Outputs are checked against the VM's outputs *on the device* before anything is timed.
+   With several devices (a tracker's), candidates are dealt over them, each device's rounds
+   anchored on its own VM run (:class:`SpreadRunner`); ``auto`` is then the fewest cores.
 6. The pick: the fastest candidate that beats the VM beyond noise, else the VM. Written to the
    work dir: ``lane_records.jsonl`` (resume: nothing measured twice), ``best.so`` (the VM
    executable, as the latency objective writes it), ``best_lanes.tar``
@@ -51,7 +53,7 @@ from tvm_sched.tune.objective import (
 )
 
 __all__ = ["LANE_SOLVERS", "tune_lanes", "resolve_lanes", "LaneBuilder", "LaneRunner",
-           "LaneDatabase", "propose_lanes"]
+           "SpreadRunner", "LaneDatabase", "propose_lanes"]
 
 log = logging.getLogger(__name__)
 
@@ -287,6 +289,37 @@ class LaneRunner:
                                          f"{one_line(err, last=True)}") from None
 
 
+class SpreadRunner:
+    """Several devices (a tracker's): candidates dealt round-robin, each device's batch
+    anchored on its own VM run, the devices measuring at the same time; ``done`` serialised."""
+
+    def __init__(self, runners: Sequence[LaneRunner]):
+        self.runners = list(runners)
+
+    def measure(self, built, anchor, done: Callable[[MeasureResult], None]) -> None:
+        import concurrent.futures as cf
+        import threading
+
+        if len(self.runners) == 1:
+            self.runners[0].measure(built, anchor, done)
+            return
+        lock = threading.Lock()
+
+        def once(m: MeasureResult) -> None:
+            with lock:
+                done(m)
+
+        rest = [(c, b) for c, b in built if c.hash != anchor[0].hash]
+        shares = [rest[i::len(self.runners)] for i in range(len(self.runners))]
+        if len(rest) < len(built):  # the VM itself is to be recorded: by the first device
+            shares[0] = [anchor, *shares[0]]
+        with cf.ThreadPoolExecutor(len(self.runners)) as ex:
+            futs = [ex.submit(r.measure, share, anchor, once)
+                    for r, share in zip(self.runners, shares, strict=True) if share]
+            for f in futs:
+                f.result()
+
+
 class LaneDatabase:
     """:class:`TuneRecord` lines in ``lane_records.jsonl`` (the tuner's robust JSONL reader)."""
 
@@ -426,9 +459,10 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
     if not devices:
         raise DeviceUnavailableError("the runner offers no device")
     dev_name, sess = devices[0]
-    lanes = resolve_lanes(cfg.lanes, sess)
+    # auto: the fewest cores any device offers (a plan must fit every device it is timed on)
+    lanes = min(resolve_lanes(cfg.lanes, s) for _, s in devices)
     secs["connect"] = time.perf_counter() - t0
-    prog("connect", 1, 1, f"{dev_name}: {lanes} lanes")
+    prog("connect", 1, 1, f"{len(devices)} device(s): {lanes} lanes")
 
     t0 = time.perf_counter()
     prog("build", 0, 1, "kernels (one compilation)")
@@ -438,8 +472,9 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
         builder = LaneBuilder(k, Path(tmp_dir.name))
         secs["compile"] = time.perf_counter() - t0
         prog("build", 1, 1, "kernels")
-        dev = LaneRunner(dev_name, sess, builder, model.inputs, repeats=cfg.repeats,
-                         min_repeat_ms=cfg.min_repeat_ms)
+        devs = [LaneRunner(name, se, builder, model.inputs, repeats=cfg.repeats,
+                           min_repeat_ms=cfg.min_repeat_ms) for name, se in devices]
+        dev = devs[0]  # profiles the kernels
 
         # kernel durations on the device, before any solver runs; the proposals made on them.
         # Both are kept in the work dir, so a resumed run re-measures and re-proposes nothing.
@@ -501,7 +536,8 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
                                    target=key_target, device_key=runner.key)
 
         t0 = time.perf_counter()
-        out = search(objective, [vm, *pool], builder=builder, runner=dev, database=db, key=key,
+        out = search(objective, [vm, *pool], builder=builder, runner=SpreadRunner(devs),
+                     database=db, key=key,
                      make_record=make_record, budget=budget, top_k=cfg.top_k, progress=prog)
         secs["measure"] = time.perf_counter() - t0
 
@@ -526,7 +562,8 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
         model=model.name, lanes=lanes, records=out.records, best=best, fastest=fastest,
         lane_pick=lane_pick, spearman=out.spearman, work_dir=work, seconds=secs,
         memory_budget=budget, measured_now=out.measured_now, solver_info=solver_info,
-        info={"target": key_target, "device_key": runner.key, "device": dev_name,
+        info={"target": key_target, "device_key": runner.key,
+              "device": ", ".join(d.name for d in devs),
               "nodes": int(n), "kernels": len(kernel_times), "tvm_planned": tvm_bytes,
               "proposed": len(pool), "chosen": len(out.chosen), "samples": cfg.samples,
               "top_k": cfg.top_k, "repeats": cfg.repeats, "solver_budget": cfg.solver_budget,
