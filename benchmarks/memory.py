@@ -1,4 +1,4 @@
-"""Planned memory of every ordering method on the zoo, and the speed of ``ScheduleOperators``.
+"""Planned memory of every ordering method on the zoo, the arena, and the speed of the pass.
 
 For each zoo model (``prepare``-d: weight work lifted, fused) and its main dataflow block, one
 row per method with the bytes TVM's ``StaticPlanBlockMemory`` allocates for the rewritten module
@@ -6,13 +6,23 @@ row per method with the bytes TVM's ``StaticPlanBlockMemory`` allocates for the 
 
 - ``tvm``: the order after the fusion prefix (the baseline);
 - TVM's ``TopologicalSort`` pass, four ways (depth/breadth-first, from inputs/outputs);
-- every registered solver: on ``planned_memory`` (the planner replica) when it handles it,
-  otherwise on ``peak_memory`` (liveness) -- the row says which;
+- every registered solver: on ``arena_memory`` (the arena planner) when it handles it, then
+  ``planned_memory`` (the planner replica), otherwise ``peak_memory`` (liveness) -- the row says
+  which;
 - the best (and worst) of ``--random`` uniformly random topological orders by the replica;
 - CP-SAT on ``peak_memory`` with ``--cpsat-budget`` seconds: its liveness value, the proven
   lower bound and status, and what TVM plans for its order;
 - the ``ScheduleOperators`` pass with its defaults: planned bytes after it and its wall time
   (median of ``--repeat`` runs after one warm-up, on the already fused module).
+
+Every row also has ``arena``: the bytes the ``tvm_sched`` lowering allocates for that order
+(TVM's default pipeline with ``PlanArena`` after its planner: one arena with offsets; summed
+``alloc_storage`` sizes of the lowered module, ``tvm_sched.relax.allocated_bytes``), next to
+``default``, what TVM's default pipeline allocates for the same order (the planned bytes plus a
+few bytes of storage outside the block, the same for every order), and the arena's lower bound
+(the liveness peak of the arena tensors in that order, 64-byte aligned). The pass row runs the
+whole ``tvm_sched`` pipeline (``ScheduleOperators`` defaults, then ``PlanArena``), and its
+outputs are compared bit for bit with TVM's default pipeline on the model's inputs.
 
 Every row is also scored by the replica (``tvm_sched.cost.planned_memory`` plus whatever the
 module plans outside the block, 0 for the zoo) and any disagreement with TVM is reported.
@@ -46,8 +56,9 @@ from tvm_sched import zoo
 from tvm_sched.cost import peak_memory, planned_memory, planned_memory_batch
 from tvm_sched.cost import planned_memory_lower_bound as planned_lb
 from tvm_sched.errors import SolverUnavailableError
+from tvm_sched.relax.arena import PlanArena, allocated_bytes, arena_pipeline
 from tvm_sched.relax.extract import extract
-from tvm_sched.relax.frontend import from_torch, prepare
+from tvm_sched.relax.frontend import from_torch, prepare, run_module
 from tvm_sched.relax.memory import planned_bytes
 from tvm_sched.relax.passes import ScheduleOperators
 from tvm_sched.relax.reorder import apply
@@ -78,15 +89,17 @@ class Block:
         if module is None:
             module = apply(self.mod, [(self.graph, order)])
         planned = planned_bytes(module)
+        arena, lower = arena_bytes(module)
         replica = None if order is None else planned_memory(self.graph, order) + self.rest
         r = {"method": method, "objective": objective, "planned": planned,
              "ratio": planned / self.base, "replica": replica,
              "match": replica is None or replica == planned,
              "liveness": None if order is None else int(peak_memory(self.graph,
                                                                     np.asarray(order))),
-             "seconds": seconds, **extra}
-        print(f"  {method:<28} {objective:<15} {planned:>9} ({r['ratio']:.3f})"
-              f"{'' if r['match'] else f'  REPLICA {replica}'}", flush=True)
+             "seconds": seconds, "arena": arena, "arena_lower_bound": lower,
+             "default": allocated_bytes(module, "default"), **extra}
+        print(f"  {method:<28} {objective:<15} {planned:>9} ({r['ratio']:.3f}) arena {arena:>9}"
+              f" (lb {lower}){'' if r['match'] else f'  REPLICA {replica}'}", flush=True)
         return r
 
     def node_order(self, sorted_mod) -> list[int] | None:
@@ -97,6 +110,15 @@ class Block:
         new = sorted_mod[g.meta["func"]].body.blocks[g.meta["block"]]
         order = [node_of[b.var] for b in new.bindings if b.var in node_of]
         return order if sorted(order) == list(range(self.n)) else None
+
+
+def arena_bytes(module) -> tuple[int, int]:
+    """(bytes the arena lowering allocates, the arena's lower bound) for ``module``."""
+    pa = PlanArena()
+    allocated = allocated_bytes(module, arena_pipeline(pa))
+    main = next(r for r in pa.report if r.func == "main")
+    return allocated, main.lower_bound + allocated - (main.arena_bytes if main.rewritten
+                                                      else main.tvm_bytes)
 
 
 def _timed(fn):
@@ -140,7 +162,8 @@ def run_model(name: str, args) -> dict:
         except SolverUnavailableError as err:
             rows.append({"method": solver, "objective": "-", "skipped": str(err)})
             continue
-        objective = next((o for o in ("planned_memory", "peak_memory") if o in handles), None)
+        objective = next((o for o in ("arena_memory", "planned_memory", "peak_memory")
+                          if o in handles), None)
         if objective is None:
             continue
         res = get_solver(solver).solve(g, objective, budget=args.budget, seed=args.seed)
@@ -174,7 +197,14 @@ def run_model(name: str, args) -> dict:
     # the pass's own replica number must agree too
     rows[-1]["match"] &= rep["planned_after"] + b.rest == rows[-1]["planned"]
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = run_module(mod, imported)
+        ours = run_module(mod, imported, relax_pipeline="tvm_sched")
+    bit_equal = all(np.array_equal(a, b) for a, b in zip(reference, ours, strict=True))
+    pipeline_bytes = allocated_bytes(mod, "tvm_sched")
     scored = [r for r in rows if "planned" in r]
+    best_arena = min(scored, key=lambda r: r["arena"])
     best = min(scored, key=lambda r: r["planned"])
     ties = sum(r["planned"] == best["planned"] for r in scored) - 1
     return {
@@ -183,6 +213,12 @@ def run_model(name: str, args) -> dict:
         "tvm_planned": b.base, "tvm_liveness": int(peak_memory(g, np.arange(n))),
         "planned_lower_bound": planned_lb(g) + b.rest,
         "best": {"method": best["method"], "planned": best["planned"], "ties": ties},
+        "arena": {"tvm_default": rows[0]["default"], "tvm_order": rows[0]["arena"],
+                  "tvm_order_lower_bound": rows[0]["arena_lower_bound"],
+                  "pipeline": pipeline_bytes, "pipeline_bit_equal": bit_equal,
+                  "pass_lower_bound": rows[-1]["arena_lower_bound"],
+                  "best": best_arena["arena"], "best_method": best_arena["method"],
+                  "liveness_optimum": cpsat["liveness"], "liveness_proven": cpsat["proven"]},
         "random": sample, "cpsat": cpsat,
         "pass": {"planned": rows[-1]["planned"], "chosen": rep["chosen"], "cold_s": cold,
                  "median_s": statistics.median(times), "min_s": min(times),
@@ -216,6 +252,11 @@ def run_large(args) -> list[dict]:
         new, p, cold, times = time_pass(mod, args.repeat)
         rep = p.report[0]
         before, after = planned_bytes(mod), planned_bytes(new)
+        pa = PlanArena()
+        t_arena = time.perf_counter()
+        arena_after = allocated_bytes(new, arena_pipeline(pa))
+        t_arena = time.perf_counter() - t_arena
+        main = next(r for r in pa.report if r.func == "main")
         g = graphs[0]
         rng = np.random.default_rng(args.seed)
         orders = priority_orders_batch(g, rng.random((args.random, g.num_nodes)))
@@ -227,7 +268,9 @@ def run_large(args) -> list[dict]:
                     "median_s": statistics.median(times), "min_s": min(times),
                     "max_s": max(times), "chosen": rep["chosen"], "planned_before": before,
                     "planned_after": after, "replica_after": rep["planned_after"],
-                    "random_best": random_best,
+                    "random_best": random_best, "default_alloc": allocated_bytes(mod, "default"),
+                    "arena_alloc": arena_after, "arena_lower_bound": main.lower_bound,
+                    "arena_lowering_s": t_arena, "arena_proven": main.proven,
                     "random_best_replica": int(vals[k]) + before - rep["planned_before"],
                     "match": rep["planned_after"] + before - rep["planned_before"] == after
                     and random_best == int(vals[k]) + before - rep["planned_before"]})
@@ -275,6 +318,32 @@ def markdown(meta, models, large) -> str:
             f"{ties}) | {_b(rd['min'])} / "
             f"{_b(rd['median'])} / {_b(rd['max'])} | {_b(cp['liveness'])} / {_b(cp['bound'])} "
             f"({cp['status']}) | {len(m['mismatches']) or 'none'} |")
+    md += ["", "## The arena (`tvm_sched` pipeline) against TVM's planner", "",
+           "Bytes allocated for intermediates by the lowered module (`alloc_storage` sizes). "
+           "`TVM default`: TVM's default pipeline, the module's own order. `arena, TVM order`: "
+           "`PlanArena` without reordering. `tvm_sched`: the whole pipeline (ScheduleOperators "
+           "defaults + PlanArena). LB: the arena's lower bound (liveness peak of the arena "
+           "tensors in that order). Liveness optimum: CP-SAT over all orders (the best any "
+           "order can reach with a perfect packing).", "",
+           "| model | TVM default B | arena, TVM order B (/LB) | tvm_sched B (ratio to TVM) | "
+           "tvm_sched / its LB | best arena of any method B (by) | liveness optimum B | "
+           "outputs bit-equal |",
+           "|---|---:|---:|---:|---:|---:|---:|---|"]
+    ratios = []
+    for m in models:
+        a = m["arena"]
+        ratios.append(a["pipeline"] / a["tvm_default"])
+        md.append(f"| {m['model']} | {_b(a['tvm_default'])} | {_b(a['tvm_order'])} "
+                  f"({a['tvm_order'] / max(1, a['tvm_order_lower_bound']):.3f}) | "
+                  f"{_b(a['pipeline'])} ({ratios[-1]:.3f}) | "
+                  f"{a['pipeline'] / max(1, a['pass_lower_bound']):.3f} | "
+                  f"{_b(a['best'])} ({a['best_method']}) | {_b(a['liveness_optimum'])}"
+                  f"{'' if a['liveness_proven'] else ' (not proven)'} | "
+                  f"{'yes' if a['pipeline_bit_equal'] else 'NO'} |")
+    if ratios:
+        geo = float(np.exp(np.mean(np.log(ratios))))
+        md += ["", f"Geometric mean of tvm_sched / TVM default over {len(ratios)} models: "
+               f"**{geo:.3f}**; worst {max(ratios):.3f}."]
     methods = [_method_label(r) for r in models[0]["rows"] if "planned" in r] if models else []
     md += ["", "## Ratio to the TVM order, per method (lower is better)", "",
            "| method | " + " | ".join(m["model"] for m in models) + " |",
@@ -288,15 +357,17 @@ def markdown(meta, models, large) -> str:
     md += ["", "`*`: the replica disagrees with TVM for that row.", ""]
     for m in models:
         md += [f"### {m['model']} ({m['nodes']} nodes, {m['edges']} edges)", "",
-               "| method | objective | planned B | ratio | replica B | liveness B | seconds |",
-               "|---|---|---:|---:|---:|---:|---:|"]
+               "| method | objective | planned B | ratio | replica B | liveness B | arena B | "
+               "arena LB B | seconds |",
+               "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in m["rows"]:
             if "planned" not in r:
-                md.append(f"| {r['method']} | skipped: {r['skipped']} | | | | | |")
+                md.append(f"| {r['method']} | skipped: {r['skipped']} | | | | | | | |")
                 continue
             s = "-" if r["seconds"] is None else f"{r['seconds']:.3f}"
             md.append(f"| {r['method']} | {r['objective']} | {_b(r['planned'])} | "
-                      f"{r['ratio']:.3f} | {_b(r['replica'])} | {_b(r['liveness'])} | {s} |")
+                      f"{r['ratio']:.3f} | {_b(r['replica'])} | {_b(r['liveness'])} | "
+                      f"{_b(r['arena'])} | {_b(r['arena_lower_bound'])} | {s} |")
         cp = m["cpsat"]
         md += ["", f"CP-SAT on liveness: {_b(cp['liveness'])} B, proven lower bound "
                f"{_b(cp['bound'])} B, status {cp['status']} (CP-SAT: {cp['cp_status']}"
@@ -305,20 +376,24 @@ def markdown(meta, models, large) -> str:
                f"{m['pass']['candidates']} candidates; cold run {m['pass']['cold_s']:.3f} s. "
                f"Random orders: {m['random']['distinct_planned']} distinct planned values.", ""]
     if large:
-        md += ["## ScheduleOperators on ~200-operator blocks", "",
+        md += ["## ScheduleOperators and PlanArena on large blocks", "",
                "Zoo classes built deeper, imported with `from_torch`, then `prepare` (lift + "
                "fusion prefix, timed separately). The pass time covers `ScheduleOperators()` "
                "construction and the pass on the fused module: extraction, the default solvers "
-               "(`lpmf` + baselines `topo-dfs`, `topo-bfs`, `list`), replica scoring, rewrite; no "
-               f"fusion prefix. Median / min / max of {a['repeat']} runs after a cold run.", "",
+               "(`lpmf` and `cpsat` on liveness, baselines `topo-dfs`, `topo-bfs`, `list`, each "
+               "within the pass budget), arena and replica scoring, rewrite; no fusion prefix. "
+               f"Median / min / max of {a['repeat']} runs after a cold run. `arena lowering s`: "
+               "TVM's default lowering with PlanArena on the scheduled module.", "",
                "| model | nodes | prepare s | pass cold s | pass median s | min s | max s | "
                f"chose | planned before B | after B | random x{a['random']} best B | "
-               "replica agrees |",
-               "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|"]
+               "replica agrees | TVM default B | tvm_sched arena B (LB) | arena lowering s |",
+               "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---:|---:|---:|"]
         md += [f"| {r['model']} | {r['nodes']} | {r['prepare_s']:.2f} | {r['cold_s']:.3f} | "
                f"{r['median_s']:.3f} | {r['min_s']:.3f} | {r['max_s']:.3f} | {r['chosen']} | "
                f"{_b(r['planned_before'])} | {_b(r['planned_after'])} | {_b(r['random_best'])} | "
-               f"{'yes' if r['match'] else 'NO'} |" for r in large]
+               f"{'yes' if r['match'] else 'NO'} | {_b(r['default_alloc'])} | "
+               f"{_b(r['arena_alloc'])} ({_b(r['arena_lower_bound'])}) | "
+               f"{r['arena_lowering_s']:.2f} |" for r in large]
         md.append("")
     return "\n".join(md)
 
@@ -334,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=5, help="timed runs of the pass")
     p.add_argument("--large", nargs="*", default=["transformer", "nasnet"],
                    choices=["transformer", "nasnet"], help="models for the ~200-op timing")
-    p.add_argument("--large-depth", type=int, default=8, help="their layers / cells")
+    p.add_argument("--large-depth", type=int, default=40,
+                   help="their layers / cells (40: about 1,000 operators)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true",
                    help="smoke run: inception and transformer, tiny budgets")

@@ -30,7 +30,8 @@ Algorithms
 ----------
 ``greedy``: greedy by size with best fit (TFLite's "greedy by size"): tensors are placed in
 decreasing size, each in the smallest gap between already-placed tensors it conflicts with, or
-on top; a second pass places them by decreasing size x lifetime and the better packing is kept.
+on top; a second pass places them by decreasing bytes of conflicting tensors (the most
+constrained first) and the better packing is kept.
 ``exact``: OR-Tools CP-SAT minimises the arena height over pairwise no-overlap constraints of the
 conflicting tensors, warm-started from the greedy packing, under a time budget (``OPTIMAL`` when
 proven). ``auto``: greedy, then exact when the greedy is above the lower bound and the block has
@@ -216,11 +217,13 @@ def _best_fit(sizes: np.ndarray, conf: np.ndarray, rank: np.ndarray) -> tuple[np
     return off, total
 
 
-def _greedy(sizes: np.ndarray, conf: np.ndarray, life: np.ndarray | None) -> tuple[np.ndarray, int]:
+def _greedy(sizes: np.ndarray, conf: np.ndarray) -> tuple[np.ndarray, int]:
+    """Best fit in two placement orders, the better kept: by size, and by the bytes of the
+    tensors each one conflicts with (most constrained first)."""
     idx = np.arange(sizes.size)
     best = _best_fit(sizes, conf, np.lexsort((idx, -sizes)))
-    weight = sizes * (life if life is not None else conf.sum(axis=1))
-    other = _best_fit(sizes, conf, np.lexsort((idx, -sizes, -weight)))
+    crowd = conf.astype(np.int64) @ sizes
+    other = _best_fit(sizes, conf, np.lexsort((idx, -sizes, -crowd)))
     return other if other[1] < best[1] else best
 
 
@@ -268,7 +271,6 @@ def pack(
     method: str = "greedy",
     budget: float | None = None,
     lower: int = 0,
-    life=None,
 ) -> tuple[np.ndarray, int, bool]:
     """Offsets for rectangles of ``sizes`` bytes so that conflicting ones never overlap.
 
@@ -282,8 +284,6 @@ def pack(
         ``"greedy"``, ``"exact"`` (CP-SAT under ``budget`` seconds) or ``"auto"``.
     lower
         A known lower bound (stops the search when reached).
-    life
-        Optional (T,) lifetimes used to rank the greedy's second pass.
 
     Returns
     -------
@@ -309,7 +309,7 @@ def pack(
     if s.size == 0:
         return np.zeros(0, dtype=np.int64), 0, True
     lower = max(int(lower), int(s.max()))
-    offs, total = _greedy(s, conf, None if life is None else np.asarray(life))
+    offs, total = _greedy(s, conf)
     proven = total <= lower
     if not proven and (method == "exact" or (method == "auto" and s.size <= EXACT_MAX_TENSORS)):
         offs, total, proven = _exact(s, conf, offs, total, lower, budget, align)
@@ -391,20 +391,43 @@ def plan_arena(
     else:
         conf = _hb_conflicts(graph, tensors, happens_before)
     offs, total, proven = pack(sizes, conf, align=align, method=method, budget=budget,
-                               lower=lower, life=end - start + 1)
+                               lower=lower)
     used = "greedy" if method == "greedy" else method
     return ArenaPlan(tensors, tuple(int(o) for o in offs), total, lower, used, proven, align)
 
 
+_SCORES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_SCORES_PER_GRAPH = 4096
+
+
 def arena_bytes_batch(graph: OpGraph, orders, *, align: int = ALIGN) -> np.ndarray:
     """Greedy arena bytes (B,) int64 of ``B`` sequential orders (B, n): the ``arena_memory``
-    objective's exact evaluator (deterministic, the packing the pass and the runtime use)."""
+    objective's exact evaluator (deterministic, the packing the pass and the runtime use).
+
+    Values are remembered per graph (up to 4,096 orders): a solver's exact re-check and the
+    pass's final scoring see the same orders."""
     o = np.asarray(orders, dtype=np.int64)
     if o.ndim == 1:
         o = o[None, :]
     n = graph.num_nodes
     if o.ndim != 2 or o.shape[1] != n:
         raise InvalidScheduleError(f"orders must have shape (B, {n}), got {np.shape(orders)}")
+    if n and (o.min(initial=0) < 0 or o.max(initial=0) >= n):
+        raise InvalidScheduleError(f"orders hold node ids outside 0..{n - 1}")
+    memo = _SCORES.setdefault(graph, {})
+    keys = [(align, row.tobytes()) for row in o]
+    todo = [b for b, k in enumerate(keys) if k not in memo]
+    if todo:
+        fresh = _arena_bytes(graph, o[todo], align)
+        if len(memo) + len(todo) > _SCORES_PER_GRAPH:
+            memo.clear()
+        for b, v in zip(todo, fresh.tolist(), strict=True):
+            memo[keys[b]] = v
+    return np.array([memo[k] for k in keys], dtype=np.int64)
+
+
+def _arena_bytes(graph: OpGraph, o: np.ndarray, align: int) -> np.ndarray:
+    n = graph.num_nodes
     tensors = arena_tensors(graph)
     sizes = _aligned([t.size for t in tensors], align)
     out = np.zeros(o.shape[0], dtype=np.int64)
@@ -422,7 +445,7 @@ def arena_bytes_batch(graph: OpGraph, orders, *, align: int = ALIGN) -> np.ndarr
             np.maximum.at(end, read_t, pos[read_v])
         conf = _interval_conflicts(start, end)
         np.fill_diagonal(conf, False)
-        out[b] = _greedy(sizes, conf, end - start + 1)[1]
+        out[b] = _greedy(sizes, conf)[1]
     return out
 
 

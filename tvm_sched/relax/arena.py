@@ -181,7 +181,7 @@ def _rewrite(func: relax.Function, name: str, method: str, budget: float | None,
     np.subtract.at(delta, end + 1, sizes)
     report.lower_bound = int(np.cumsum(delta).max())
     offsets, arena, proven = pack(sizes, conf, align=align, method=method, budget=budget,
-                                  lower=report.lower_bound, life=end - start + 1)
+                                  lower=report.lower_bound)
     report.arena_bytes, report.proven = int(arena), bool(proven)
     if arena >= report.tvm_bytes:
         log.info("%s: arena %d B is not below TVM's %d B; TVM's plan kept", name, arena,

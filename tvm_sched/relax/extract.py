@@ -117,13 +117,19 @@ def _call_inputs(call: relax.Call) -> list[relax.Expr]:
     return args
 
 
-def _flatten(expr: relax.Expr) -> list[relax.Expr]:
-    if isinstance(expr, relax.Tuple):
-        out = []
-        for f in expr.fields:
-            out.extend(_flatten(f))
-        return out
-    return [expr]
+def _flatten(expr: relax.Expr, memo: dict | None = None) -> list[relax.Expr]:
+    """Leaves of nested tuples. ``memo`` caches per tuple: reading a field through tvm-ffi costs
+    tens of microseconds, and extraction reads every call's argument tuple twice."""
+    if not isinstance(expr, relax.Tuple):
+        return [expr]
+    if memo is not None and expr in memo:
+        return memo[expr]
+    out = []
+    for f in expr.fields:
+        out.extend(_flatten(f, memo))
+    if memo is not None:
+        memo[expr] = out
+    return out
 
 
 def _flops(mod: tvm.IRModule, gv) -> float:
@@ -187,18 +193,20 @@ def extract(
         return []
     views = _view_positions(mod, func)
     graphs = []
+    memo: dict = {}
     for b, block in enumerate(body.blocks):
         if not isinstance(block, relax.DataflowBlock):
             continue
-        g = _extract_block(mod, func, b, block, spec, skip_symbolic, kernel_times or {})
+        g = _extract_block(mod, func, b, block, spec, skip_symbolic, kernel_times or {}, memo)
         if g is not None:
-            g = _with_planner_info(g, f, b, block, views.get(b, set()))
+            g = _with_planner_info(g, f, b, block, views.get(b, set()), memo)
         if g is not None and g.num_nodes >= min_nodes:
             graphs.append(g)
     return graphs
 
 
-def _extract_block(mod, func, b, block, spec, skip_symbolic, kernel_times) -> OpGraph | None:
+def _extract_block(mod, func, b, block, spec, skip_symbolic, kernel_times,
+                   memo: dict | None = None) -> OpGraph | None:
     # var -> list of (producer node, bytes) it stands for
     source: dict[relax.Var, list[tuple[int, int]]] = {}
     tuple_fields: dict[relax.Var, list[list[tuple[int, int]]]] = {}
@@ -212,7 +220,7 @@ def _extract_block(mod, func, b, block, spec, skip_symbolic, kernel_times) -> Op
             raise ExtractionError(f"{func} block {b}: binding {pos} ({var.name}) is a match_cast;"
                                   " only var bindings are supported")
         if isinstance(value, relax.Tuple):
-            tuple_fields[var] = [[s for e in _flatten(f) for s in source.get(e, [])]
+            tuple_fields[var] = [[s for e in _flatten(f, memo) for s in source.get(e, [])]
                                  for f in value.fields]
             source[var] = [s for f in tuple_fields[var] for s in f]
             continue
@@ -248,7 +256,7 @@ def _extract_block(mod, func, b, block, spec, skip_symbolic, kernel_times) -> Op
         positions.append(pos)
         read = 0
         for arg in _call_inputs(value):
-            for e in _flatten(arg):
+            for e in _flatten(arg, memo):
                 for u, ub in source.get(e, []):
                     if u != v:
                         edges[(u, v)] = edges.get((u, v), 0) + ub
@@ -302,7 +310,8 @@ def _fields(ty) -> list:
     return list(ty.fields) if isinstance(ty, relax.TupleType) else [ty]
 
 
-def _planner_info(func: relax.Function, b: int, block, views: set[int]) -> dict:
+def _planner_info(func: relax.Function, b: int, block, views: set[int],
+                  memo: dict | None = None) -> dict:
     """What the static planner sees in one block (the ``"planner"`` entry of a graph's meta).
 
     After ``CallTIRRewrite`` each output tensor of a ``call_tir`` is an ``alloc_tensor`` that the
@@ -320,7 +329,7 @@ def _planner_info(func: relax.Function, b: int, block, views: set[int]) -> dict:
     discard: set[tuple[int, int]] = set()
 
     def tokens_of(e) -> list[tuple[int, int]]:
-        return [t for x in _flatten(e) for t in tok.get(x, [])]
+        return [t for x in _flatten(e, memo) for t in tok.get(x, [])]
 
     for pos, binding in enumerate(block.bindings):
         var, value = binding.var, binding.value
@@ -382,9 +391,9 @@ def _planner_info(func: relax.Function, b: int, block, views: set[int]) -> dict:
     return {"dtypes": dtypes, "kind": kind, "out": out, "reads": reads}
 
 
-def _with_planner_info(g: OpGraph, func, b, block, views) -> OpGraph:
+def _with_planner_info(g: OpGraph, func, b, block, views, memo: dict | None = None) -> OpGraph:
     meta = g.meta
-    meta["planner"] = _planner_info(func, b, block, views)
+    meta["planner"] = _planner_info(func, b, block, views, memo)
     return OpGraph(g.num_nodes, g.edges, duration=g.duration, out_bytes=g.out_bytes,
                    flops=g.flops, is_output=g.is_output, edge_bytes=g.edge_bytes,
                    names=g.names, ops=g.ops, meta=meta)

@@ -131,6 +131,10 @@ class ScheduleOperators:
     arena
         Score orders by what :class:`~tvm_sched.relax.arena.PlanArena` will allocate (the
         ``tvm_sched`` pipeline runs it); off: by TVM's planner alone.
+    exact_max_nodes
+        ``cpsat`` proposes only for blocks of at most this many operators: on larger ones its
+        liveness model rarely beats the greedy within a pass-sized budget, and building the
+        model alone takes a second.
 
     Raises
     ------
@@ -150,6 +154,7 @@ class ScheduleOperators:
         seed: int = 0,
         solver_options: dict[str, Any] | None = None,
         arena: bool = True,
+        exact_max_nodes: int = 300,
     ):
         if select not in ("planned", "proxy"):
             raise ValueError(f"select must be 'planned' or 'proxy', got {select!r}")
@@ -166,6 +171,7 @@ class ScheduleOperators:
         self.select = select
         self.seed = seed
         self.solver_options = dict(solver_options or {})
+        self.exact_max_nodes = int(exact_max_nodes)
         #: Per block: (graph name, chosen source, planned bytes before, after).
         self.report: list[dict[str, Any]] = []
 
@@ -184,9 +190,13 @@ class ScheduleOperators:
     def _candidates(self, graph) -> list[tuple[str, Schedule, float]]:
         out = []
         for name in [*self.solvers, *self.baselines]:
+            if name == "cpsat" and graph.num_nodes > self.exact_max_nodes:
+                continue
             opts = self.solver_options if name in self.solvers else {}
             solver = get_solver(name, **opts)
             objective = self.objective if solver.supports(self.objective) else "peak_memory"
+            if name not in self.solvers and self.select == "planned":
+                objective = "peak_memory"  # a fixed-order baseline: the pass scores it below
             res = solver.solve(graph, objective, budget=self.budget, seed=self.seed)
             out.extend((name, s, v) for s, v in zip(res.schedules, res.values, strict=True))
         return out
