@@ -138,8 +138,10 @@ class GFlowNetSolver(Solver):
         #: Orders drawn (fewer when the budget runs out or the lower bound is met); None:
         #: 1,000 without a budget, as many as the budget allows with one.
         samples: int | None = None
-        #: Temperature of the reward the orders are drawn for (lower: closer to the best).
-        sigma: float = 0.01
+        #: Temperature of the reward the orders are drawn for (lower: closer to the best). 0.001
+        #: had the lowest best-of-1,000 gap on validation graphs (generated, 50 nodes, seeds
+        #: 40,000+; never STG) among 0.0005, 0.001 and 0.002.
+        sigma: float = 0.001
         #: Largest batch of orders drawn at once.
         batch: int = 250
         #: Size of the first, timed batch under a budget.
