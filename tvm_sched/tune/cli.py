@@ -227,8 +227,8 @@ def _lane_summary(con, result, work: Path) -> int:
         con.print("[red]the Relax VM could not be measured; see the errors in the report")
         return EXIT_DEVICE
     sp = result.speedup
-    con.print(f"pick: [bold]{b.candidate}[/bold] ({result.lanes} lanes): speed-up over the "
-              f"Relax VM {sp['median']:.3f}x (IQR {sp['q1']:.3f}-{sp['q3']:.3f}), median "
+    con.print(f"pick: [bold]{b.candidate}[/bold] (tuned for {result.lanes} lanes): speed-up "
+              f"over the Relax VM {sp['median']:.3f}x (IQR {sp['q1']:.3f}-{sp['q3']:.3f}), median "
               f"{b.latency['median'] * 1e3:.2f} ms; measured {result.measured_now} now, "
               f"{len(result.records) - result.measured_now} from earlier runs; "
               f"{result.seconds['total']:.1f} s")
