@@ -142,3 +142,26 @@ def test_a_budget_no_measured_candidate_meets_is_exit_2_not_a_device_failure(
     assert code == 2
     assert "no measured candidate fits the memory budget of 500 B" in err
     assert "fewest planned bytes measured: 1,000 B" in err
+
+
+def test_the_work_dir_is_locked_while_the_model_is_imported(capsys, monkeypatch, tmp_path):
+    """A second run on the same work dir stops before its own import, not after it."""
+    from tvm_sched.errors import TuneInputError
+    from tvm_sched.tune.workdir import lock_work_dir
+
+    seen = []
+
+    def load(**kw):
+        try:
+            with lock_work_dir(tmp_path / "w"):
+                seen.append("free")
+        except TuneInputError as err:
+            seen.append(str(err))
+        raise TuneInputError("stop here")
+
+    monkeypatch.setattr(tvm_sched.tune, "load_model", load)
+    code, err = run_tune(["--model", "inception", "--in-process", "--work-dir",
+                          str(tmp_path / "w")], capsys)
+    assert code == 2 and "stop here" in err
+    assert len(seen) == 1 and "in use by another tvm-sched tune run" in seen[0]
+    assert not (tmp_path / "w").exists()  # bad input: nothing left behind

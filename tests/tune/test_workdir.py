@@ -84,3 +84,14 @@ def test_one_line_is_the_one_error_formatter():
     assert builder._first_line(err) == runner._short(err) == "RuntimeError: TVMError: lost"
     assert one_line(ValueError("x" * 500), limit=10) == "x" * 10
     assert one_line(OSError()) == "OSError"
+
+
+def test_replaced_files_get_the_usual_permissions(tmp_path):
+    mask = os.umask(0o022)
+    os.umask(mask)
+    atomic_write(tmp_path / "report.md", "x")
+    assert (tmp_path / "report.md").stat().st_mode & 0o777 == 0o666 & ~mask
+    with atomic_path(tmp_path / "best.so") as tmp:
+        tmp.write_bytes(b"\x7fELF")
+        tmp.chmod(0o700)  # a linker's output
+    assert (tmp_path / "best.so").stat().st_mode & 0o777 == 0o777 & ~mask

@@ -22,6 +22,7 @@ server runs whatever code a client sends it; the embedded one listens on 127.0.0
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import sys
@@ -110,6 +111,13 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # the work dir's lock is held from the argument checks to the end, so that a second run on
+    # the same dir stops before it imports anything
+    with contextlib.ExitStack() as stack:
+        return _run(args, stack)
+
+
+def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     from tvm_sched.errors import DeviceUnavailableError, TuneInputError, UnknownSolverError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -150,8 +158,7 @@ def run(args: argparse.Namespace) -> int:
         if args.model and args.size != "small":
             name = f"{name}-{args.size}"
         work = check_work_dir(args.work_dir or Path("tvm-sched-runs") / name)
-        with lock_work_dir(work):  # in use by another run? (tune() holds it for the run)
-            pass
+        stack.enter_context(lock_work_dir(work))  # in use by another run?
         # 2. the devices answer at all (seconds, not the minutes of import, propose, build)
         runner.check()
         # 3. the first expensive step
@@ -175,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with runner, _Bars(con, quiet=args.quiet) as bars:
             result = tune(model, target if args.target is None else args.target, runner, work,
-                          cfg, progress=bars.update)
+                          cfg, progress=bars.update, lock=False)
     except TuneInputError as err:  # found on the way: a work dir in use, an unmeetable budget
         print(f"tvm-sched tune: error: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -22,6 +22,7 @@ rules are :mod:`tvm_sched.tune.pick`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -179,10 +180,13 @@ def _reference(builder: Builder, model: TuneModel) -> tuple[list[np.ndarray], li
 
 
 def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work_dir: str | Path,
-         config: TuneConfig | None = None, *, progress: Callable | None = None) -> TuneResult:
+         config: TuneConfig | None = None, *, progress: Callable | None = None,
+         lock: bool = True) -> TuneResult:
     """Tune ``model``'s operator order for ``target`` on ``runner``'s devices.
 
     ``progress(stage, done, total, text)`` is called as work proceeds (the CLI draws bars).
+    ``lock=False`` when the caller already holds :func:`~tvm_sched.tune.workdir.lock_work_dir`
+    on ``work_dir`` (the command line takes it before importing the model).
 
     Raises
     ------
@@ -201,7 +205,7 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work
     if not isinstance(target, tvm.target.Target):
         target = check_target(target)
     check_work_dir(work_dir)
-    with lock_work_dir(work_dir) as work:
+    with lock_work_dir(work_dir) if lock else contextlib.nullcontext(Path(work_dir)) as work:
         if cfg.lanes is not None:
             from tvm_sched.tune.lanes import tune_lanes
 

@@ -113,10 +113,25 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, rare)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path`` (same suffix) to write; it replaces ``path`` when the
-    ``with`` block ends without an exception, and is removed otherwise."""
+    ``with`` block ends without an exception, and is removed otherwise. The new file gets the
+    permissions a plain ``open`` would give it (``mkstemp`` makes it owner-only; a shared
+    library keeps the execute bits its writer gave it)."""
     dest = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=f".tmp{dest.suffix}",
                                dir=dest.parent)
@@ -126,6 +141,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp_path
         with tmp_path.open("rb+") as f:
             os.fsync(f.fileno())
+        executable = tmp_path.stat().st_mode & 0o111
+        tmp_path.chmod((0o777 if executable else 0o666) & ~_umask())
         os.replace(tmp_path, dest)
         _fsync_dir(dest.parent)
     finally:
