@@ -6,7 +6,10 @@
 :mod:`~tvm_sched.tune.database` (JSONL records), :mod:`~tvm_sched.tune.pick` (the decision
 rules), :mod:`~tvm_sched.tune.result`, :mod:`~tvm_sched.tune.report`,
 :mod:`~tvm_sched.tune.workdir` (check, lock, atomic writes), :mod:`~tvm_sched.tune.tuner`
-(the loop).
+(the loop); the lane objective (``TuneConfig(lanes=...)``): :mod:`~tvm_sched.tune.objective`
+(typed records, the objective's rules, the ask/tell ``search``), :mod:`~tvm_sched.tune.lanes`
+(its builder and runner), :mod:`~tvm_sched.tune.lane_report`, :mod:`~tvm_sched.tune.lane_remote`
+(the functions the tvm_sched RPC server registers).
 
 Names are imported on first use, so ``python -m tvm_sched.tune.server`` (the embedded RPC
 server) starts without importing torch or the rest of the tuner.
@@ -29,6 +32,10 @@ _WHERE = {
     "EmbeddedServer": "server",
     "parse_memory_budget": "pick", "pick": "pick", "beyond_noise": "pick",
     "check_work_dir": "workdir", "lock_work_dir": "workdir",
+    "TuneObjective": "objective", "LaneObjective": "objective", "LaneCandidate": "objective",
+    "MeasureResult": "objective", "TuneRecord": "objective", "search": "objective",
+    "tune_lanes": "lanes", "LANE_SOLVERS": "lanes",
+    "LaneTuneResult": "lane_report", "rich_lane_table": "lane_report",
 }
 
 __all__ = list(_WHERE)
