@@ -165,3 +165,9 @@ def test_the_work_dir_is_locked_while_the_model_is_imported(capsys, monkeypatch,
     assert code == 2 and "stop here" in err
     assert len(seen) == 1 and "in use by another tvm-sched tune run" in seen[0]
     assert not (tmp_path / "w").exists()  # bad input: nothing left behind
+
+
+@pytest.mark.parametrize("flag", ["--relax", "--onnx"])
+def test_a_directory_as_the_model_file_is_one_line_exit_2(flag, capsys, no_import, tmp_path):
+    code, err = run_tune([flag, str(tmp_path), "--work-dir", str(tmp_path / "w")], capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and "(it is a directory)" in err, err
