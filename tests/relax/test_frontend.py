@@ -3,16 +3,13 @@
 import numpy as np
 import pytest
 import torch
+from tvm import relax
+
+from tvm_sched import zoo
+from tvm_sched.errors import ExtractionError
+from tvm_sched.relax.frontend import from_torch, prepare, run_module
 
 pytestmark = pytest.mark.integration
-
-tvm = pytest.importorskip("tvm")
-
-from tvm import relax  # noqa: E402
-
-from tvm_sched import zoo  # noqa: E402
-from tvm_sched.errors import ExtractionError  # noqa: E402
-from tvm_sched.relax.frontend import from_torch, prepare, run_module  # noqa: E402
 
 
 @pytest.mark.parametrize("name", zoo.names())

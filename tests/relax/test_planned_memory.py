@@ -14,17 +14,16 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
+import tvm
+from tvm import relax
 
-tvm = pytest.importorskip("tvm")
-torch = pytest.importorskip("torch")
-from tvm import relax  # noqa: E402
-
-from tvm_sched.cost import make_objective, planned_memory, planned_memory_batch  # noqa: E402
-from tvm_sched.relax.extract import extract  # noqa: E402
-from tvm_sched.relax.memory import planned_bytes  # noqa: E402
-from tvm_sched.relax.passes import fusion_prefix  # noqa: E402
-from tvm_sched.relax.reorder import apply_order  # noqa: E402
-from tvm_sched.solvers import get_solver  # noqa: E402
+from tvm_sched.cost import make_objective, planned_memory, planned_memory_batch
+from tvm_sched.relax.extract import extract
+from tvm_sched.relax.memory import planned_bytes
+from tvm_sched.relax.passes import fusion_prefix
+from tvm_sched.relax.reorder import apply_order
+from tvm_sched.solvers import get_solver
 
 pytestmark = pytest.mark.integration
 

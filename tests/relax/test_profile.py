@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from tvm import rpc
 
-pytest.importorskip("tvm")
-from tvm import rpc  # noqa: E402
-
-from tvm_sched import zoo  # noqa: E402
-from tvm_sched.relax.extract import extract  # noqa: E402
-from tvm_sched.relax.frontend import prepare  # noqa: E402
-from tvm_sched.relax.profile import profile_kernels  # noqa: E402
+from tvm_sched import zoo
+from tvm_sched.relax.extract import extract
+from tvm_sched.relax.frontend import prepare
+from tvm_sched.relax.profile import profile_kernels
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -7,18 +7,17 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
+import tvm
+from tvm import relax
 from tvm_ffi import structural_equal
 
-tvm = pytest.importorskip("tvm")
-torch = pytest.importorskip("torch")
-from tvm import relax  # noqa: E402
-
-from tvm_sched.errors import InvalidScheduleError  # noqa: E402
-from tvm_sched.relax.extract import extract  # noqa: E402
-from tvm_sched.relax.memory import planned_bytes  # noqa: E402
-from tvm_sched.relax.passes import ScheduleOperators, is_fused, pipeline  # noqa: E402
-from tvm_sched.relax.reorder import apply_order  # noqa: E402
-from tvm_sched.solvers import solve, solver_names  # noqa: E402
+from tvm_sched.errors import InvalidScheduleError
+from tvm_sched.relax.extract import extract
+from tvm_sched.relax.memory import planned_bytes
+from tvm_sched.relax.passes import ScheduleOperators, is_fused, pipeline
+from tvm_sched.relax.reorder import apply_order
+from tvm_sched.solvers import solve, solver_names
 
 pytestmark = pytest.mark.integration
 
