@@ -23,9 +23,36 @@ import numpy as np
 from tvm_sched.errors import InvalidScheduleError
 from tvm_sched.graph import OpGraph
 
-__all__ = ["Schedule"]
+__all__ = ["Schedule", "as_orders"]
 
 _TOL = 1e-9
+
+
+def as_orders(graph: OpGraph, orders) -> np.ndarray:
+    """``orders`` as a (B, n) int64 array of node ids of ``graph`` (one order: B = 1).
+
+    The one shape check of every batched evaluator; rows are not checked to be permutations or
+    topological (the evaluators' docstrings say what they assume).
+
+    Raises
+    ------
+    InvalidScheduleError
+        Not of shape (B, n) or (n,), or an id outside ``0..n-1``.
+
+    Examples
+    --------
+    >>> as_orders(OpGraph(3, [(0, 1)]), [2, 0, 1]).tolist()
+    [[2, 0, 1]]
+    """
+    o = np.asarray(orders, dtype=np.int64)
+    if o.ndim == 1:
+        o = o[None, :]
+    n = graph.num_nodes
+    if o.ndim != 2 or o.shape[1] != n:
+        raise InvalidScheduleError(f"orders must have shape (B, {n}), got {np.shape(orders)}")
+    if o.size and (o.min() < 0 or o.max() >= n):
+        raise InvalidScheduleError(f"orders hold node ids outside 0..{n - 1}")
+    return o
 
 
 def _tuple(x: Sequence[Any] | np.ndarray | None, cast: type) -> tuple | None:

@@ -27,6 +27,7 @@ import numpy as np
 
 from tvm_sched.errors import InvalidScheduleError
 from tvm_sched.graph import OpGraph
+from tvm_sched.schedule import as_orders
 
 __all__ = [
     "Comm",
@@ -81,17 +82,6 @@ def padded_preds(graph: OpGraph, comm: Comm | None = None) -> tuple[np.ndarray, 
     return P, D
 
 
-def _as_orders(graph: OpGraph, orders: np.ndarray) -> np.ndarray:
-    o = np.asarray(orders, dtype=np.int64)
-    if o.ndim == 1:
-        o = o[None, :]
-    if o.ndim != 2 or o.shape[1] != graph.num_nodes:
-        raise InvalidScheduleError(
-            f"orders must have shape (B, {graph.num_nodes}), got {np.shape(orders)}"
-        )
-    return o
-
-
 def times_batch(
     graph: OpGraph,
     orders: np.ndarray,
@@ -122,7 +112,7 @@ def times_batch(
     start, lane
         (B, n) float64 start times and (B, n) int64 lanes, indexed by node id.
     """
-    o = _as_orders(graph, orders)
+    o = as_orders(graph, orders)
     B, n = o.shape
     P, D = padded_preds(graph, comm)
     dur = graph.duration
@@ -200,7 +190,7 @@ def makespan_batch(
     [6.0]
     """
     if graph.num_nodes == 0:
-        return np.zeros(_as_orders(graph, orders).shape[0])
+        return np.zeros(as_orders(graph, orders).shape[0])
     start, _ = times_batch(graph, orders, lanes=lanes, lane=lane, comm=comm)
     return (start + graph.duration[None, :]).max(axis=1)
 

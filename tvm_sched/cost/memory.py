@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tvm_sched.errors import InvalidScheduleError
 from tvm_sched.graph import OpGraph
+from tvm_sched.schedule import as_orders
 
 __all__ = ["memory_profile_batch", "peak_memory_batch", "peak_memory", "memory_profile",
            "memory_lower_bound"]
@@ -35,12 +35,8 @@ def memory_profile_batch(graph: OpGraph, orders: np.ndarray) -> np.ndarray:
     np.ndarray
         (B, n) int64: live bytes while the k-th node of each order runs.
     """
-    o = np.asarray(orders, dtype=np.int64)
-    if o.ndim == 1:
-        o = o[None, :]
+    o = as_orders(graph, orders)
     n = graph.num_nodes
-    if o.ndim != 2 or o.shape[1] != n:
-        raise InvalidScheduleError(f"orders must have shape (B, {n}), got {np.shape(orders)}")
     B = o.shape[0]
     rows = np.arange(B)[:, None]
     pos = np.empty_like(o)

@@ -39,8 +39,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tvm_sched.errors import InvalidGraphError, InvalidScheduleError
+from tvm_sched.errors import InvalidGraphError
 from tvm_sched.graph import OpGraph
+from tvm_sched.memory.arena import planner_meta
+from tvm_sched.schedule import as_orders
 
 __all__ = ["planned_memory", "planned_memory_batch", "planned_memory_lower_bound",
            "MATCH_RANGE"]
@@ -62,19 +64,8 @@ class _Plan:
     step_bytes: tuple[int, ...]  # per node: planned bytes live while it runs (lower bound)
 
 
-def _planner_meta(graph: OpGraph) -> dict:
-    info = graph.meta.get("planner")
-    if info is not None:
-        return info
-    n = graph.num_nodes
-    out = [[[int(graph.out_bytes[v]), 0, bool(graph.out_bytes[v] > 0 and not graph.is_output[v])]]
-           for v in range(n)]
-    reads = [[[int(u), 0] for u in graph.preds(v)] for v in range(n)]
-    return {"dtypes": ["default"], "kind": ["alloc"] * n, "out": out, "reads": reads}
-
-
 def _compile(graph: OpGraph) -> _Plan:
-    info = _planner_meta(graph)
+    info = planner_meta(graph)
     n = graph.num_nodes
     try:
         out, reads = info["out"], info["reads"]
@@ -156,18 +147,6 @@ def _replay(plan: _Plan, order) -> int:
     return sum(sbytes)
 
 
-def _check_orders(graph: OpGraph, orders) -> np.ndarray:
-    o = np.asarray(orders, dtype=np.int64)
-    if o.ndim == 1:
-        o = o[None, :]
-    n = graph.num_nodes
-    if o.ndim != 2 or o.shape[1] != n:
-        raise InvalidScheduleError(f"orders must have shape (B, {n}), got {np.shape(orders)}")
-    if o.size and (o.min() < 0 or o.max() >= n):
-        raise InvalidScheduleError(f"orders hold node ids outside 0..{n - 1}")
-    return o
-
-
 def planned_memory_batch(graph: OpGraph, orders: np.ndarray) -> np.ndarray:
     """Bytes TVM's planner allocates (B,) int64 for ``B`` orders (B, n) of ``graph``.
 
@@ -188,7 +167,7 @@ def planned_memory_batch(graph: OpGraph, orders: np.ndarray) -> np.ndarray:
     >>> planned_memory_batch(g, np.array([[0, 1, 2, 3]])).tolist()  # 0 and 2 share a token
     [128]
     """
-    o = _check_orders(graph, orders)
+    o = as_orders(graph, orders)
     plan = _plan(graph)
     rows = o.tolist()
     return np.fromiter((_replay(plan, r) for r in rows), dtype=np.int64, count=len(rows))

@@ -51,10 +51,11 @@ import numpy as np
 
 from tvm_sched.errors import InvalidGraphError, InvalidScheduleError
 from tvm_sched.graph import OpGraph
+from tvm_sched.schedule import as_orders
 
 __all__ = ["ALIGN", "EXACT_MAX_TENSORS", "ArenaTensor", "ArenaPlan", "arena_tensors",
-           "pack", "plan_arena", "arena_bytes_batch", "arena_lower_bound", "liveness_intervals",
-           "happens_before_from_lanes"]
+           "planner_meta", "pack", "plan_arena", "arena_bytes_batch", "arena_lower_bound",
+           "liveness_intervals", "happens_before_from_lanes"]
 
 #: Alignment of every offset and size in bytes.
 ALIGN = 64
@@ -73,7 +74,10 @@ class ArenaTensor:
     readers: tuple[int, ...]
 
 
-def _planner_meta(graph: OpGraph) -> dict:
+def planner_meta(graph: OpGraph) -> dict:
+    """What the static planner sees in ``graph`` (``meta["planner"]``, written by the Relax
+    extraction), or, for any other graph, one tensor of ``out_bytes`` per node of one dtype,
+    read by its successors, planned unless it is a function output or empty."""
     info = graph.meta.get("planner")
     if info is not None:
         return info
@@ -105,7 +109,7 @@ def arena_tensors(graph: OpGraph) -> tuple[ArenaTensor, ...]:
         return _TENSORS[graph]
     except KeyError:
         pass
-    info = _planner_meta(graph)
+    info = planner_meta(graph)
     n = graph.num_nodes
     try:
         out, reads = info["out"], info["reads"]
@@ -406,14 +410,7 @@ def arena_bytes_batch(graph: OpGraph, orders, *, align: int = ALIGN) -> np.ndarr
 
     Values are remembered per graph (up to 4,096 orders): a solver's exact re-check and the
     pass's final scoring see the same orders."""
-    o = np.asarray(orders, dtype=np.int64)
-    if o.ndim == 1:
-        o = o[None, :]
-    n = graph.num_nodes
-    if o.ndim != 2 or o.shape[1] != n:
-        raise InvalidScheduleError(f"orders must have shape (B, {n}), got {np.shape(orders)}")
-    if n and (o.min(initial=0) < 0 or o.max(initial=0) >= n):
-        raise InvalidScheduleError(f"orders hold node ids outside 0..{n - 1}")
+    o = as_orders(graph, orders)
     memo = _SCORES.setdefault(graph, {})
     keys = [(align, row.tobytes()) for row in o]
     todo = [b for b, k in enumerate(keys) if k not in memo]
