@@ -26,7 +26,7 @@ _WHERE = {
     "TuneModel": "model", "check_target": "model", "load_model": "model",
     "EmbeddedRunner": "runner", "InProcessRunner": "runner", "Measurer": "runner",
     "Runner": "runner", "ServerRunner": "runner", "TrackerRunner": "runner",
-    "runner_from_args": "runner",
+    "runner_from_args": "runner", "create_runner": "runners",
     "TuneConfig": "tuner", "tune": "tuner", "TuneResult": "result",
     "rich_table": "report", "write_report": "report",
     "EmbeddedServer": "server",

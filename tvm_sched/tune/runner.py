@@ -1,16 +1,9 @@
-"""Runners: where candidates are measured. One interface over TVM RPC sessions.
+"""Measuring VM orders on a runner's devices (:class:`Measurer`); the runners themselves live one
+per module in :mod:`tvm_sched.tune.runners` (``create_runner(kind)``) and are re-exported here.
 
 MetaSchedule's split is the model: the builder makes executables, a runner hands out device
-sessions, the :class:`Measurer` runs the protocol on them. Every runner yields
-``tvm.rpc`` sessions, so one code path measures everywhere:
-
-- :class:`InProcessRunner`: ``rpc.LocalSession()`` in this process (tests, quick looks);
-- :class:`ServerRunner`: one RPC server at ``host:port``;
-- :class:`TrackerRunner`: every free device of a key on an RPC tracker (one session each;
-  measurements are spread over them, one at a time per device); waits, showing the tracker's
-  queue, up to a timeout when none is free;
-- :class:`EmbeddedRunner`: the default; starts :class:`~tvm_sched.tune.server.EmbeddedServer`
-  on 127.0.0.1 and restarts it when it dies.
+sessions, the :class:`Measurer` runs the protocol on them. Every runner yields ``tvm.rpc``
+sessions (in-process, server, tracker, embedded), so one code path measures everywhere.
 
 Protocol (:class:`Measurer`), per device: upload the kernel library and the inputs once per
 session; per candidate upload its executable and check its outputs against the reference before
@@ -26,10 +19,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
-import os
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,248 +28,26 @@ from typing import Any
 
 import numpy as np
 import tvm
-from tvm import relax, rpc
+from tvm import relax
 
-from tvm_sched.errors import DeviceUnavailableError, TuneInputError, one_line
+from tvm_sched.errors import DeviceUnavailableError, one_line
 from tvm_sched.relax.frontend import flatten_values as _flatten
 from tvm_sched.tune.builder import Built
-from tvm_sched.tune.server import EmbeddedServer
+from tvm_sched.tune.runners import (  # one runner per module; re-exported here
+    EmbeddedRunner,
+    InProcessRunner,
+    Runner,
+    ServerRunner,
+    TrackerRunner,
+    create_runner,
+    parse_address,
+    runner_from_args,
+)
 
 __all__ = ["Runner", "InProcessRunner", "ServerRunner", "TrackerRunner", "EmbeddedRunner",
-           "Measurer", "Measurement", "parse_address", "runner_from_args"]
+           "Measurer", "Measurement", "parse_address", "runner_from_args", "create_runner"]
 
 log = logging.getLogger(__name__)
-
-
-def parse_address(text: str, what: str) -> tuple[str, int]:
-    """``"host:port"`` -> ``(host, port)``, or a :class:`TuneInputError` naming ``what``."""
-    host, sep, port = str(text).rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise TuneInputError(f"{what} must be HOST:PORT, got {text!r}")
-    return host, int(port)
-
-
-def _reachable(host: str, port: int, what: str, verb: str, timeout: float = 5.0) -> None:
-    """A TCP connection to ``host:port`` opens (and is closed again), or a
-    :class:`DeviceUnavailableError` saying that it does not."""
-    import socket
-
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
-    except OSError as err:
-        raise DeviceUnavailableError(f"cannot {verb} {what} at {host}:{port}: "
-                                     f"{err.strerror or err}") from None
-
-
-# --------------------------------------------------------------------------------------------
-# runners
-class Runner:
-    """Hands out RPC sessions, one per device."""
-
-    #: Device key stored in records (same key = comparable measurements).
-    key: str = "local"
-
-    def check(self) -> None:
-        """Fail fast when the devices cannot be reached at all (called before any work).
-
-        Raises
-        ------
-        DeviceUnavailableError
-            The server or tracker does not accept connections.
-        """
-
-    def prepare(self) -> None:
-        """Start slow things early (the tuner calls this before proposing and building)."""
-
-    def open(self) -> list[tuple[str, Any]]:
-        """``(device name, rpc session)`` for every device to use."""
-        raise NotImplementedError
-
-    def reopen(self, name: str) -> Any:
-        """A new session to device ``name`` after its session was lost (one try)."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release what :meth:`open` started."""
-
-    def __enter__(self) -> Runner:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class InProcessRunner(Runner):
-    """``rpc.LocalSession`` in this process: the same code path as a server, no sockets."""
-
-    key = "local"
-
-    def open(self):
-        return [("in-process", rpc.LocalSession())]
-
-    def reopen(self, name):
-        return rpc.LocalSession()
-
-
-class ServerRunner(Runner):
-    """One RPC server at ``host:port``."""
-
-    def __init__(self, address: str | tuple[str, int], *, key: str | None = None,
-                 session_timeout: float = 0):
-        self.host, self.port = (parse_address(address, "--rpc-server")
-                                if isinstance(address, str) else address)
-        self.key = key or f"{self.host}:{self.port}"
-        self.session_timeout = session_timeout
-
-    def check(self) -> None:
-        _reachable(self.host, self.port, "the RPC server", "connect to")
-
-    def _connect(self):
-        try:
-            return rpc.connect(self.host, self.port, session_timeout=self.session_timeout)
-        except Exception as err:  # noqa: BLE001 - TVM raises RuntimeError/TVMError/OSError
-            raise DeviceUnavailableError(
-                f"cannot connect to the RPC server at {self.host}:{self.port}: "
-                f"{one_line(err, last=True, limit=200)}"
-            ) from None
-
-    def open(self):
-        return [(f"{self.host}:{self.port}", self._connect())]
-
-    def reopen(self, name):
-        return self._connect()
-
-
-class EmbeddedRunner(ServerRunner):
-    """The default: an RPC server of our own on 127.0.0.1, restarted once per loss."""
-
-    def __init__(self, *, lifetime: float = 3600.0):
-        self.server = EmbeddedServer(lifetime=lifetime)
-        self.key = "local"
-        self.session_timeout = 0
-        self.host, self.port = "127.0.0.1", None
-
-    def check(self) -> None:
-        """Nothing to reach yet: the server is started by :meth:`prepare`."""
-
-    def prepare(self) -> None:
-        if not self.server.alive():
-            self.server.launch()
-
-    def open(self):
-        if not self.server.alive():
-            self.server.stop()
-            self.server.launch()
-        self.server.wait_ready()
-        self.host, self.port = self.server.address
-        return [("embedded", self._connect())]
-
-    def reopen(self, name):
-        if self.server.alive():
-            try:
-                return self._connect()
-            except DeviceUnavailableError:
-                pass  # alive but not answering (or dying right now): restart it
-        log.warning("the embedded RPC server stopped answering; restarting it")
-        self.server.restart()
-        self.host, self.port = self.server.address
-        return self._connect()
-
-    def close(self):
-        self.server.stop()
-
-
-class TrackerRunner(Runner):
-    """Every free device of ``key`` on the tracker at ``host:port``."""
-
-    def __init__(self, address: str | tuple[str, int], key: str, *, wait: float = 60.0,
-                 min_devices: int = 1, max_devices: int | None = None,
-                 status: Callable[[str], None] | None = None):
-        if not key:
-            raise TuneInputError("a tracker needs a device key (--rpc-key or TVM_TRACKER_KEY)")
-        self.host, self.port = (parse_address(address, "--rpc-tracker")
-                                if isinstance(address, str) else address)
-        self.key = key
-        self.wait = wait
-        self.min_devices = max(1, int(min_devices))
-        self.max_devices = max_devices
-        self.status = status or (lambda text: log.info("%s", text))
-        self._tracker = None
-
-    def check(self) -> None:
-        _reachable(self.host, self.port, "the RPC tracker", "reach")
-
-    def _client(self):
-        if self._tracker is None:
-            try:
-                self._tracker = rpc.connect_tracker(self.host, self.port)
-            except Exception as err:  # noqa: BLE001
-                raise DeviceUnavailableError(
-                    f"cannot reach the RPC tracker at {self.host}:{self.port}: {err}") from None
-        return self._tracker
-
-    def free_devices(self) -> int:
-        info = self._client().summary().get("queue_info", {})
-        return int(info.get(self.key, {}).get("free", 0))
-
-    def _wait_free(self, need: int = 1) -> int:
-        t0 = time.monotonic()
-        last = -1.0
-        while True:
-            free = self.free_devices()
-            if free >= need:
-                return free
-            waited = time.monotonic() - t0
-            if waited >= self.wait:
-                what = "free device" if need == 1 else f"{need} free devices ({free} free)"
-                raise DeviceUnavailableError(
-                    f"no {what} with key {self.key!r} on the tracker at "
-                    f"{self.host}:{self.port} after {self.wait:.0f} s")
-            if waited - last >= 5 or last < 0:
-                self.status(f"waiting for a free {self.key!r} device on {self.host}:{self.port}"
-                            f" ({free}/{need} free, {waited:.0f}/{self.wait:.0f} s)")
-                last = waited
-            time.sleep(min(1.0, self.wait - waited))
-
-    def _request(self):
-        try:
-            return self._client().request(self.key, priority=1, session_timeout=0)
-        except Exception as err:  # noqa: BLE001
-            raise DeviceUnavailableError(
-                f"the tracker at {self.host}:{self.port} gave no {self.key!r} device: {err}"
-            ) from None
-
-    def open(self):
-        free = self._wait_free(self.min_devices)
-        if self.max_devices:
-            free = min(free, self.max_devices)
-        return [(f"{self.key}#{i}", self._request()) for i in range(free)]
-
-    def reopen(self, name):
-        self._wait_free()
-        return self._request()
-
-
-def runner_from_args(*, rpc_server: str | None = None, rpc_tracker: str | None = None,
-                     rpc_key: str | None = None, in_process: bool = False,
-                     tracker_wait: float = 60.0, min_devices: int = 1, status=None) -> Runner:
-    """The runner a command line asks for; the tracker also from ``TVM_TRACKER_*``."""
-    tracker = rpc_tracker
-    if tracker is None and rpc_server is None and os.environ.get("TVM_TRACKER_HOST"):
-        tracker = f"{os.environ['TVM_TRACKER_HOST']}:{os.environ.get('TVM_TRACKER_PORT', '9190')}"
-    key = rpc_key or os.environ.get("TVM_TRACKER_KEY")
-    if rpc_server and tracker:
-        raise TuneInputError("give either --rpc-server or --rpc-tracker, not both")
-    if in_process:
-        return InProcessRunner()
-    if rpc_server:
-        return ServerRunner(rpc_server)
-    if tracker:
-        return TrackerRunner(tracker, key or "", wait=tracker_wait, min_devices=min_devices,
-                             status=status)
-    return EmbeddedRunner()
-
 
 # --------------------------------------------------------------------------------------------
 # measuring
