@@ -243,3 +243,34 @@ def test_objective_module_needs_no_tvm():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_objective_for_routes_the_vm_order_objectives_through_one_class():
+    from types import SimpleNamespace
+
+    from tvm_sched.tune.objective import OrderObjective, objective_for
+
+    assert isinstance(objective_for("latency", lanes="auto"), LaneObjective)
+    mem = objective_for("memory")
+    assert isinstance(mem, OrderObjective) and mem.name == "memory"
+    with pytest.raises(ValueError, match="latency or memory"):
+        OrderObjective("energy")
+
+    def cand(name, planned, miss, baseline=False):
+        return SimpleNamespace(name=name, baseline=baseline,
+                               proxy={"planned": planned, "cache_miss": miss})
+
+    cands = [cand("tvm", 100, 50, True), cand("a", 90, 70), cand("b", 80, 90), cand("c", 70, 60)]
+    assert [c.name for c in mem.rank(cands, None, 2)] == ["tvm", "c", "b"]
+    lat = objective_for("latency")
+    assert [c.name for c in lat.rank(cands, None, 2)] == ["tvm", "c", "a"]
+    assert [c.name for c in lat.rank(cands, 75, 5)] == ["tvm", "c"]  # over budget left out
+
+    def rec(name, planned, med):
+        return {"candidate": name, "planned_bytes": planned, "error": None,
+                "latency": {"median": med, "q1": med * 0.99, "q3": med * 1.01}}
+
+    records = [rec("tvm", 100, 1.0), rec("c", 70, 0.8), rec("a", 90, 0.99)]
+    assert mem.pick(records, None)[0]["candidate"] == "c"
+    assert lat.pick(records, None)[0]["candidate"] == "c"  # beyond noise
+    assert lat.pick(records[:1] + records[2:], None)[0]["candidate"] == "tvm"  # within noise

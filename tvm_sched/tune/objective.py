@@ -31,7 +31,8 @@ from typing import Any, Protocol
 import numpy as np
 
 __all__ = ["RECORD_FORMAT", "LaneCandidate", "MeasureResult", "TuneRecord", "TuneObjective",
-           "LaneObjective", "SearchOutcome", "search", "paired_ratio", "spearman_or_none"]
+           "LaneObjective", "OrderObjective", "objective_for", "SearchOutcome", "search",
+           "paired_ratio", "spearman_or_none"]
 
 #: Version of :class:`TuneRecord` lines (the database's ``format`` field).
 RECORD_FORMAT = 1
@@ -246,6 +247,41 @@ class LaneObjective(TuneObjective):
         fastest = min(ok, key=key) if ok else vm
         clear = [r for r in ok if self.beyond_noise(r)]
         return (min(clear, key=key) if clear else vm), fastest
+
+
+class OrderObjective(TuneObjective):
+    """The VM-order objectives (``latency``, ``memory``) over the dict records of
+    :mod:`tvm_sched.tune.tuner`; the rules are :mod:`tvm_sched.tune.pick`'s."""
+
+    solver_objective = "arena_memory"  # solvers propose on memory (see candidates.propose)
+
+    def __init__(self, name: str, keep_default: bool = True):
+        if name not in ("latency", "memory"):
+            raise ValueError(f"objective must be latency or memory, got {name!r}")
+        self.name = name
+        self.keep_default = keep_default
+        self.columns = ("candidate", "source", "planned KiB", "cache-miss KiB", "median ms",
+                        "IQR ms", "TVM / this", "status")
+
+    def proxy(self, c) -> tuple:
+        p = c.proxy
+        return (p["planned"], p["cache_miss"]) if self.name == "memory" else \
+            (p["cache_miss"], p["planned"])
+
+    def rank(self, cands, budget, top_k):
+        from tvm_sched.tune.pick import rank
+
+        return rank(list(cands), self.name, budget, top_k)
+
+    def pick(self, records, budget):
+        from tvm_sched.tune.pick import pick
+
+        return pick(list(records), self.name, budget, self.keep_default)
+
+
+def objective_for(name: str, *, lanes=None, keep_default: bool = True) -> TuneObjective:
+    """The objective a run uses: lanes -> :class:`LaneObjective`, else the VM-order one."""
+    return LaneObjective() if lanes is not None else OrderObjective(name, keep_default)
 
 
 # --------------------------------------------------------------------------------------------

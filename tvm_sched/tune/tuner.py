@@ -43,6 +43,7 @@ from tvm_sched.tune.candidates import default_cache_bytes, propose
 from tvm_sched.tune.database import Database
 from tvm_sched.tune.lanes import LANE_SOLVERS
 from tvm_sched.tune.model import TuneModel, check_target
+from tvm_sched.tune.objective import objective_for
 from tvm_sched.tune.pick import (
     beyond_noise,
     latency_stats,
@@ -246,7 +247,8 @@ def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: 
                 f"no candidate fits the memory budget of {budget:,} B: the fewest planned bytes "
                 f"among the {len(pool)} proposed orders is {least or 0:,} B (TVM's order "
                 f"{tvm_planned:,} B); raise --memory-budget")
-    chosen = rank(pool, cfg.objective, budget, cfg.top_k)
+    objective = objective_for(cfg.objective, keep_default=cfg.keep_default_within_noise)
+    chosen = objective.rank(pool, budget, cfg.top_k)
     secs["propose"] = time.perf_counter() - t0
 
     # 2. what the database already has
@@ -327,7 +329,7 @@ def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: 
     have = db.records(model.hash, key_target, runner.key)
     records = [have[k] for k in ((model.hash, c.hash, key_target, runner.key) for c in chosen)
                if k in have]
-    best, fastest = pick(records, cfg.objective, budget, cfg.keep_default_within_noise)
+    best, fastest = objective.pick(records, budget)
     base = next((r for r in records if r["candidate"] == "tvm"), None)
     ok = [r for r in records if r.get("latency") and not r.get("error")]
     lat = [r["latency"]["median"] for r in ok]
