@@ -331,15 +331,15 @@ def markdown(meta, models, large) -> str:
            "|---|---:|---:|---:|---:|---:|---:|---|"]
     ratios = []
     for m in models:
-        a = m["arena"]
-        ratios.append(a["pipeline"] / a["tvm_default"])
-        md.append(f"| {m['model']} | {_b(a['tvm_default'])} | {_b(a['tvm_order'])} "
-                  f"({a['tvm_order'] / max(1, a['tvm_order_lower_bound']):.3f}) | "
-                  f"{_b(a['pipeline'])} ({ratios[-1]:.3f}) | "
-                  f"{a['pipeline'] / max(1, a['pass_lower_bound']):.3f} | "
-                  f"{_b(a['best'])} ({a['best_method']}) | {_b(a['liveness_optimum'])}"
-                  f"{'' if a['liveness_proven'] else ' (not proven)'} | "
-                  f"{'yes' if a['pipeline_bit_equal'] else 'NO'} |")
+        ar = m["arena"]
+        ratios.append(ar["pipeline"] / ar["tvm_default"])
+        md.append(f"| {m['model']} | {_b(ar['tvm_default'])} | {_b(ar['tvm_order'])} "
+                  f"({ar['tvm_order'] / max(1, ar['tvm_order_lower_bound']):.3f}) | "
+                  f"{_b(ar['pipeline'])} ({ratios[-1]:.3f}) | "
+                  f"{ar['pipeline'] / max(1, ar['pass_lower_bound']):.3f} | "
+                  f"{_b(ar['best'])} ({ar['best_method']}) | {_b(ar['liveness_optimum'])}"
+                  f"{'' if ar['liveness_proven'] else ' (not proven)'} | "
+                  f"{'yes' if ar['pipeline_bit_equal'] else 'NO'} |")
     if ratios:
         geo = float(np.exp(np.mean(np.log(ratios))))
         md += ["", f"Geometric mean of tvm_sched / TVM default over {len(ratios)} models: "
@@ -416,7 +416,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="smoke run: inception and transformer, tiny budgets")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     p.add_argument("--name", default=None, help="output file stem (default memory[_quick])")
+    p.add_argument("--render", type=Path, default=None,
+                   help="only write the markdown of a saved JSON result")
     args = p.parse_args(argv)
+    if args.render is not None:
+        saved = json.loads(args.render.read_text())
+        text = markdown(saved["meta"], saved["models"], saved["large"])
+        args.render.with_suffix(".md").write_text(text)
+        print(text)
+        return 0
     if args.quick:
         args.models = args.models or ["inception", "transformer"]
         args.budget, args.cpsat_budget, args.random, args.repeat = 0.5, 2.0, 100, 2
