@@ -100,7 +100,15 @@ def markdown(meta: dict, rows: list[dict]) -> str:
           f"Date: {meta['date']}; wall {meta['wall_s']:.0f} s; load average at start "
           f"{meta['load_start']}, at end {meta['load_end']}.", "",
           "Speed-ups over the Relax VM are the median [q1, q3] of per-round ratios, VM and "
-          "candidate timed side by side in the same interleaved rounds.", "",
+          "candidate timed side by side in the same interleaved rounds.", ""]
+    cores = len(meta["args"].get("cores_used", [])) or meta["args"].get("cores") or 1
+    if max(meta["load_start"][0], meta["load_end"][0]) > cores:
+        md += [f"**The machine was loaded** (1-minute load average up to "
+               f"{max(meta['load_start'][0], meta['load_end'][0]):.1f} on {cores} cores, other "
+               "jobs running): the lanes competed with other processes for the cores, so these "
+               "figures say how the tuner decides under load, not what lanes gain on an idle "
+               "machine.", ""]
+    md += [
           "| model | nodes | lanes | VM ms | pick | pick speed-up | beyond noise | best measured "
           "| pick / best | executor m=1 | list at m | Spearman | total s |",
           "|---|---:|---:|---:|---|---|---|---|---:|---|---|---:|---:|"]
@@ -160,7 +168,8 @@ def main(args, argv) -> int:
             "date": started, "wall_s": time.perf_counter() - t0,
             "load_start": [round(x, 2) for x in load_start],
             "load_end": [round(x, 2) for x in os.getloadavg()],
-            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+            "args": {**{k: (str(v) if isinstance(v, Path) else v)
+                        for k, v in vars(args).items()}, "cores_used": cores}}
     args.out.mkdir(parents=True, exist_ok=True)
     name = args.name or "tune_lanes"
     (args.out / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
