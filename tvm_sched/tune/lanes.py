@@ -29,10 +29,12 @@ Contract (``tune(..., TuneConfig(lanes=...))`` and ``tvm-sched tune --lanes auto
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -99,6 +101,33 @@ class BuiltLane:
     seconds: float = 0.0
 
 
+@contextlib.contextmanager
+def _without_scope_warnings():
+    """Drop TVM's per-function ``Warning: Scope Saving:`` lines (hundreds of them, printed by
+    the C++ executable writer on fd 2) and pass every other line of fd 2 through."""
+    import sys
+
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real fd (captured): nothing to filter
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), fd)
+        try:
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [ln for ln in tmp.read().decode(errors="replace").splitlines(True)
+                    if "Warning: Scope Saving" not in ln]
+            if kept:
+                sys.stderr.write("".join(kept))
+
+
 class LaneBuilder:
     """Plans and exports lane candidates from one :class:`LaneKernels` compilation."""
 
@@ -107,7 +136,8 @@ class LaneBuilder:
         self.tmp = Path(tmp)
         self.lib_path = self.tmp / "kernels.so"
         if not self.lib_path.exists():
-            kernels.exe.export_library(str(self.lib_path))
+            with _without_scope_warnings():
+                kernels.exe.export_library(str(self.lib_path))
         self._plans: dict[str, Any] = {}
 
     def schedule(self, c: LaneCandidate):
