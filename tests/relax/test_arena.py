@@ -30,7 +30,7 @@ def model(request):
 
 def test_pipeline_allocates_the_planned_arena_with_equal_outputs(model):
     imported, mod = model
-    scheduled = tsr.ScheduleOperators()(mod)
+    scheduled = tsr.ScheduleOperators(arena=True)(mod)
     arena = tsr.PlanArena()
     with tvm.target.Target("llvm"):
         lowered = tsr.arena_pipeline(arena)(scheduled)

@@ -3,7 +3,8 @@
 ``ScheduleOperators`` is a module pass: it runs the fusion prefix when the module is not fused
 yet, extracts one graph per dataflow block, asks the solvers for candidate orders and writes the
 best one back. "Best" is what the build will allocate for the block, scored without rewriting
-the module: with the arena planner on (``arena=True``, the default) the smaller of the greedy
+the module: with the arena planner on (``arena=True``, the ``tvm_sched`` pipeline's setting) the
+smaller of the greedy
 arena (:func:`tvm_sched.memory.arena_bytes_batch`) and TVM's own plan (the exact replica
 :func:`tvm_sched.cost.planned_memory`, equal to :func:`tvm_sched.relax.planned_bytes` of the
 rewritten module) -- :class:`~tvm_sched.relax.arena.PlanArena` keeps whichever is smaller --
@@ -129,8 +130,10 @@ class ScheduleOperators:
         module docstring; the default); ``"proxy"``: keep the solver's best by the proxy
         objective (no planner call).
     arena
-        Score orders by what :class:`~tvm_sched.relax.arena.PlanArena` will allocate (the
-        ``tvm_sched`` pipeline runs it); off: by TVM's planner alone.
+        Score orders by what :class:`~tvm_sched.relax.arena.PlanArena` will allocate; on in
+        the ``tvm_sched`` pipeline, which runs it. Off (the default for the pass on its own,
+        followed by TVM's default lowering): by TVM's planner alone, so the order never makes
+        TVM's own plan larger.
     exact_max_nodes
         ``cpsat`` proposes only for blocks of at most this many operators: on larger ones its
         liveness model rarely beats the greedy within a pass-sized budget, and building the
@@ -153,7 +156,7 @@ class ScheduleOperators:
         select: str = "planned",
         seed: int = 0,
         solver_options: dict[str, Any] | None = None,
-        arena: bool = True,
+        arena: bool = False,
         exact_max_nodes: int = 300,
     ):
         if select not in ("planned", "proxy"):
@@ -236,8 +239,8 @@ def pipeline(**options: Any) -> tvm.transform.Pass:
 
     Pass it as ``tvm.compile(mod, target, relax_pipeline=pipeline(...))``.
     """
-    arena = options.get("arena", True)
-    lower = arena_pipeline(PlanArena()) if arena else relax.get_pipeline("default")
+    options = {"arena": True, **options}
+    lower = arena_pipeline(PlanArena()) if options["arena"] else relax.get_pipeline("default")
     return tvm.transform.Sequential([ScheduleOperators(**options), lower],
                                     name="tvm_sched.pipeline")
 
