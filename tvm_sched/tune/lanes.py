@@ -33,7 +33,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import math
 import os
 import shutil
 import tempfile
@@ -46,6 +45,7 @@ import numpy as np
 
 from tvm_sched.errors import DeviceUnavailableError, TuneInputError, one_line
 from tvm_sched.tune import lane_remote
+from tvm_sched.tune.lane_runner import LaneRunner, SpreadRunner
 from tvm_sched.tune.objective import (
     LaneCandidate,
     LaneObjective,
@@ -177,177 +177,6 @@ class LaneBuilder:
             return BuiltLane(None, one_line(err, last=True, with_type=True),
                              time.perf_counter() - t0)
         return BuiltLane(path, None, time.perf_counter() - t0)
-
-
-# --------------------------------------------------------------------------------------------
-# measuring on one RPC session
-class LaneRunner:
-    """Measures VM and lane candidates on one device session, in interleaved rounds."""
-
-    def __init__(self, name: str, sess, builder: LaneBuilder, inputs: Sequence[np.ndarray], *,
-                 repeats: int = 10, min_repeat_ms: float = 10.0, rtol: float = 1e-4):
-        self.name = name
-        self.sess = sess
-        self.builder = builder
-        self.inputs = [np.asarray(x) for x in inputs]
-        self.repeats = repeats
-        self.min_repeat_ms = min_repeat_ms
-        self.rtol = rtol
-        self.dev = sess.cpu(0)
-        self._vm = None
-        self._vm_args = None
-        self.reference: list[np.ndarray] | None = None
-
-    # -- the VM (also the reference: its outputs on this device) -----------------------------
-    def vm(self):
-        if self._vm is None:
-            import tvm
-            from tvm import relax
-
-            self.sess.upload(str(self.builder.lib_path), "tvm_sched_vm.so")
-            self._vm = relax.VirtualMachine(self.sess.load_module("tvm_sched_vm.so"), self.dev)
-            self._vm_args = [tvm.runtime.tensor(np.asarray(a), self.dev)
-                             for a in self.inputs + list(self.builder.k.weights)]
-            self._vm.set_input("main", *self._vm_args)
-        return self._vm
-
-    def vm_outputs(self) -> list[np.ndarray]:
-        from tvm_sched.relax.frontend import flatten_values
-
-        vm = self.vm()
-        vm.invoke_stateful("main")
-        return [o.numpy() for o in flatten_values(vm.get_outputs("main"))]
-
-    def vm_time(self, number: int) -> float:
-        f = self.vm().time_evaluator("invoke_stateful", self.dev, number=number, repeat=1)
-        return float(f("main").results[0])
-
-    # -- lanes --------------------------------------------------------------------------------
-    def upload(self, path: Path) -> str:
-        name = path.name
-        self.sess.upload(str(path), name)
-        return name
-
-    def lane_outputs(self, name: str, count: int) -> list[np.ndarray]:
-        import tvm
-
-        fn = self.sess.get_function(lane_remote.LANE_RUN)
-        args = [tvm.runtime.tensor(x, self.dev) for x in self.inputs]
-        return [fn(name, k, *args).numpy() for k in range(count)]
-
-    def lane_time(self, name: str, number: int) -> float:
-        return float(self.sess.get_function(lane_remote.LANE_TIME)(name, number))
-
-    def profile(self, path: Path, number: int = 3, repeat: int = 3) -> dict[str, float]:
-        name = self.upload(path)
-        text = self.sess.get_function(lane_remote.LANE_PROFILE)(name, number, repeat)
-        return {k: float(v) for k, v in json.loads(text).items()}
-
-    def _check(self, outs: list[np.ndarray]) -> str | None:
-        ref = self.reference
-        if len(outs) != len(ref):
-            return f"{len(outs)} outputs, the VM gives {len(ref)}"
-        for o, r in zip(outs, ref, strict=True):
-            if o.shape != r.shape:
-                return f"output shape {o.shape} != the VM's {r.shape}"
-            diff = float(np.max(np.abs(o.astype(np.float64) - r))) if o.size else 0.0
-            scale = float(np.max(np.abs(r))) if r.size else 0.0
-            if not np.isfinite(diff) or diff > self.rtol * max(scale, 1.0):
-                return f"outputs differ from the VM's (max abs diff {diff:.3g})"
-        return None
-
-    # -- the protocol -------------------------------------------------------------------------
-    def measure(self, built, anchor, done: Callable[[MeasureResult], None]) -> None:
-        """Check, warm up, then ``repeats`` interleaved rounds over the anchor (the VM) and
-        every candidate; each candidate ends in ``done`` once (errors as results)."""
-        items = [anchor] + [(c, b) for c, b in built if c.hash != anchor[0].hash]
-        report_anchor = any(c.hash == anchor[0].hash for c, _ in built)
-        if self.reference is None:
-            self.reference = self.vm_outputs()
-        runs: list[tuple[LaneCandidate, Callable[[int], float], MeasureResult]] = []
-        for c, b in items:
-            res = MeasureResult(c.hash, self.name)
-            if c.kind == "vm":
-                runs.append((c, self.vm_time, res))
-                continue
-            if b.error is not None:
-                res.error = f"build failed: {b.error}"
-                done(res)
-                continue
-            try:
-                name = self.upload(b.path)
-                outs = self.lane_outputs(name, len(self.reference))
-            except Exception as err:  # noqa: BLE001 - one candidate's failure is its result
-                res.error = f"load/run failed: {one_line(err, last=True, with_type=True)}"
-                done(res)
-                self._alive()
-                continue
-            bad = self._check(outs)
-            if bad:
-                res.error = bad
-                done(res)
-                continue
-            runs.append((c, (lambda n, name=name: self.lane_time(name, n)), res))
-        # one warm-up each; the VM's sets how many runs make one sample
-        first = runs[0][1](1)
-        number = max(1, math.ceil(self.min_repeat_ms / 1e3 / max(first, 1e-9)))
-        for _, fn, _ in runs[1:]:
-            fn(1)
-        for _ in range(self.repeats):
-            for _, fn, res in runs:  # interleaved: VM A B C VM A B C ...
-                if res.error is None:
-                    try:
-                        res.samples.append(fn(number))
-                    except Exception as err:  # noqa: BLE001
-                        res.error = f"timing failed: {one_line(err, last=True, with_type=True)}"
-                        res.samples = []
-                        self._alive()
-        vm_samples = runs[0][2].samples
-        for c, _, res in runs:
-            res.anchor = list(vm_samples)
-            if c.kind == "vm" and not report_anchor:
-                continue
-            done(res)
-
-    def _alive(self) -> None:
-        import tvm
-
-        try:
-            tvm.runtime.tensor(np.zeros(1, "float32"), self.dev).numpy()
-        except Exception as err:  # noqa: BLE001
-            raise DeviceUnavailableError(f"device {self.name} was lost: "
-                                         f"{one_line(err, last=True)}") from None
-
-
-class SpreadRunner:
-    """Several devices (a tracker's): candidates dealt round-robin, each device's batch
-    anchored on its own VM run, the devices measuring at the same time; ``done`` serialised."""
-
-    def __init__(self, runners: Sequence[LaneRunner]):
-        self.runners = list(runners)
-
-    def measure(self, built, anchor, done: Callable[[MeasureResult], None]) -> None:
-        import concurrent.futures as cf
-        import threading
-
-        if len(self.runners) == 1:
-            self.runners[0].measure(built, anchor, done)
-            return
-        lock = threading.Lock()
-
-        def once(m: MeasureResult) -> None:
-            with lock:
-                done(m)
-
-        rest = [(c, b) for c, b in built if c.hash != anchor[0].hash]
-        shares = [rest[i::len(self.runners)] for i in range(len(self.runners))]
-        if len(rest) < len(built):  # the VM itself is to be recorded: by the first device
-            shares[0] = [anchor, *shares[0]]
-        with cf.ThreadPoolExecutor(len(self.runners)) as ex:
-            futs = [ex.submit(r.measure, share, anchor, once)
-                    for r, share in zip(self.runners, shares, strict=True) if share]
-            for f in futs:
-                f.result()
 
 
 class LaneDatabase:
@@ -498,12 +327,14 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
     prog("build", 0, 1, "kernels (one compilation)")
     k = LaneKernels(model.mod, target, params=model.params)
     tmp_dir = tempfile.TemporaryDirectory(prefix="tvm_sched_lanes_tune_")
+    devs: list[LaneRunner] = []
     try:
         builder = LaneBuilder(k, Path(tmp_dir.name))
         secs["compile"] = time.perf_counter() - t0
         prog("build", 1, 1, "kernels")
-        devs = [LaneRunner(name, se, builder, model.inputs, repeats=cfg.repeats,
-                           min_repeat_ms=cfg.min_repeat_ms) for name, se in devices]
+        devs += [LaneRunner(name, se, builder, model.inputs, repeats=cfg.repeats,
+                            min_repeat_ms=cfg.min_repeat_ms, timeout=cfg.timeout)
+                 for name, se in devices]
         dev = devs[0]  # profiles the kernels
 
         # kernel durations on the device, before any solver runs; the proposals made on them.
@@ -586,6 +417,8 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
                 atomic_write(work / "best_plan.json", builder.plan(cand).to_json(indent=1))
         secs["export"] = time.perf_counter() - t0
     finally:
+        for d in devs:
+            d.close()
         tmp_dir.cleanup()
     secs["total"] = time.perf_counter() - t_start
     result = LaneTuneResult(

@@ -1,0 +1,250 @@
+"""Measuring lane candidates and the Relax VM on RPC sessions (the lane objective's runner).
+
+Contract
+--------
+:class:`LaneRunner` (one device session): the Relax VM executable (the kernel library the lane
+plans share) is uploaded once and its outputs on the device are the reference; each lane
+candidate's exported module is uploaded, run through ``tvm_sched.tune.lane_run`` and its outputs
+checked against the VM's before anything is timed; one warm-up each; then ``repeats`` rounds
+over the VM and the candidates in turn (VM A B C VM A B C ...), each sample ``number`` runs
+(set so that the VM's sample lasts ``min_repeat_ms``). Every result carries the VM's samples of
+the same rounds. A failure of one candidate is its result, told at once; every device call has
+a time limit, and a device that does not answer or is gone raises
+:class:`~tvm_sched.errors.DeviceUnavailableError` with the records so far kept.
+:class:`SpreadRunner` deals candidates over several devices (a tracker's).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from tvm_sched.errors import DeviceUnavailableError, one_line
+from tvm_sched.tune import lane_remote
+from tvm_sched.tune.objective import LaneCandidate, MeasureResult
+
+__all__ = ["LaneRunner", "SpreadRunner"]
+
+
+class LaneRunner:
+    """Measures VM and lane candidates on one device session, in interleaved rounds."""
+
+    def __init__(self, name: str, sess, builder, inputs: Sequence[np.ndarray], *,
+                 repeats: int = 10, min_repeat_ms: float = 10.0, rtol: float = 1e-4,
+                 timeout: float = 120.0):
+        self.name = name
+        self.timeout = timeout
+        self._pool = None
+        self.sess = sess
+        self.builder = builder
+        self.inputs = [np.asarray(x) for x in inputs]
+        self.repeats = repeats
+        self.min_repeat_ms = min_repeat_ms
+        self.rtol = rtol
+        self.dev = sess.cpu(0)
+        self._vm = None
+        self._vm_args = None
+        self.reference: list[np.ndarray] | None = None
+
+    # -- the VM (also the reference: its outputs on this device) -----------------------------
+    def vm(self):
+        if self._vm is None:
+            import tvm
+            from tvm import relax
+
+            self.sess.upload(str(self.builder.lib_path), "tvm_sched_vm.so")
+            self._vm = relax.VirtualMachine(self.sess.load_module("tvm_sched_vm.so"), self.dev)
+            self._vm_args = [tvm.runtime.tensor(np.asarray(a), self.dev)
+                             for a in self.inputs + list(self.builder.k.weights)]
+            self._vm.set_input("main", *self._vm_args)
+        return self._vm
+
+    def vm_outputs(self) -> list[np.ndarray]:
+        from tvm_sched.relax.frontend import flatten_values
+
+        vm = self.vm()
+        vm.invoke_stateful("main")
+        return [o.numpy() for o in flatten_values(vm.get_outputs("main"))]
+
+    def vm_time(self, number: int) -> float:
+        f = self.vm().time_evaluator("invoke_stateful", self.dev, number=number, repeat=1)
+        return float(f("main").results[0])
+
+    # -- lanes --------------------------------------------------------------------------------
+    def upload(self, path: Path) -> str:
+        name = path.name
+        self.sess.upload(str(path), name)
+        return name
+
+    def lane_outputs(self, name: str, count: int) -> list[np.ndarray]:
+        import tvm
+
+        fn = self.sess.get_function(lane_remote.LANE_RUN)
+        args = [tvm.runtime.tensor(x, self.dev) for x in self.inputs]
+        return [fn(name, k, *args).numpy() for k in range(count)]
+
+    def lane_time(self, name: str, number: int) -> float:
+        return float(self.sess.get_function(lane_remote.LANE_TIME)(name, number))
+
+    def profile(self, path: Path, number: int = 3, repeat: int = 3) -> dict[str, float]:
+        """Seconds per kernel, timed on the device (``lane_profile`` of the one-lane plan)."""
+        def _run():
+            name = self.upload(path)
+            return self.sess.get_function(lane_remote.LANE_PROFILE)(name, number, repeat)
+
+        text = self._call(_run)
+        return {k: float(v) for k, v in json.loads(text).items()}
+
+    def _check(self, outs: list[np.ndarray]) -> str | None:
+        ref = self.reference
+        if len(outs) != len(ref):
+            return f"{len(outs)} outputs, the VM gives {len(ref)}"
+        for o, r in zip(outs, ref, strict=True):
+            if o.shape != r.shape:
+                return f"output shape {o.shape} != the VM's {r.shape}"
+            diff = float(np.max(np.abs(o.astype(np.float64) - r))) if o.size else 0.0
+            scale = float(np.max(np.abs(r))) if r.size else 0.0
+            if not np.isfinite(diff) or diff > self.rtol * max(scale, 1.0):
+                return f"outputs differ from the VM's (max abs diff {diff:.3g})"
+        return None
+
+    # -- the protocol -------------------------------------------------------------------------
+    def _call(self, fn, *args):
+        """``fn(*args)`` on this device's worker thread, at most ``timeout`` seconds; a device
+        that does not answer in time is lost (:class:`DeviceUnavailableError`)."""
+        import concurrent.futures as cf
+
+        if self._pool is None:
+            self._pool = cf.ThreadPoolExecutor(1, thread_name_prefix=f"tvm-sched-{self.name}")
+        fut = self._pool.submit(fn, *args)
+        try:
+            return fut.result(timeout=self.timeout)
+        except cf.TimeoutError:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+            raise DeviceUnavailableError(f"device {self.name} did not answer within "
+                                         f"{self.timeout:.0f} s") from None
+
+    def _try(self, res: MeasureResult, what: str, fn, *args, done=None):
+        """``self._call(fn, *args)``; a failure becomes ``res.error`` (and goes to ``done``
+        at once), then the device is checked: a lost one raises, records so far kept."""
+        try:
+            return self._call(fn, *args)
+        except Exception as err:  # noqa: BLE001 - one candidate's failure is its result
+            lost = isinstance(err, DeviceUnavailableError)
+            res.error = f"{what} failed: {one_line(err, last=True, with_type=True)}"
+            res.samples = []
+            if done is not None:
+                done(res)
+            if lost:
+                raise
+            self._alive()
+            return None
+
+    def measure(self, built, anchor, done: Callable[[MeasureResult], None]) -> None:
+        """Check, warm up, then ``repeats`` interleaved rounds over the anchor (the VM) and
+        every candidate; each candidate ends in ``done`` once (errors as results; a candidate
+        that fails is told at once, so a device lost right after keeps its record)."""
+        items = [anchor] + [(c, b) for c, b in built if c.hash != anchor[0].hash]
+        report_anchor = any(c.hash == anchor[0].hash for c, _ in built)
+        told: set[str] = set()
+
+        def tell(res: MeasureResult) -> None:
+            if res.hash not in told:
+                told.add(res.hash)
+                done(res)
+
+        vm_res = MeasureResult(anchor[0].hash, self.name)
+        if self.reference is None:
+            self.reference = self._try(vm_res, "the Relax VM run",
+                                       self.vm_outputs, done=tell if report_anchor else None)
+        if self.reference is None:  # no VM, no anchor: nothing here can be compared
+            for c, _ in items[1:]:
+                tell(MeasureResult(c.hash, self.name, error=f"not measured: {vm_res.error}"))
+            return
+        runs: list[tuple[LaneCandidate, Callable[[int], float], MeasureResult]] = []
+        for c, b in items:
+            res = vm_res if c.kind == "vm" else MeasureResult(c.hash, self.name)
+            if c.kind == "vm":
+                runs.append((c, self.vm_time, res))
+                continue
+            if b.error is not None:
+                res.error = f"build failed: {b.error}"
+                tell(res)
+                continue
+            outs = self._try(res, "load/run", lambda b=b: self.lane_outputs(
+                self.upload(b.path), len(self.reference)), done=tell)
+            if outs is None:
+                continue
+            bad = self._check(outs)
+            if bad:
+                res.error = bad
+                tell(res)
+                continue
+            runs.append((c, (lambda n, name=b.path.name: self.lane_time(name, n)), res))
+        # one warm-up each; the VM's sets how many runs make one sample
+        first = self._try(vm_res, "the Relax VM timing", runs[0][1], 1)
+        number = max(1, math.ceil(self.min_repeat_ms / 1e3 / max(first or 1.0, 1e-9)))
+        for _, fn, res in runs[1:]:
+            self._try(res, "warm-up", fn, 1, done=tell)
+        for _ in range(self.repeats):
+            for c, fn, res in runs:  # interleaved: VM A B C VM A B C ...
+                if res.error is None:
+                    t = self._try(res, "timing", fn, number,
+                                  done=None if c.kind == "vm" else tell)
+                    if t is not None:
+                        res.samples.append(t)
+        for c, _, res in runs:
+            res.anchor = list(vm_res.samples)
+            if c.kind == "vm" and not report_anchor:
+                continue
+            tell(res)
+
+    def _alive(self) -> None:
+        import tvm
+
+        try:
+            self._call(lambda: tvm.runtime.tensor(np.zeros(1, "float32"), self.dev).numpy())
+        except Exception as err:  # noqa: BLE001
+            raise DeviceUnavailableError(f"device {self.name} was lost: "
+                                         f"{one_line(err, last=True)}") from None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+
+class SpreadRunner:
+    """Several devices (a tracker's): candidates dealt round-robin, each device's batch
+    anchored on its own VM run, the devices measuring at the same time; ``done`` serialised."""
+
+    def __init__(self, runners: Sequence[LaneRunner]):
+        self.runners = list(runners)
+
+    def measure(self, built, anchor, done: Callable[[MeasureResult], None]) -> None:
+        import concurrent.futures as cf
+        import threading
+
+        if len(self.runners) == 1:
+            self.runners[0].measure(built, anchor, done)
+            return
+        lock = threading.Lock()
+
+        def once(m: MeasureResult) -> None:
+            with lock:
+                done(m)
+
+        rest = [(c, b) for c, b in built if c.hash != anchor[0].hash]
+        shares = [rest[i::len(self.runners)] for i in range(len(self.runners))]
+        if len(rest) < len(built):  # the VM itself is to be recorded: by the first device
+            shares[0] = [anchor, *shares[0]]
+        with cf.ThreadPoolExecutor(len(self.runners)) as ex:
+            futs = [ex.submit(r.measure, share, anchor, once)
+                    for r, share in zip(self.runners, shares, strict=True) if share]
+            for f in futs:
+                f.result()
