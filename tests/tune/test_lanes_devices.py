@@ -55,3 +55,21 @@ def test_lanes_on_a_tracker_with_two_servers(tmp_path):
         for s in servers:
             s.stop()
         tracker.terminate()
+
+
+def test_lanes_on_a_plain_tvm_server_say_what_to_start(tmp_path):
+    from tvm import rpc
+
+    from tvm_sched.errors import TuneInputError
+    from tvm_sched.tune import ServerRunner, TuneConfig, load_model, tune
+
+    model = load_model(model="inception")
+    server = rpc.Server(host="127.0.0.1", port=9391, port_end=9490, silent=True)
+    try:
+        for lanes in ("auto", 2):
+            with pytest.raises(TuneInputError, match="tvm_sched RPC server"):
+                tune(model, "llvm", ServerRunner(("127.0.0.1", server.port)), tmp_path,
+                     TuneConfig(lanes=lanes, solvers=("list",)))
+        assert not (tmp_path / "lane_records.jsonl").exists()
+    finally:
+        server.terminate()

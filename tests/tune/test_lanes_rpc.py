@@ -148,3 +148,19 @@ def test_the_demo_at_small_size(tmp_path, capsys):
     for solver in ("gaus", "cpsat", "list", "random-list"):
         assert solver in out
     assert (tmp_path / "demo" / "report.md").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--lanes", "zero"], "--lanes must be 'auto' or an integer >= 1"),
+    (["--lanes", "2", "--objective", "memory"], "--lanes tunes latency"),
+    (["--lanes", "auto", "--samples", "0"], "--samples and --per-solver must be >= 1"),
+    (["--lanes", "auto", "--solvers", "nope"], "nope"),
+])
+def test_bad_lane_flags_are_one_line_exit_2_nothing_written(argv, message, tmp_path, capsys):
+    from tvm_sched.cli import main
+
+    work = tmp_path / "w"
+    rc = main(["tune", "--model", "inception", "--work-dir", str(work), *argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not work.exists()

@@ -179,6 +179,7 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     from tvm_sched.tune.report import rich_table
     from tvm_sched.tune.tuner import tune
 
+    records_file = "lane_records.jsonl" if cfg.lanes is not None else "records.jsonl"
     try:
         with runner, _Bars(con, quiet=args.quiet) as bars:
             result = tune(model, target if args.target is None else args.target, runner, work,
@@ -188,11 +189,11 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         return EXIT_USAGE
     except DeviceUnavailableError as err:
         print(f"tvm-sched tune: {err}; the records measured so far are in "
-              f"{work / 'records.jsonl'}", file=sys.stderr)
+              f"{work / records_file}", file=sys.stderr)
         return EXIT_DEVICE
     except KeyboardInterrupt:
         print(f"tvm-sched tune: interrupted; complete records are kept in "
-              f"{work / 'records.jsonl'} (re-run the same command to resume)", file=sys.stderr)
+              f"{work / records_file} (re-run the same command to resume)", file=sys.stderr)
         return EXIT_INTERRUPT
     if cfg.lanes is not None:
         return _lane_summary(con, result, work)

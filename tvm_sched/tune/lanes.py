@@ -90,6 +90,20 @@ def resolve_lanes(lanes: int | str, session) -> int:
     return m
 
 
+def _require_lane_functions(name: str, session) -> None:
+    """The device runs the tvm_sched RPC server (it registers the lane functions), or a
+    :class:`TuneInputError` saying how to start one."""
+    for func in (lane_remote.LANE_RUN, lane_remote.LANE_TIME, lane_remote.LANE_PROFILE):
+        try:
+            ok = session.get_function(func) is not None
+        except Exception:  # noqa: BLE001 - TVM raises its own error kinds for a missing function
+            ok = False
+        if not ok:
+            raise TuneInputError(f"device {name} does not offer {func}: --lanes needs the "
+                                 "tvm_sched RPC server there (python -m tvm_sched.tune.server "
+                                 "[--tracker HOST:PORT --key KEY])")
+
+
 # --------------------------------------------------------------------------------------------
 # building: one kernel library, a plan per candidate, exported once
 @dataclasses.dataclass
@@ -320,6 +334,8 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
     dev_name, sess = devices[0]
     # auto: the fewest cores any device offers (a plan must fit every device it is timed on)
     lanes = min(resolve_lanes(cfg.lanes, s) for _, s in devices)
+    for name, s in devices:
+        _require_lane_functions(name, s)
     secs["connect"] = time.perf_counter() - t0
     prog("connect", 1, 1, f"{len(devices)} device(s): {lanes} lanes")
 
