@@ -11,6 +11,9 @@ Parts (``--part``):
   layered graphs of 100, 500 and 1,000 nodes, 4 lanes, and the memory task.
 - ``equal``: GFlowNet vs random-list at an equal number of samples (``--samples``, no seeds)
   on the STG graphs of part ``stg`` and 4 lanes: wins, ties, losses, mean gap.
+- ``memory``: peak and planned memory on 10 generated 100-node graphs (two per family, seeds
+  20,000 + k), no budget (fixed work): lpmf, random (1,000), GauS, GFlowNet with and without
+  seeds; value relative to lpmf.
 - ``robust``: the robustness study of Zhang et al. (ICLR 2023, Table 1 protocol, 4 lanes) on
   ``--robust-graphs`` generated 50-node graphs (two per family, seeds 10,000 + k): each method
   proposes its ``--top`` best distinct schedules by the proxy (makespan, no communication;
@@ -150,6 +153,34 @@ def run_equal(args) -> dict:
     return {"rows": rows, "summary": summary}
 
 
+def run_memory(args) -> dict:
+    graphs = [generate(f, 100, seed=20_000 + k) for f in FAMILIES for k in range(2)]
+    methods = {"lpmf": ("lpmf", {}), "random": ("random", {"samples": 1000}),
+               "gaus": ("gaus", {}), "gflownet": ("gflownet", {"seeds": False}),
+               "gflownet+seeds": ("gflownet", {})}
+    rows = []
+    for g in graphs:
+        for objective in ("peak_memory", "planned_memory"):
+            ref = None
+            for label, (name, opts) in methods.items():
+                t = time.perf_counter()
+                res = get_solver(name, **opts).solve(g, objective, seed=0)
+                ref = res.value if ref is None else ref
+                rows.append({"graph": g.meta.get("name", "?"), "objective": objective,
+                             "method": label, "value": res.value, "ratio_to_lpmf": res.value / ref,
+                             "seconds": time.perf_counter() - t})
+    summary = []
+    for objective in ("peak_memory", "planned_memory"):
+        for label in methods:
+            sel = [r for r in rows if r["objective"] == objective and r["method"] == label]
+            summary.append({"objective": objective, "method": label, "graphs": len(sel),
+                            "mean_ratio_to_lpmf": float(np.mean([r["ratio_to_lpmf"]
+                                                                 for r in sel])),
+                            "better_than_lpmf": sum(r["ratio_to_lpmf"] < 1 - 1e-12 for r in sel),
+                            "worse_than_lpmf": sum(r["ratio_to_lpmf"] > 1 + 1e-12 for r in sel)})
+    return {"rows": rows, "summary": summary}
+
+
 def _top_schedules(method: str, g, obj, args):
     opts = {"list": {}, "random-list": {"samples": 1000, "top_k": args.top},
             "gaus": {"top_k": args.top}, "gflownet": {"samples": 1000, "top_k": args.top}}
@@ -227,6 +258,16 @@ def markdown(res: dict, meta: dict) -> str:
                          f"{r['random_list_wins']} | {100 * r['gflownet_mean_gap']:.2f}% | "
                          f"{100 * r['random_list_mean_gap']:.2f}% |")
         lines.append("")
+    if "memory" in res:
+        lines += ["## Memory objectives (10 generated 100-node graphs; no budget: fixed work)", "",
+                  "Value / least-peak-memory-first's value (lower is better).", "",
+                  "| objective | method | graphs | mean ratio | better than lpmf | worse |",
+                  "|---|---|---|---|---|---|"]
+        for r in res["memory"]["summary"]:
+            lines.append(f"| {r['objective']} | {r['method']} | {r['graphs']} | "
+                         f"{r['mean_ratio_to_lpmf']:.4f} | {r['better_than_lpmf']} | "
+                         f"{r['worse_than_lpmf']} |")
+        lines.append("")
     if "robust" in res:
         lines += ["## Robustness study (4 lanes; best target speedup among the top schedules)",
                   "", "| graph | n | method | top | proxy | noisy | bandwidth | latency | s |",
@@ -265,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    runners = {"stg": run_stg, "rate": run_rate, "equal": run_equal, "robust": run_robust}
+    runners = {"stg": run_stg, "rate": run_rate, "equal": run_equal, "robust": run_robust,
+               "memory": run_memory}
     res = {part: runners[part](args) for part in args.part}
     from tvm_sched.solvers.gflownet.checkpoint import DEFAULT_CHECKPOINT, read_checkpoint
 
