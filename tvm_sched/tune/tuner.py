@@ -6,7 +6,13 @@ Objectives:
 - ``memory``: the fewest bytes planned by TVM's static planner (measurement still checks the
   outputs and reports the latency);
 - ``latency`` under a memory budget (``memory_budget`` set): the lowest latency among the
-  candidates whose planned bytes fit the budget.
+  candidates whose planned bytes fit the budget;
+- ``lanes`` set (``"auto"`` or M): lane schedules for the lane runtime against the Relax VM,
+  :func:`tvm_sched.tune.lanes.tune_lanes` (returns a
+  :class:`~tvm_sched.tune.lane_report.LaneTuneResult`).
+
+The objective's rules (ranking proxy, pick) come from one object,
+:func:`tvm_sched.tune.objective.objective_for`.
 
 Ranking before measuring uses the proxies of :mod:`tvm_sched.tune.candidates`: cache-miss bytes
 for latency (ties by planned bytes), planned bytes for memory. How well each proxy ranks the
@@ -183,7 +189,10 @@ def _reference(builder: Builder, model: TuneModel) -> tuple[list[np.ndarray], li
 def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work_dir: str | Path,
          config: TuneConfig | None = None, *, progress: Callable | None = None,
          lock: bool = True) -> TuneResult:
-    """Tune ``model``'s operator order for ``target`` on ``runner``'s devices.
+    """Tune ``model``'s operator order for ``target`` on ``runner``'s devices (with
+    ``config.lanes``: its lane schedules, see :mod:`tvm_sched.tune.lanes`; the result is then a
+    :class:`~tvm_sched.tune.lane_report.LaneTuneResult`). Records are keyed by the full target
+    string.
 
     ``progress(stage, done, total, text)`` is called as work proceeds (the CLI draws bars).
     ``lock=False`` when the caller already holds :func:`~tvm_sched.tune.workdir.lock_work_dir`
