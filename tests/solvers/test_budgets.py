@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tvm_sched import cli
-from tvm_sched.cost import Makespan, PeakMemory, PlannedMemory
+from tvm_sched.cost import ArenaMemory, Makespan, PeakMemory, PlannedMemory
 from tvm_sched.graph import OpGraph
 from tvm_sched.solvers import base, get_solver, registry, solver_names
 from tvm_sched.solvers.base import Deadline, Pacer, Status
@@ -179,7 +179,7 @@ def test_cpsat_ctrl_c_stops_the_search_and_says_so():
                                   "lpmf", "list"])
 def test_every_order_memory_objective_is_accepted(name, one_thread):
     graph = random_dag(20, 0.15, seed=8)
-    for obj in (PeakMemory(), PlannedMemory()):
+    for obj in (PeakMemory(), PlannedMemory(), ArenaMemory()):
         s = get_solver(name, **SMALL.get(name, {}))
         if name == "cpsat" and not s.supports(obj):
             continue  # CP-SAT has an exact model of the liveness peak only
