@@ -157,6 +157,15 @@ def test_wide_dynamic_range_durations_keep_their_precision():
     lst = get_solver("list").solve(g, obj)
     assert res.value <= lst.value * (1 + 1e-12)
     assert res.value == obj.evaluate(g, res.best)
+    # the relaxation sees every duration exactly (in steps of q), none rounded up to a step
+    import torch
+
+    from tvm_sched.solvers.gaus.formulations import make_formulation
+
+    form = make_formulation(g, obj, device="cpu", dtype=torch.float64, max_steps=400,
+                            horizon=None)
+    assert np.allclose(form.dur_steps * form.q, dur, rtol=1e-12)
+    assert form.horizon <= 400 + 2
     # the same graph in microseconds instead of seconds gives the same schedule
     scaled = GauSSolver(**FAST).solve(g.replace(duration=dur * 1e6), obj, seed=0)
     assert scaled.value == pytest.approx(res.value * 1e6, rel=1e-9)
