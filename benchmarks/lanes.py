@@ -12,7 +12,10 @@ For every zoo model (``--size bench`` by default) on the CPU with TVM's default 
 - ``arena`` bytes of each plan next to TVM's planned bytes (``tvm_bytes``, the module in its own
   order, :func:`tvm_sched.relax.memory.planned_bytes`);
 - per-kernel overhead of each engine against the VM at m = 1: (engine - VM) / kernels, µs;
-- PyTorch eager at 1 and 2 threads on the same model (same weights), for context.
+- PyTorch eager at 1 and 2 threads on the same model (same weights), for context;
+- a control, ``vm_pair_gain``: two independent Relax VMs run the model at once on two threads,
+  throughput over one VM. On an idle 2-core machine it is about 2; on a shared one it says how
+  much of a second core there was -- lane speed-ups cannot exceed it.
 
 Outputs are checked bit-identical to the VM before timing (``ok``). Timings are medians over
 ``--repeat`` rounds; in each round every configuration (VM, torch, each lane module) runs
@@ -37,6 +40,8 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -59,6 +64,7 @@ def _median_ms(xs) -> float:
 def bench_model(name: str, args) -> dict:
     import torch
     import tvm
+    from tvm import relax
 
     from tvm_sched import zoo
     from tvm_sched.runtime.builder import LaneKernels
@@ -120,8 +126,11 @@ def bench_model(name: str, args) -> dict:
     main = vm["main"]
     tmodel, targs = zoo.torch_model(name, size=args.size)
     vm_samples: list[float] = []
+    pair_samples: list[float] = []
     torch_samples: dict[int, list[float]] = {1: [], 2: []}
+    mains = [main, relax.VirtualMachine(kernels.exe, tvm.cpu(0))["main"]]
     main(*vm_args)
+    mains[1](*vm_args)
     with torch.no_grad():
         tmodel(*targs)
     for _ in range(args.repeat):
@@ -129,6 +138,15 @@ def bench_model(name: str, args) -> dict:
         for _ in range(args.number):
             main(*vm_args)
         vm_samples.append((time.perf_counter() - t1) / args.number)
+        # control: two independent VMs at once -- how much of a second core the machine gives
+        threads = [threading.Thread(target=lambda f=f: [f(*vm_args) for _ in range(args.number)])
+                   for f in mains]
+        t1 = time.perf_counter()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        pair_samples.append((time.perf_counter() - t1) / args.number)
         for threads in (1, 2):
             torch.set_num_threads(threads)
             with torch.no_grad():
@@ -144,6 +162,8 @@ def bench_model(name: str, args) -> dict:
             cfg["samples"].append((time.perf_counter() - t1) / args.number)
     torch.set_num_threads(1)
     row["vm_ms"] = _median_ms(vm_samples)
+    row["vm_pair_ms"] = _median_ms(pair_samples)
+    row["vm_pair_gain"] = 2 * row["vm_ms"] / row["vm_pair_ms"] if pair_samples else None
     row["torch1_ms"] = _median_ms(torch_samples[1])
     row["torch2_ms"] = _median_ms(torch_samples[2])
     row["steps"] = steps
@@ -156,7 +176,6 @@ def bench_model(name: str, args) -> dict:
     row["configs"] = configs
     row["load_before"] = round(load0, 2)
     row["load_after"] = round(_load(), 2)
-    del tvm
     return row
 
 
@@ -189,7 +208,9 @@ def write_markdown(doc: dict, path: Path) -> None:
             f"{_fmt(row['torch1_ms'], '.2f')} ms, 2 threads {_fmt(row['torch2_ms'], '.2f')} ms; "
             f"Σ kernel durations {_fmt(row['sum_ms'], '.2f')} ms, critical path "
             f"{_fmt(row['critical_ms'], '.2f')} ms; TVM planned bytes {row['tvm_bytes']}; "
-            f"load {row['load_before']} / {row['load_after']}.",
+            f"load {row['load_before']} / {row['load_after']}; two independent VMs at once: "
+            f"{_fmt(row.get('vm_pair_gain'), '.2f')}x the throughput of one (the parallelism "
+            "the machine offered).",
             "",
             "| m | solver | engine | ms | x VM | pred ms | pred x | measured/pred x | arena B "
             "| arena/TVM | waits | ok | overhead µs/kernel |",
@@ -249,7 +270,8 @@ def main(argv=None) -> int:
                   "usable": len(usable_cores()), "tvm": tvm.__version__,
                   "torch": torch.__version__, "repeat": args.repeat, "number": args.number,
                   "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                  "command": "benchmarks/lanes.py " + " ".join(argv or [])}
+                  "command": " ".join(["benchmarks/lanes.py", *(sys.argv[1:] if argv is None
+                                                                  else argv)])}
     for name in models:
         print(f"[lanes] {name} ({args.size}) ...", flush=True)
         row = bench_model(name, args)
