@@ -85,6 +85,8 @@ class _Device:
         self.args: list = []
         self.dev = None
         self.uploads = 0
+        #: Outputs of the anchor on this device (the reference when none is given).
+        self.reference: list[np.ndarray] | None = None
 
     def call(self, fn, *args, timeout: float | None = None):
         """Run ``fn(*args)`` on this device's thread; a time-out or a dead session -> lost."""
@@ -168,17 +170,20 @@ class Measurer:
         Expected outputs; a candidate is an error, not a timing, when an output's largest
         absolute difference from the reference exceeds ``rtol * max(1, largest |reference|)``
         (one tolerance: relative for large outputs, absolute ``rtol`` for outputs within
-        [-1, 1]), or is not finite, or its count or shapes differ.
+        [-1, 1]), or is not finite, or its count or shapes differ. ``None``: the reference is
+        computed on each measured device, as the outputs of the anchor (TVM's order) there,
+        which :meth:`measure` then requires.
     """
 
     def __init__(self, runner: Runner, *, kernels: tvm.runtime.Module | None,
-                 args: Sequence[np.ndarray], reference: Sequence[np.ndarray],
+                 args: Sequence[np.ndarray], reference: Sequence[np.ndarray] | None,
                  device_type: str | int = "cpu", repeats: int = 10, number: int = 1,
                  min_repeat_ms: float = 10.0, timeout: float = 120.0, rtol: float = 1e-4,
                  batch: int = 16):
         self.runner = runner
         self.args = [np.asarray(a) for a in args]
-        self.reference = [np.asarray(r) for r in reference]
+        self.reference = (None if reference is None
+                          else [np.asarray(r) for r in reference])
         self.device_type = device_type
         self.repeats = repeats
         self.number = number
@@ -217,6 +222,7 @@ class Measurer:
         except Exception as err:  # noqa: BLE001
             raise DeviceUnavailableError(
                 f"device {d.name} was lost and could not be reopened: {_short(err)}") from None
+        fresh.reference = d.reference  # the same device, restarted: its outputs stay valid
         d.__dict__.update(fresh.__dict__)
 
     def close(self) -> None:
@@ -226,12 +232,15 @@ class Measurer:
         self._tmpdir.cleanup()
 
     # -- protocol -----------------------------------------------------------------------------
-    def _check(self, outs: list[np.ndarray]) -> tuple[float, str | None]:
-        if len(outs) != len(self.reference):
+    def _check(self, outs: list[np.ndarray], reference=None) -> tuple[float, str | None]:
+        reference = self.reference if reference is None else reference
+        if reference is None:
+            return float("inf"), "no reference outputs on this device (TVM's order failed)"
+        if len(outs) != len(reference):
             return float("inf"), (f"{len(outs)} outputs, the reference has "
-                                  f"{len(self.reference)}")
+                                  f"{len(reference)}")
         worst = 0.0
-        for o, r in zip(outs, self.reference, strict=True):
+        for o, r in zip(outs, reference, strict=True):
             if o.shape != r.shape:
                 return float("inf"), f"output shape {o.shape} != reference {r.shape}"
             diff = float(np.max(np.abs(o.astype(np.float64) - r))) if o.size else 0.0
@@ -257,7 +266,8 @@ class Measurer:
             if meas.index != anchor or report_anchor:
                 done(meas)
 
-        pending = list(items)
+        # the anchor first: without a given reference its outputs here are the reference
+        pending = sorted(items, key=lambda it: it[0] != anchor)
         while pending:
             loaded: list[tuple[int, Any, Measurement]] = []
             current = None
@@ -279,7 +289,9 @@ class Measurer:
                         meas.error = f"load/run failed: {_short(err)}"
                         record(meas)
                         continue
-                    meas.check, bad = self._check(outs)
+                    if self.reference is None and idx == anchor and d.reference is None:
+                        d.reference = outs  # TVM's order on this device defines correct
+                    meas.check, bad = self._check(outs, d.reference)
                     if bad:
                         meas.error = bad
                         record(meas)
@@ -321,6 +333,9 @@ class Measurer:
         DeviceUnavailableError
             A device was lost and could not be reopened.
         """
+        if self.reference is None and anchor is None:
+            raise ValueError("measuring without reference outputs needs an anchor (TVM's "
+                             "order), whose outputs on each device are the reference")
         if not self.devices:
             self.open()
         lock = threading.Lock()

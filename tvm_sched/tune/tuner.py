@@ -316,7 +316,9 @@ def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: 
 
     if todo:
         prog("measure", 0, len(todo), "connecting")
-        measurer = Measurer(runner, kernels=builder.kernels, args=args, reference=reference,
+        # reference=None: each device's own run of TVM's order (the anchor of every batch)
+        # is the reference there, not the host CPU's outputs
+        measurer = Measurer(runner, kernels=builder.kernels, args=args, reference=None,
                             device_type=target.get_target_device_type(), repeats=cfg.repeats,
                             number=cfg.number, min_repeat_ms=cfg.min_repeat_ms,
                             timeout=cfg.timeout)
