@@ -161,15 +161,41 @@ def test_cli_solve_reports_an_interrupt_and_exits_130(tmp_path, monkeypatch, cap
     assert "interrupted" in err
 
 
-def test_cpsat_ctrl_c_stops_the_search_and_says_so():
+def test_cpsat_ctrl_c_stops_the_search_and_says_so(monkeypatch):
+    # The interrupt is sent one second into the search itself (model building can take longer
+    # than that on a loaded machine) and only while the search runs: a stray SIGINT would end
+    # the whole pytest session.
+    from tvm_sched.solvers.cpsat import common
+
     graph = random_dag(150, 0.04, seed=7)  # far from proven in the 60 s budget
     main = threading.main_thread().ident
-    timer = threading.Timer(1.5, lambda: signal.pthread_kill(main, signal.SIGINT))
-    timer.start()
+    searching = threading.Event()
+    timers = []
+
+    def interrupt() -> None:
+        if searching.is_set():
+            signal.pthread_kill(main, signal.SIGINT)
+
+    original = common._solve_interruptibly
+
+    def search(*args, **kwargs):
+        searching.set()
+        timers.append(threading.Timer(1.0, interrupt))
+        timers[-1].start()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            searching.clear()
+
+    monkeypatch.setattr(common, "_solve_interruptibly", search)
     try:
         res = get_solver("cpsat", num_workers=2).solve(graph, Makespan(lanes=4), budget=60.0)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C during the CP-SAT search escaped the solver")
     finally:
-        timer.cancel()
+        for t in timers:
+            t.cancel()
+    assert timers, "the CP-SAT search never started"
     assert res.info["interrupted"] is True
     assert res.status is Status.FEASIBLE and len(res) == 1
     assert res.seconds < 30.0
