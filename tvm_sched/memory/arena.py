@@ -253,6 +253,9 @@ def _exact(sizes: np.ndarray, conf: np.ndarray, hint: np.ndarray, upper: int, lo
         m.add(off[j] + int(unit[j]) <= off[i]).only_enforce_if(~below)
     m.minimize(height)
     solver = cp_model.CpSolver()
+    # CP-SAT's SIGINT handler leaves SIGINT at its default action when the solve ends, so a
+    # later Ctrl-C would kill the process without Python's KeyboardInterrupt: keep it off.
+    solver.parameters.catch_sigint_signal = False
     solver.parameters.max_time_in_seconds = 10.0 if budget is None else max(0.05, float(budget))
     solver.parameters.num_workers = 2
     solver.parameters.random_seed = 0
