@@ -461,16 +461,19 @@ def arena_lower_bound(graph: OpGraph, *, align: int = ALIGN) -> int:
     return int(step.max(initial=0))
 
 
-def happens_before_from_lanes(graph: OpGraph, lanes, extra_edges=()) -> np.ndarray:
+def happens_before_from_lanes(graph: OpGraph, lanes, extra_edges=(), *,
+                              every_node: bool = True) -> np.ndarray:
     """The happens-before relation (n, n) of lanes run concurrently.
 
     ``lanes`` lists, per lane, its nodes in execution order; data edges, the lane orders and
-    ``extra_edges`` (waits) are closed transitively.
+    ``extra_edges`` (waits, ``(before, after)``) are closed transitively. With
+    ``every_node=False`` a node may be on no lane (a view that runs no code): it is ordered
+    through its data edges only.
 
     Raises
     ------
     InvalidScheduleError
-        A node is on no lane or on two, or the relation has a cycle.
+        A node is on two lanes (or, with ``every_node``, on none), or the relation has a cycle.
     """
     n = graph.num_nodes
     seen = np.zeros(n, dtype=np.int64)
@@ -483,8 +486,9 @@ def happens_before_from_lanes(graph: OpGraph, lanes, extra_edges=()) -> np.ndarr
             seen[v] += 1
         for a, b in zip(lane, lane[1:], strict=False):
             succ[a].add(b)
-    if (seen != 1).any():
-        v = int(np.flatnonzero(seen != 1)[0])
+    bad = (seen > 1) | ((seen == 0) & every_node)
+    if bad.any():
+        v = int(np.flatnonzero(bad)[0])
         raise InvalidScheduleError(f"node {v} is on {seen[v]} lanes; each must be on one")
     for a, b in extra_edges:
         succ[int(a)].add(int(b))

@@ -21,6 +21,7 @@ import numpy as np
 
 from tvm_sched.errors import InvalidScheduleError
 from tvm_sched.graph import OpGraph
+from tvm_sched.memory import happens_before_from_lanes
 from tvm_sched.schedule import Schedule
 
 __all__ = ["lane_waits", "happens_before", "bits_to_matrix"]
@@ -89,19 +90,11 @@ def lane_waits(graph: OpGraph, schedule: Schedule, is_step: list[bool]
 
 def happens_before(graph: OpGraph, chains: list[list[int]], waits: dict[int, list[int]],
                    order) -> np.ndarray:
-    """(n, n) bool over graph nodes: data edges + lane orders + waits, transitively closed."""
-    n = graph.num_nodes
-    preds: list[set[int]] = [set(graph.preds(v)) for v in range(n)]
-    for c in chains:
-        for a, b in zip(c, c[1:], strict=False):
-            preds[b].add(a)
-    for v, ws in waits.items():
-        preds[v].update(ws)
-    reach = [0] * n
-    for v in order:
-        v = int(v)
-        r = 0
-        for u in preds[v]:
-            r |= reach[u] | (1 << u)
-        reach[v] = r
-    return bits_to_matrix(reach, n)
+    """(n, n) bool over graph nodes: data edges + lane orders + waits, transitively closed.
+
+    The arena planner's relation (:func:`tvm_sched.memory.happens_before_from_lanes`), with view
+    nodes on no lane; ``order`` (a topological order of it) is checked by it, not needed.
+    """
+    del order
+    edges = [(int(w), int(v)) for v, ws in waits.items() for w in ws]
+    return happens_before_from_lanes(graph, chains, edges, every_node=False)
