@@ -74,7 +74,7 @@ def _reference(name: str, lanes: int, optima, cpsat) -> tuple[float, str]:
 
 def run_stg(args) -> dict:
     optima, cpsat = read_stg_optima(), _cpsat_values()
-    paths = stg_graphs(50)[: args.graphs]
+    paths = stg_graphs(50)[args.skip: args.graphs]
     rows = []
     for p in paths:
         g = read_stg(p)
@@ -92,9 +92,13 @@ def run_stg(args) -> dict:
                              "samples": res.info.get("samples"),
                              "best_from": res.info.get("best_from")})
         print(f"stg {name} done", flush=True)
+    return {"rows": rows, "summary": stg_summary(rows, args.solvers, args.lanes)}
+
+
+def stg_summary(rows: list[dict], solvers: list[str], lanes_list: list[int]) -> list[dict]:
     summary = []
-    for solver in args.solvers:
-        for lanes in args.lanes:
+    for solver in solvers:
+        for lanes in lanes_list:
             sel = [r for r in rows if r["solver"] == solver and r["lanes"] == lanes]
             lst = {r["graph"]: r["value"] for r in rows
                    if r["solver"] == "list" and r["lanes"] == lanes}
@@ -106,7 +110,7 @@ def run_stg(args) -> dict:
                 "worse_than_list": sum(r["value"] > lst[r["graph"]] + 1e-9 for r in sel),
                 "wall_p95_s": float(np.percentile(walls, 95)), "wall_max_s": float(max(walls)),
             })
-    return {"rows": rows, "summary": summary}
+    return summary
 
 
 def run_rate(args) -> list[dict]:
@@ -293,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--part", nargs="+", default=["stg", "rate", "equal", "robust"])
     p.add_argument("--graphs", type=int, default=120, help="first N STG 50-task graphs")
+    p.add_argument("--skip", type=int, default=0, help="part stg: skip the first K of them")
     p.add_argument("--lanes", type=int, nargs="+", default=[2, 4, 8])
     p.add_argument("--solvers", nargs="+", default=["list", "random-list", "gflownet", "gaus"])
     p.add_argument("--budget", type=float, default=5.0)
@@ -303,7 +308,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="gflownet")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--merge", nargs="+", type=Path, default=None,
+                   help="re-summarise the STG rows of earlier JSON results into --name")
     args = p.parse_args(argv)
+    if args.merge:
+        docs = [json.loads(m.read_text()) for m in args.merge]
+        rows = [r for d in docs for r in d["stg"]["rows"]]
+        graphs = len({r["graph"] for r in rows})
+        meta = dict(docs[0]["meta"], graphs=graphs,
+                    command=" + ".join(d["meta"]["command"] for d in docs),
+                    wall_s=sum(d["meta"]["wall_s"] for d in docs))
+        res = {"stg": {"rows": rows, "summary": stg_summary(rows, args.solvers, args.lanes)}}
+        (args.out / f"{args.name}.json").write_text(json.dumps({"meta": meta, **res}, indent=1))
+        (args.out / f"{args.name}.md").write_text(markdown(res, meta))
+        print(markdown(res, meta))
+        return 0
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     runners = {"stg": run_stg, "rate": run_rate, "equal": run_equal, "robust": run_robust,
