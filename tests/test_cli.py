@@ -53,6 +53,21 @@ def test_solve_stage_objective_on_json_graph(tmp_path, capsys):
     assert d["value"] == 11.0 and d["proven"] is True  # 10 + one crossing
 
 
+def test_solve_memory_objectives_on_json_graph(tmp_path, capsys):
+    # a diamond whose two 128-byte branches fit side by side in the 256-byte tensor's place
+    g = OpGraph(5, [(0, 1), (1, 2), (1, 3), (2, 4), (3, 4)], out_bytes=[256, 64, 128, 128, 64],
+                is_output=[0, 0, 0, 0, 1])
+    path = tmp_path / "g.json"
+    path.write_text(g.to_json())
+    values = {}
+    for objective in ("peak_memory", "planned_memory", "arena_memory"):
+        assert main(["solve", str(path), "--objective", objective, "--solver", "lpmf",
+                     "--json"]) == 0
+        values[objective] = json.loads(capsys.readouterr().out)["value"]
+    assert values["arena_memory"] == 320.0  # the liveness peak: 64 + 2 x 128 in 0's bytes
+    assert values["planned_memory"] > values["arena_memory"]  # TVM's tokens cannot do that
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

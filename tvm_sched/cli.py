@@ -1,6 +1,6 @@
 """The ``tvm-sched`` command.
 
-    tvm-sched solve FILE --solver NAME --objective makespan|peak_memory|stage --lanes M
+    tvm-sched solve FILE --solver NAME --objective makespan|peak_memory|arena_memory|stage --lanes M
                     [--budget S] [--json]
     tvm-sched solvers
     tvm-sched demo
@@ -243,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("solve", help="schedule one graph file (.stg, .gml, .json)")
     s.add_argument("file")
     s.add_argument("--solver", default="list", help="registered solver name (tvm-sched solvers)")
-    s.add_argument("--objective", default="makespan", choices=["makespan", "peak_memory", "stage"])
+    s.add_argument("--objective", default="makespan",
+                   choices=["makespan", "peak_memory", "planned_memory", "arena_memory", "stage"])
     s.add_argument("--lanes", type=int, default=None, help="lanes for makespan (default 1)")
     s.add_argument("--comm", default=None, metavar="A,B",
                    help="cross-lane delay A*bytes + B (makespan)")
