@@ -205,3 +205,18 @@ def test_exact_packing_leaves_ctrl_c_to_python():
                           timeout=120)
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-500:])
     assert proc.stdout.strip() == "KeyboardInterrupt"
+
+
+def test_remembered_values_survive_a_full_memo(monkeypatch):
+    # the memo is cleared when full; a batch mixing remembered and new orders used to look the
+    # remembered ones up after the clear (KeyError in tutorial 01)
+    from tvm_sched.memory import arena as arena_mod
+
+    monkeypatch.setattr(arena_mod, "_SCORES_PER_GRAPH", 2)
+    g = OpGraph(4, [(0, 2), (1, 2), (2, 3)], out_bytes=[64, 128, 64, 64], is_output=[0, 0, 0, 1])
+    orders = np.array([[0, 1, 2, 3], [1, 0, 2, 3]])
+    first = arena_bytes_batch(g, orders[:1])
+    both = arena_bytes_batch(g, orders[[0, 1, 1]])
+    assert both[0] == first[0] and both[1] == both[2]
+    assert both.tolist() == [plan_arena(g, o, method="greedy").arena_bytes
+                             for o in orders[[0, 1, 1]]]

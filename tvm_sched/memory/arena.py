@@ -416,14 +416,22 @@ def arena_bytes_batch(graph: OpGraph, orders, *, align: int = ALIGN) -> np.ndarr
     o = as_orders(graph, orders)
     memo = _SCORES.setdefault(graph, {})
     keys = [(align, row.tobytes()) for row in o]
-    todo = [b for b, k in enumerate(keys) if k not in memo]
+    out = np.zeros(len(keys), dtype=np.int64)
+    todo = []
+    for b, k in enumerate(keys):
+        v = memo.get(k)
+        if v is None:
+            todo.append(b)
+        else:
+            out[b] = v
     if todo:
         fresh = _arena_bytes(graph, o[todo], align)
+        out[todo] = fresh
         if len(memo) + len(todo) > _SCORES_PER_GRAPH:
             memo.clear()
         for b, v in zip(todo, fresh.tolist(), strict=True):
             memo[keys[b]] = v
-    return np.array([memo[k] for k in keys], dtype=np.int64)
+    return out
 
 
 def _arena_bytes(graph: OpGraph, o: np.ndarray, align: int) -> np.ndarray:
