@@ -54,7 +54,7 @@ from tvm import relax
 
 from tvm_sched import zoo
 from tvm_sched.cost import peak_memory, planned_memory, planned_memory_batch
-from tvm_sched.cost import planned_memory_lower_bound as planned_lb
+from tvm_sched.cost.planned_memory import planned_memory_lower_bound as planned_lb
 from tvm_sched.errors import SolverUnavailableError
 from tvm_sched.relax.arena import PlanArena, allocated_bytes, arena_pipeline
 from tvm_sched.relax.extract import extract

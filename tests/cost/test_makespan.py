@@ -10,15 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tvm_sched.cost import (
-    Comm,
-    chain_times,
-    list_times,
-    makespan_batch,
-    makespan_chain,
-    makespan_list,
-    times_batch,
-)
+from tvm_sched.cost import Comm, makespan_batch, times_batch
+from tvm_sched.cost.makespan import chain_times, list_times, makespan_chain, makespan_list
 from tvm_sched.errors import InvalidScheduleError
 from tvm_sched.graph import OpGraph
 from tvm_sched.testing.brute import brute_makespan, topological_orders

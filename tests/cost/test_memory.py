@@ -9,13 +9,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from tvm_sched.cost import (
-    memory_lower_bound,
-    memory_profile,
-    memory_profile_batch,
-    peak_memory,
-    peak_memory_batch,
-)
+from tvm_sched.cost import peak_memory, peak_memory_batch
+from tvm_sched.cost.memory import memory_lower_bound, memory_profile, memory_profile_batch
 from tvm_sched.errors import InvalidScheduleError
 from tvm_sched.graph import OpGraph
 from tvm_sched.testing.brute import brute_peak_memory

@@ -17,9 +17,9 @@ from tvm_sched.cost import (
     PeakMemory,
     StageCost,
     make_objective,
-    makespan_chain,
-    stages_from_order,
 )
+from tvm_sched.cost.makespan import makespan_chain
+from tvm_sched.cost.stage import stages_from_order
 from tvm_sched.errors import InvalidScheduleError
 from tvm_sched.graph import OpGraph
 from tvm_sched.schedule import Schedule

@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tvm_sched.cost import Pipeline, check_pipeline, make_objective, modulo_list_schedule
-from tvm_sched.cost.pipeline import modulo_usage, recurrence_bound, resource_bound
+from tvm_sched.cost import Pipeline, make_objective
+from tvm_sched.cost.pipeline import (
+    check_pipeline,
+    modulo_list_schedule,
+    modulo_usage,
+    recurrence_bound,
+    resource_bound,
+)
 from tvm_sched.errors import InfeasibleError, InvalidScheduleError
 from tvm_sched.graph import OpGraph
 from tvm_sched.schedule import Schedule

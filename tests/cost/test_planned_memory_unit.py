@@ -5,12 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tvm_sched.cost import (
-    make_objective,
-    planned_memory,
-    planned_memory_batch,
-    planned_memory_lower_bound,
-)
+from tvm_sched.cost import make_objective, planned_memory, planned_memory_batch
+from tvm_sched.cost.planned_memory import planned_memory_lower_bound
 from tvm_sched.datasets.generators import layered
 from tvm_sched.errors import InvalidGraphError, InvalidScheduleError
 from tvm_sched.graph import OpGraph

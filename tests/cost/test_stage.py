@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tvm_sched.cost import (
+from tvm_sched.cost import stage_cost_batch
+from tvm_sched.cost.stage import (
     check_stages,
     node_weights,
     stage_cost,
-    stage_cost_batch,
     stage_lower_bound,
     stages_from_order,
 )

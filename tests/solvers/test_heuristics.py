@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tvm_sched.cost import Makespan, PeakMemory, list_times, makespan_list, peak_memory
+from tvm_sched.cost import Makespan, PeakMemory, peak_memory
+from tvm_sched.cost.makespan import list_times, makespan_list
 from tvm_sched.graph import OpGraph
 from tvm_sched.solvers import solve
 from tvm_sched.solvers.heuristics import (

@@ -13,11 +13,19 @@ from tvm_sched.schedule import Schedule
 from tvm_sched.solvers import Candidate, Proposal, Solver, get_solver, registry, solve, solver_names
 from tvm_sched.solvers.base import Status
 
-DESIGN_NAMES = {"topo-dfs", "topo-bfs", "list", "lpmf", "random", "random-list", "cpsat"}
+DESIGN_NAMES = {"topo-dfs", "topo-bfs", "tvm", "list", "lpmf", "random", "random-list", "cpsat",
+                "gaus", "gumbel", "gflownet"}
 
 
 def test_design_names_are_registered():
     assert DESIGN_NAMES <= set(solver_names())
+
+
+def test_tvm_is_the_program_order():
+    g = OpGraph(4, [(0, 3), (1, 3), (2, 3)])
+    assert solve(g, "peak_memory", solver="tvm").best.order == (0, 1, 2, 3)
+    backwards = OpGraph(3, [(2, 1), (1, 0)])  # ids not in topological order: lowest id first
+    assert solve(backwards, "makespan", solver="tvm").best.order == (2, 1, 0)
 
 
 def test_unknown_solver_lists_known_names():

@@ -5,22 +5,8 @@ candidates of one graph at once. Nothing here imports TVM or a solver.
 """
 
 from tvm_sched.cost.cache import cache_miss_bytes, cache_miss_bytes_batch
-from tvm_sched.cost.makespan import (
-    Comm,
-    chain_times,
-    list_times,
-    makespan_batch,
-    makespan_chain,
-    makespan_list,
-    times_batch,
-)
-from tvm_sched.cost.memory import (
-    memory_lower_bound,
-    memory_profile,
-    memory_profile_batch,
-    peak_memory,
-    peak_memory_batch,
-)
+from tvm_sched.cost.makespan import Comm, makespan_batch, times_batch
+from tvm_sched.cost.memory import peak_memory, peak_memory_batch
 from tvm_sched.cost.objectives import (
     MEMORY_OBJECTIVES,
     OBJECTIVES,
@@ -32,30 +18,16 @@ from tvm_sched.cost.objectives import (
     StageCost,
     make_objective,
 )
-from tvm_sched.cost.pipeline import Pipeline, check_pipeline, modulo_list_schedule
-from tvm_sched.cost.planned_memory import (
-    planned_memory,
-    planned_memory_batch,
-    planned_memory_lower_bound,
-)
-from tvm_sched.cost.stage import (
-    check_stages,
-    node_weights,
-    stage_cost,
-    stage_cost_batch,
-    stage_lower_bound,
-    stages_from_order,
-    stages_from_orders,
-)
+from tvm_sched.cost.pipeline import Pipeline
+from tvm_sched.cost.planned_memory import planned_memory, planned_memory_batch
+from tvm_sched.cost.stage import stage_cost_batch
 
+#: The public API: the objectives and their exact, batched evaluators. The building blocks
+#: (chain/list start times, liveness profiles, stage chunking, modulo list scheduling, lower
+#: bounds) are imported from their modules.
 __all__ = [
-    "Comm", "chain_times", "list_times", "makespan_batch", "makespan_chain", "makespan_list",
-    "times_batch", "memory_lower_bound", "memory_profile", "memory_profile_batch", "peak_memory",
-    "peak_memory_batch", "OBJECTIVES", "Makespan", "Objective", "PeakMemory", "StageCost",
-    "make_objective", "check_stages", "node_weights", "stage_cost", "stage_cost_batch",
-    "stage_lower_bound", "stages_from_order", "stages_from_orders",
-    "planned_memory", "planned_memory_batch", "planned_memory_lower_bound", "PlannedMemory",
-    "ArenaMemory", "MEMORY_OBJECTIVES", "Pipeline", "check_pipeline", "modulo_list_schedule",
-    "cache_miss_bytes",
-    "cache_miss_bytes_batch",
+    "Objective", "Makespan", "PeakMemory", "PlannedMemory", "ArenaMemory", "StageCost",
+    "Pipeline", "Comm", "make_objective", "OBJECTIVES", "MEMORY_OBJECTIVES",
+    "makespan_batch", "times_batch", "peak_memory", "peak_memory_batch", "planned_memory",
+    "planned_memory_batch", "stage_cost_batch", "cache_miss_bytes", "cache_miss_bytes_batch",
 ]

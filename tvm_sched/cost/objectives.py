@@ -14,13 +14,15 @@ Objectives are frozen dataclasses; :func:`make_objective` builds one from a name
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from tvm_sched.cost.makespan import Comm, makespan_batch, times_batch
 from tvm_sched.cost.memory import memory_lower_bound, peak_memory_batch
+from tvm_sched.cost.objective_base import Objective
+from tvm_sched.cost.pipeline import Pipeline
 from tvm_sched.cost.planned_memory import planned_memory_batch, planned_memory_lower_bound
 from tvm_sched.cost.stage import (
     check_stages,
@@ -36,46 +38,6 @@ from tvm_sched.schedule import Schedule
 
 __all__ = ["Objective", "Makespan", "PeakMemory", "PlannedMemory", "ArenaMemory", "StageCost",
            "make_objective", "OBJECTIVES", "MEMORY_OBJECTIVES"]
-
-
-class Objective:
-    """Base class; see the module docstring for the contract."""
-
-    name: ClassVar[str] = ""
-    #: Whether ``evaluate_orders`` is the exact value of ``complete(order)``.
-    order_based: ClassVar[bool] = True
-    #: Whether the value is bytes of memory of an order run one kernel at a time.
-    is_memory: ClassVar[bool] = False
-
-    @property
-    def lanes(self) -> int:
-        return 1
-
-    def complete(self, graph: OpGraph, schedule: Schedule) -> Schedule:
-        raise NotImplementedError
-
-    def value(self, graph: OpGraph, schedule: Schedule) -> float:
-        """Value of a schedule already completed by :meth:`complete`."""
-        raise NotImplementedError
-
-    def evaluate(self, graph: OpGraph, schedule: Schedule) -> float:
-        """Exact value of ``schedule`` (validated, completed)."""
-        return self.value(graph, self.complete(graph, schedule))
-
-    def evaluate_orders(self, graph: OpGraph, orders: np.ndarray) -> np.ndarray:
-        """Values (B,) of ``B`` orders (B, n), each completed by this objective's semantics."""
-        raise NotImplementedError
-
-    def lower_bound(self, graph: OpGraph) -> float:
-        raise NotImplementedError
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {"name": self.name}
-        d.update({k: v for k, v in asdict(self).items() if v is not None})  # type: ignore[call-overload]
-        return d
-
-    def describe(self) -> str:
-        return self.name
 
 
 @dataclass(frozen=True)
@@ -337,8 +299,6 @@ def make_objective(name: str | Objective, **kw: Any) -> Objective:
             raise ValueError(f"stage does not take {unknown}")
         return StageCost(**kw)
     if name == "pipeline":  # ii, lanes, recurrences; see tvm_sched.cost.pipeline
-        from tvm_sched.cost.pipeline import Pipeline
-
         kw.pop("comm", None)
         return Pipeline(**kw)
     raise ValueError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")

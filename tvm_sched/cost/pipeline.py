@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 
+from tvm_sched.cost.objective_base import Objective
 from tvm_sched.errors import InfeasibleError, InvalidScheduleError
 from tvm_sched.graph import OpGraph
+from tvm_sched.schedule import Schedule
 
 __all__ = ["int_durations", "check_recurrences", "modulo_usage", "check_pipeline",
            "pipeline_latency", "recurrence_bound", "resource_bound", "check_ii",
@@ -196,12 +200,7 @@ def modulo_list_schedule(graph: OpGraph, order: np.ndarray, *, ii: int, lanes: i
     return None
 
 
-# The objective class lives here with its evaluator; objectives.make_objective imports it lazily.
-from dataclasses import dataclass, field  # noqa: E402
-from typing import Any, ClassVar  # noqa: E402
-
-from tvm_sched.cost.objectives import Objective  # noqa: E402
-from tvm_sched.schedule import Schedule  # noqa: E402
+# The objective class lives here with its evaluator.
 
 
 @dataclass(frozen=True)

@@ -102,17 +102,14 @@ def _compile(graph: OpGraph) -> _Plan:
                  tuple(step))
 
 
-_CACHE: dict[int, tuple[weakref.ref, _Plan]] = {}
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _plan(graph: OpGraph) -> _Plan:
-    hit = _CACHE.get(id(graph))
-    if hit is not None and hit[0]() is graph:
-        return hit[1]
-    plan = _compile(graph)
-    if len(_CACHE) > 256:
-        _CACHE.clear()
-    _CACHE[id(graph)] = (weakref.ref(graph), plan)
+    """The compiled replay of ``graph``, kept as long as the graph lives."""
+    plan = _PLANS.get(graph)
+    if plan is None:
+        plan = _PLANS[graph] = _compile(graph)
     return plan
 
 

@@ -39,6 +39,7 @@ from tvm_sched.relax.extract import extract
 from tvm_sched.runtime.plan import ALIGN, LanePlan, Step, TensorSpec
 from tvm_sched.runtime.waits import happens_before, lane_waits
 from tvm_sched.schedule import Schedule
+from tvm_sched.solvers.heuristics import program_order
 
 __all__ = ["plan_module", "happens_before", "lane_waits", "module_constants", "main_graph"]
 
@@ -294,7 +295,7 @@ def plan_module(mod: tvm.IRModule, schedule: Schedule | None = None, *,
     if "planner" not in graph.meta or "positions" not in graph.meta:
         raise ExtractionError("the graph was not extracted from a Relax module")
     if schedule is None:
-        schedule = Schedule(order=tuple(range(graph.num_nodes)))
+        schedule = Schedule(order=tuple(program_order(graph).tolist()))
     schedule.validate(graph)
     low = _Lowering(mod, graph, func)
     low.lower()

@@ -50,6 +50,7 @@ from tvm_sched.solvers.base import (
 )
 
 __all__ = [
+    "program_order",
     "dfs_order",
     "bfs_order",
     "priority_order",
@@ -66,6 +67,22 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------- orders
+def program_order(graph: OpGraph) -> np.ndarray:
+    """The module's own order: nodes by id, as the program lists them (``tvm``).
+
+    A graph numbered out of topological order (a hand-made DAG) gets its lowest-id-first
+    topological order instead.
+
+    Examples
+    --------
+    >>> program_order(OpGraph(3, [(0, 2), (1, 2)])).tolist()
+    [0, 1, 2]
+    """
+    if graph.program_order_is_topological:
+        return np.arange(graph.num_nodes, dtype=np.int64)
+    return np.asarray(graph.topological_order, dtype=np.int64)
+
+
 def dfs_order(graph: OpGraph) -> np.ndarray:
     """Depth-first topological order: newly ready successors run next, lowest index first.
 
@@ -159,7 +176,7 @@ def list_schedule(
     >>> s.start, s.lane
     ((0.0, 0.0, 2.0, 4.0), (0, 1, 1, 0))
     """
-    from tvm_sched.cost import list_times
+    from tvm_sched.cost.makespan import list_times
 
     n = graph.num_nodes
     pr = graph.bottom_level if priority is None else np.asarray(priority, dtype=np.float64)
@@ -294,6 +311,15 @@ class _OrderSolver(Solver):
 
     def _propose(self, graph, objective, deadline, rng, device) -> Proposal:
         return Proposal([Candidate(Schedule(order=self.order(graph)))])
+
+
+class ProgramOrderSolver(_OrderSolver):
+    """The module's own order (``tvm``): the baseline every other order is compared with."""
+
+    name = "tvm"
+
+    def order(self, graph: OpGraph) -> np.ndarray:
+        return program_order(graph)
 
 
 class TopoDFSSolver(_OrderSolver):

@@ -27,6 +27,7 @@ __all__ = ["register", "get_solver", "solver_names", "solve", "solver_class"]
 
 # name -> "module:Class" (lazy) or a class (registered at run time)
 _REGISTRY: dict[str, str | type[Solver]] = {
+    "tvm": "tvm_sched.solvers.heuristics:ProgramOrderSolver",
     "topo-dfs": "tvm_sched.solvers.heuristics:TopoDFSSolver",
     "topo-bfs": "tvm_sched.solvers.heuristics:TopoBFSSolver",
     "list": "tvm_sched.solvers.heuristics:ListSolver",

@@ -32,10 +32,10 @@ from tvm_sched.errors import SolverUnavailableError
 from tvm_sched.memory import arena_bytes_batch
 from tvm_sched.relax.reorder import node_order
 from tvm_sched.solvers import get_solver, solver_class
-from tvm_sched.solvers.heuristics import priority_orders_batch
+from tvm_sched.solvers.heuristics import priority_orders_batch, program_order
 from tvm_sched.tune.model import TuneModel
 
-__all__ = ["Candidate", "propose", "TOPO_SORTS", "default_cache_bytes"]
+__all__ = ["Candidate", "propose", "TOPO_SORTS", "default_cache_bytes", "tvm_orders"]
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +99,14 @@ def _score(model: TuneModel, cands: list[Candidate], cache_bytes: int, arena: bo
             c.proxy["cache_miss"] = c.proxy.get("cache_miss", 0) + miss
 
 
+def tvm_orders(model: TuneModel) -> tuple[tuple[int, ...], ...]:
+    """TVM's own order of every graph of ``model`` (the ``tvm`` solver's order)."""
+    return tuple(tuple(program_order(g).tolist()) for g in model.graphs)
+
+
 def baselines(model: TuneModel) -> list[Candidate]:
     """TVM's order and the four ``TopologicalSort`` orders."""
-    out = [Candidate("tvm", "baseline", tuple(tuple(range(g.num_nodes)) for g in model.graphs),
-                     baseline=True)]
+    out = [Candidate("tvm", "baseline", tvm_orders(model), baseline=True)]
     for order, direction in TOPO_SORTS:
         sorted_mod = relax.transform.TopologicalSort(order=order, direction=direction)(model.mod)
         orders = [node_order(model.mod, g, sorted_mod) for g in model.graphs]

@@ -45,7 +45,7 @@ import tvm
 from tvm_sched.errors import TuneInputError
 from tvm_sched.relax.memory import planned_bytes
 from tvm_sched.tune.builder import Builder, Built
-from tvm_sched.tune.candidates import default_cache_bytes, propose
+from tvm_sched.tune.candidates import default_cache_bytes, propose, tvm_orders
 from tvm_sched.tune.database import Database
 from tvm_sched.tune.lanes import LANE_SOLVERS
 from tvm_sched.tune.model import TuneModel, check_target
@@ -166,7 +166,7 @@ def _reference(builder: Builder, model: TuneModel) -> tuple[list[np.ndarray], li
 
     from tvm_sched.relax.frontend import flatten_values as _flatten
 
-    built = builder.build([tuple(range(g.num_nodes)) for g in model.graphs])
+    built = builder.build(tvm_orders(model))
     if built.error:
         raise TuneInputError(f"{model.name}: the module does not build in its own order: "
                              f"{built.error}")
@@ -326,7 +326,7 @@ def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: 
             items = [(i, b, f"{i}-{todo[i].hash}") for i, b in enumerate(builds)]
             anchor = next((it for it in items if todo[it[0]].name == "tvm"), None)
             if anchor is None:  # TVM's order measured in an earlier run: measure it again
-                anchor_built = builder.build([tuple(range(g.num_nodes)) for g in model.graphs])
+                anchor_built = builder.build(tvm_orders(model))
                 anchor = (-1, anchor_built, "anchor")
             measurer.measure(items, on_done, anchor=anchor)
         finally:

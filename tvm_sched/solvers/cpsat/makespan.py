@@ -34,7 +34,7 @@ nodes in the order they run (a zero-duration node sharing its start with a longe
 first).
 
 Warm start: the bottom-level priority order decoded by list semantics
-(:func:`tvm_sched.cost.list_times`), or the serial schedule on lane 0 when that is shorter,
+(:func:`tvm_sched.cost.makespan.list_times`), or the serial schedule on lane 0 when that is shorter,
 re-timed in integer units.
 """
 
@@ -43,7 +43,8 @@ from __future__ import annotations
 import numpy as np
 from ortools.sat.python import cp_model
 
-from tvm_sched.cost import Makespan, list_times
+from tvm_sched.cost import Makespan
+from tvm_sched.cost.makespan import list_times
 from tvm_sched.graph import OpGraph
 from tvm_sched.schedule import Schedule
 from tvm_sched.solvers.cpsat.common import (

@@ -27,7 +27,8 @@ from __future__ import annotations
 import numpy as np
 from ortools.sat.python import cp_model
 
-from tvm_sched.cost import memory_lower_bound, peak_memory_batch
+from tvm_sched.cost import peak_memory_batch
+from tvm_sched.cost.memory import memory_lower_bound
 from tvm_sched.graph import OpGraph
 from tvm_sched.schedule import Schedule
 from tvm_sched.solvers.cpsat.common import CPModel, add_hints, to_integers

@@ -19,8 +19,8 @@ Model:
   ``c_v`` = data in-degree − data out-degree (one linear term per node, not per edge).
 
 Fractional weights are scaled to integers (:func:`~.common.to_integers`); then nothing is claimed.
-Warm start: :func:`tvm_sched.cost.stages_from_order` of the graph's Kahn order. Model building is
-linear in the size of the graph (about ``n + E + #weighted · D`` constraints and terms).
+Warm start: :func:`tvm_sched.cost.stage.stages_from_order` of the graph's Kahn order. Model
+building is linear in the size of the graph (about ``n + E + #weighted · D`` constraints and terms).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from __future__ import annotations
 import numpy as np
 from ortools.sat.python import cp_model
 
-from tvm_sched.cost import StageCost, node_weights, stages_from_order
+from tvm_sched.cost import StageCost
+from tvm_sched.cost.stage import node_weights, stages_from_order
 from tvm_sched.graph import OpGraph
 from tvm_sched.schedule import Schedule
 from tvm_sched.solvers.cpsat.common import CPModel, add_hints, to_fraction, to_integers

@@ -170,7 +170,7 @@ class MemoryForm(Formulation):
         self.w = torch.as_tensor(w / max(1.0, w.max()), dtype=dtype, device=device)
         self.is_out = torch.as_tensor(np.array(graph.is_output), device=device)
         self.has_cons = torch.as_tensor(np.array(graph.out_degree > 0), device=device)
-        from tvm_sched.cost import memory_lower_bound
+        from tvm_sched.cost.memory import memory_lower_bound
 
         self.scale = max(1e-9, float(memory_lower_bound(graph)) / max(1.0, w.max()))
 
