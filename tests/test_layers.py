@@ -78,3 +78,27 @@ def test_test_files_have_unique_basenames():
     tests = Path(__file__).resolve().parent
     names = [p.name for p in tests.rglob("test_*.py")]
     assert sorted({n for n in names if names.count(n) > 1}) == []
+
+
+#: graph <- memory <- cost <- solvers <- relax <- runtime <- tune <- cli (DESIGN.md).
+LAYERS = ["graph", "schedule", "memory", "cost", "datasets", "solvers", "relax", "runtime",
+          "tune"]
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def test_dependencies_run_one_way():
+    # issue 15 item 10: solvers/gflownet/train.py imported relax, frontend and zoo
+    g = import_graph()
+    up = []
+    for a, b in g.edges:
+        la, lb = _layer(a), _layer(b)
+        if la and lb and LAYERS.index(lb) > LAYERS.index(la):
+            up.append(f"{a} -> {b}")
+    assert up == []
+    for a, b in g.edges:  # nothing below relax reaches the zoo or the command line
+        if _layer(a) in LAYERS[:LAYERS.index("relax")]:
+            assert not b.startswith(("tvm_sched.zoo", "tvm_sched.cli", "tvm_sched.tune")), (a, b)
