@@ -22,7 +22,7 @@ import heapq
 
 import numpy as np
 
-__all__ = ["csr", "kahn", "find_cycle", "top_level", "bottom_level", "depth"]
+__all__ = ["csr", "kahn", "kahn_lists", "find_cycle", "top_level", "bottom_level", "depth"]
 
 
 def csr(key: np.ndarray, other: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -50,6 +50,39 @@ def kahn(n: int, pred_ptr: np.ndarray, succ_ptr: np.ndarray, succ_idx: np.ndarra
             if indeg[v] == 0:
                 heapq.heappush(ready, int(v))
     return np.array(order, dtype=np.int64)
+
+
+def kahn_lists(preds) -> tuple[list[int], list[int]]:
+    """A topological order of the relation ``preds[v]`` (the nodes before ``v``, repeats
+    allowed), and the nodes left out by a cycle (empty when there is none).
+
+    For the relations built at run time (lane orders + waits + data edges) that are not an
+    :class:`~tvm_sched.graph.OpGraph`.
+
+    Examples
+    --------
+    >>> kahn_lists([[], [0], [1]])
+    ([0, 1, 2], [])
+    >>> kahn_lists([[], [2], [1]])[1]
+    [1, 2]
+    """
+    n = len(preds)
+    succ: list[list[int]] = [[] for _ in range(n)]
+    indeg = [0] * n
+    for v, ps in enumerate(preds):
+        for u in ps:
+            succ[u].append(v)
+            indeg[v] += 1
+    ready = [v for v in range(n) if indeg[v] == 0]
+    order: list[int] = []
+    while ready:
+        v = ready.pop()
+        order.append(v)
+        for w in succ[v]:
+            indeg[w] -= 1
+            if indeg[w] == 0:
+                ready.append(w)
+    return order, [v for v in range(n) if indeg[v] > 0]
 
 
 def find_cycle(n: int, done: np.ndarray, pred_ptr: np.ndarray, pred_idx: np.ndarray

@@ -51,6 +51,7 @@ import numpy as np
 
 from tvm_sched.errors import InvalidGraphError, InvalidScheduleError
 from tvm_sched.graph import OpGraph
+from tvm_sched.graph.algorithms import kahn_lists
 from tvm_sched.schedule import as_orders
 
 __all__ = ["ALIGN", "EXACT_MAX_TENSORS", "ArenaTensor", "ArenaPlan", "arena_tensors",
@@ -500,20 +501,12 @@ def happens_before_from_lanes(graph: OpGraph, lanes, extra_edges=(), *,
         raise InvalidScheduleError(f"node {v} is on {seen[v]} lanes; each must be on one")
     for a, b in extra_edges:
         succ[int(a)].add(int(b))
-    indeg = np.zeros(n, dtype=np.int64)
+    preds: list[list[int]] = [[] for _ in range(n)]
     for v in range(n):
         for w in succ[v]:
-            indeg[w] += 1
-    stack = [v for v in range(n) if indeg[v] == 0]
-    topo = []
-    while stack:
-        v = stack.pop()
-        topo.append(v)
-        for w in succ[v]:
-            indeg[w] -= 1
-            if indeg[w] == 0:
-                stack.append(w)
-    if len(topo) != n:
+            preds[w].append(v)
+    topo, stuck = kahn_lists(preds)
+    if stuck:
         raise InvalidScheduleError("lane orders and data edges form a cycle (a deadlock)")
     reach = [0] * n  # bitset of nodes reachable from v
     for v in reversed(topo):

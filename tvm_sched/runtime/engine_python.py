@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tvm_sched.errors import CycleError, InvalidScheduleError, TvmSchedError
+from tvm_sched.graph.algorithms import kahn_lists
 
 __all__ = ["PythonEngine", "LaneError", "check_lanes", "usable_cores", "lane_cores"]
 
@@ -112,22 +113,9 @@ def check_lanes(num_steps: int, lanes: Sequence[Sequence[int]], waits: Sequence[
     for chain in lanes:
         for a, b in zip(chain, chain[1:], strict=False):
             preds[b].append(a)
-    indeg = [len(p) for p in preds]
-    succ: list[list[int]] = [[] for _ in range(num_steps)]
-    for v, ps in enumerate(preds):
-        for u in ps:
-            succ[u].append(v)
-    ready = [v for v in range(num_steps) if indeg[v] == 0]
-    order = []
-    while ready:
-        v = ready.pop()
-        order.append(v)
-        for w in succ[v]:
-            indeg[w] -= 1
-            if indeg[w] == 0:
-                ready.append(w)
-    if len(order) < num_steps:
-        stuck = {v for v in range(num_steps) if indeg[v] > 0}
+    order, left = kahn_lists(preds)
+    if left:
+        stuck = set(left)
         v = min(stuck)
         path: list[int] = []
         seen: dict[int, int] = {}

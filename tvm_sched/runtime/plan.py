@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from tvm_sched.errors import CycleError, InvalidScheduleError
+from tvm_sched.graph.algorithms import kahn_lists
 from tvm_sched.runtime.waits import bits_to_matrix
 
 __all__ = ["LanePlan", "TensorSpec", "Step", "FORMAT_NAME", "FORMAT_VERSION", "ALIGN",
@@ -234,25 +235,9 @@ class LanePlan:
         return preds
 
     def _topological(self) -> list[int]:
-        s = len(self.steps)
         preds = self._step_preds()
-        succ: list[list[int]] = [[] for _ in range(s)]
-        indeg = [0] * s
-        for v, ps in enumerate(preds):
-            for u in ps:
-                succ[u].append(v)
-                indeg[v] += 1
-        ready = [v for v in range(s) if indeg[v] == 0]
-        out = []
-        while ready:
-            v = ready.pop()
-            out.append(v)
-            for w in succ[v]:
-                indeg[w] -= 1
-                if indeg[w] == 0:
-                    ready.append(w)
-        if len(out) < s:
-            stuck = [v for v in range(s) if indeg[v] > 0]
+        out, stuck = kahn_lists(preds)
+        if stuck:
             cycle = _find_cycle(stuck, preds)
             names = " -> ".join(f"{v} ({self.steps[v].name})" for v in cycle)
             raise CycleError(f"the lane orders and waits form a cycle: steps {names}", cycle)
