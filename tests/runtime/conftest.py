@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,6 @@ import pytest
 @pytest.fixture(scope="session")
 def compiled():
     """name -> (LaneKernels, inputs, Relax VM outputs), built on first use."""
-    pytest.importorskip("tvm")
     from tvm_sched.runtime.builder import LaneKernels
     from tvm_sched.tune import load_model
 
@@ -28,19 +29,11 @@ def compiled():
 def _random_schedule(graph, lanes: int, rng: np.random.Generator):
     """A random valid lane schedule: a random topological order, random lanes."""
     from tvm_sched.schedule import Schedule
+    from tvm_sched.testing.strategies import random_order
 
-    n = graph.num_nodes
-    indeg = np.array([len(graph.preds(v)) for v in range(n)])
-    ready = [v for v in range(n) if indeg[v] == 0]
-    order = []
-    while ready:
-        v = ready.pop(int(rng.integers(len(ready))))
-        order.append(v)
-        for w in graph.succs(v):
-            indeg[w] -= 1
-            if indeg[w] == 0:
-                ready.append(w)
-    return Schedule(order=tuple(order), lane=tuple(int(x) for x in rng.integers(0, lanes, n)))
+    order = random_order(graph, random.Random(int(rng.integers(2**31))))
+    lane = tuple(int(x) for x in rng.integers(0, lanes, graph.num_nodes))
+    return Schedule(order=tuple(order.tolist()), lane=lane)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 from tvm_sched.graph import OpGraph
 from tvm_sched.runtime.waits import happens_before, lane_waits
 from tvm_sched.schedule import Schedule
+from tvm_sched.testing.strategies import random_order
 
 
 def _closure(n, preds, order):
@@ -28,16 +31,7 @@ def dag_and_schedule(draw):
     lanes = draw(st.integers(1, 4))
     seed = draw(st.integers(0, 2**31 - 1))
     rng = np.random.default_rng(seed)
-    indeg = [len(graph.preds(v)) for v in range(n)]
-    ready = [v for v in range(n) if indeg[v] == 0]
-    order = []
-    while ready:
-        v = ready.pop(int(rng.integers(len(ready))))
-        order.append(v)
-        for w in graph.succs(v):
-            indeg[w] -= 1
-            if indeg[w] == 0:
-                ready.append(w)
+    order = random_order(graph, random.Random(int(rng.integers(2**31)))).tolist()
     lane = tuple(int(x) for x in rng.integers(0, lanes, n))
     is_step = [bool(x) for x in rng.random(n) < 0.85]  # some nodes are views
     return graph, Schedule(order=tuple(order), lane=lane), is_step

@@ -30,21 +30,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from tvm_sched.tune.pick import latency_stats
+
 __all__ = ["RECORD_FORMAT", "LaneCandidate", "MeasureResult", "TuneRecord", "TuneObjective",
            "LaneObjective", "OrderObjective", "objective_for", "SearchOutcome", "search",
            "paired_ratio", "spearman_or_none"]
 
 #: Version of :class:`TuneRecord` lines (the database's ``format`` field).
 RECORD_FORMAT = 1
-
-
-def _stats(samples: Sequence[float]) -> dict[str, float] | None:
-    if not samples:
-        return None
-    a = np.asarray(samples, dtype=float)
-    q1, med, q3 = np.percentile(a, [25, 50, 75])
-    return {"median": float(med), "q1": float(q1), "q3": float(q3), "min": float(a.min()),
-            "max": float(a.max()), "n": int(a.size)}
 
 
 def paired_ratio(samples: Sequence[float], anchor: Sequence[float]
@@ -152,11 +145,11 @@ class TuneRecord:
 
     @property
     def latency(self) -> dict[str, float] | None:
-        return _stats(self.samples)
+        return latency_stats(self.samples)
 
     @property
     def anchor(self) -> dict[str, float] | None:
-        return _stats(self.anchor_samples)
+        return latency_stats(self.anchor_samples)
 
     @property
     def speedup(self) -> dict[str, float] | None:
