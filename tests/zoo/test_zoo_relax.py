@@ -8,12 +8,10 @@ The numerics of every zoo model at small size are also checked by tests/relax/te
 import numpy as np
 import pytest
 
-pytest.importorskip("tvm")
-
-from tvm_sched import zoo  # noqa: E402
-from tvm_sched.relax.extract import extract  # noqa: E402
-from tvm_sched.relax.frontend import prepare, run_module  # noqa: E402
-from tvm_sched.solvers import solve  # noqa: E402
+from tvm_sched import zoo
+from tvm_sched.relax.extract import extract
+from tvm_sched.relax.frontend import prepare, run_module
+from tvm_sched.solvers import solve
 
 pytestmark = pytest.mark.integration
 
