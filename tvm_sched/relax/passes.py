@@ -38,6 +38,7 @@ from tvm_sched.relax.extract import extract
 from tvm_sched.relax.reorder import apply
 from tvm_sched.schedule import Schedule
 from tvm_sched.solvers import get_solver
+from tvm_sched.solvers.portfolio import MEMORY_FALLBACKS, propose
 
 __all__ = ["ScheduleOperators", "pipeline", "fusion_prefix", "is_fused"]
 
@@ -116,7 +117,9 @@ class ScheduleOperators:
         The objective the solvers optimise: ``"arena_memory"`` (the default with ``arena``),
         ``"planned_memory"`` (the planner replica, the default without), ``"peak_memory"``
         (liveness) or ``"makespan"`` with ``lanes``. A solver that does not handle it proposes
-        on ``"peak_memory"`` instead.
+        on ``"planned_memory"`` or ``"peak_memory"`` instead; one that fails is skipped with a
+        warning (candidates come from :func:`tvm_sched.solvers.portfolio.propose`, as the
+        tuner's do).
     lanes
         Lanes for a makespan objective.
     budget
@@ -191,18 +194,16 @@ class ScheduleOperators:
         return mod
 
     def _candidates(self, graph) -> list[tuple[str, Schedule, float]]:
-        out = []
-        for name in [*self.solvers, *self.baselines]:
-            if name == "cpsat" and graph.num_nodes > self.exact_max_nodes:
-                continue
-            opts = self.solver_options if name in self.solvers else {}
-            solver = get_solver(name, **opts)
-            objective = self.objective if solver.supports(self.objective) else "peak_memory"
-            if name not in self.solvers and self.select == "planned":
-                objective = "peak_memory"  # a fixed-order baseline: the pass scores it below
-            res = solver.solve(graph, objective, budget=self.budget, seed=self.seed)
-            out.extend((name, s, v) for s, v in zip(res.schedules, res.values, strict=True))
-        return out
+        # the shared generator (tvm_sched.solvers.portfolio), as the tuner uses it; a
+        # fixed-order baseline proposes on liveness when the pass re-scores every order below
+        limits = {"cpsat": self.exact_max_nodes}
+        solved = propose(graph, self.objective, self.solvers, budget=self.budget, seed=self.seed,
+                         options={n: self.solver_options for n in self.solvers},
+                         fallbacks=MEMORY_FALLBACKS, max_nodes=limits)
+        fixed = propose(graph, "peak_memory" if self.select == "planned" else self.objective,
+                        [b for b in self.baselines if b not in self.solvers],
+                        budget=self.budget, seed=self.seed, max_nodes=limits)
+        return [(p.source, p.schedule, p.value) for p in [*solved, *fixed]]
 
     def _schedule_block(self, mod: tvm.IRModule, graph) -> tvm.IRModule:
         cands = self._candidates(graph)

@@ -28,10 +28,9 @@ import numpy as np
 from tvm import relax
 
 from tvm_sched.cost import cache_miss_bytes, peak_memory_batch, planned_memory_batch
-from tvm_sched.errors import SolverUnavailableError
 from tvm_sched.memory import arena_bytes_batch
 from tvm_sched.relax.reorder import node_order
-from tvm_sched.solvers import get_solver, solver_class
+from tvm_sched.solvers import get_solver, portfolio
 from tvm_sched.solvers.heuristics import priority_orders_batch, program_order
 from tvm_sched.tune.model import TuneModel
 
@@ -59,6 +58,12 @@ class Candidate:
     def hash(self) -> str:
         text = json.dumps([list(o) for o in self.orders], separators=(",", ":"))
         return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+    @property
+    def kind(self) -> str:
+        """``"vm"`` for TVM's own order (the baseline ``tvm``: the anchor of every measured
+        batch), ``"order"`` for any other (:class:`~tvm_sched.tune.record.TuneRecord`)."""
+        return "vm" if self.baseline and self.name == "tvm" else "order"
 
 
 def default_cache_bytes() -> int:
@@ -121,23 +126,17 @@ def baselines(model: TuneModel) -> list[Candidate]:
 
 def _solver_orders(model: TuneModel, name: str, budget: float, seed: int,
                    arena: bool = True) -> list[tuple]:
-    try:
-        handles = solver_class(name).objectives
-    except SolverUnavailableError as err:
-        log.warning("solver %s skipped: %s", name, err)
-        return []
-    prefer = ("arena_memory", "planned_memory", "peak_memory") if arena else \
-        ("planned_memory", "peak_memory")
-    objective = next((o for o in prefer if o in handles), None)
-    if objective is None:
-        log.warning("solver %s handles no memory objective; skipped", name)
-        return []
+    """``name``'s candidates: its schedules of each block by the shared generator
+    (:func:`tvm_sched.solvers.portfolio.propose`), the j-th candidate taking each block's j-th
+    schedule (the block's last when it has fewer)."""
+    objective = "arena_memory" if arena else "planned_memory"
     per_graph = []
     for g in model.graphs:
-        res = get_solver(name).solve(g, objective, budget=budget, seed=seed)
-        per_graph.append([s.order for s in res.schedules])
+        got = portfolio.propose(g, objective, [name], budget=budget, seed=seed)
+        per_graph.append([p.schedule.order for p in got])
+        if not per_graph[-1]:
+            return []  # skipped (the warning names why)
     k = max(len(p) for p in per_graph)
-    # the j-th candidate takes each block's j-th schedule (the block's last when it has fewer)
     return [tuple(tuple(p[min(j, len(p) - 1)]) for p in per_graph) for j in range(k)]
 
 

@@ -221,73 +221,40 @@ class LaneDatabase:
 
 # --------------------------------------------------------------------------------------------
 # proposing
-def _solver_options(name: str, samples: int, top_k: int) -> dict[str, Any]:
-    from tvm_sched.solvers import solver_class
-
-    have = {f.name for f in dataclasses.fields(solver_class(name).Config)}
-    opts: dict[str, Any] = {}
-    if "samples" in have:
-        opts["samples"] = samples
-    if "top_k" in have:
-        opts["top_k"] = top_k
-    if "num_workers" in have:  # CP-SAT: a portfolio no larger than the machine
-        opts["num_workers"] = max(1, min(8, lane_remote.num_cores()))
-    return opts
-
-
 def propose_lanes(graph, lanes: int, solvers: Sequence[str], *, samples: int, per_solver: int,
                   budget: float, seed: int,
                   progress: Callable[[str], None] | None = None
                   ) -> tuple[list[LaneCandidate], dict[str, dict]]:
-    """Every solver's schedules at ``lanes`` lanes (same samples, same time budget), plus the
-    executor at m = 1; deduplicated (aliases kept). ``info`` per solver: seconds, proposals,
-    or the error that skipped it."""
+    """Every solver's schedules at ``lanes`` lanes (same samples, same time budget) by the shared
+    generator (:func:`tvm_sched.solvers.portfolio.propose`), list scheduling always among them,
+    plus the executor at m = 1; deduplicated (aliases kept). ``info`` per solver: seconds,
+    proposals, or the error that skipped it."""
     from tvm_sched.cost import make_objective
-    from tvm_sched.solvers import get_solver
-
-    objective = make_objective("makespan", lanes=lanes)
-    one = make_objective("makespan", lanes=1)
-    n = graph.num_nodes
-    pool: list[LaneCandidate] = []
-    seen: dict[str, LaneCandidate] = {}
-
-    def add(c: LaneCandidate) -> None:
-        if c.hash in seen:
-            seen[c.hash].aliases.append(c.name)
-            seen[c.hash].baseline |= c.baseline
-        else:
-            seen[c.hash] = c
-            pool.append(c)
-
     from tvm_sched.schedule import Schedule
+    from tvm_sched.solvers.portfolio import propose
 
+    n = graph.num_nodes
     m1 = Schedule(order=tuple(range(n)), lane=(0,) * n)
-    add(LaneCandidate("executor m=1", "baseline", "lanes", 1, m1.order, m1.lane,
-                      float(one.evaluate(graph, m1)), baseline=True))
-    info: dict[str, dict] = {}
-    for name in dict.fromkeys([*solvers, "list"]):
-        t0 = time.perf_counter()
-        try:
-            res = get_solver(name, **_solver_options(name, samples, per_solver)).solve(
-                graph, objective, budget=budget, seed=seed)
-        except Exception as err:  # noqa: BLE001 - a solver that cannot run is skipped, said so
-            info[name] = {"error": one_line(err, limit=200), "seconds": time.perf_counter() - t0}
-            log.warning("solver %s skipped: %s", name, info[name]["error"])
-            if progress:
-                progress(name)
-            continue
-        scheds = list(res.schedules)[:max(1, per_solver)]
-        for j, s in enumerate(scheds):
-            if s.lane is None:
-                s = objective.complete(graph, s)
-            add(LaneCandidate(name if j == 0 else f"{name}#{j}", name, "lanes", lanes,
-                              tuple(int(v) for v in s.order), tuple(int(v) for v in s.lane),
-                              float(objective.evaluate(graph, s)),
-                              baseline=(name == "list" and j == 0)))
-        info[name] = {"seconds": time.perf_counter() - t0, "proposals": len(scheds),
-                      "in_budget": name in solvers}
-        if progress:
-            progress(name)
+    one = make_objective("makespan", lanes=1)
+    pool = [LaneCandidate("executor m=1", "baseline", "lanes", 1, m1.order, m1.lane,
+                          float(one.evaluate(graph, m1)), baseline=True)]
+    names = list(dict.fromkeys([*solvers, "list"]))
+    # CP-SAT: a portfolio of workers no larger than the machine
+    got = propose(graph, make_objective("makespan", lanes=lanes), names, budget=budget,
+                  seed=seed, samples=samples, per_solver=max(1, per_solver),
+                  options={"cpsat": {"num_workers": max(1, min(8, lane_remote.num_cores()))}},
+                  progress=progress)
+    for p in got:
+        c = LaneCandidate(p.name, p.source, "lanes", lanes,
+                          tuple(int(v) for v in p.schedule.order),
+                          tuple(int(v) for v in p.schedule.lane), p.value,
+                          baseline="list" in (p.name, *p.aliases), aliases=list(p.aliases))
+        if c.hash == pool[0].hash:  # lanes=1: the executor's own schedule
+            pool[0].aliases += [c.name, *c.aliases]
+            pool[0].baseline = True
+        else:
+            pool.append(c)
+    info = {name: dict(v, in_budget=name in solvers) for name, v in got.info.items()}
     return pool, info
 
 
