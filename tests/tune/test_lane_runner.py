@@ -20,10 +20,10 @@ class _Sess:
         return "cpu"
 
 
-def _runner(outputs, times, *, timeout=5.0, hang=None, repeats=3):
+def _runner(outputs, times, *, timeout=5.0, hang=None, repeats=3, reopen=None):
     """A runner whose VM gives [1, 2]; lane module NAME gives outputs[NAME] and times[NAME]."""
     r = LaneRunner("fake", _Sess(), SimpleNamespace(), [np.zeros(1)], repeats=repeats,
-                   min_repeat_ms=0.0, timeout=timeout)
+                   min_repeat_ms=0.0, timeout=timeout, reopen=reopen)
     calls = []
     r.vm_outputs = lambda: [np.array([1.0, 2.0])]
     r.vm_time = lambda n: (calls.append("vm"), 0.010)[1]
@@ -35,7 +35,7 @@ def _runner(outputs, times, *, timeout=5.0, hang=None, repeats=3):
         return [np.asarray(outputs[name])]
 
     def lane_time(name, n):
-        if name == hang:
+        if name == hang and (reopen is None or not r.reconnects):
             threading.Event().wait(3)  # longer than the time limit
         calls.append(name)
         if isinstance(times[name], Exception):
@@ -100,4 +100,48 @@ def test_a_device_that_hangs_is_lost_with_the_records_so_far():
         r.measure(built, built[0], got.append)
     name = {c.hash: c.name for c, _ in built}
     assert [(name[m.hash], m.error.split(" failed")[0]) for m in got] == [("h", "warm-up")]
+    r.close()
+
+
+def test_a_lost_device_is_reopened_once_and_the_rest_measured_there():
+    sessions = []
+
+    def reopen():
+        sessions.append(_Sess())
+        return sessions[-1]
+
+    r, calls = _runner({"a": [1.0, 2.0], "h": [1.0, 2.0], "b": [1.0, 2.0]},
+                       {"a": 0.005, "h": 0.005, "b": 0.007}, timeout=0.5, hang="h",
+                       reopen=reopen)
+    built = _items(["a", "h", "b"])
+    got = []
+    r.measure(built, built[0], got.append)
+    name = {c.hash: c.name for c, _ in built}
+    by = {name[m.hash]: m for m in got}
+    assert sorted(by) == ["a", "b", "h", "relax-vm"] and len(got) == 4  # each told once
+    assert by["h"].error.startswith("warm-up failed") and "did not answer" in by["h"].error
+    assert r.reconnects == 1 and r.sess is sessions[0]
+    for n in ("a", "b", "relax-vm"):  # measured again, whole, on the new session
+        assert by[n].error is None and len(by[n].samples) == 3 and len(by[n].anchor) == 3
+    r.close()
+
+
+def test_a_device_lost_again_after_reopening_raises():
+    r, _ = _runner({"a": [1.0, 2.0], "h": [1.0, 2.0]}, {"a": 0.005, "h": 0.005},
+                   timeout=0.5, hang="h", reopen=_Sess)
+    inner = r.lane_time
+
+    def lane_time(name, n):  # the new session hangs on another candidate
+        if r.reconnects and name == "a":
+            threading.Event().wait(3)
+        return inner(name, n)
+
+    r.lane_time = lane_time
+    built = _items(["a", "h"])
+    got = []
+    with pytest.raises(DeviceUnavailableError, match="did not answer"):
+        r.measure(built, built[0], got.append)
+    assert r.reconnects == 1
+    name = {c.hash: c.name for c, _ in built}
+    assert sorted(name[m.hash] for m in got) == ["a", "h"]  # both culprits keep their errors
     r.close()

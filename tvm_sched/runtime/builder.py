@@ -99,10 +99,14 @@ class LaneKernels:
     ----------
     mod, target, params, database
         As for :func:`build`.
+    exe
+        The executable of an earlier compilation of the same module for the same target (e.g.
+        loaded back from its exported library, :meth:`load_executable`): the compilation is
+        skipped. The caller vouches that it matches ``mod``, ``target`` and ``database``.
     """
 
     def __init__(self, mod: tvm.IRModule, target: str | tvm.target.Target = "llvm", *,
-                 params: Sequence | None = None, database: Any = None):
+                 params: Sequence | None = None, database: Any = None, exe: Any = None):
         target = target if isinstance(target, tvm.target.Target) else tvm.target.Target(target)
         if target.kind.name not in ("llvm", "c"):
             raise InvalidScheduleError(f"the lane runtime runs CPU kernels; target {target} is "
@@ -115,7 +119,7 @@ class LaneKernels:
         self.mod = mod
         self.graph = main_graph(mod)
         t0 = time.perf_counter()
-        self.exe = compile_kernels(mod, target)
+        self.exe = compile_kernels(mod, target) if exe is None else exe
         self.compile_s = time.perf_counter() - t0
         self.weights = _main_params(self.exe, mod, params)
         main = mod["main"]
@@ -129,6 +133,17 @@ class LaneKernels:
         self.kernel_times: dict[str, float] | None = None
         self._vm = None
         self._tvm_bytes: int | None = None
+
+    @staticmethod
+    def load_executable(path) -> Any | None:
+        """The executable exported to ``path`` (``exe.export_library``), or None when the file
+        is missing or does not load (then the caller compiles again)."""
+        try:
+            return relax.VMExecutable(tvm.runtime.load_module(str(path)))
+        except Exception as err:  # noqa: BLE001 - a stale or torn cache file is recompiled
+            if hasattr(path, "exists") and path.exists():
+                log.warning("%s does not load (%s); compiling again", path, err)
+            return None
 
     @property
     def tvm_planned_bytes(self) -> int | None:

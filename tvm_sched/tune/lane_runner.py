@@ -9,14 +9,18 @@ checked against the VM's before anything is timed; one warm-up each; then ``repe
 over the VM and the candidates in turn (VM A B C VM A B C ...), each sample ``number`` runs
 (set so that the VM's sample lasts ``min_repeat_ms``). Every result carries the VM's samples of
 the same rounds. A failure of one candidate is its result, told at once; every device call has
-a time limit, and a device that does not answer or is gone raises
-:class:`~tvm_sched.errors.DeviceUnavailableError` with the records so far kept.
+a time limit. A device that does not answer or is gone is reopened once when the runner was
+given ``reopen`` (an embedded server is restarted, a server or tracker reconnected): the
+candidate it was running keeps its error and the candidates not yet told are measured again
+on the new session, anchored on the VM there. A second loss, or a loss without ``reopen``,
+raises :class:`~tvm_sched.errors.DeviceUnavailableError` with the records so far kept.
 :class:`SpreadRunner` deals candidates over several devices (a tracker's).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,14 +33,19 @@ from tvm_sched.tune.objective import LaneCandidate, MeasureResult
 
 __all__ = ["LaneRunner", "SpreadRunner"]
 
+log = logging.getLogger(__name__)
+
 
 class LaneRunner:
     """Measures VM and lane candidates on one device session, in interleaved rounds."""
 
     def __init__(self, name: str, sess, builder, inputs: Sequence[np.ndarray], *,
                  repeats: int = 10, min_repeat_ms: float = 10.0, rtol: float = 1e-4,
-                 timeout: float = 120.0):
+                 timeout: float = 120.0, reopen: Callable[[], object] | None = None):
         self.name = name
+        self.reopen = reopen
+        #: Sessions reopened after a loss (at most one).
+        self.reconnects = 0
         self.timeout = timeout
         self._pool = None
         self.sess = sess
@@ -148,9 +157,8 @@ class LaneRunner:
     def measure(self, built, anchor, done: Callable[[MeasureResult], None]) -> None:
         """Check, warm up, then ``repeats`` interleaved rounds over the anchor (the VM) and
         every candidate; each candidate ends in ``done`` once (errors as results; a candidate
-        that fails is told at once, so a device lost right after keeps its record)."""
-        items = [anchor] + [(c, b) for c, b in built if c.hash != anchor[0].hash]
-        report_anchor = any(c.hash == anchor[0].hash for c, _ in built)
+        that fails is told at once, so a device lost right after keeps its record). A lost
+        device is reopened once (see the module docstring)."""
         told: set[str] = set()
 
         def tell(res: MeasureResult) -> None:
@@ -158,6 +166,32 @@ class LaneRunner:
                 told.add(res.hash)
                 done(res)
 
+        try:
+            self._measure(built, anchor, tell)
+        except DeviceUnavailableError as err:
+            if self.reopen is None or self.reconnects:
+                raise
+            self._restart(err)
+            rest = [(c, b) for c, b in built if c.hash not in told]
+            if rest:
+                self._measure(rest, anchor, tell)
+
+    def _restart(self, err: DeviceUnavailableError) -> None:
+        """A new session in place of the lost one (the same device: its reference stays)."""
+        log.warning("%s; reopening the session once", err)
+        self.close()
+        self.reconnects += 1
+        try:
+            self.sess = self.reopen()
+        except Exception as again:  # noqa: BLE001 - any failure to reconnect ends the run
+            raise DeviceUnavailableError(f"device {self.name} was lost and could not be "
+                                         f"reopened: {one_line(again, last=True)}") from err
+        self.dev = self.sess.cpu(0)
+        self._vm = self._vm_args = None
+
+    def _measure(self, built, anchor, tell: Callable[[MeasureResult], None]) -> None:
+        items = [anchor] + [(c, b) for c, b in built if c.hash != anchor[0].hash]
+        report_anchor = any(c.hash == anchor[0].hash for c, _ in built)
         vm_res = MeasureResult(anchor[0].hash, self.name)
         if self.reference is None:
             self.reference = self._try(vm_res, "the Relax VM run",
