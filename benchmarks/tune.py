@@ -51,18 +51,15 @@ def _overlap(a: dict | None, b: dict | None) -> bool | None:
     return a["q1"] <= b["q3"] and b["q1"] <= a["q3"]
 
 
-def _lat(rec: dict | None) -> dict | None:
-    return None if rec is None else rec.get("latency")
-
-
 def summarise(res, load_s: float) -> dict:
-    """One benchmark row from a :class:`~tvm_sched.tune.TuneResult`."""
+    """One benchmark row from a :class:`~tvm_sched.tune.TuneResult`'s typed records."""
     secs = {k: float(res.seconds.get(k, 0.0)) for k in (*STAGES, "total")}
     best, base = res.best, res.baseline
-    ok = [r for r in res.records if r.get("latency") and not r.get("error")]
-    medians = [r["latency"]["median"] for r in ok]
-    base_lat, best_lat = _lat(base), _lat(best)
-    errors = [r for r in res.records if r.get("error")]
+    ok = [r for r in res.records if r.ok]
+    medians = [r.latency["median"] for r in ok]
+    base_lat = base.latency if base else None
+    best_lat = best.latency if best else None
+    errors = [r for r in res.records if r.error]
     measured = res.measured_now
 
     def per_min(seconds: float) -> float | None:
@@ -75,11 +72,9 @@ def summarise(res, load_s: float) -> dict:
                 "iqr_s": lat["q3"] - lat["q1"], "rel_iqr": (lat["q3"] - lat["q1"]) / lat["median"],
                 "n": lat["n"]}
 
-    pick_is_tvm = best is not None and base is not None and best["order_hash"] == base[
-        "order_hash"]
-    planned_ratio = (best["planned_bytes"] / base["planned_bytes"]
-                     if best and base and best.get("planned_bytes") and base.get("planned_bytes")
-                     else None)
+    pick_is_tvm = best is not None and base is not None and best.order_hash == base.order_hash
+    planned_ratio = (best.planned_bytes / base.planned_bytes
+                     if best and base and best.planned_bytes and base.planned_bytes else None)
     return {
         "model": res.model, "objective": res.objective, "nodes": res.info.get("nodes"),
         "load_s": load_s, "seconds": secs,
@@ -87,26 +82,26 @@ def summarise(res, load_s: float) -> dict:
         "chosen": res.info.get("candidates_chosen"), "measured": measured,
         "per_min_measure": per_min(secs["measure"]), "per_min_total": per_min(secs["total"]),
         "pick": None if best is None else {
-            "candidate": best["candidate"], "source": best["source"],
-            "planned_bytes": best.get("planned_bytes"), "latency": lat_part(best_lat)},
+            "candidate": best.candidate, "source": best.source,
+            "planned_bytes": best.planned_bytes, "latency": lat_part(best_lat)},
         "tvm": None if base is None else {
-            "planned_bytes": base.get("planned_bytes"), "latency": lat_part(base_lat)},
+            "planned_bytes": base.planned_bytes, "latency": lat_part(base_lat)},
         "pick_is_tvm": pick_is_tvm,
         "fastest": res.info.get("fastest"),
-        "fastest_speedup": next((1.0 / r["relative"] for r in ok
-                                 if r["candidate"] == res.info.get("fastest")
-                                 and r.get("relative")), None),
+        "fastest_speedup": next((1.0 / r.relative for r in ok
+                                 if r.candidate == res.info.get("fastest") and r.relative),
+                                None),
         "kept_tvm_within_noise": bool(res.info.get("kept_default_within_noise")),
         "speedup": res.speedup, "planned_ratio": planned_ratio,
         "within_noise": _overlap(best_lat, base_lat),
         "spread": max(medians) / min(medians) if medians else None,
-        "faster_beyond_noise": sum(1 for r in ok if base_lat and r["latency"]["q3"]
+        "faster_beyond_noise": sum(1 for r in ok if base_lat and r.latency["q3"]
                                    < base_lat["q1"]),
         "spearman": dict(res.spearman),
         "errors": len(errors),
-        "error_messages": sorted({str(r["error"])[:160] for r in errors}),
+        "error_messages": sorted({str(r.error)[:160] for r in errors}),
         "reconnects": res.info.get("reconnects"), "full_compiles": res.info.get("full_compiles"),
-        "devices": sorted({str(r.get("device")) for r in res.records}),
+        "devices": sorted({r.device for r in res.records}),
     }
 
 

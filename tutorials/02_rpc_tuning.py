@@ -108,7 +108,8 @@ try:
     # devices, each device checks every candidate's outputs against the reference and times
     # them in interleaved rounds (A B C A B C ...); *pick* -- the lowest median latency.
     #
-    # Every record says which device measured it.
+    # Every record (a typed ``TuneRecord``: ``rec.candidate``, ``rec.latency``, ``rec.device``,
+    # ...) says which device measured it.
 
     config = TuneConfig(objective="latency", **SIZES)
     with TrackerRunner((HOST, tracker.port), key=KEY, wait=60.0) as runner:
@@ -116,7 +117,7 @@ try:
 
     by_device = defaultdict(list)
     for rec in result.records:
-        by_device[rec["device"]].append(rec["candidate"])
+        by_device[rec.device].append(rec.candidate)
     print(f"measured {result.measured_now} candidates on {len(by_device)} devices:")
     for device, names in sorted(by_device.items()):
         print(f"  {device}: {len(names)} candidates ({', '.join(names)})")
@@ -139,14 +140,14 @@ try:
 
     Console(width=150).print(rich_table(result))
     best, base = result.best, result.baseline
-    if not (best and base and base.get("latency")):
-        raise SystemExit(f"TVM's order was not measured: {base and base.get('error')}")
-    overlap = (best["latency"]["q1"] <= base["latency"]["q3"]
-               and base["latency"]["q1"] <= best["latency"]["q3"])
-    print(f"pick: {best['candidate']} ({best['source']}), speed-up {result.speedup:.3f}x over "
+    if not (best and base and base.latency):
+        raise SystemExit(f"TVM's order was not measured: {base and base.error}")
+    overlap = (best.latency["q1"] <= base.latency["q3"]
+               and base.latency["q1"] <= best.latency["q3"])
+    print(f"pick: {best.candidate} ({best.source}), speed-up {result.speedup:.3f}x over "
           f"TVM's order, {'within' if overlap else 'beyond'} the measurement noise "
           f"(the [q1, q3] intervals {'overlap' if overlap else 'do not overlap'}); "
-          f"measured on {best['device']}, TVM's order on {base['device']}")
+          f"measured on {best.device}, TVM's order on {base.device}")
     print("Spearman(proxy, latency): " + ", ".join(
         f"{k} {'n/a' if v is None else f'{v:+.2f}'}" for k, v in result.spearman.items()))
     print(f"report: {Path(result.work_dir) / 'report.md'}")
@@ -155,14 +156,15 @@ try:
     # Resume
     # ------
     # Records are appended to ``records.jsonl`` as soon as each measurement completes, keyed by
-    # model, order, target and device key. Running the same tuning again measures only what is
+    # model, order, the full target string (``"llvm"`` and ``tvm.target.Target("llvm")`` are
+    # the same) and device key. Running the same tuning again measures only what is
     # missing: here nothing, so no device is even asked for. A run stopped half way (Ctrl-C, a
     # lost device) resumes the same way.
 
     with TrackerRunner((HOST, tracker.port), key=KEY, wait=60.0) as runner:
         again = tune(model, "llvm", runner, work.name, config)
     print(f"resume: {again.measured_now} measured now, {len(again.records)} read from the "
-          f"database; same pick: {again.best['order_hash'] == best['order_hash']}")
+          f"database; same pick: {again.best.order_hash == best.order_hash}")
 
     ######################################################################
     # Tune for memory
@@ -175,9 +177,9 @@ try:
     with TrackerRunner((HOST, tracker.port), key=KEY, wait=60.0) as runner:
         memory = tune(model, "llvm", runner, work.name, TuneConfig(objective="memory", **SIZES))
     mbest = memory.best
-    print(f"memory pick: {mbest['candidate']}, planned {mbest['planned_bytes']:,} B against "
+    print(f"memory pick: {mbest.candidate}, planned {mbest.planned_bytes:,} B against "
           f"TVM's order {memory.info['tvm_planned']:,} B "
-          f"({100 * (1 - mbest['planned_bytes'] / memory.info['tvm_planned']):.1f}% saved); "
+          f"({100 * (1 - mbest.planned_bytes / memory.info['tvm_planned']):.1f}% saved); "
           f"{memory.measured_now} measured now, {len(memory.records) - memory.measured_now} "
           f"reused")
 

@@ -13,15 +13,14 @@ import sys
 import pytest
 
 from tvm_sched.tune.objective import (
-    RECORD_FORMAT,
     LaneCandidate,
     LaneObjective,
     MeasureResult,
     TuneRecord,
-    paired_ratio,
     search,
     spearman_or_none,
 )
+from tvm_sched.tune.record import RECORD_FORMAT, paired_ratio
 
 KEY = ("model", "llvm -keys=cpu", "local")
 
@@ -267,10 +266,11 @@ def test_objective_for_routes_the_vm_order_objectives_through_one_class():
     assert [c.name for c in lat.rank(cands, 75, 5)] == ["tvm", "c"]  # over budget left out
 
     def rec(name, planned, med):
-        return {"candidate": name, "planned_bytes": planned, "error": None,
-                "latency": {"median": med, "q1": med * 0.99, "q3": med * 1.01}}
+        return TuneRecord("m", name, "llvm", "local", name, "test",
+                          "vm" if name == "tvm" else "order", planned_bytes=planned,
+                          samples=[med * 0.99, med * 0.99, med, med * 1.01, med * 1.01])
 
     records = [rec("tvm", 100, 1.0), rec("c", 70, 0.8), rec("a", 90, 0.99)]
-    assert mem.pick(records, None)[0]["candidate"] == "c"
-    assert lat.pick(records, None)[0]["candidate"] == "c"  # beyond noise
-    assert lat.pick(records[:1] + records[2:], None)[0]["candidate"] == "tvm"  # within noise
+    assert mem.pick(records, None)[0].candidate == "c"
+    assert lat.pick(records, None)[0].candidate == "c"  # beyond noise
+    assert lat.pick(records[:1] + records[2:], None)[0].candidate == "tvm"  # within noise

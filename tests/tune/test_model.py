@@ -61,7 +61,7 @@ def test_onnx_model_tunes_with_generated_inputs(tmp_path):
     m = load_model(onnx=tmp_path / "m.onnx")
     assert m.num_nodes == 4 and [x.shape for x in m.inputs] == [(1, 4, 8, 8)] and not m.params
     res = tune(m, "llvm", InProcessRunner(), tmp_path / "w", quick())
-    assert res.best is not None and all(r["error"] is None for r in res.records)
+    assert res.best is not None and all(r.error is None for r in res.records)
 
 
 def test_relax_file_with_inputs_and_params(tmp_path):

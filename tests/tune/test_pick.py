@@ -9,41 +9,49 @@ from __future__ import annotations
 import pytest
 
 from tvm_sched.errors import TuneInputError
-from tvm_sched.tune.tuner import _pick, parse_memory_budget
+from tvm_sched.tune.pick import parse_memory_budget, pick
+from tvm_sched.tune.record import TuneRecord
 
 
-def rec(name, median, q1, q3, planned=100, error=None):
-    return {"candidate": name, "planned_bytes": planned, "error": error,
-            "latency": {"median": median, "q1": q1, "q3": q3}}
+def rec(name, median, q1, q3, planned=100, error=None, anchor=None):
+    """A measured record whose latency (and anchor: (median, q1, q3)) has these quartiles."""
+
+    def samples(med, lo, hi):  # np.percentile of five samples: q1, median and q3 exactly
+        return [lo, lo, med, hi, hi]
+
+    kind = "vm" if name == "tvm" else "order"
+    return TuneRecord("m", name, "llvm", "local", name, "test", kind,
+                      samples=samples(median, q1, q3), error=error, planned_bytes=planned,
+                      anchor_samples=samples(*anchor) if anchor else [])
 
 
 def test_pick_keeps_tvm_order_unless_beaten_beyond_noise():
     tvm_r = rec("tvm", 1.0, 0.95, 1.05, planned=200)
     close = rec("a", 0.97, 0.90, 1.00, planned=150)  # faster median, IQRs overlap
     clear = rec("b", 0.80, 0.78, 0.82, planned=300)  # beyond noise
-    assert _pick([tvm_r, close], "latency", None) == (tvm_r, close)
-    assert _pick([tvm_r, close], "latency", None, keep_default=False) == (close, close)
-    assert _pick([tvm_r, close, clear], "latency", None) == (clear, clear)
+    assert pick([tvm_r, close], "latency", None) == (tvm_r, close)
+    assert pick([tvm_r, close], "latency", None, keep_default=False) == (close, close)
+    assert pick([tvm_r, close, clear], "latency", None) == (clear, clear)
     # the fastest median is within noise, a slower one is beyond it: the latter is picked
     steady = rec("e", 0.85, 0.84, 0.86)
     wobbly = rec("f", 0.80, 0.60, 1.00)
-    assert _pick([tvm_r, steady, wobbly], "latency", None) == (steady, wobbly)
+    assert pick([tvm_r, steady, wobbly], "latency", None) == (steady, wobbly)
     # under a budget that excludes b, a is the fastest and still not beyond noise
-    assert _pick([tvm_r, close, clear], "latency", 250) == (tvm_r, close)
-    assert _pick([tvm_r, close, clear], "memory", None) == (close, close)
-    assert _pick([rec("x", 1, 1, 1, error="boom")], "latency", None) == (None, None)
+    assert pick([tvm_r, close, clear], "latency", 250) == (tvm_r, close)
+    assert pick([tvm_r, close, clear], "memory", None) == (close, close)
+    assert pick([rec("x", 1, 1, 1, error="boom")], "latency", None) == (None, None)
     # memory: a tie with TVM's order keeps TVM's order
     tie = rec("c", 0.5, 0.4, 0.6, planned=200)
-    assert _pick([tvm_r, tie], "memory", None) == (tvm_r, tvm_r)
+    assert pick([tvm_r, tie], "memory", None) == (tvm_r, tvm_r)
     # a candidate measured with its own anchor is judged against that anchor
-    drift = {**rec("d", 0.9, 0.88, 0.92), "relative": 0.9 / 0.91,
-             "anchor": {"median": 0.91, "q1": 0.90, "q3": 0.93}}
-    assert _pick([tvm_r, drift], "latency", None) == (tvm_r, drift)  # within its batch's noise
+    drift = rec("d", 0.9, 0.88, 0.92, anchor=(0.91, 0.90, 0.93))
+    assert drift.relative == pytest.approx(0.9 / 0.91)
+    assert pick([tvm_r, drift], "latency", None) == (tvm_r, drift)  # within its batch's noise
 
 
 def test_pick_under_a_budget_ignores_records_without_planned_bytes():
     ok = rec("a", 1.0, 0.9, 1.1, planned=None)
-    assert _pick([ok], "latency", 10) == (None, None)
+    assert pick([ok], "latency", 10) == (None, None)
 
 
 @pytest.mark.parametrize("text, planned, expected", [

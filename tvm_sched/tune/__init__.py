@@ -3,13 +3,14 @@
 ``tvm-sched tune`` is its command line. Layers: :mod:`~tvm_sched.tune.model` (what is tuned),
 :mod:`~tvm_sched.tune.candidates` (orders and proxies), :mod:`~tvm_sched.tune.builder`,
 :mod:`~tvm_sched.tune.runner` (RPC runners and the measurement protocol),
-:mod:`~tvm_sched.tune.database` (JSONL records), :mod:`~tvm_sched.tune.pick` (the decision
-rules), :mod:`~tvm_sched.tune.result`, :mod:`~tvm_sched.tune.report`,
+:mod:`~tvm_sched.tune.record` (typed records, one type for both tuning paths),
+:mod:`~tvm_sched.tune.database` (their JSONL file), :mod:`~tvm_sched.tune.objective` (the
+objectives' rules and the ask/tell ``search`` both paths run), :mod:`~tvm_sched.tune.pick`
+(the VM-order decision rules), :mod:`~tvm_sched.tune.result`, :mod:`~tvm_sched.tune.report`,
 :mod:`~tvm_sched.tune.workdir` (check, lock, atomic writes), :mod:`~tvm_sched.tune.tuner`
-(the loop); the lane objective (``TuneConfig(lanes=...)``): :mod:`~tvm_sched.tune.objective`
-(typed records, the objective's rules, the ask/tell ``search``), :mod:`~tvm_sched.tune.lanes`
-(its builder and runner), :mod:`~tvm_sched.tune.lane_report`, :mod:`~tvm_sched.tune.lane_remote`
-(the functions the tvm_sched RPC server registers).
+(propose, search, export); the lane objective (``TuneConfig(lanes=...)``):
+:mod:`~tvm_sched.tune.lanes` (its builder and runner), :mod:`~tvm_sched.tune.lane_report`,
+:mod:`~tvm_sched.tune.lane_remote` (the functions the tvm_sched RPC server registers).
 
 Names are imported on first use, so ``python -m tvm_sched.tune.server`` (the embedded RPC
 server) starts without importing torch or the rest of the tuner.
@@ -24,6 +25,7 @@ _WHERE = {
     "Candidate": "candidates", "propose": "candidates",
     "Database": "database",
     "TuneModel": "model", "check_target": "model", "load_model": "model",
+    "target_key": "model",
     "EmbeddedRunner": "runner", "InProcessRunner": "runner", "Measurer": "runner",
     "Runner": "runner", "ServerRunner": "runner", "TrackerRunner": "runner",
     "runner_from_args": "runner", "create_runner": "runners",
@@ -33,7 +35,7 @@ _WHERE = {
     "parse_memory_budget": "pick", "pick": "pick", "beyond_noise": "pick",
     "check_work_dir": "workdir", "lock_work_dir": "workdir",
     "TuneObjective": "objective", "LaneObjective": "objective", "LaneCandidate": "objective",
-    "MeasureResult": "objective", "TuneRecord": "objective", "search": "objective",
+    "MeasureResult": "record", "TuneRecord": "record", "search": "objective",
     "tune_lanes": "lanes", "LANE_SOLVERS": "lanes",
     "LaneTuneResult": "lane_report", "rich_lane_table": "lane_report",
 }

@@ -12,6 +12,9 @@ The fast path leans on ``tvm.relax.vm_build``'s internal helpers (``_vmcodegen``
 candidate's lowered kernels differ from the library's (checked by structural hash), or if the
 module carries external libraries, the builder falls back to a full ``tvm.compile`` and says so
 once in the log.
+
+:class:`OrderBuilder` is the builder :func:`tvm_sched.tune.objective.search` takes: it builds
+a candidate's orders and keeps each :class:`Built` by candidate hash, for the records.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from tvm_sched.relax.arena import PlanArena, arena_pipeline, planned_storage
 from tvm_sched.relax.reorder import apply
 from tvm_sched.tune.model import TuneModel
 
-__all__ = ["Builder", "Built"]
+__all__ = ["Builder", "Built", "OrderBuilder"]
 
 log = logging.getLogger(__name__)
 
@@ -183,3 +186,18 @@ class Builder:
         vmcodegen(builder, low, "bytecode")
         exe = relax.VMExecutable(vmlink(builder, self.target, None, [], dict(constants)))
         return exe, int(sum(planned_storage(low)))
+
+
+class OrderBuilder:
+    """:func:`~tvm_sched.tune.objective.search`'s builder for VM orders: ``build(c)`` builds
+    ``c.orders`` of a :class:`~tvm_sched.tune.candidates.Candidate` with ``builder`` and keeps
+    the :class:`Built` in :attr:`built` under ``c.hash`` (a record reads the bytes the
+    executable allocates and the build's seconds from it)."""
+
+    def __init__(self, builder: Builder):
+        self.builder = builder
+        self.built: dict[str, Built] = {}
+
+    def build(self, c) -> Built:
+        self.built[c.hash] = b = self.builder.build(c.orders)
+        return b

@@ -199,19 +199,19 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         return _lane_summary(con, result, work)
     con.print(rich_table(result))
     if result.best is None:
-        ok = [r for r in result.records if r.get("latency") and not r.get("error")]
-        if ok and result.memory_budget is not None:
-            least = min(r["planned_bytes"] for r in ok if r.get("planned_bytes") is not None)
+        planned = [r.planned_bytes for r in result.records
+                   if r.ok and r.planned_bytes is not None]
+        if planned and result.memory_budget is not None:
             print(f"tvm-sched tune: error: no measured candidate fits the memory budget of "
-                  f"{result.memory_budget:,} B (the fewest planned bytes measured: {least:,} B)",
-                  file=sys.stderr)
+                  f"{result.memory_budget:,} B (the fewest planned bytes measured: "
+                  f"{min(planned):,} B)", file=sys.stderr)
             return EXIT_USAGE
         con.print("[red]no candidate was measured successfully; see the errors above")
         return EXIT_DEVICE
     b = result.best
     sp = f", {result.speedup:.3f}x TVM's order" if result.speedup else ""
-    con.print(f"pick: [bold]{b['candidate']}[/bold] median {b['latency']['median'] * 1e3:.4f} ms"
-              f"{sp}, planned {b['planned_bytes']:,} B (TVM's order "
+    con.print(f"pick: [bold]{b.candidate}[/bold] median {b.latency['median'] * 1e3:.4f} ms"
+              f"{sp}, planned {b.planned_bytes:,} B (TVM's order "
               f"{result.info['tvm_planned']:,} B); measured {result.measured_now} now, "
               f"{len(result.records) - result.measured_now} from earlier runs; "
               f"{result.seconds['total']:.1f} s")

@@ -45,6 +45,7 @@ import numpy as np
 
 from tvm_sched.errors import DeviceUnavailableError, TuneInputError, one_line
 from tvm_sched.tune import lane_remote
+from tvm_sched.tune.database import Database
 from tvm_sched.tune.lane_runner import LaneRunner, SpreadRunner
 from tvm_sched.tune.objective import (
     LaneCandidate,
@@ -55,7 +56,7 @@ from tvm_sched.tune.objective import (
 )
 
 __all__ = ["LANE_SOLVERS", "tune_lanes", "resolve_lanes", "LaneBuilder", "LaneRunner",
-           "SpreadRunner", "LaneDatabase", "propose_lanes"]
+           "SpreadRunner", "propose_lanes"]
 
 log = logging.getLogger(__name__)
 
@@ -191,32 +192,6 @@ class LaneBuilder:
             return BuiltLane(None, one_line(err, last=True, with_type=True),
                              time.perf_counter() - t0)
         return BuiltLane(path, None, time.perf_counter() - t0)
-
-
-class LaneDatabase:
-    """:class:`TuneRecord` lines in ``lane_records.jsonl`` (the tuner's robust JSONL reader)."""
-
-    def __init__(self, path: Path, model_hash: str, target: str, device_key: str):
-        from tvm_sched.tune.database import Database
-
-        self.db = Database(path)
-        self.model_hash, self.target, self.device_key = model_hash, target, device_key
-
-    def records(self) -> dict[tuple, TuneRecord]:
-        out = {}
-        for k, d in self.db.records(self.model_hash, self.target, self.device_key).items():
-            try:
-                out[k] = TuneRecord.from_dict(d)
-            except (KeyError, TypeError, ValueError) as err:
-                log.warning("%s: a lane record skipped: %s", self.db.path, err)
-        return out
-
-    def append(self, rec: TuneRecord) -> None:
-        self.db.append(rec.to_dict())
-
-    @property
-    def skipped(self) -> int:
-        return self.db.skipped
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,7 +345,7 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
         secs["plan"] = time.perf_counter() - t0
 
         objective = LaneObjective()
-        db = LaneDatabase(work / "lane_records.jsonl", model.hash, key_target, runner.key)
+        db = Database(work / "lane_records.jsonl")
 
         def key(c: LaneCandidate) -> tuple:
             return (model.hash, c.hash, key_target, runner.key)

@@ -36,7 +36,7 @@ from tvm_sched.relax.extract import extract
 from tvm_sched.relax.frontend import prepare
 from tvm_sched.relax.passes import is_fused
 
-__all__ = ["TuneModel", "load_model", "check_target", "source_name"]
+__all__ = ["TuneModel", "load_model", "check_target", "target_key", "source_name"]
 
 
 @dataclass
@@ -108,6 +108,19 @@ def check_target(target: str) -> tvm.target.Target:
                                  f"or JSON; give --target '{hint}'") from None
         raise TuneInputError(f"target {target!r} is not valid: "
                              f"{one_line(err, limit=200)}") from None
+
+
+def target_key(target: str | tvm.target.Target) -> str:
+    """The full target string records are keyed by: ``str`` of the checked target, so that
+    ``"llvm"`` and ``tvm.target.Target("llvm")`` share records while targets that differ in any
+    attribute do not.
+
+    Raises
+    ------
+    TuneInputError
+        TVM rejects the target (:func:`check_target`).
+    """
+    return str(target if isinstance(target, tvm.target.Target) else check_target(target))
 
 
 def source_name(*, model: str | None = None, onnx: str | Path | None = None,

@@ -1,22 +1,23 @@
-"""Tuning objectives, typed records and the ask/tell search loop -- pure Python, no TVM.
+"""Tuning objectives and the ask/tell search loop -- pure Python, no TVM.
 
 Contract
 --------
-- :class:`MeasureResult`: what measuring one candidate gave (latency samples in seconds, the
-  samples of the anchor -- the Relax VM -- interleaved with it in the same batch, the output
-  check, or an error). Errors are results, never exceptions.
-- :class:`TuneRecord`: one database line (format :data:`RECORD_FORMAT`), keyed by (model hash,
-  candidate hash, full target string, device key); :meth:`TuneRecord.to_dict` /
-  :meth:`TuneRecord.from_dict` are what the database writes and reads.
+- The records are :mod:`tvm_sched.tune.record`'s (:class:`MeasureResult`, :class:`TuneRecord`,
+  one type for both tuning paths); they are the loop's vocabulary and importable from here.
 - :class:`TuneObjective`: what solvers optimise (``solver_objective``), the proxy that ranks
   proposals (:meth:`~TuneObjective.proxy`), which proposals are measured
-  (:meth:`~TuneObjective.rank`), the pick rule (:meth:`~TuneObjective.pick`) and the report's
-  columns. :class:`LaneObjective` is the lane objective: predicted makespan as the proxy, the
-  pick the fastest candidate that beats the Relax VM beyond noise (its upper quartile below the
-  VM's lower quartile in the same batches), else the VM; ties by fewer arena bytes, then name.
+  (:meth:`~TuneObjective.rank`), the pick rule (:meth:`~TuneObjective.pick`), how well the proxy
+  ranked the measurements (:meth:`~TuneObjective.spearman`) and the report's columns.
+  :class:`LaneObjective` is the lane objective: predicted makespan as the proxy, the pick the
+  fastest candidate that beats the Relax VM beyond noise (its upper quartile below the VM's
+  lower quartile in the same batches), else the VM; ties by fewer arena bytes, then name.
+  :class:`OrderObjective` is the VM-order objectives' (``latency``, ``memory``), with the rules
+  of :mod:`tvm_sched.tune.pick`.
 - :func:`search`: propose -> rank -> (skip what the database has) -> build -> measure -> tell ->
   pick, with the builder, runner and database passed in (so the rules are tested with fakes).
-  A candidate whose build failed is measured as an error result, not raised.
+  The anchor of every batch is the candidate with ``kind == "vm"``; it is measured again when
+  the database already holds it and something else is measured. A candidate whose build
+  failed is measured as an error result, not raised.
 """
 
 from __future__ import annotations
@@ -24,32 +25,18 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
-from tvm_sched.tune.pick import latency_stats
+from tvm_sched.tune.pick import pick, rank
+from tvm_sched.tune.record import MeasureResult, TuneRecord
 
-__all__ = ["RECORD_FORMAT", "LaneCandidate", "MeasureResult", "TuneRecord", "TuneObjective",
-           "LaneObjective", "OrderObjective", "objective_for", "SearchOutcome", "search",
-           "paired_ratio", "spearman_or_none"]
-
-#: Version of :class:`TuneRecord` lines (the database's ``format`` field).
-RECORD_FORMAT = 1
-
-
-def paired_ratio(samples: Sequence[float], anchor: Sequence[float]
-                 ) -> dict[str, float] | None:
-    """Quartiles of ``anchor[i] / samples[i]`` over rounds measured side by side: the speed-up
-    over the anchor, robust to drift (each round's pair saw the same machine state)."""
-    n = min(len(samples), len(anchor))
-    if n == 0:
-        return None
-    r = np.asarray(anchor[:n], float) / np.maximum(np.asarray(samples[:n], float), 1e-12)
-    q1, med, q3 = np.percentile(r, [25, 50, 75])
-    return {"median": float(med), "q1": float(q1), "q3": float(q3), "n": int(n)}
+__all__ = ["LaneCandidate", "MeasureResult", "TuneRecord", "TuneObjective", "LaneObjective",
+           "OrderObjective", "objective_for", "SearchOutcome", "search", "spearman_or_none"]
 
 
 def spearman_or_none(x: Sequence[float], y: Sequence[float]) -> float | None:
@@ -96,94 +83,6 @@ class LaneCandidate:
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-@dataclass
-class MeasureResult:
-    """Measuring one candidate: samples (seconds per run) or an error."""
-
-    hash: str
-    device: str = ""
-    samples: list[float] = field(default_factory=list)
-    #: The anchor's (the Relax VM's) samples from the same interleaved rounds.
-    anchor: list[float] = field(default_factory=list)
-    check: float | None = None
-    error: str | None = None
-
-
-@dataclass
-class TuneRecord:
-    """One database line; see the module docstring."""
-
-    model_hash: str
-    order_hash: str
-    target: str
-    device_key: str
-    candidate: str
-    source: str
-    kind: str
-    lanes: int
-    order: list[int] | None
-    lane: list[int] | None
-    predicted: float | None
-    arena_bytes: int | None
-    baseline: bool
-    samples: list[float]
-    anchor_samples: list[float]
-    check: float | None
-    error: str | None
-    device: str = ""
-    model: str = ""
-    aliases: list[str] = field(default_factory=list)
-    format: int = RECORD_FORMAT
-
-    @property
-    def key(self) -> tuple[str, str, str, str]:
-        return (self.model_hash, self.order_hash, self.target, self.device_key)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and bool(self.samples)
-
-    @property
-    def latency(self) -> dict[str, float] | None:
-        return latency_stats(self.samples)
-
-    @property
-    def anchor(self) -> dict[str, float] | None:
-        return latency_stats(self.anchor_samples)
-
-    @property
-    def speedup(self) -> dict[str, float] | None:
-        """Speed-up over the Relax VM in the same rounds (quartiles of the paired ratios)."""
-        return paired_ratio(self.samples, self.anchor_samples)
-
-    @classmethod
-    def make(cls, c: LaneCandidate, m: MeasureResult, *, model: str, model_hash: str,
-             target: str, device_key: str) -> TuneRecord:
-        return cls(model_hash, c.hash, target, device_key, c.name, c.source, c.kind, c.lanes,
-                   None if c.order is None else list(c.order),
-                   None if c.lane is None else list(c.lane), c.predicted, c.arena_bytes,
-                   c.baseline, list(m.samples), list(m.anchor), m.check, m.error, m.device,
-                   model, list(c.aliases))
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        # the stats travel with the samples, for readers of the JSONL that do not recompute
-        d["latency"] = self.latency
-        d["speedup"] = self.speedup
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TuneRecord:
-        """Raises ``ValueError`` (or ``KeyError``/``TypeError``) on a line of another shape."""
-        if d.get("format", RECORD_FORMAT) != RECORD_FORMAT:
-            raise ValueError(f"record format {d.get('format')!r}, expected {RECORD_FORMAT}")
-        names = [f for f in cls.__dataclass_fields__]
-        rec = cls(**{k: d[k] for k in names if k in d})
-        if not all(isinstance(s, int | float) for s in rec.samples + rec.anchor_samples):
-            raise TypeError("samples must be numbers")
-        return rec
-
-
 class TuneObjective:
     """What a tuning run optimises; see the module docstring. Subclasses fill in the rules."""
 
@@ -208,6 +107,10 @@ class TuneObjective:
     def pick(self, records: Sequence[TuneRecord], budget: int | None
              ) -> tuple[TuneRecord | None, TuneRecord | None]:
         raise NotImplementedError
+
+    def spearman(self, records: Sequence[TuneRecord]) -> Any:
+        """How well the proxy ranked the measured candidates (None: not measured)."""
+        return None
 
 
 class LaneObjective(TuneObjective):
@@ -241,12 +144,23 @@ class LaneObjective(TuneObjective):
         clear = [r for r in ok if self.beyond_noise(r)]
         return (min(clear, key=key) if clear else vm), fastest
 
+    def spearman(self, records) -> float | None:
+        """Predicted makespan against the measured latency relative to the VM of its own
+        rounds (comparable across runs)."""
+        ok = [r for r in records if r.ok and r.predicted is not None and r.kind != "vm"
+              and r.anchor_samples]
+        return spearman_or_none([r.predicted for r in ok],
+                                [1.0 / r.speedup["median"] for r in ok])
+
 
 class OrderObjective(TuneObjective):
-    """The VM-order objectives (``latency``, ``memory``) over the dict records of
-    :mod:`tvm_sched.tune.tuner`; the rules are :mod:`tvm_sched.tune.pick`'s."""
+    """The VM-order objectives (``latency``, ``memory``) of :mod:`tvm_sched.tune.tuner`; the
+    rules are :mod:`tvm_sched.tune.pick`'s, on :class:`~tvm_sched.tune.candidates.Candidate`
+    proposals and :class:`TuneRecord` records."""
 
     solver_objective = "arena_memory"  # solvers propose on memory (see candidates.propose)
+    #: The proxies whose rank correlation with the measured latency is reported.
+    proxies = ("cache_miss", "planned", "peak")
 
     def __init__(self, name: str, keep_default: bool = True):
         if name not in ("latency", "memory"):
@@ -262,14 +176,17 @@ class OrderObjective(TuneObjective):
             (p["cache_miss"], p["planned"])
 
     def rank(self, cands, budget, top_k):
-        from tvm_sched.tune.pick import rank
-
         return rank(list(cands), self.name, budget, top_k)
 
     def pick(self, records, budget):
-        from tvm_sched.tune.pick import pick
-
         return pick(list(records), self.name, budget, self.keep_default)
+
+    def spearman(self, records) -> dict[str, float | None]:
+        """Each proxy against the measured median latency (records measured without error)."""
+        ok = [r for r in records if r.ok]
+        return {p: spearman_or_none([r.proxy[p] for r in ok if p in r.proxy],
+                                    [r.latency["median"] for r in ok if p in r.proxy])
+                for p in self.proxies}
 
 
 def objective_for(name: str, *, lanes=None, keep_default: bool = True) -> TuneObjective:
@@ -280,11 +197,11 @@ def objective_for(name: str, *, lanes=None, keep_default: bool = True) -> TuneOb
 # --------------------------------------------------------------------------------------------
 # the loop
 class Builder(Protocol):
-    def build(self, c: LaneCandidate) -> Any: ...
+    def build(self, c: Any) -> Any: ...
 
 
 class Runner(Protocol):
-    def measure(self, built: Sequence[tuple[LaneCandidate, Any]], anchor: tuple[LaneCandidate, Any],
+    def measure(self, built: Sequence[tuple[Any, Any]], anchor: tuple[Any, Any],
                 done: Callable[[MeasureResult], None]) -> None: ...
 
 
@@ -298,25 +215,35 @@ class Database(Protocol):
 class SearchOutcome:
     """What :func:`search` returns."""
 
-    chosen: list[LaneCandidate]
+    chosen: list[Any]
     records: list[TuneRecord]
     best: TuneRecord | None
     fastest: TuneRecord | None
     measured_now: int
-    spearman: float | None
+    #: :meth:`TuneObjective.spearman` of the records.
+    spearman: Any
+    #: Seconds spent building and measuring in this round.
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
-def search(objective: TuneObjective, proposals: Iterable[LaneCandidate], *, builder: Builder,
-           runner: Runner, database: Database, key: Callable[[LaneCandidate], tuple],
-           make_record: Callable[[LaneCandidate, MeasureResult], TuneRecord],
+def search(objective: TuneObjective, proposals: Iterable[Any], *, builder: Builder,
+           runner: Runner, database: Database, key: Callable[[Any], tuple],
+           make_record: Callable[[Any, MeasureResult], TuneRecord],
            budget: int | None = None, top_k: int = 8,
            progress: Callable[[str, int, int, str], None] | None = None) -> SearchOutcome:
     """One ask/tell round (see the module docstring).
 
-    ``key(c)`` is the database key of candidate ``c``; the VM (the candidate with
-    ``kind == "vm"``, which must be among the baselines) is the anchor of every batch. Records the
-    database already holds are not measured again; when nothing is left to measure, no batch
-    runs at all.
+    A proposal has ``name``, ``kind``, ``baseline`` and ``hash`` (a
+    :class:`LaneCandidate` or a :class:`~tvm_sched.tune.candidates.Candidate`). ``key(c)`` is
+    the database key of candidate ``c``; the candidate with ``kind == "vm"``, which must be
+    among the baselines, is the anchor of every batch. Records the database already holds are
+    not measured again; when nothing is left to measure, nothing is built and no batch runs.
+    ``progress(stage, done, total, name)`` follows the ``build`` and ``measure`` stages.
+
+    Raises
+    ------
+    ValueError
+        No proposal has ``kind == "vm"``.
     """
     prog = progress or (lambda *a: None)
     chosen = objective.rank(list(proposals), budget, top_k)
@@ -326,14 +253,18 @@ def search(objective: TuneObjective, proposals: Iterable[LaneCandidate], *, buil
     have = database.records()
     todo = [c for c in chosen if key(c) not in have]
     measured = 0
+    seconds = {"build": 0.0, "measure": 0.0}
     if todo:
+        t0 = time.perf_counter()
         built = []
         for i, c in enumerate(todo):
             built.append((c, builder.build(c)))
             prog("build", i + 1, len(todo), c.name)
         by_hash = {c.hash: c for c in todo}
+        # measured in every batch; recorded only when it is to do
         anchor = next(((c, b) for c, b in built if c.kind == "vm"), None) or \
             (vm, builder.build(vm))
+        seconds["build"] = time.perf_counter() - t0
 
         def done(m: MeasureResult) -> None:
             nonlocal measured
@@ -342,12 +273,12 @@ def search(objective: TuneObjective, proposals: Iterable[LaneCandidate], *, buil
             measured += 1
             prog("measure", measured, len(todo), c.name)
 
+        t0 = time.perf_counter()
+        prog("measure", 0, len(todo), "starting")
         runner.measure(built, anchor, done)
+        seconds["measure"] = time.perf_counter() - t0
     have = database.records()
     records = [have[key(c)] for c in chosen if key(c) in have]
     best, fastest = objective.pick(records, budget)
-    # measured latency relative to the VM of its own rounds: comparable across runs
-    ok = [r for r in records if r.ok and r.predicted is not None and r.kind != "vm"
-          and r.anchor_samples]
-    spear = spearman_or_none([r.predicted for r in ok], [1.0 / r.speedup["median"] for r in ok])
-    return SearchOutcome(chosen, records, best, fastest, measured, spear)
+    return SearchOutcome(chosen, records, best, fastest, measured, objective.spearman(records),
+                         seconds)

@@ -1,29 +1,28 @@
-"""The tuner's decision rules, as pure functions of records (no TVM, no devices).
+"""The VM-order objectives' decision rules, as pure functions of candidates and typed records
+(no TVM, no devices).
 
 - :func:`parse_memory_budget`: the ``--memory-budget`` text (bytes, ``64KiB``, ``0.9x`` of TVM's
   planned bytes) to bytes, rejecting what cannot be a budget (negative, zero, not finite);
 - :func:`rank`: which proposals are measured (the baselines, then the top k by the objective's
   proxy among those that fit the budget);
-- :func:`pick`: the final choice from the measured records; :func:`beyond_noise` is its test
-  for "faster than TVM's order";
-- :func:`latency_stats` and :func:`spearman`: what a record stores and how well a proxy ranks.
+- :func:`pick`: the final choice from the measured :class:`~tvm_sched.tune.record.TuneRecord`
+  records, where TVM's order is the record with ``kind == "vm"``; :func:`beyond_noise` is its
+  test for "faster than TVM's order" and :func:`relative_latency` what it compares.
 
-The search loop (:mod:`tvm_sched.tune.tuner`) is a fixed sequence around these, so the rules are
-tested with hand-written records, as MetaSchedule tests its search with fake results.
+The search loop (:func:`tvm_sched.tune.objective.search`, through
+:class:`~tvm_sched.tune.objective.OrderObjective`) is a fixed sequence around these, so the
+rules are tested with hand-made records, as MetaSchedule tests its search with fake results.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from tvm_sched.errors import TuneInputError
+from tvm_sched.tune.record import TuneRecord
 
-__all__ = ["parse_memory_budget", "rank", "pick", "beyond_noise", "latency_stats", "spearman",
-           "relative_latency"]
+__all__ = ["parse_memory_budget", "rank", "pick", "beyond_noise", "relative_latency"]
 
 _UNITS = (("kib", 1024), ("mib", 1024**2), ("gib", 1024**3), ("b", 1))
 
@@ -71,25 +70,6 @@ def parse_memory_budget(value: int | str | None, tvm_planned: int) -> int | None
     return int(amount * mult)
 
 
-def latency_stats(samples: Sequence[float]) -> dict[str, float] | None:
-    """Median, quartiles, extremes and count of latency samples (``None`` for none)."""
-    if not samples:
-        return None
-    a = np.asarray(samples, dtype=float)
-    q1, med, q3 = np.percentile(a, [25, 50, 75])
-    return {"median": float(med), "q1": float(q1), "q3": float(q3), "min": float(a.min()),
-            "max": float(a.max()), "n": int(a.size)}
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
-    """Spearman's rank correlation, ``None`` with fewer than 3 points or a constant side."""
-    if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
-        return None
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(x, y).statistic)
-
-
 def rank(cands: list[Any], objective: str, budget: int | None, top_k: int) -> list[Any]:
     """Baselines, then the top k of the other candidates by the objective's proxy (those over
     the memory budget left out). A candidate has ``baseline`` and ``proxy`` attributes."""
@@ -104,45 +84,49 @@ def rank(cands: list[Any], objective: str, budget: int | None, top_k: int) -> li
     return base + rest[:top_k]
 
 
-def relative_latency(r: dict) -> float:
+def relative_latency(r: TuneRecord) -> float:
     """Latency relative to TVM's order measured in the same batch (the median if no anchor)."""
-    return r["relative"] if r.get("relative") is not None else r["latency"]["median"]
+    rel = r.relative
+    return rel if rel is not None else r.latency["median"]
 
 
-def beyond_noise(fast: dict, slow: dict) -> bool:
+def beyond_noise(fast: TuneRecord, slow: TuneRecord) -> bool:
     """Whether ``fast`` beats ``slow`` by more than the noise: its upper quartile of latency
     lies below ``slow``'s lower quartile. When ``slow`` is TVM's order and ``fast`` carries the
     anchor of its own batch (TVM's order interleaved with it on the same device), that anchor
     is the comparison."""
-    other = fast.get("anchor") if slow.get("candidate") == "tvm" and fast.get("anchor") \
-        else slow["latency"]
-    return fast["latency"]["q3"] < other["q1"]
+    other = fast.anchor if slow.kind == "vm" and fast.anchor else slow.latency
+    return fast.latency["q3"] < other["q1"]
 
 
-def pick(records: list[dict], objective: str, budget: int | None,
-         keep_default: bool = True) -> tuple[dict | None, dict | None]:
+def _bytes(r: TuneRecord) -> float:
+    return math.inf if r.planned_bytes is None else r.planned_bytes
+
+
+def pick(records: list[TuneRecord], objective: str, budget: int | None,
+         keep_default: bool = True) -> tuple[TuneRecord | None, TuneRecord | None]:
     """(pick, fastest). Latency: the fastest of the candidates that beat TVM's order beyond
     noise, else TVM's order. Memory: the fewest planned bytes, TVM's order when it ties. A
     reorder must earn its place. Latencies are compared relative to TVM's order measured in
     the same batch on the same device. Only records measured without error, and under the
-    memory budget when there is one, take part."""
-    ok = [r for r in records if r.get("latency") and not r.get("error")]
-    if budget is not None:
-        ok = [r for r in ok if r.get("planned_bytes") is not None
-              and r["planned_bytes"] <= budget]
+    memory budget when there is one, take part (for memory: only those with planned bytes)."""
+    ok = [r for r in records if r.ok]
+    if budget is not None or objective == "memory":
+        ok = [r for r in ok if r.planned_bytes is not None
+              and (budget is None or r.planned_bytes <= budget)]
     if not ok:
         return None, None
-    base = next((r for r in ok if r["candidate"] == "tvm"), None)
+    base = next((r for r in ok if r.kind == "vm"), None)
     if objective == "memory":
-        least = min(r["planned_bytes"] for r in ok)
-        if keep_default and base is not None and base["planned_bytes"] == least:
+        least = min(r.planned_bytes for r in ok)
+        if keep_default and base is not None and base.planned_bytes == least:
             return base, base
-        best = min((r for r in ok if r["planned_bytes"] == least), key=relative_latency)
+        best = min((r for r in ok if r.planned_bytes == least), key=relative_latency)
         return best, best
-    fastest = min(ok, key=lambda r: (relative_latency(r), r["planned_bytes"]))
+    fastest = min(ok, key=lambda r: (relative_latency(r), _bytes(r)))
     if not keep_default or base is None:
         return fastest, fastest
     clear = [r for r in ok if r is not base and beyond_noise(r, base)]
     if not clear:
         return base, fastest
-    return min(clear, key=lambda r: (relative_latency(r), r["planned_bytes"])), fastest
+    return min(clear, key=lambda r: (relative_latency(r), _bytes(r))), fastest

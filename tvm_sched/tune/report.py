@@ -1,4 +1,5 @@
-"""Reports of a tuning run: a rich table, ``report.md``, ``plot.png`` and ``summary.json``.
+"""Reports of a tuning run: a rich table, ``report.md``, ``plot.png`` and ``summary.json``,
+read from the run's :class:`~tvm_sched.tune.record.TuneRecord` fields.
 
 The files are replaced atomically (:func:`~tvm_sched.tune.workdir.atomic_write`): a reader sees
 the previous report or the new one, never a torn one.
@@ -9,38 +10,40 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tvm_sched.tune.record import TuneRecord
 from tvm_sched.tune.result import TuneResult
 from tvm_sched.tune.workdir import atomic_path, atomic_write
 
 __all__ = ["rows", "rich_table", "write_report"]
 
 
-def _ms(rec: dict[str, Any]) -> float | None:
-    lat = rec.get("latency")
+def _ms(rec: TuneRecord) -> float | None:
+    lat = rec.latency
     return lat["median"] * 1e3 if lat else None
+
+
+def _kib(n: float | None) -> float | None:
+    return None if n is None else n / 1024
 
 
 def rows(result: TuneResult) -> list[dict[str, Any]]:
     """One row per candidate, measured ones by latency, failures last."""
     base = result.baseline
     base_ms = _ms(base) if base else None
-    best_hash = result.best["order_hash"] if result.best else None
+    best_hash = result.best.order_hash if result.best else None
     out = []
     for r in result.records:
-        ms = _ms(r)
-        lat = r.get("latency")
+        ms, lat, rel = _ms(r), r.latency, r.relative
         out.append({
-            "candidate": r["candidate"] + "".join(f" = {a}" for a in r.get("aliases", [])),
-            "source": r["source"], "baseline": r["baseline"],
-            "pick": r["order_hash"] == best_hash,
-            "planned_kib": r["planned_bytes"] / 1024 if r.get("planned_bytes") is not None
-            else None,
-            "cache_miss_kib": r["proxy"]["cache_miss"] / 1024,
+            "candidate": r.candidate + "".join(f" = {a}" for a in r.aliases),
+            "source": r.source, "baseline": r.baseline,
+            "pick": r.order_hash == best_hash,
+            "planned_kib": _kib(r.planned_bytes),
+            "cache_miss_kib": _kib(r.proxy.get("cache_miss")),
             "median_ms": ms,
             "iqr_ms": (lat["q3"] - lat["q1"]) * 1e3 if lat else None,
-            "vs_tvm": (1.0 / r["relative"]) if r.get("relative") else
-            ((base_ms / ms) if ms and base_ms else None),
-            "device": r.get("device"), "error": r.get("error"),
+            "vs_tvm": (1.0 / rel) if rel else ((base_ms / ms) if ms and base_ms else None),
+            "device": r.device, "error": r.error,
         })
     out.sort(key=lambda x: (x["median_ms"] is None, x["median_ms"] or 0.0))
     return out
@@ -48,6 +51,10 @@ def rows(result: TuneResult) -> list[dict[str, Any]]:
 
 def _fmt(v, spec: str, none: str = "-") -> str:
     return none if v is None else format(v, spec)
+
+
+def _bytes(n: int | None) -> str:
+    return "? B" if n is None else f"{n:,} B"
 
 
 def rich_table(result: TuneResult):
@@ -86,12 +93,12 @@ def _markdown(result: TuneResult) -> str:
     lines.append("Time: " + ", ".join(f"{k} {v:.1f} s" for k, v in secs.items()) + ".")
     lines.append("")
     if result.best:
-        b = result.best
-        lines.append(f"**Pick: {b['candidate']}** ({b['source']}): median "
-                     f"{b['latency']['median'] * 1e3:.4f} ms, planned {b['planned_bytes']:,} B"
-                     + (f"; TVM's order: {result.baseline['latency']['median'] * 1e3:.4f} ms, "
-                        f"{result.baseline['planned_bytes']:,} B (speed-up "
-                        f"{result.speedup:.3f}x)" if result.speedup else "") + ".")
+        b, base = result.best, result.baseline
+        lines.append(f"**Pick: {b.candidate}** ({b.source}): median "
+                     f"{b.latency['median'] * 1e3:.4f} ms, planned {_bytes(b.planned_bytes)}"
+                     + (f"; TVM's order: {base.latency['median'] * 1e3:.4f} ms, "
+                        f"{_bytes(base.planned_bytes)} (speed-up {result.speedup:.3f}x)"
+                        if result.speedup and base.latency else "") + ".")
         if info.get("kept_default_within_noise"):
             lines.append("")
             lines.append(f"The fastest candidate, {info['fastest']}, did not beat TVM's order "
@@ -133,20 +140,20 @@ def _plot(result: TuneResult, path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    ok = [r for r in result.records if r.get("latency") and r.get("planned_bytes") is not None]
-    sources = sorted({r["source"] for r in ok})
+    ok = [r for r in result.records if r.latency and r.planned_bytes is not None]
+    sources = sorted({r.source for r in ok})
     cmap = plt.get_cmap("tab10")
     for i, s in enumerate(sources):
-        pts = [r for r in ok if r["source"] == s]
-        x = [r["planned_bytes"] / 1024 for r in pts]
-        y = [r["latency"]["median"] * 1e3 for r in pts]
-        err = [[(r["latency"]["median"] - r["latency"]["q1"]) * 1e3 for r in pts],
-               [(r["latency"]["q3"] - r["latency"]["median"]) * 1e3 for r in pts]]
+        pts = [(r.planned_bytes, r.latency) for r in ok if r.source == s]
+        x = [b / 1024 for b, _ in pts]
+        y = [lat["median"] * 1e3 for _, lat in pts]
+        err = [[(lat["median"] - lat["q1"]) * 1e3 for _, lat in pts],
+               [(lat["q3"] - lat["median"]) * 1e3 for _, lat in pts]]
         ax.errorbar(x, y, yerr=err, fmt="s" if s == "baseline" else "o", color=cmap(i % 10),
                     label=s, alpha=0.85, capsize=2, markersize=6)
-    if result.best:
-        b = result.best
-        ax.scatter([b["planned_bytes"] / 1024], [b["latency"]["median"] * 1e3], s=260,
+    b = result.best
+    if b is not None and b.latency and b.planned_bytes is not None:
+        ax.scatter([b.planned_bytes / 1024], [b.latency["median"] * 1e3], s=260,
                    marker="*", color="gold", edgecolor="black", zorder=5, label="pick")
     ax.set_xlabel("planned memory (KiB, TVM's static planner)")
     ax.set_ylabel("measured latency (ms, median, IQR bars)")
@@ -160,6 +167,10 @@ def _plot(result: TuneResult, path) -> None:
     plt.close(fig)
 
 
+def _fields(rec: TuneRecord | None, names: tuple[str, ...]) -> dict[str, Any] | None:
+    return None if rec is None else {k: getattr(rec, k) for k in names}
+
+
 def write_report(result: TuneResult) -> None:
     """Write ``report.md``, ``plot.png`` and ``summary.json`` into ``result.work_dir``."""
     work = result.work_dir
@@ -170,11 +181,9 @@ def write_report(result: TuneResult) -> None:
         "memory_budget": result.memory_budget, "seconds": result.seconds,
         "measured_now": result.measured_now, "spearman": result.spearman,
         "speedup_vs_tvm": result.speedup, "info": result.info,
-        "best": {k: result.best[k] for k in ("candidate", "source", "order_hash",
-                                             "planned_bytes", "latency")}
-        if result.best else None,
-        "baseline": {k: result.baseline[k] for k in ("candidate", "planned_bytes", "latency")}
-        if result.baseline else None,
+        "best": _fields(result.best, ("candidate", "source", "order_hash", "planned_bytes",
+                                      "latency")),
+        "baseline": _fields(result.baseline, ("candidate", "planned_bytes", "latency")),
         "rows": rows(result),
     }
     atomic_write(work / "summary.json", json.dumps(summary, indent=1))

@@ -13,6 +13,10 @@ candidate (build error, wrong outputs, a crash or a time-out) becomes that candi
 error; a lost session is reopened once (an embedded server is restarted) and the batch goes on
 without the culprit; if reopening fails, :class:`~tvm_sched.errors.DeviceUnavailableError`
 stops the run with the records so far kept.
+
+:class:`OrderRunner` is the runner :func:`tvm_sched.tune.objective.search` takes: a
+:class:`Measurer` per round, opened only when something is to be measured, its
+:class:`Measurement` results told as :class:`~tvm_sched.tune.record.MeasureResult`.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from tvm import relax
 from tvm_sched.errors import DeviceUnavailableError, one_line
 from tvm_sched.relax.frontend import flatten_values as _flatten
 from tvm_sched.tune.builder import Built
+from tvm_sched.tune.record import MeasureResult
 from tvm_sched.tune.runners import (  # one runner per module; re-exported here
     EmbeddedRunner,
     InProcessRunner,
@@ -45,7 +50,8 @@ from tvm_sched.tune.runners import (  # one runner per module; re-exported here
 )
 
 __all__ = ["Runner", "InProcessRunner", "ServerRunner", "TrackerRunner", "EmbeddedRunner",
-           "Measurer", "Measurement", "parse_address", "runner_from_args", "create_runner"]
+           "Measurer", "Measurement", "OrderRunner", "parse_address", "runner_from_args",
+           "create_runner"]
 
 log = logging.getLogger(__name__)
 
@@ -369,3 +375,49 @@ class Measurer:
             futs = [ex.submit(work, d, sh) for d, sh in zip(self.devices, shares, strict=True)]
             for f in futs:
                 f.result()
+
+
+class OrderRunner:
+    """:func:`~tvm_sched.tune.objective.search`'s runner for VM orders (see the module
+    docstring). ``options`` are :class:`Measurer`'s, but ``reference``: each device's run of
+    the anchor (TVM's order, in every batch) is the reference there.
+
+    Attributes
+    ----------
+    reconnects
+        Sessions reopened over every round so far.
+    """
+
+    def __init__(self, runner: Runner, **options):
+        self.runner = runner
+        self.options = options
+        self.reconnects = 0
+
+    def measure(self, built: Sequence[tuple[Any, Built]], anchor: tuple[Any, Built],
+                done: Callable[[MeasureResult], None]) -> None:
+        """Measure ``built`` ((candidate, :class:`Built`) pairs) with ``anchor`` in every
+        batch; ``done`` gets each candidate's result once (the anchor's only when it is among
+        ``built``).
+
+        Raises
+        ------
+        DeviceUnavailableError
+            A device was lost and could not be reopened.
+        """
+        cands = dict(enumerate(c for c, _ in built))
+        items = [(i, b, f"{i}-{c.hash}") for i, (c, b) in enumerate(built)]
+        mine = next((it for it in items if cands[it[0]].hash == anchor[0].hash), None)
+        if mine is None:  # measured in an earlier run: in every batch, not told
+            cands[-1] = anchor[0]
+            mine = (-1, anchor[1], "anchor")
+
+        def tell(m: Measurement) -> None:
+            done(MeasureResult(cands[m.index].hash, m.device, list(m.samples),
+                               list(m.anchor or []), m.check, m.error))
+
+        measurer = Measurer(self.runner, reference=None, **self.options)
+        try:
+            measurer.measure(items, tell, anchor=mine)
+        finally:
+            self.reconnects += measurer.reconnects
+            measurer.close()

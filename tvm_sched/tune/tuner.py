@@ -1,4 +1,5 @@
-"""The tuning loop: propose -> rank by proxy -> top k + baselines -> build -> measure -> pick.
+"""The tuning loop: propose -> :func:`~tvm_sched.tune.objective.search` (rank by proxy -> top k
++ baselines -> skip what the database has -> build -> measure -> tell -> pick) -> export.
 
 Objectives:
 
@@ -11,8 +12,13 @@ Objectives:
   :func:`tvm_sched.tune.lanes.tune_lanes` (returns a
   :class:`~tvm_sched.tune.lane_report.LaneTuneResult`).
 
-The objective's rules (ranking proxy, pick) come from one object,
-:func:`tvm_sched.tune.objective.objective_for`.
+The objective's rules (ranking proxy, pick, proxy correlation) come from one object,
+:func:`tvm_sched.tune.objective.objective_for`; the decision rules of the VM-order objectives
+are :mod:`tvm_sched.tune.pick`. The loop is :func:`~tvm_sched.tune.objective.search` with the
+VM-order builder and runner adapters (:class:`~tvm_sched.tune.builder.OrderBuilder`,
+:class:`~tvm_sched.tune.runner.OrderRunner`) and the database passed in; TVM's order (the
+candidate ``tvm``, ``kind == "vm"``) is the anchor of every batch, measured again when an
+earlier run recorded it.
 
 Ranking before measuring uses the proxies of :mod:`tvm_sched.tune.candidates`: cache-miss bytes
 for latency (ties by planned bytes), planned bytes for memory. How well each proxy ranks the
@@ -20,10 +26,11 @@ measured latencies is reported as a Spearman rank correlation.
 
 The work dir is checked (a directory, writable) before anything else and locked for the whole
 run (:mod:`tvm_sched.tune.workdir`): a second run on it fails at once instead of measuring the
-same candidates again. Everything measured goes to the database in ``work_dir`` as it
-completes; the final module (``best.so``, exported library), its orders (``best_order.json``),
-``report.md``, ``plot.png`` and ``summary.json`` are replaced atomically at the end. The decision
-rules are :mod:`tvm_sched.tune.pick`.
+same candidates again. Every measurement goes to the database in ``work_dir`` as a
+:class:`~tvm_sched.tune.record.TuneRecord` as it completes, keyed by the full target string
+(:func:`~tvm_sched.tune.model.target_key`: ``"llvm"`` and ``tvm.target.Target("llvm")`` share
+records); the final module (``best.so``, exported library), its orders (``best_order.json``),
+``report.md``, ``plot.png`` and ``summary.json`` are replaced atomically at the end.
 """
 
 from __future__ import annotations
@@ -36,7 +43,6 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -44,34 +50,25 @@ import tvm
 
 from tvm_sched.errors import TuneInputError
 from tvm_sched.relax.memory import planned_bytes
-from tvm_sched.tune.builder import Builder, Built
-from tvm_sched.tune.candidates import default_cache_bytes, propose, tvm_orders
+from tvm_sched.tune.builder import Builder, OrderBuilder
+from tvm_sched.tune.candidates import Candidate, default_cache_bytes, propose, tvm_orders
 from tvm_sched.tune.database import Database
 from tvm_sched.tune.lanes import LANE_SOLVERS
-from tvm_sched.tune.model import TuneModel, check_target
-from tvm_sched.tune.objective import objective_for
-from tvm_sched.tune.pick import (
-    beyond_noise,
-    latency_stats,
-    parse_memory_budget,
-    pick,
-    rank,
-    spearman,
-)
+from tvm_sched.tune.model import TuneModel, check_target, target_key
+from tvm_sched.tune.objective import objective_for, search
+from tvm_sched.tune.pick import parse_memory_budget
+from tvm_sched.tune.record import MeasureResult, TuneRecord
 from tvm_sched.tune.report import write_report
 from tvm_sched.tune.result import TuneResult
-from tvm_sched.tune.runner import Measurement, Measurer, Runner
+from tvm_sched.tune.runner import OrderRunner, Runner
 from tvm_sched.tune.workdir import atomic_path, atomic_write, check_work_dir, lock_work_dir
 
-__all__ = ["TuneConfig", "TuneResult", "tune", "OBJECTIVES", "parse_memory_budget", "beyond_noise"]
+__all__ = ["TuneConfig", "TuneResult", "tune", "OBJECTIVES", "parse_memory_budget"]
 
 log = logging.getLogger(__name__)
 
 OBJECTIVES = ("latency", "memory")
 DEFAULT_SOLVERS = ("lpmf", "list", "random-list", "gaus")
-
-# the decision rules live in tvm_sched.tune.pick; the old private names stay for callers
-_pick, _rank, _stats, _spearman = pick, rank, latency_stats, spearman
 
 
 def _finite(x: float) -> bool:
@@ -192,7 +189,8 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work
     """Tune ``model``'s operator order for ``target`` on ``runner``'s devices (with
     ``config.lanes``: its lane schedules, see :mod:`tvm_sched.tune.lanes`; the result is then a
     :class:`~tvm_sched.tune.lane_report.LaneTuneResult`). Records are keyed by the full target
-    string.
+    string (:func:`~tvm_sched.tune.model.target_key`), whether ``target`` is a string or a
+    ``tvm.target.Target``.
 
     ``progress(stage, done, total, text)`` is called as work proceeds (the CLI draws bars).
     ``lock=False`` when the caller already holds :func:`~tvm_sched.tune.workdir.lock_work_dir`
@@ -210,10 +208,10 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work
     """
     cfg = config or TuneConfig()
     cfg.check()
-    # the full target string: "llvm -mcpu=X" and "llvm" must not share records
-    key_target = str(target)
     if not isinstance(target, tvm.target.Target):
         target = check_target(target)
+    # the full target string: targets that differ in any attribute do not share records
+    key_target = target_key(target)
     check_work_dir(work_dir)
     with lock_work_dir(work_dir) if lock else contextlib.nullcontext(Path(work_dir)) as work:
         if cfg.lanes is not None:
@@ -221,7 +219,7 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work
 
             if tuple(cfg.solvers) == DEFAULT_SOLVERS:
                 cfg = replace(cfg, solvers=LANE_SOLVERS)
-            return tune_lanes(model, target, str(target), runner, work, cfg, progress)
+            return tune_lanes(model, target, key_target, runner, work, cfg, progress)
         return _tune(model, target, key_target, runner, work, cfg, progress)
 
 
@@ -234,7 +232,7 @@ def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: 
 
     runner.prepare()  # e.g. the embedded server imports TVM meanwhile
 
-    # 1. propose and rank
+    # 1. propose
     t0 = time.perf_counter()
     cache_bytes = cfg.cache_bytes or default_cache_bytes()
     prog("propose", 0, len(cfg.solvers), "proposing candidates")
@@ -257,113 +255,72 @@ def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: 
                 f"among the {len(pool)} proposed orders is {least or 0:,} B (TVM's order "
                 f"{tvm_planned:,} B); raise --memory-budget")
     objective = objective_for(cfg.objective, keep_default=cfg.keep_default_within_noise)
-    chosen = objective.rank(pool, budget, cfg.top_k)
     secs["propose"] = time.perf_counter() - t0
 
-    # 2. what the database already has
-    db = Database(work / "records.jsonl")
-    have = db.records(model.hash, key_target, runner.key)
-    todo = [c for c in chosen if (model.hash, c.hash, key_target, runner.key) not in have]
-    log.info("%d candidates (%d baselines), %d already measured", len(chosen),
-             sum(c.baseline for c in chosen), len(chosen) - len(todo))
-
-    # 3. build
-    builder = Builder(model, target, fast=cfg.fast_build, arena=cfg.arena)
+    # 2. the kernels once; main's arguments in TVM's order
     t0 = time.perf_counter()
-    prog("build", 0, len(todo) + 1, "kernels")
+    builder = Builder(model, target, fast=cfg.fast_build, arena=cfg.arena)
+    prog("build", 0, 1, "kernels")
     builder.build_kernels()
     args, reference = _reference(builder, model)
-    prog("build", 1, len(todo) + 1, "kernels")
+    prog("build", 1, 1, "kernels")
     if model.reference:
         diffs = [float(np.max(np.abs(a - b))) for a, b in zip(reference, model.reference,
                                                               strict=False)]
         log.info("TVM vs %s reference: max abs diff %.3g", model.name, max(diffs, default=0.0))
-    builds: list[Built] = []
-    planned: list[int | None] = []
-    for i, c in enumerate(todo):
-        b = builder.build(c.orders)
-        builds.append(b)
-        # what the built executable allocates (the arena when it is on)
-        planned.append(b.allocated_bytes if b.error is None else None)
-        prog("build", i + 2, len(todo) + 1, c.name)
     secs["build"] = time.perf_counter() - t0
+
+    # 3. rank, build and measure what the database lacks (records appended as they complete),
+    # pick
+    db = Database(work / "records.jsonl", canonical_target=target_key)
+    order_builder = OrderBuilder(builder)
+    order_runner = OrderRunner(runner, kernels=builder.kernels, args=args,
+                               device_type=target.get_target_device_type(),
+                               repeats=cfg.repeats, number=cfg.number,
+                               min_repeat_ms=cfg.min_repeat_ms, timeout=cfg.timeout)
+
+    def key(c: Candidate) -> tuple:
+        return (model.hash, c.hash, key_target, runner.key)
+
+    def make_record(c: Candidate, m: MeasureResult) -> TuneRecord:
+        b = order_builder.built[c.hash]
+        return TuneRecord.make_order(
+            c, m, model=model.name, model_hash=model.hash, target=key_target,
+            device_key=runner.key, planned_bytes=b.allocated_bytes if b.error is None else None,
+            build_s=b.seconds, fast_build=b.needs_kernels, cache_bytes=cache_bytes)
+
+    out = search(objective, pool, builder=order_builder, runner=order_runner, database=db,
+                 key=key, make_record=make_record, budget=budget, top_k=cfg.top_k,
+                 progress=prog)
+    secs["build"] += out.seconds["build"]
     secs["kernels"] = builder.kernel_seconds
+    secs["measure"] = out.seconds["measure"]
+    log.info("%d candidates (%d baselines), %d measured now", len(out.chosen),
+             sum(c.baseline for c in out.chosen), out.measured_now)
 
-    # 4. measure (records appended as they complete)
-    t0 = time.perf_counter()
-    measured = 0
-
-    def on_done(m: Measurement) -> None:
-        nonlocal measured
-        c, b = todo[m.index], builds[m.index]
-        rec = {
-            "model": model.name, "model_hash": model.hash, "order_hash": c.hash,
-            "target": key_target, "device_key": runner.key, "device": m.device,
-            "candidate": c.name, "aliases": c.aliases, "source": c.source,
-            "baseline": c.baseline,
-            "orders": [list(o) for o in c.orders], "proxy": dict(c.proxy),
-            "cache_bytes": cache_bytes, "planned_bytes": planned[m.index],
-            "build_s": round(b.seconds, 4), "fast_build": b.needs_kernels,
-            "latency": latency_stats(m.samples), "samples": m.samples, "check": m.check,
-            "anchor": latency_stats(m.anchor or []),
-            "relative": (float(np.median(m.samples)) / float(np.median(m.anchor))
-                         if m.samples and m.anchor else None),
-            "error": m.error, "time": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        db.append(rec)
-        measured += 1
-        prog("measure", measured, len(todo), c.name)
-
-    if todo:
-        prog("measure", 0, len(todo), "connecting")
-        # reference=None: each device's own run of TVM's order (the anchor of every batch)
-        # is the reference there, not the host CPU's outputs
-        measurer = Measurer(runner, kernels=builder.kernels, args=args, reference=None,
-                            device_type=target.get_target_device_type(), repeats=cfg.repeats,
-                            number=cfg.number, min_repeat_ms=cfg.min_repeat_ms,
-                            timeout=cfg.timeout)
-        try:
-            items = [(i, b, f"{i}-{todo[i].hash}") for i, b in enumerate(builds)]
-            anchor = next((it for it in items if todo[it[0]].name == "tvm"), None)
-            if anchor is None:  # TVM's order measured in an earlier run: measure it again
-                anchor_built = builder.build(tvm_orders(model))
-                anchor = (-1, anchor_built, "anchor")
-            measurer.measure(items, on_done, anchor=anchor)
-        finally:
-            measurer.close()
-        reconnects = measurer.reconnects
-    else:
-        reconnects = 0
-    secs["measure"] = time.perf_counter() - t0
-
-    # 5. pick, correlate, save
-    have = db.records(model.hash, key_target, runner.key)
-    records = [have[k] for k in ((model.hash, c.hash, key_target, runner.key) for c in chosen)
-               if k in have]
-    best, fastest = objective.pick(records, budget)
-    base = next((r for r in records if r["candidate"] == "tvm"), None)
-    ok = [r for r in records if r.get("latency") and not r.get("error")]
-    lat = [r["latency"]["median"] for r in ok]
-    spear = {p: spearman([r["proxy"][p] for r in ok], lat)
-             for p in ("cache_miss", "planned", "peak")}
-    result = TuneResult(model.name, cfg.objective, records, best, base, spear, work, secs,
-                        budget, measured, info={
+    # 4. the result; export the pick
+    best, fastest = out.best, out.fastest
+    base = next((r for r in out.records if r.kind == "vm"), None)
+    result = TuneResult(model.name, cfg.objective, out.records, best, base, out.spearman, work,
+                        secs, budget, out.measured_now, info={
                             "target": key_target, "device_key": runner.key,
-                            "candidates_proposed": len(pool), "candidates_chosen": len(chosen),
+                            "candidates_proposed": len(pool),
+                            "candidates_chosen": len(out.chosen),
                             "cache_bytes": cache_bytes, "tvm_planned": tvm_planned,
                             "kernel_build_fast": builder.kernels is not None,
-                            "full_compiles": builder.fallbacks, "reconnects": reconnects,
+                            "full_compiles": builder.fallbacks,
+                            "reconnects": order_runner.reconnects,
                             "records_skipped": db.skipped,
                             "model_hash": model.hash, "nodes": model.num_nodes,
                             "host": platform.node(), "solvers": list(cfg.solvers),
                             "top_k": cfg.top_k, "repeats": cfg.repeats,
-                            "fastest": fastest["candidate"] if fastest else None,
+                            "fastest": fastest.candidate if fastest else None,
                             "kept_default_within_noise": bool(
                                 best and fastest and best is not fastest
-                                and best["candidate"] == "tvm")})
+                                and best.kind == "vm")})
     if best is not None and cfg.export:
         t0 = time.perf_counter()
-        final = builder.build([tuple(o) for o in best["orders"]])
+        final = builder.build([tuple(o) for o in best.orders])
         if final.error:
             raise RuntimeError(f"the pick no longer builds: {final.error}")
         if final.needs_kernels:
@@ -371,8 +328,8 @@ def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: 
         with atomic_path(work / "best.so") as tmp:
             final.executable.export_library(str(tmp))
         atomic_write(work / "best_order.json", json.dumps(
-            {"model": model.name, "model_hash": model.hash, "candidate": best["candidate"],
-             "orders": best["orders"]}, indent=1))
+            {"model": model.name, "model_hash": model.hash, "candidate": best.candidate,
+             "orders": best.orders}, indent=1))
         secs["export"] = time.perf_counter() - t0
     secs["total"] = time.perf_counter() - t_start
     write_report(result)
