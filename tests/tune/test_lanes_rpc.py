@@ -126,6 +126,9 @@ def test_lanes_through_a_loopback_server_resume_and_export(small_model, server, 
     assert again.measured_now == 0
     assert (tmp_path / "lane_records.jsonl").read_text().count("\n") == lines
     assert again.best.candidate == res.best.candidate
+    # ... nor compiled: the kernel library of the first run is loaded from the work dir
+    assert not res.info["kernels_from_work_dir"] and again.info["kernels_from_work_dir"]
+    assert len(list(tmp_path.glob("kernels-*.so"))) == 1
 
     # a memory budget below every plan but the VM's own leaves the VM
     tight = tune(small_model, "llvm", ServerRunner(server.address), tmp_path / "tight",
@@ -164,3 +167,16 @@ def test_bad_lane_flags_are_one_line_exit_2_nothing_written(argv, message, tmp_p
     err = capsys.readouterr().err
     assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not work.exists()
+
+
+def test_a_torn_kernel_library_is_not_loaded(tmp_path, caplog):
+    # (a fresh path: the dynamic loader hands back a library already loaded under the same
+    # name, so a torn file can only be seen by a new process or under a new name)
+    from tvm_sched.runtime.builder import LaneKernels
+
+    torn = tmp_path / "kernels-torn.so"
+    torn.write_bytes(b"\x7fELF torn")
+    assert LaneKernels.load_executable(torn) is None
+    assert "does not load" in caplog.text
+    assert LaneKernels.load_executable(tmp_path / "missing.so") is None
+

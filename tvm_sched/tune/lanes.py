@@ -118,7 +118,8 @@ class BuiltLane:
 
 @contextlib.contextmanager
 def _without_scope_warnings():
-    """Drop TVM's per-function ``Warning: Scope Saving:`` lines (hundreds of them, printed by
+    """Drop TVM's per-function ``Warning: Scope Saving:`` / ``Scope Loaded:`` lines (hundreds of
+    them, printed by
     the C++ executable writer on fd 2) and pass every other line of fd 2 through."""
     import sys
 
@@ -138,7 +139,7 @@ def _without_scope_warnings():
             os.close(saved)
             tmp.seek(0)
             kept = [ln for ln in tmp.read().decode(errors="replace").splitlines(True)
-                    if "Warning: Scope Saving" not in ln]
+                    if "Warning: Scope Saving" not in ln and "Warning: Scope Loaded" not in ln]
             if kept:
                 sys.stderr.write("".join(kept))
 
@@ -146,13 +147,17 @@ def _without_scope_warnings():
 class LaneBuilder:
     """Plans and exports lane candidates from one :class:`LaneKernels` compilation."""
 
-    def __init__(self, kernels, tmp: Path):
+    def __init__(self, kernels, tmp: Path, lib_path: Path | None = None):
+        from tvm_sched.tune.workdir import atomic_path
+
         self.k = kernels
         self.tmp = Path(tmp)
-        self.lib_path = self.tmp / "kernels.so"
+        #: The kernel library (the VM executable): ``lib_path`` when given (kept, e.g. in the
+        #: work dir for a resumed run), else in ``tmp``; exported unless it exists.
+        self.lib_path = Path(lib_path) if lib_path is not None else self.tmp / "kernels.so"
         if not self.lib_path.exists():
-            with _without_scope_warnings():
-                kernels.exe.export_library(str(self.lib_path))
+            with _without_scope_warnings(), atomic_path(self.lib_path) as part:
+                kernels.exe.export_library(str(part))
         self._plans: dict[str, Any] = {}
 
     def schedule(self, c: LaneCandidate):
@@ -235,6 +240,16 @@ def propose_lanes(graph, lanes: int, solvers: Sequence[str], *, samples: int, pe
 
 # --------------------------------------------------------------------------------------------
 # the run
+def kernel_library_name(model_hash: str, target: str) -> str:
+    """The work-dir file of a model's compiled kernels: one per model, target and TVM version."""
+    import hashlib
+
+    import tvm
+
+    text = json.dumps([model_hash, target, tvm.__version__])
+    return f"kernels-{hashlib.sha1(text.encode()).hexdigest()[:16]}.so"
+
+
 def _load_state(path: Path, key: dict) -> dict | None:
     """The kernel durations and proposals of an earlier run with the same ``key``, or None."""
     try:
@@ -282,16 +297,25 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
     prog("connect", 1, 1, f"{len(devices)} device(s): {lanes} lanes")
 
     t0 = time.perf_counter()
-    prog("build", 0, 1, "kernels (one compilation)")
-    k = LaneKernels(model.mod, target, params=model.params)
+    # the kernel library of an earlier run on this work dir (same model, target and TVM) is
+    # loaded instead of compiled again
+    cache = work / kernel_library_name(model.hash, key_target)
+    with _without_scope_warnings():
+        exe = LaneKernels.load_executable(cache) if cache.exists() else None
+    if exe is None:
+        cache.unlink(missing_ok=True)  # a torn or stale file: exported again below
+    prog("build", 0, 1, "kernels (one compilation)" if exe is None else "kernels (from the "
+         "work dir)")
+    k = LaneKernels(model.mod, target, params=model.params, exe=exe)
     tmp_dir = tempfile.TemporaryDirectory(prefix="tvm_sched_lanes_tune_")
     devs: list[LaneRunner] = []
     try:
-        builder = LaneBuilder(k, Path(tmp_dir.name))
+        builder = LaneBuilder(k, Path(tmp_dir.name), lib_path=cache)
         secs["compile"] = time.perf_counter() - t0
         prog("build", 1, 1, "kernels")
         devs += [LaneRunner(name, se, builder, model.inputs, repeats=cfg.repeats,
-                            min_repeat_ms=cfg.min_repeat_ms, timeout=cfg.timeout)
+                            min_repeat_ms=cfg.min_repeat_ms, timeout=cfg.timeout,
+                            reopen=lambda name=name: runner.reopen(name))
                  for name, se in devices]
         dev = devs[0]  # profiles the kernels
 
@@ -389,6 +413,8 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
               "proposed": len(pool), "chosen": len(out.chosen), "samples": cfg.samples,
               "top_k": cfg.top_k, "repeats": cfg.repeats, "solver_budget": cfg.solver_budget,
               "sum_durations_s": float(np.sum(k.graph.duration)),
-              "records_skipped": db.skipped, "model_hash": model.hash})
+              "records_skipped": db.skipped, "model_hash": model.hash,
+              "kernels_from_work_dir": exe is not None,
+              "reconnects": sum(d.reconnects for d in devs)})
     write_lane_report(result)
     return result
