@@ -23,7 +23,14 @@ itself for ``peak_memory``, the min-max chunking for ``stage``; see :mod:`tvm_sc
   batch. The equal-budget baseline for the sampling solvers.
 
 The two random solvers draw their samples in batches with a Kahn sort vectorised over samples
-(numpy), so 1,000 samples of a 100-node graph take well under a second. ``samples=None`` (the
+(numpy), so 1,000 samples of a 100-node graph take well under a second. On ``makespan`` without
+communication cost every sampled order is decoded twice -- by the objective (the serial rule: the
+order's k-th node on the lane where it starts earliest) and by Graham's event-driven rule with the
+order's positions as priorities (:class:`EventDecoded`, as ``list`` decodes its own priorities) --
+and the better schedule counts. Neither rule dominates: the serial one can express every
+schedule, the event-driven one never leaves a lane idle while a node is ready; on operator graphs
+of real models (100-300 nodes, measured kernel durations) the event-driven decoding of the same
+samples was 4% shorter at 2 lanes, on STG graphs mostly equal. ``samples=None`` (the
 default) means 1,000 without a budget and as many as fit with one (anytime: batches sized from
 the measured rate, stopping at the objective's lower bound).
 """
@@ -57,6 +64,7 @@ __all__ = [
     "list_schedule",
     "lpmf_order",
     "priority_orders_batch",
+    "EventDecoded",
     "TopoDFSSolver",
     "TopoBFSSolver",
     "ListSolver",
@@ -223,6 +231,58 @@ def list_schedule(
     pos[np.array(done_order, dtype=np.int64)] = np.arange(n)
     order = sorted(range(n), key=lambda v: (start[v], pos[v]))
     return Schedule(order=order, start=start, lane=lane)
+
+
+class EventDecoded:
+    """The ``k`` best event-driven decodings of sampled orders (see the module docstring).
+
+    Only for ``makespan`` without communication cost (:meth:`applies`); each order's positions
+    are its priorities for :func:`list_schedule`. Candidates carry start times and lanes, and
+    the objective's exact value.
+    """
+
+    def __init__(self, k: int):
+        self.k = max(1, k)
+        self.items: list[tuple[float, int, Schedule]] = []
+        self.count = 0
+
+    @staticmethod
+    def applies(objective: Objective) -> bool:
+        return isinstance(objective, Makespan) and (objective.comm is None
+                                                    or objective.comm.is_zero)
+
+    def add(self, graph: OpGraph, orders: np.ndarray, objective: Makespan,
+            origin: str = "sample") -> bool:
+        """Decode a batch of orders (S, n); True when the best value improved."""
+        before = self.best
+        n = graph.num_nodes
+        pr = np.empty(n)
+        span = np.empty(len(orders))
+        scheds = []
+        for i, o in enumerate(orders):
+            pr[o] = -np.arange(n, dtype=np.float64)
+            sc = list_schedule(graph, objective.lanes, priority=pr)
+            scheds.append(sc)
+            span[i] = float(np.max(np.asarray(sc.start) + graph.duration)) if n else 0.0
+        have = {(it[2].order, it[2].lane) for it in self.items}
+        for i in np.argsort(span, kind="stable")[: self.k]:
+            sc = scheds[int(i)]
+            if (sc.order, sc.lane) in have:
+                continue
+            sc = Schedule(order=sc.order, start=sc.start, lane=sc.lane,
+                          info={"origin": origin, "decoding": "event-driven"})
+            self.items.append((float(objective.value(graph, sc)), self.count, sc))
+            have.add((sc.order, sc.lane))
+            self.count += 1
+        self.items = sorted(self.items, key=lambda t: t[:2])[: self.k]
+        return self.best < before
+
+    @property
+    def best(self) -> float:
+        return self.items[0][0] if self.items else float("inf")
+
+    def candidates(self) -> list[Candidate]:
+        return [Candidate(sc, v) for v, _, sc in self.items]
 
 
 def lpmf_order(graph: OpGraph) -> np.ndarray:
@@ -398,6 +458,7 @@ class _SamplingSolver(Solver):
         values: list[np.ndarray] = []
         drawn = 0
         best = float("inf")
+        events = EventDecoded(cfg.top_k) if EventDecoded.applies(objective) else None
         while not meets_bound(best, lb):
             # at least one order, even on a spent budget
             size = pacer.next_size(samples - drawn) or (0 if drawn else 1)
@@ -405,14 +466,20 @@ class _SamplingSolver(Solver):
                 break
             o = priority_orders_batch(graph, self.priorities(graph, rng, size))
             v = objective.evaluate_orders(graph, o)
+            if events is not None:
+                events.add(graph, o, objective)
             pacer.done(size)
             orders.append(o)
             values.append(v)
             drawn += size
             k = int(v.argmin())
-            if v[k] < best:
-                best = float(v[k])
-                deadline.offer([Candidate(Schedule(order=o[k]), best)], samples=drawn)
+            if min(v[k], events.best if events else best) < best:
+                offer = [Candidate(Schedule(order=o[k]), float(v[k]))]
+                if events is not None:
+                    offer += events.candidates()[:1]
+                offer.sort(key=lambda c: c.claimed)
+                best = float(offer[0].claimed)
+                deadline.offer(offer[:1], samples=drawn)
         o = np.concatenate(orders)
         vals = np.concatenate(values)
         # distinct orders only (first occurrence), then the best top_k (ties: first drawn)
@@ -423,6 +490,8 @@ class _SamplingSolver(Solver):
         keep = first[np.argsort(vals[first], kind="stable")[: cfg.top_k]]
         cands = [Candidate(Schedule(order=o[i], info={"sample": int(i)}), float(vals[i]))
                  for i in keep]
+        if events is not None:  # the better decodings first (ties: the serial one)
+            cands = sorted(cands + events.candidates(), key=lambda c: c.claimed)[: cfg.top_k]
         return Proposal(cands, info={"samples": int(drawn),
                                      "batches": pacer.batches,
                                      "mean_value": float(vals.mean()),

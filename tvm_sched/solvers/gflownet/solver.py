@@ -8,7 +8,13 @@ models (hundreds to thousands of operators) the action space is **one-shot prior
 scores every node once per (graph, sigma, task) (:mod:`.model`) and orders are drawn by an exact
 vectorised exponential race (:mod:`.sampler`), each decoded by the objective (list scheduling on
 ``m`` lanes for makespan). Sampling cost is then ``O(B (n + edges))`` per batch of ``B`` orders
-plus the objective's evaluation -- no network call per step.
+plus the objective's evaluation -- no network call per step. The reward the policy was trained
+on is the serial decoding's; on makespan without communication each sample is *also* decoded by
+Graham's event-driven rule (its positions as priorities,
+:class:`~tvm_sched.solvers.heuristics.EventDecoded`) and the better schedule is kept -- a
+post-processing of the samples (``info["best_decoding"]`` says which won), which costs a Python
+list schedule per sample (about 5 ms at 277 nodes) and was worth 4% of makespan at 2 lanes on
+real models' operator graphs.
 
 Objectives:
 
@@ -30,8 +36,8 @@ so the result is never worse than those heuristics;
 ``info["best_from"]`` says whether the best came from a sample or from the seed.
 
 ``info`` reports ``samples``, ``batches``, ``samples_per_s`` (encoding included),
-``encode_s``, ``mean_value`` (of the samples), ``distinct``, ``sigma``, ``best_from``,
-``device`` and the checkpoint's file name.
+``encode_s``, ``mean_value`` (of the samples, serial decoding), ``distinct``, ``sigma``,
+``best_from``, ``best_decoding``, ``device`` and the checkpoint's file name.
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ from tvm_sched.solvers.gflownet.checkpoint import DEFAULT_CHECKPOINT, load_check
 from tvm_sched.solvers.gflownet.features import GraphEncoding, condition, encode_graph
 from tvm_sched.solvers.gflownet.model import PolicyNet, attention_blocks
 from tvm_sched.solvers.gflownet.sampler import race_orders
-from tvm_sched.solvers.heuristics import list_schedule, priority_order
+from tvm_sched.solvers.heuristics import EventDecoded, list_schedule, priority_order
 
 __all__ = ["GFlowNetSolver", "cached_model", "node_logits", "sample_schedules"]
 
@@ -184,31 +190,41 @@ class GFlowNetSolver(Solver):
                 ls = list_schedule(graph, lanes, comm=objective.comm)
                 ls = objective.complete(graph, ls)
                 seeds.append(Candidate(Schedule(order=ls.order, start=ls.start, lane=ls.lane,
-                                                info={"origin": "seed"}),
+                                                info={"origin": "seed",
+                                                      "decoding": "event-driven"}),
                                        objective.value(graph, ls)))
             deadline.offer(_merge(pool.candidates(claim), seeds))
         pacer = Pacer(deadline, cfg.batch, probe=cfg.probe)
         drawn, total, distinct = 0, 0.0, set()
         seed_best = min((c.claimed for c in seeds), default=float("inf"))
-        while not meets_bound(min(pool.best, seed_best), lb):
+        # each sample also decoded event-driven (tvm_sched.solvers.heuristics.EventDecoded)
+        events = EventDecoded(cfg.top_k) if EventDecoded.applies(objective) else None
+
+        def best_now() -> list[Candidate]:
+            return _merge(pool.candidates(claim), seeds + (events.candidates() if events else []))
+
+        while not meets_bound(min(pool.best, seed_best, events.best if events else seed_best),
+                              lb):
             size = pacer.next_size(samples - drawn) or (0 if drawn else 1)
             if size == 0:
                 break
             orders = race_orders(graph, logits, size, rng)
             vals = objective.evaluate_orders(graph, orders)
+            better = events.add(graph, orders, objective) if events is not None else False
             pacer.done(size)
             drawn += size
             total += float(vals.sum())
             distinct.update(hash(row.tobytes()) for row in orders)  # 8 bytes per order
-            if pool.add(orders, vals, "sample"):
-                deadline.offer(_merge(pool.candidates(claim), seeds), samples=drawn)
+            if pool.add(orders, vals, "sample") or better:
+                deadline.offer(best_now(), samples=drawn)
         seconds = time.perf_counter() - t0
-        cands = _merge(pool.candidates(claim), seeds)
+        cands = best_now()
         info = {"samples": drawn, "batches": pacer.batches,
                 "samples_per_s": drawn / max(seconds, 1e-9), "encode_s": encode_s,
                 "mean_value": total / drawn if drawn else float("nan"),
                 "distinct": len(distinct), "sigma": cfg.sigma,
                 "best_from": cands[0].schedule.info["origin"],
+                "best_decoding": cands[0].schedule.info.get("decoding", "serial"),
                 "device": str(dev), "checkpoint": Path(cfg.checkpoint or DEFAULT_CHECKPOINT).name}
         if isinstance(objective, StageCost):
             info["note"] = "stage: orders of the memory policy, chunked by the objective"
