@@ -10,7 +10,8 @@ them: for every zoo model at the chosen size it imports and prepares the model
     .venv/bin/python -m tvm_sched.solvers.gflownet.train --graphs /tmp/zoo_graphs/*.json \\
         --graphs-frac 0.15 ...
 
-``--static`` skips the timing (durations from the extractor's static estimate).
+``--static`` skips the timing (durations from the extractor's static estimate). The set measured
+for the shipped checkpoint study is in ``benchmarks/data/zoo_graphs`` (its README says how).
 """
 
 from __future__ import annotations
