@@ -51,7 +51,7 @@ $(NATIVE_LIB): $(STAMP) $(NATIVE_SRC)
 	fi
 
 # The main job: tune lane schedules of a built-in multi-branch model (DARTS cells, bench size:
-# 277 operators, ~0.3 s per inference) for this machine's cores, measured through an embedded
+# 277 operators, ~0.18 s per inference) for this machine's cores, measured through an embedded
 # RPC server on 127.0.0.1 against the Relax VM; prints the speed-up and the per-solver table.
 # (The VM-order objectives remain: tvm-sched tune --model nasnet [--objective memory].)
 demo: $(STAMP) native
