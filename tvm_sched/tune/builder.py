@@ -190,7 +190,7 @@ class Builder:
 
 class OrderBuilder:
     """:func:`~tvm_sched.tune.objective.search`'s builder for VM orders: ``build(c)`` builds
-    ``c.orders`` of a :class:`~tvm_sched.tune.candidates.Candidate` with ``builder`` and keeps
+    ``c.orders`` of a :class:`~tvm_sched.tune.objective.Candidate` with ``builder`` and keeps
     the :class:`Built` in :attr:`built` under ``c.hash`` (a record reads the bytes the
     executable allocates and the build's seconds from it)."""
 

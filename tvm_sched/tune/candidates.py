@@ -17,12 +17,9 @@ Every candidate carries three proxies, summed over blocks:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 from tvm import relax
@@ -33,6 +30,7 @@ from tvm_sched.relax.reorder import node_order
 from tvm_sched.solvers import get_solver, portfolio
 from tvm_sched.solvers.heuristics import priority_orders_batch, program_order
 from tvm_sched.tune.model import TuneModel
+from tvm_sched.tune.objective import Candidate
 
 __all__ = ["Candidate", "propose", "TOPO_SORTS", "default_cache_bytes", "tvm_orders"]
 
@@ -40,30 +38,6 @@ log = logging.getLogger(__name__)
 
 TOPO_SORTS = [(o, d) for o in ("depth-first", "breadth-first")
               for d in ("from-inputs", "from-outputs")]
-
-
-@dataclass
-class Candidate:
-    """One order per block, where it came from and its proxies."""
-
-    name: str
-    source: str
-    orders: tuple[tuple[int, ...], ...]
-    baseline: bool = False
-    proxy: dict[str, float] = field(default_factory=dict)
-    #: Other names that produced the same orders (e.g. a TopologicalSort equal to TVM's order).
-    aliases: list[str] = field(default_factory=list)
-
-    @property
-    def hash(self) -> str:
-        text = json.dumps([list(o) for o in self.orders], separators=(",", ":"))
-        return hashlib.sha1(text.encode()).hexdigest()[:16]
-
-    @property
-    def kind(self) -> str:
-        """``"vm"`` for TVM's own order (the baseline ``tvm``: the anchor of every measured
-        batch), ``"order"`` for any other (:class:`~tvm_sched.tune.record.TuneRecord`)."""
-        return "vm" if self.baseline and self.name == "tvm" else "order"
 
 
 def default_cache_bytes() -> int:

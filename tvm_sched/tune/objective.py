@@ -4,6 +4,8 @@ Contract
 --------
 - The records are :mod:`tvm_sched.tune.record`'s (:class:`MeasureResult`, :class:`TuneRecord`,
   one type for both tuning paths); they are the loop's vocabulary and importable from here.
+- The candidates: :class:`Candidate` (VM orders, one per block; proposed by
+  :mod:`tvm_sched.tune.candidates`) and :class:`LaneCandidate` (the Relax VM or a lane plan).
 - :class:`TuneObjective`: what solvers optimise (``solver_objective``), the proxy that ranks
   proposals (:meth:`~TuneObjective.proxy`), which proposals are measured
   (:meth:`~TuneObjective.rank`), the pick rule (:meth:`~TuneObjective.pick`), how well the proxy
@@ -35,8 +37,9 @@ import numpy as np
 from tvm_sched.tune.pick import pick, rank
 from tvm_sched.tune.record import MeasureResult, TuneRecord
 
-__all__ = ["LaneCandidate", "MeasureResult", "TuneRecord", "TuneObjective", "LaneObjective",
-           "OrderObjective", "objective_for", "SearchOutcome", "search", "spearman_or_none"]
+__all__ = ["Candidate", "LaneCandidate", "MeasureResult", "TuneRecord", "TuneObjective",
+           "LaneObjective", "OrderObjective", "objective_for", "SearchOutcome", "search",
+           "spearman_or_none"]
 
 
 def spearman_or_none(x: Sequence[float], y: Sequence[float]) -> float | None:
@@ -57,6 +60,31 @@ def spearman_or_none(x: Sequence[float], y: Sequence[float]) -> float | None:
     rx, ry = ranks(x), ranks(y)
     c = np.corrcoef(rx, ry)[0, 1]
     return None if not math.isfinite(c) else float(c)
+
+
+@dataclass
+class Candidate:
+    """A VM-order candidate: one order per block, where it came from and its proxies
+    (:mod:`tvm_sched.tune.candidates` proposes them)."""
+
+    name: str
+    source: str
+    orders: tuple[tuple[int, ...], ...]
+    baseline: bool = False
+    proxy: dict[str, float] = field(default_factory=dict)
+    #: Other names that produced the same orders (e.g. a TopologicalSort equal to TVM's order).
+    aliases: list[str] = field(default_factory=list)
+
+    @property
+    def hash(self) -> str:
+        text = json.dumps([list(o) for o in self.orders], separators=(",", ":"))
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+    @property
+    def kind(self) -> str:
+        """``"vm"`` for TVM's own order (the baseline ``tvm``: the anchor of every measured
+        batch), ``"order"`` for any other (:class:`~tvm_sched.tune.record.TuneRecord`)."""
+        return "vm" if self.baseline and self.name == "tvm" else "order"
 
 
 @dataclass
@@ -155,7 +183,7 @@ class LaneObjective(TuneObjective):
 
 class OrderObjective(TuneObjective):
     """The VM-order objectives (``latency``, ``memory``) of :mod:`tvm_sched.tune.tuner`; the
-    rules are :mod:`tvm_sched.tune.pick`'s, on :class:`~tvm_sched.tune.candidates.Candidate`
+    rules are :mod:`tvm_sched.tune.pick`'s, on :class:`~tvm_sched.tune.objective.Candidate`
     proposals and :class:`TuneRecord` records."""
 
     solver_objective = "arena_memory"  # solvers propose on memory (see candidates.propose)
@@ -234,7 +262,7 @@ def search(objective: TuneObjective, proposals: Iterable[Any], *, builder: Build
     """One ask/tell round (see the module docstring).
 
     A proposal has ``name``, ``kind``, ``baseline`` and ``hash`` (a
-    :class:`LaneCandidate` or a :class:`~tvm_sched.tune.candidates.Candidate`). ``key(c)`` is
+    :class:`LaneCandidate` or a :class:`~tvm_sched.tune.objective.Candidate`). ``key(c)`` is
     the database key of candidate ``c``; the candidate with ``kind == "vm"``, which must be
     among the baselines, is the anchor of every batch. Records the database already holds are
     not measured again; when nothing is left to measure, nothing is built and no batch runs.

@@ -192,7 +192,7 @@ class TuneRecord:
     def make_order(cls, c, m: MeasureResult, *, model: str, model_hash: str, target: str,
                    device_key: str, planned_bytes: int | None, build_s: float,
                    fast_build: bool, cache_bytes: int) -> TuneRecord:
-        """The record of VM-order candidate ``c`` (:class:`~tvm_sched.tune.candidates.Candidate`)
+        """The record of VM-order candidate ``c`` (:class:`~tvm_sched.tune.objective.Candidate`)
         measured as ``m``; the build's facts are given."""
         return cls(model_hash, c.hash, target, device_key, c.name, c.source, c.kind,
                    c.baseline, list(m.samples), list(m.anchor), _finite_or_none(m.check),
