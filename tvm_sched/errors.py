@@ -23,6 +23,8 @@ __all__ = [
     "MeasureError",
     "TuneInputError",
     "DeviceUnavailableError",
+    "LaneError",
+    "LaneInputError",
     "one_line",
 ]
 
@@ -124,3 +126,12 @@ class TuneInputError(TvmSchedError, ValueError):
 class DeviceUnavailableError(MeasureError):
     """No device to measure on: a tracker had no free device of the key in time, or a server
     could not be reached (again) after a reconnect; the message says which and where."""
+
+
+class LaneError(TvmSchedError, RuntimeError):
+    """A kernel failed while lanes ran (:mod:`tvm_sched.runtime`); the message names the step,
+    its lane and the cause."""
+
+
+class LaneInputError(TvmSchedError, ValueError):
+    """Inputs do not match a lane plan: wrong count, shape or dtype (the message says which)."""

@@ -225,3 +225,24 @@ def test_plan_from_module_and_threads_per_lane(compiled):
                         allow_oversubscribe=True) as lm:
         assert lm.plan.threads_per_lane == 2
         assert all(np.array_equal(a, b) for a, b in zip(lm(*inputs), ref, strict=True))
+
+
+@pytest.mark.parametrize("name", ["LaneError", "LaneInputError"])
+def test_lane_errors_are_tvm_sched_errors_and_cross_tvm_ffi_as_themselves(name):
+    # they live in tvm_sched.errors with the rest, so importing tvm_sched.relax registers them
+    # with tvm-ffi: raised inside a packed function, they come back as themselves
+    import tvm_ffi
+
+    import tvm_sched.relax  # noqa: F401 - registers the errors
+    from tvm_sched import errors, runtime
+
+    cls = getattr(errors, name)
+    assert getattr(runtime, name) is cls and issubclass(cls, errors.TvmSchedError)
+
+    def raise_it():
+        raise cls("step 3 on lane 1 failed")
+
+    func = f"tvm_sched.test.raise_{name}"
+    tvm_ffi.register_global_func(func, raise_it, override=True)
+    with pytest.raises(cls, match="step 3 on lane 1"):
+        tvm_ffi.get_global_func(func)()

@@ -36,14 +36,10 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tvm_sched.errors import CycleError, InvalidScheduleError, TvmSchedError
+from tvm_sched.errors import CycleError, InvalidScheduleError, LaneError
 from tvm_sched.graph.algorithms import kahn_lists
 
 __all__ = ["PythonEngine", "LaneError", "check_lanes", "usable_cores", "lane_cores"]
-
-
-class LaneError(TvmSchedError, RuntimeError):
-    """A kernel failed while lanes ran; the message names the step, its lane and the cause."""
 
 
 def usable_cores() -> list[int]:

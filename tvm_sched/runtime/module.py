@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from tvm_sched.errors import InvalidScheduleError, TvmSchedError
+from tvm_sched.errors import InvalidScheduleError, LaneInputError
 from tvm_sched.runtime.plan import ALIGN, LanePlan
 
 __all__ = ["LaneModule", "LaneInputError", "load", "make_engine", "EXPORT_FORMAT"]
@@ -39,10 +39,6 @@ log = logging.getLogger(__name__)
 
 EXPORT_FORMAT = "tvm_sched.LaneModule/1"
 _warned_python = False
-
-
-class LaneInputError(TvmSchedError, ValueError):
-    """Inputs do not match the plan: wrong count, shape or dtype (the message says which)."""
 
 
 def make_engine(kind: str, funcs, steps, lanes, waits, *, threads_per_lane: int = 1,
