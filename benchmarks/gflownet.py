@@ -72,26 +72,31 @@ def _reference(name: str, lanes: int, optima, cpsat) -> tuple[float, str]:
     return float(o.best), "published best known"
 
 
-def run_stg(args) -> dict:
+def stg_instances(first: int, stop: int, lanes_list: list[int]):
+    """STG 50-task graphs ``first..stop-1`` at each lane count, with their reference (see
+    :func:`_reference`): yields ``(graph, lanes, Makespan objective, reference, its kind)`` and
+    prints a line after each graph."""
     optima, cpsat = read_stg_optima(), _cpsat_values()
-    paths = stg_graphs(50)[args.skip: args.graphs]
-    rows = []
-    for p in paths:
+    for p in stg_graphs(50)[first:stop]:
         g = read_stg(p)
-        name = g.meta["name"]
-        for lanes in args.lanes:
-            ref, kind = _reference(name, lanes, optima, cpsat)
-            obj = Makespan(lanes=lanes)
-            for solver in args.solvers:
-                t = time.perf_counter()
-                res = get_solver(solver).solve(g, obj, budget=args.budget, seed=0)
-                wall = time.perf_counter() - t
-                rows.append({"graph": name, "lanes": lanes, "solver": solver,
-                             "value": res.value, "ref": ref, "ref_kind": kind,
-                             "gap": res.value / ref - 1, "wall_s": wall,
-                             "samples": res.info.get("samples"),
-                             "best_from": res.info.get("best_from")})
-        print(f"stg {name} done", flush=True)
+        for lanes in lanes_list:
+            ref, kind = _reference(g.meta["name"], lanes, optima, cpsat)
+            yield g, lanes, Makespan(lanes=lanes), ref, kind
+        print(f"stg {g.meta['name']} done", flush=True)
+
+
+def run_stg(args) -> dict:
+    rows = []
+    for g, lanes, obj, ref, kind in stg_instances(args.skip, args.graphs, args.lanes):
+        for solver in args.solvers:
+            t = time.perf_counter()
+            res = get_solver(solver).solve(g, obj, budget=args.budget, seed=0)
+            wall = time.perf_counter() - t
+            rows.append({"graph": g.meta["name"], "lanes": lanes, "solver": solver,
+                         "value": res.value, "ref": ref, "ref_kind": kind,
+                         "gap": res.value / ref - 1, "wall_s": wall,
+                         "samples": res.info.get("samples"),
+                         "best_from": res.info.get("best_from")})
     return {"rows": rows, "summary": stg_summary(rows, args.solvers, args.lanes)}
 
 
@@ -130,18 +135,13 @@ def run_rate(args) -> list[dict]:
 
 
 def run_equal(args) -> dict:
-    optima, cpsat = read_stg_optima(), _cpsat_values()
     rows = []
-    for p in stg_graphs(50)[: args.graphs]:
-        g = read_stg(p)
-        for lanes in args.lanes:
-            ref, _ = _reference(g.meta["name"], lanes, optima, cpsat)
-            obj = Makespan(lanes=lanes)
-            a = get_solver("gflownet", samples=args.samples, seeds=False).solve(g, obj, seed=0)
-            b = get_solver("random-list", samples=args.samples).solve(g, obj, seed=0)
-            rows.append({"graph": g.meta["name"], "lanes": lanes, "gflownet": a.value,
-                         "random_list": b.value, "gfn_samples": a.info["samples"],
-                         "rl_samples": b.info["samples"], "ref": ref})
+    for g, lanes, obj, ref, _ in stg_instances(0, args.graphs, args.lanes):
+        a = get_solver("gflownet", samples=args.samples, seeds=False).solve(g, obj, seed=0)
+        b = get_solver("random-list", samples=args.samples).solve(g, obj, seed=0)
+        rows.append({"graph": g.meta["name"], "lanes": lanes, "gflownet": a.value,
+                     "random_list": b.value, "gfn_samples": a.info["samples"],
+                     "rl_samples": b.info["samples"], "ref": ref})
     summary = []
     for lanes in args.lanes:
         sel = [r for r in rows if r["lanes"] == lanes]

@@ -33,10 +33,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from gflownet import RESULTS, _cpsat_values, _machine, _reference  # noqa: E402
+from gflownet import RESULTS, _machine, stg_instances  # noqa: E402
 
 from tvm_sched.cost import Makespan, make_objective  # noqa: E402
-from tvm_sched.datasets import read_graph, read_stg, read_stg_optima, stg_graphs  # noqa: E402
+from tvm_sched.datasets import read_graph  # noqa: E402
 from tvm_sched.datasets.generators import FAMILIES, generate  # noqa: E402
 from tvm_sched.solvers import get_solver  # noqa: E402
 
@@ -54,20 +54,14 @@ def _solvers(args, sigma: float | None = None) -> dict:
 
 
 def run_stg(args) -> list[dict]:
-    optima, cpsat = read_stg_optima(), _cpsat_values()
     solvers = _solvers(args)
     rows = []
-    for p in stg_graphs(50)[: args.graphs]:
-        g = read_stg(p)
-        for lanes in args.lanes:
-            ref, kind = _reference(g.meta["name"], lanes, optima, cpsat)
-            obj = Makespan(lanes=lanes)
-            for label, s in solvers.items():
-                res = s.solve(g, obj, seed=args.seed)
-                rows.append({"part": "stg", "graph": g.meta["name"], "task": f"{lanes} lanes",
-                             "method": label, "value": res.value, "ref": ref, "ref_kind": kind,
-                             "rel": res.value / ref})
-        print(f"stg {g.meta['name']}", flush=True)
+    for g, lanes, obj, ref, kind in stg_instances(0, args.graphs, args.lanes):
+        for label, s in solvers.items():
+            res = s.solve(g, obj, seed=args.seed)
+            rows.append({"part": "stg", "graph": g.meta["name"], "task": f"{lanes} lanes",
+                         "method": label, "value": res.value, "ref": ref, "ref_kind": kind,
+                         "rel": res.value / ref})
     return rows
 
 

@@ -147,10 +147,10 @@ def propose(graph: OpGraph, objective: Objective | str, solvers: Sequence[str], 
                 if per_solver is not None:
                     kept = kept[:max(1, per_solver)]
                 for j, (s, v) in enumerate(kept):
-                    if on is not objective:
-                        s, v = _on(objective, graph, s)
-                    elif s.lane is None and objective.name == "makespan":
+                    if s.lane is None and objective.name == "makespan":
                         s = objective.complete(graph, s)
+                    if on is not objective:  # valued on the requested objective
+                        v = objective.evaluate(graph, s)
                     p = Proposed(name if j == 0 else f"{name}#{j}", name, s, float(v), on.name)
                     k = (tuple(int(x) for x in s.order),
                          None if s.lane is None else tuple(int(x) for x in s.lane))
@@ -164,9 +164,3 @@ def propose(graph: OpGraph, objective: Objective | str, solvers: Sequence[str], 
         if progress is not None:
             progress(name)
     return Portfolio(out, info)
-
-
-def _on(objective: Objective, graph: OpGraph, s: Schedule) -> tuple[Schedule, float]:
-    if s.lane is None and objective.name == "makespan":
-        s = objective.complete(graph, s)
-    return s, float(objective.evaluate(graph, s))
