@@ -274,3 +274,14 @@ def test_objective_for_routes_the_vm_order_objectives_through_one_class():
     assert mem.pick(records, None)[0].candidate == "c"
     assert lat.pick(records, None)[0].candidate == "c"  # beyond noise
     assert lat.pick(records[:1] + records[2:], None)[0].candidate == "tvm"  # within noise
+
+
+def test_a_vm_over_the_budget_leaves_the_pick_to_the_fastest_plan_that_fits():
+    # the VM's 1000 B are over the budget: no noise test against it, the fastest plan that fits
+    cands = _distinct([("fits", 9.9, 500), ("also", 9.8, 600), ("big", 4, 5000)])
+    lat = {"relax-vm": 10e-3, "fits": 9.9e-3, "also": 9.8e-3, "big": 4e-3}
+    out, *_ = _run(cands, lat, budget=700, spread=0.05)
+    assert out.best.candidate == "also"
+    # and nothing that fits measured well: no pick at all (the VM does not fit either)
+    out, *_ = _run(cands, lat, budget=700, runner=FakeRunner(lat, crash={"fits", "also"}))
+    assert out.best is None

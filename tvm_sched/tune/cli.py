@@ -118,7 +118,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
-    from tvm_sched.errors import DeviceUnavailableError, TuneInputError, UnknownSolverError
+    from tvm_sched.errors import (
+        DeviceUnavailableError,
+        MeasureError,
+        TuneInputError,
+        UnknownSolverError,
+    )
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     con = _console()
@@ -187,7 +192,7 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     except TuneInputError as err:  # found on the way: a work dir in use, an unmeetable budget
         print(f"tvm-sched tune: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except DeviceUnavailableError as err:
+    except MeasureError as err:  # a device lost for good, a kernel failing while profiled
         print(f"tvm-sched tune: {err}; the records measured so far are in "
               f"{work / records_file}", file=sys.stderr)
         return EXIT_DEVICE
@@ -231,6 +236,11 @@ def _lane_summary(con, result, work: Path) -> int:
 
     con.print(rich_lane_table(result))
     b = result.best
+    if b is None and result.memory_budget is not None and any(
+            r.ok and r.kind == "vm" for r in result.records):
+        print(f"tvm-sched tune: error: no measured lane plan fits the memory budget of "
+              f"{result.memory_budget:,} B, and the Relax VM does not either", file=sys.stderr)
+        return EXIT_USAGE
     if b is None:
         con.print("[red]the Relax VM could not be measured; see the errors in the report")
         return EXIT_DEVICE

@@ -12,22 +12,25 @@ the same rounds. A failure of one candidate is its result, told at once; every d
 a time limit. A device that does not answer or is gone is reopened once when the runner was
 given ``reopen`` (an embedded server is restarted, a server or tracker reconnected): the
 candidate it was running keeps its error and the candidates not yet told are measured again
-on the new session, anchored on the VM there. A second loss, or a loss without ``reopen``,
-raises :class:`~tvm_sched.errors.DeviceUnavailableError` with the records so far kept.
+on the new session, anchored on the VM there. :meth:`LaneRunner.profile` times every kernel
+of the one-lane plan on the device on the data it really receives (the lane run one kernel at
+a time); a device lost there is reopened once too, and the error names the running kernel.
+A second loss, or a loss without ``reopen``, raises
+:class:`~tvm_sched.errors.DeviceUnavailableError` with the records so far kept.
 :class:`SpreadRunner` deals candidates over several devices (a tracker's).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
+import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from tvm_sched.errors import DeviceUnavailableError, one_line
+from tvm_sched.errors import DeviceUnavailableError, MeasureError, one_line
 from tvm_sched.tune import lane_remote
 from tvm_sched.tune.objective import LaneCandidate, MeasureResult
 
@@ -44,8 +47,9 @@ class LaneRunner:
                  timeout: float = 120.0, reopen: Callable[[], object] | None = None):
         self.name = name
         self.reopen = reopen
-        #: Sessions reopened after a loss (at most one).
+        #: Sessions reopened after a loss (at most one per stage: profile, measure).
         self.reconnects = 0
+        self._reopened: set[str] = set()
         self.timeout = timeout
         self._pool = None
         self.sess = sess
@@ -99,14 +103,97 @@ class LaneRunner:
     def lane_time(self, name: str, number: int) -> float:
         return float(self.sess.get_function(lane_remote.LANE_TIME)(name, number))
 
-    def profile(self, path: Path, number: int = 3, repeat: int = 3) -> dict[str, float]:
-        """Seconds per kernel, timed on the device (``lane_profile`` of the one-lane plan)."""
-        def _run():
-            name = self.upload(path)
-            return self.sess.get_function(lane_remote.LANE_PROFILE)(name, number, repeat)
+    def profile(self, path: Path, plan, *, repeat: int = 5) -> dict[str, float]:
+        """Seconds per kernel of the one-lane ``plan`` (exported at ``path``), timed on the device
+        on the data each kernel really receives.
 
-        text = self._call(_run)
-        return {k: float(v) for k, v in json.loads(text).items()}
+        The module is uploaded and run once on the model's inputs (a warm-up that sets the
+        inputs); then ``repeat`` times the lane is run again one kernel at a time, the client
+        calling ``lane_step`` for position 0, 1, 2, ... (each kernel reads what
+        its producers have just written, as in a real run). A kernel's duration is the median of
+        its samples (over the steps that call it). A device lost on the way is reopened once,
+        as :meth:`measure` does, and the profile run again there.
+
+        Parameters
+        ----------
+        path
+            The exported one-lane module.
+        plan
+            Its :class:`~tvm_sched.runtime.plan.LanePlan` (names the kernel that was running
+            when a device is lost).
+        repeat
+            Timed runs of the lane.
+
+        Returns
+        -------
+        dict
+            Kernel name -> seconds.
+
+        Raises
+        ------
+        DeviceUnavailableError
+            The device was lost twice (or once without ``reopen``); the message names the
+            kernel that was running.
+        MeasureError
+            A kernel failed on a device that is still alive.
+        """
+        while True:
+            at = [-1]
+            try:
+                samples = self._profile_once(path, plan, max(1, int(repeat)), at)
+                break
+            except Exception as err:  # noqa: BLE001 - sorted out below
+                self._profile_failed(err, plan, at[0])
+        chain = plan.lanes[0]
+        per_kernel: dict[str, list[float]] = {}
+        for p, s in enumerate(chain):
+            name = plan.kernels[plan.steps[s].kernel]
+            per_kernel.setdefault(name, []).append(statistics.median(samples[p]))
+        return {k: float(statistics.median(v)) for k, v in per_kernel.items()}
+
+    def _profile_once(self, path: Path, plan, repeat: int, at: list[int]) -> list[list[float]]:
+        chain = plan.lanes[0]
+        at[0] = -2
+        name = self._call(self.upload, path)
+        self._call(self.lane_outputs, name, 1)  # the inputs set, one whole run (warm-up)
+        step = self._call(self.sess.get_function, lane_remote.LANE_STEP)
+        samples: list[list[float]] = [[] for _ in chain]
+
+        def one_run() -> None:
+            for p in range(len(chain)):
+                at[0] = p
+                samples[p].append(float(step(name, p)))
+
+        for _ in range(repeat):
+            self._call(one_run)
+        at[0] = -1
+        return samples
+
+    def _profile_failed(self, err: Exception, plan, at: int) -> None:
+        """Raise the error a failed profile run ends in, unless the device was lost for the
+        first time and is reopened (the caller then profiles again)."""
+        if at >= 0:
+            st = plan.steps[plan.lanes[0][at]]
+            where = (f"while running kernel {plan.kernels[st.kernel]} (step {plan.lanes[0][at]}, "
+                     f"{st.name}) of the one-lane plan")
+        else:
+            where = "while loading and running the one-lane plan"
+        lost = isinstance(err, DeviceUnavailableError)
+        if not lost:
+            try:
+                self._alive()
+            except DeviceUnavailableError:
+                lost = True
+        text = one_line(err, last=True, limit=200)
+        if not lost:
+            raise MeasureError(f"profiling the kernels on device {self.name} failed {where}: "
+                               f"{text}") from err
+        lost_err = DeviceUnavailableError(f"device {self.name} was lost {where} (profiling the "
+                                          f"kernels): {text}")
+        if self.reopen is None or "profile" in self._reopened:
+            raise lost_err from None
+        self._reopened.add("profile")
+        self._restart(lost_err)
 
     def _check(self, outs: list[np.ndarray]) -> str | None:
         ref = self.reference
@@ -169,8 +256,9 @@ class LaneRunner:
         try:
             self._measure(built, anchor, tell)
         except DeviceUnavailableError as err:
-            if self.reopen is None or self.reconnects:
+            if self.reopen is None or "measure" in self._reopened:
                 raise
+            self._reopened.add("measure")
             self._restart(err)
             rest = [(c, b) for c, b in built if c.hash not in told]
             if rest:

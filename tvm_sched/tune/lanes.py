@@ -8,7 +8,9 @@ Contract (``tune(..., TuneConfig(lanes=...))`` and ``tvm-sched tune --lanes auto
 2. The model is compiled once (:class:`tvm_sched.runtime.builder.LaneKernels`); that one kernel
    library serves the Relax VM and every lane plan.
 3. Kernel durations are measured on the device before any solver runs: the one-lane plan is
-   uploaded and each of its steps timed alone on its real arguments (``lane_profile``).
+   uploaded, run on the model's inputs, then run again one kernel at a time (``lane_step``), so
+   each kernel is timed on the data it really receives
+   (:meth:`~tvm_sched.tune.lane_runner.LaneRunner.profile`).
 4. Every makespan solver proposes with the same sample budget (``samples``; ``top_k`` schedules
    each where the solver returns several) and the same time budget; the proxy is the predicted
    makespan on the measured durations. Under a memory budget only plans whose arena (planned
@@ -70,13 +72,14 @@ def resolve_lanes(lanes: int | str, session) -> int:
     Raises
     ------
     TuneInputError
-        Not ``auto`` or an integer >= 1; ``auto`` on a server without ``tvm_sched.tune.num_cores``.
+        Not ``auto`` or an integer >= 1; ``auto`` on a server without ``tvm_sched.tune.num_cores``;
+        more lanes than the cores the device offers.
     """
+    try:
+        fn = session.get_function(lane_remote.NUM_CORES)
+    except Exception:  # noqa: BLE001 - TVM raises its own error kinds for a missing function
+        fn = None
     if isinstance(lanes, str) and lanes.strip().lower() == "auto":
-        try:
-            fn = session.get_function(lane_remote.NUM_CORES)
-        except Exception:  # noqa: BLE001 - TVM raises its own error kinds for a missing function
-            fn = None
         if fn is None:
             raise TuneInputError("--lanes auto needs the tvm_sched RPC server on the device "
                                  "(python -m tvm_sched.tune.server): this server does not offer "
@@ -88,13 +91,18 @@ def resolve_lanes(lanes: int | str, session) -> int:
         raise TuneInputError(f"--lanes must be 'auto' or an integer >= 1, got {lanes!r}") from None
     if m < 1 or isinstance(lanes, bool):
         raise TuneInputError(f"--lanes must be 'auto' or an integer >= 1, got {lanes!r}")
+    cores = max(1, int(fn())) if fn is not None else None
+    if cores is not None and m > cores:
+        # a plan with more lanes than cores would be refused by runtime.load on the device
+        raise TuneInputError(f"--lanes {m} asks for more lanes than the {cores} core(s) the "
+                             f"device offers; use --lanes auto or at most {cores}")
     return m
 
 
 def _require_lane_functions(name: str, session) -> None:
     """The device runs the tvm_sched RPC server (it registers the lane functions), or a
     :class:`TuneInputError` saying how to start one."""
-    for func in (lane_remote.LANE_RUN, lane_remote.LANE_TIME, lane_remote.LANE_PROFILE):
+    for func in (lane_remote.LANE_RUN, lane_remote.LANE_TIME, lane_remote.LANE_STEP):
         try:
             ok = session.get_function(func) is not None
         except Exception:  # noqa: BLE001 - TVM raises its own error kinds for a missing function
@@ -250,8 +258,30 @@ def kernel_library_name(model_hash: str, target: str) -> str:
     return f"kernels-{hashlib.sha1(text.encode()).hexdigest()[:16]}.so"
 
 
-def _load_state(path: Path, key: dict) -> dict | None:
-    """The kernel durations and proposals of an earlier run with the same ``key``, or None."""
+def _check_budget(budget: int | None, vm: LaneCandidate, pool: Sequence[LaneCandidate]) -> None:
+    """Something fits the memory budget (the VM or a proposed plan), or a
+    :class:`TuneInputError` before anything is measured, as the VM-order path does."""
+    if budget is None:
+        return
+    least = min([c.arena_bytes or 0 for c in pool] + [vm.arena_bytes or 0])
+    if least > budget:
+        raise TuneInputError(
+            f"nothing fits the memory budget of {budget:,} B: the smallest arena among the "
+            f"{len(pool)} proposed lane plans and the Relax VM ({vm.arena_bytes or 0:,} B) is "
+            f"{least:,} B; raise --memory-budget")
+    if (vm.arena_bytes or 0) > budget:
+        log.warning("the Relax VM's %s B exceed the memory budget of %s B: the pick is the "
+                    "fastest lane plan that fits", f"{vm.arena_bytes:,}", f"{budget:,}")
+
+
+def _load_state(path: Path, key: dict, graph) -> dict | None:
+    """The kernel durations and proposals of an earlier run with the same ``key``, or None.
+
+    A state file that cannot be read, or whose values do not fit ``graph`` (a duration that is
+    not a finite number >= 0, a schedule that is not a valid one of the graph), is ignored with
+    a warning naming the file: the durations are measured and the proposals made again, as a
+    records line with such faults is skipped.
+    """
     try:
         state = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -259,14 +289,30 @@ def _load_state(path: Path, key: dict) -> dict | None:
     if not isinstance(state, dict) or state.get("key") != json.loads(json.dumps(key)):
         return None
     try:
-        for c in state["pool"]:
-            LaneCandidate(**{**c, "order": tuple(c["order"]), "lane": tuple(c["lane"])})
-        {str(k): float(v) for k, v in state["kernel_times"].items()}
-        dict(state["solver_info"])
-    except (KeyError, TypeError, ValueError, AttributeError):
-        log.warning("%s: unreadable; profiling and proposing again", path)
+        _check_state(state, graph)
+    except Exception as err:  # noqa: BLE001 - any fault: recompute, say which file and why
+        log.warning("%s does not fit this model (%s); profiling and proposing again", path,
+                    one_line(err, limit=160))
         return None
     return state
+
+
+def _check_state(state: dict, graph) -> None:
+    """Raise on the first value of a lane state file that does not fit ``graph``."""
+    import math
+
+    from tvm_sched.schedule import Schedule
+
+    times = state["kernel_times"]
+    for name, sec in dict(times).items():
+        if not isinstance(sec, (int, float)) or not math.isfinite(sec) or sec < 0:
+            raise ValueError(f"kernel {name!r} has duration {sec!r}")
+    for c in state["pool"]:
+        cand = LaneCandidate(**{**c, "order": tuple(c["order"]), "lane": tuple(c["lane"])})
+        Schedule(order=cand.order, lane=cand.lane).validate(graph, lanes=cand.lanes)
+        if cand.predicted is not None and not math.isfinite(float(cand.predicted)):
+            raise ValueError(f"candidate {cand.name!r} has predicted makespan {cand.predicted}")
+    dict(state["solver_info"])
 
 
 def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
@@ -325,7 +371,7 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
                      "lanes": lanes, "solvers": list(cfg.solvers), "samples": cfg.samples,
                      "per_solver": cfg.per_solver, "solver_budget": cfg.solver_budget,
                      "seed": cfg.seed}
-        saved = _load_state(work / "lane_state.json", state_key)
+        saved = _load_state(work / "lane_state.json", state_key, k.graph)
         t0 = time.perf_counter()
         n = k.graph.num_nodes
         if saved is not None:
@@ -334,7 +380,8 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
             prog("profile", 0, 1, "kernels on the device")
             m1 = LaneCandidate("executor m=1", "baseline", "lanes", 1, tuple(range(n)),
                                (0,) * n)
-            kernel_times = dev.profile(builder.export(m1, builder.tmp / "profile.tar"))
+            kernel_times = dev.profile(builder.export(m1, builder.tmp / "profile.tar"),
+                                       builder.plan(m1))
         k.profile(kernel_times)
         secs["profile"] = time.perf_counter() - t0
         prog("profile", 1, 1, f"{len(kernel_times)} kernels")
@@ -366,6 +413,7 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
         vm = LaneCandidate("relax-vm", "baseline", "vm", 1, None, None,
                            float(np.sum(k.graph.duration)), tvm_bytes, baseline=True)
         budget = parse_memory_budget(cfg.memory_budget, tvm_bytes or 0)
+        _check_budget(budget, vm, pool)
         secs["plan"] = time.perf_counter() - t0
 
         objective = LaneObjective()
@@ -401,6 +449,8 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
     finally:
         for d in devs:
             d.close()
+        # lane modules that in-process sessions loaded here: their engines' threads end now
+        lane_remote.forget()
         tmp_dir.cleanup()
     secs["total"] = time.perf_counter() - t_start
     result = LaneTuneResult(

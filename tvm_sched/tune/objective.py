@@ -160,7 +160,9 @@ class LaneObjective(TuneObjective):
 
     def pick(self, records, budget):
         """(pick, fastest): the fastest lane candidate (median paired speed-up) that beats the
-        VM beyond noise and fits ``budget``, else the VM; ``fastest`` ignores the noise test."""
+        VM beyond noise and fits ``budget``, else the VM; when the VM's own bytes exceed
+        ``budget``, the fastest measured plan that fits (None if none was measured);
+        ``fastest`` ignores the noise test."""
         vm = next((r for r in records if r.kind == "vm" and r.ok), None)
         ok = [r for r in records if r.ok and r.kind != "vm" and r.anchor_samples
               and (budget is None or (r.arena_bytes is not None and r.arena_bytes <= budget))]
@@ -169,6 +171,9 @@ class LaneObjective(TuneObjective):
             return (-r.speedup["median"], r.arena_bytes or 0, r.candidate)
 
         fastest = min(ok, key=key) if ok else vm
+        if vm is not None and budget is not None and (vm.arena_bytes or 0) > budget:
+            # the VM itself is over the budget: the fastest plan that fits, if any was measured
+            return (min(ok, key=key) if ok else None), fastest
         clear = [r for r in ok if self.beyond_noise(r)]
         return (min(clear, key=key) if clear else vm), fastest
 
