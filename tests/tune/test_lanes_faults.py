@@ -121,3 +121,35 @@ def test_in_process_lane_tuning_leaves_no_lane_threads_behind(small_model, tmp_p
              _config(lanes="auto", top_k=2))
         counts.append(_threads())
     assert counts[2] <= counts[0], counts
+
+
+def test_auto_takes_the_lanes_the_cores_offer_now():
+    from tvm_sched.tune.lane_remote import lanes_for
+
+    class Probed(_Session):
+        def get_function(self, name):
+            if name == "tvm_sched.tune.parallelism":
+                return lambda work_ms: json.dumps(self.probe)
+            return super().get_function(name)
+
+    from tvm_sched.tune.lanes import device_conditions
+
+    quiet = Probed(4)
+    quiet.probe = {"cores": 4, "efficiency": [1.0, 0.98, 0.95, 0.9], "load": 0.1}
+    busy = Probed(4)
+    busy.probe = {"cores": 4, "efficiency": [1.0, 0.9, 0.7, 0.55], "load": 2.0}
+    for sess, want in ((quiet, 4), (busy, 2)):
+        cond = device_conditions(sess)
+        assert cond == sess.probe and lanes_for(cond) == want
+        assert resolve_lanes("auto", sess, cond) == want
+        assert resolve_lanes(3, sess, cond) == 3  # an explicit count is the user's choice
+    assert device_conditions(_Session(2)) is None  # a server without the probe: its cores
+    assert resolve_lanes("auto", _Session(2), None) == 2
+
+
+def test_the_parallelism_probe_measures_this_machine():
+    from tvm_sched.tune.lane_remote import num_cores, parallelism
+
+    probe = parallelism(work_ms=5.0, trials=1)
+    assert probe["cores"] == num_cores() == len(probe["efficiency"])
+    assert probe["efficiency"][0] == 1.0 and all(0 < e <= 1.0 for e in probe["efficiency"])

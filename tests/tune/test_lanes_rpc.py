@@ -86,12 +86,16 @@ def test_lanes_through_a_loopback_server_resume_and_export(small_model, server, 
 
     from tvm_sched import runtime
     from tvm_sched.runtime.builder import LaneKernels
-    from tvm_sched.tune import ServerRunner, tune
+    from tvm_sched.tune import ServerRunner, lane_remote, tune
     from tvm_sched.tune.lane_remote import num_cores
 
     runner = ServerRunner(server.address)
     res = tune(small_model, "llvm", runner, tmp_path, _config())
-    assert res.lanes == num_cores()  # auto: the server's cores (same machine here)
+    # auto: the lanes the server's cores offer at connect (same machine here), as measured
+    (cond,) = res.info["conditions"].values()
+    assert cond["cores"] == num_cores() and len(cond["efficiency"]) == num_cores()
+    assert res.lanes == lane_remote.lanes_for(cond) and 1 <= res.lanes <= num_cores()
+    assert "Conditions on" in (tmp_path / "report.md").read_text()
     names = {r.candidate for r in res.records}
     assert {"relax-vm", "executor m=1"} <= names
     assert "list" in names or any(a == "list" for r in res.records for a in r.aliases)

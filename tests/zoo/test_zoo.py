@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from tvm_sched import zoo
-from tvm_sched.zoo import darts, hrnet
+from tvm_sched.zoo import bert, darts, hrnet
 
 ALL = ["inception", "resnet", "transformer", "randwire", "nasnet", "unet", "densenet", "darts",
-       "hrnet"]
+       "hrnet", "bert"]
 
 # The small graphs are frozen (tests elsewhere rely on them): parameters and input shapes at
 # seed 0. The first seven are the zoo's models as they were before sizes existed.
@@ -25,11 +25,16 @@ SMALL = {
     "densenet": (12106, (1, 3, 32, 32)),
     "darts": (2858, (1, 3, 16, 16)),
     "hrnet": (13538, (1, 3, 32, 32)),
+    "bert": (21410, (1, 16)),
 }
 
 
 def _params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def _outputs(out) -> tuple[torch.Tensor, ...]:
+    return out if isinstance(out, tuple) else (out,)
 
 
 def test_names():
@@ -83,9 +88,10 @@ def test_small_is_the_default_and_frozen(name):
 def test_torch_forward(name):
     model, args = zoo.torch_model(name)
     with torch.no_grad():
-        out = model(*args)
-    assert out.shape[0] == 1
-    assert torch.isfinite(out).all()
+        outs = _outputs(model(*args))
+    for out in outs:
+        assert out.shape[0] == 1
+        assert torch.isfinite(out).all()
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -95,11 +101,13 @@ def test_bench_is_larger_and_runs(name):
     assert _params(model) > _params(small)
     assert args[0].numel() > small_args[0].numel()
     with torch.no_grad():
-        out = model(*args)
+        outs = _outputs(model(*args))
     with torch.no_grad():
-        small_out = small(*small_args)
-    assert out.shape[:2] == small_out.shape[:2]  # same kind of output (UNet's is a map)
-    assert torch.isfinite(out).all()
+        small_outs = _outputs(small(*small_args))
+    assert len(outs) == len(small_outs)
+    # same kind of output (UNet's is a map, BERT's first one a sequence)
+    assert outs[-1].shape[:2] == small_outs[-1].shape[:2]
+    assert all(torch.isfinite(out).all() for out in outs)
 
 
 def test_darts_cells_follow_the_genotype():
@@ -133,6 +141,45 @@ def test_hrnet_branches_and_fusion_shapes():
         ys = model.stages[1][0](xs)
     assert [tuple(y.shape) for y in ys] == [tuple(x.shape) for x in xs]
     assert all(bool((y >= 0).all()) for y in ys)  # every fused output ends with a ReLU
+
+
+@pytest.mark.parametrize("size", ["small", "bench"])
+def test_bert_inputs_are_valid_ids_types_and_a_padding_mask(size):
+    model, (ids, types, mask) = zoo.torch_model("bert", size=size)
+    again = zoo.torch_model("bert", size=size)[1]
+    assert all(torch.equal(a, b) for a, b in zip((ids, types, mask), again, strict=True))
+    for x in (ids, types, mask):
+        assert x.dtype == torch.int64 and x.shape == ids.shape
+    assert 0 <= int(ids.min()) and int(ids.max()) < model.word.num_embeddings
+    assert set(types.unique().tolist()) == {0, 1}  # two segments
+    assert set(mask.unique().tolist()) == {0, 1}
+    n = int(mask.sum())
+    assert n < mask.shape[1] and bool((mask[0, :n] == 1).all())  # tokens, then padding
+    assert bool((ids[0, n:] == 0).all()) and bool((types[0, n:] == 0).all())
+    assert model.position.num_embeddings >= ids.shape[1]
+
+
+def test_bert_mask_hides_the_padding():
+    model, (ids, types, mask) = zoo.torch_model("bert")
+    n = int(mask.sum())
+    other = ids.clone()
+    other[0, n:] = torch.arange(1, ids.shape[1] - n + 1)  # other tokens where the padding is
+    with torch.no_grad():
+        seq, logits = model(ids, types, mask)
+        seq2, logits2 = model(other, types, mask)
+        seq3, logits3 = model(other, types, torch.ones_like(mask))
+    # padded keys get -1e4 before the softmax: real tokens do not see what is in the padding
+    torch.testing.assert_close(seq2[:, :n], seq[:, :n], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(logits2, logits, rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(logits3, logits, atol=1e-4)  # unmasked, they do
+    assert seq.shape == (1, ids.shape[1], 32) and logits.shape == (1, 2)
+
+
+def test_bert_rejects_a_hidden_size_the_heads_do_not_divide():
+    with pytest.raises(ValueError, match="not a multiple of 5 heads"):
+        bert.BERT(d=32, heads=5)
+    with pytest.raises(ValueError, match="pad must be"):
+        bert.bert_inputs(8, 10, pad=8)
 
 
 def test_import_zoo_does_not_import_tvm():

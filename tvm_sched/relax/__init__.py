@@ -22,6 +22,7 @@ from tvm_sched.relax.frontend import (
     prepare,
     run_module,
 )
+from tvm_sched.relax.inplace import KeepInplaceCallsUnfused, inplace_hazards
 from tvm_sched.relax.memory import plan_memory, planned_bytes
 from tvm_sched.relax.passes import ScheduleOperators, fusion_prefix, is_fused, pipeline
 from tvm_sched.relax.profile import profile_kernels
@@ -42,8 +43,9 @@ def _register_errors() -> None:
 _register_errors()
 
 __all__ = [
-    "DEVICES", "DeviceSpec", "ImportedModule", "PlanArena", "ReorderBindings",
-    "ScheduleOperators", "allocated_bytes", "apply", "apply_order", "arena_pipeline",
-    "extract_op_graphs", "flatten_values", "from_torch", "fusion_prefix", "is_fused",
-    "pipeline", "plan_memory", "planned_bytes", "prepare", "profile_kernels", "run_module",
+    "DEVICES", "DeviceSpec", "ImportedModule", "KeepInplaceCallsUnfused", "PlanArena",
+    "ReorderBindings", "ScheduleOperators", "allocated_bytes", "apply", "apply_order",
+    "arena_pipeline", "extract_op_graphs", "flatten_values", "from_torch", "fusion_prefix",
+    "inplace_hazards", "is_fused", "pipeline", "plan_memory", "planned_bytes", "prepare",
+    "profile_kernels", "run_module",
 ]

@@ -14,9 +14,16 @@ node (``positions``), which :mod:`tvm_sched.relax.reorder` uses to write an orde
 ``"planner"`` what :func:`tvm_sched.cost.planned_memory` needs to replay TVM's static memory
 planner on an order (see :func:`_planner_info`): per node its kind (``"alloc"``: a call whose
 outputs get storage; ``"view"``: a reshape that ``RewriteDataflowReshape`` turns into a view of
-its input; ``"opaque"``: any other call), its output tensors ``[bytes, dtype index, planned]``
-(unplanned: the tensor reaches the function's return value, another block or an opaque call),
+its input; ``"inplace"``: a ``call_tir_inplace``, whose in-place outputs keep the tokens of the
+arguments they overwrite and whose other outputs get storage; ``"opaque"``: any other call), its
+output tensors ``[bytes, dtype index, planned]``
+(unplanned: the tensor reaches the function's return value, another block or an opaque call
+other than a packed function, which TVM's planner trusts not to keep its arguments),
 and the tensors it reads, ``[node, field]`` in argument order, seen through views and tuples.
+
+An in-place call is ordered against every other access of a tensor it overwrites
+(:func:`tvm_sched.relax.inplace.inplace_hazards`): those pairs are edges of 0 bytes when no data
+edge joins them, so no topological order moves a reader of the old value after the write.
 
 A block with a symbolic shape in a node's tensor cannot be sized: it is skipped with a warning
 that names it (``skip_symbolic=True``) or raises :class:`~tvm_sched.errors.ExtractionError`.
@@ -33,6 +40,7 @@ from tvm import relax
 
 from tvm_sched.errors import ExtractionError
 from tvm_sched.graph import OpGraph
+from tvm_sched.relax.inplace import inplace_hazards, inplace_indices
 
 __all__ = ["DeviceSpec", "DEVICES", "extract", "tensor_bytes", "BlockInfo"]
 
@@ -197,7 +205,8 @@ def extract(
     for b, block in enumerate(body.blocks):
         if not isinstance(block, relax.DataflowBlock):
             continue
-        g = _extract_block(mod, func, b, block, spec, skip_symbolic, kernel_times or {}, memo)
+        g = _extract_block(mod, func, b, block, spec, skip_symbolic, kernel_times or {}, memo,
+                           views.get(b, set()))
         if g is not None:
             g = _with_planner_info(g, f, b, block, views.get(b, set()), memo)
         if g is not None and g.num_nodes >= min_nodes:
@@ -206,7 +215,7 @@ def extract(
 
 
 def _extract_block(mod, func, b, block, spec, skip_symbolic, kernel_times,
-                   memo: dict | None = None) -> OpGraph | None:
+                   memo: dict | None = None, views: set[int] = frozenset()) -> OpGraph | None:
     # var -> list of (producer node, bytes) it stands for
     source: dict[relax.Var, list[tuple[int, int]]] = {}
     tuple_fields: dict[relax.Var, list[list[tuple[int, int]]]] = {}
@@ -266,6 +275,12 @@ def _extract_block(mod, func, b, block, spec, skip_symbolic, kernel_times,
         source[var] = [(v, nbytes)]
     if not names:
         return None
+    # An in-place call keeps its program order against every other access of the tensor it
+    # overwrites (no data edge says that a reader of the old value must run before it).
+    node_at = {p: v for v, p in enumerate(positions)}
+    for p, q in inplace_hazards(block, views):
+        if p in node_at and q in node_at:
+            edges.setdefault((node_at[p], node_at[q]), 0)
     dur = [float(kernel_times[op]) if op in kernel_times else spec.duration(fl, ib + ob)
            for op, fl, ib, ob in zip(ops, flops, in_bytes, out_bytes, strict=True)]
     pairs = sorted(edges)
@@ -286,6 +301,7 @@ def _extract_block(mod, func, b, block, spec, skip_symbolic, kernel_times,
 
 
 _TIR_CALLS = ("relax.call_tir", "relax.call_dps_packed")
+_PACKED = "relax.call_pure_packed"
 
 
 def _view_positions(mod: tvm.IRModule, func: str) -> dict[int, set[int]]:
@@ -316,9 +332,12 @@ def _planner_info(func: relax.Function, b: int, block, views: set[int],
 
     After ``CallTIRRewrite`` each output tensor of a ``call_tir`` is an ``alloc_tensor`` that the
     planner gives a storage token; a reshape rewritten to ``R.reshape`` is a view sharing its
-    input's token; tokens are passed through aliases, tuples and tuple-get-items; a token that
-    reaches the function's return value, another block or a call the planner does not know is
-    never planned.
+    input's token; tokens are passed through aliases, tuples and tuple-get-items. A
+    ``call_tir_inplace`` allocates only its fresh outputs; each in-place output is the argument
+    it overwrites (``CallTIRRewrite`` binds it to that argument). A packed function
+    (``call_pure_packed``) holds references to its arguments and returns an unplanned tensor. A
+    token that reaches the function's return value, another block or any other call is never
+    planned.
     """
     dtypes: list[str] = []
     kind: list[str] = []
@@ -360,11 +379,39 @@ def _planner_info(func: relax.Function, b: int, block, views: set[int],
             reads.append([])
             tok[var] = args[:1] if value.args else []
             continue
+        indices = inplace_indices(value)
+        if indices is not None:
+            # after CallTIRRewrite: a fresh output is an alloc_tensor passed to the kernel, an
+            # in-place output is an alias of the argument it overwrites (that keeps its token)
+            per_arg = [tokens_of(a) for a in _flatten(value.args[1], memo)]
+            kind.append("inplace")
+            fields, field_tok = [], []
+            for k, ty in enumerate(_fields(var.ty)):
+                i = indices[k] if k < len(indices) else -1
+                if 0 <= i < len(per_arg):
+                    field_tok.append(list(per_arg[i]))
+                    continue
+                dt = str(ty.dtype)
+                if dt not in dtypes:
+                    dtypes.append(dt)
+                field_tok.append([(v, len(fields))])
+                fields.append([int(tensor_bytes(ty) or 0), dtypes.index(dt), True])
+            out.append(fields)
+            reads.append([list(t) for t in args])
+            tok[var] = [t for f in field_tok for t in f]
+            if isinstance(var.ty, relax.TupleType):
+                tok_fields[var] = field_tok
+            continue
         if not is_tir:
+            # a packed function (``call_pure_packed`` lowers to a call of an ``ExternFunc``)
+            # holds references to its arguments like a kernel and returns a tensor of its own;
+            # any other call may keep its arguments: they are never planned
+            packed = isinstance(value.op, tvm.ir.Op) and value.op.name == _PACKED
             kind.append("opaque")
             out.append([])
-            reads.append([])
-            discard.update(args)
+            reads.append([list(t) for t in args] if packed else [])
+            if not packed:
+                discard.update(args)
             tok[var] = []
             continue
         kind.append("alloc")

@@ -35,6 +35,7 @@ from tvm_sched.errors import ExtractionError
 from tvm_sched.memory import arena_bytes_batch
 from tvm_sched.relax.arena import PlanArena, arena_pipeline
 from tvm_sched.relax.extract import extract
+from tvm_sched.relax.inplace import KeepInplaceCallsUnfused
 from tvm_sched.relax.reorder import apply
 from tvm_sched.schedule import Schedule
 from tvm_sched.solvers import get_solver
@@ -53,10 +54,14 @@ _HIGH_LEVEL_OK = {
 
 
 def fusion_prefix() -> tvm.transform.Pass:
-    """Legalise, annotate, fold, fuse, fuse TIR, eliminate dead code (DESIGN.md's prefix)."""
+    """Legalise, annotate, fold, fuse, fuse TIR, eliminate dead code (DESIGN.md's prefix).
+
+    In-place calls, and the calls that read a tensor before an in-place call overwrites it, stay
+    unfused (:class:`~tvm_sched.relax.inplace.KeepInplaceCallsUnfused`)."""
     return tvm.transform.Sequential([
         relax.transform.LegalizeOps(),
         relax.transform.AnnotateTIROpPattern(),
+        KeepInplaceCallsUnfused(),
         relax.transform.FoldConstant(),
         relax.transform.FuseOps(),
         relax.transform.FuseTIR(),

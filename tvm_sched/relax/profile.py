@@ -2,9 +2,10 @@
 
 :func:`profile_kernels` returns seconds per kernel (by the name the bytecode calls it):
 
-- locally (no ``session``), through the Relax VM's instrument hook: ``main`` runs on random
-  inputs and a callback stamps the time before and after every kernel call, so each kernel is
-  timed where it runs, between its real neighbours; the median over ``repeat`` runs is kept;
+- locally (no ``session``), through the Relax VM's instrument hook: ``main`` runs on the given
+  ``inputs`` (random ones otherwise, :func:`random_args`) and a callback stamps the time before
+  and after every kernel call, so each kernel is timed where it runs, between its real
+  neighbours; the median over ``repeat`` runs is kept;
 - on an RPC session (a device of :mod:`tvm_sched.tune`), kernel by kernel: the module's TIR
   functions are built into one library, uploaded once, and each function is timed with the
   runtime's ``time_evaluator`` on random arguments of its buffer shapes on the remote device.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +32,9 @@ __all__ = ["profile_kernels", "random_args"]
 
 def _random(shape, dtype: str, rng: np.random.Generator) -> np.ndarray:
     if dtype.startswith(("int", "uint")):
-        return rng.integers(0, 4, size=shape).astype(dtype)
+        # integer tensors are mostly indices (token ids, token types, gather positions): only 0
+        # is valid for every axis, and TVM's ``take`` reads out of bounds without a check
+        return np.zeros(shape, dtype=dtype)
     if dtype == "bool":
         return rng.random(shape) < 0.5
     return rng.standard_normal(shape).astype(dtype)
@@ -41,15 +45,20 @@ def random_args(func: relax.Function, rng: np.random.Generator, count: int | Non
     """Random arguments for the first ``count`` (default: all) parameters of ``func``.
 
     The one generator of model inputs (the profiler and the tuner): floats N(0, 1), integers
-    in [0, 4) (valid indices into any axis of size >= 4), booleans fair coins.
+    0 (the one index valid for every non-empty axis: a one-row token-type table, a select of
+    element 0; TVM's ``take`` does not check its indices), booleans fair coins.
 
     Raises
     ------
     ValueError
         A parameter is not a tensor of static shape (the message names it).
     """
+    return _random_params(list(func.params)[:count], rng)
+
+
+def _random_params(params, rng: np.random.Generator) -> list[np.ndarray]:
     args = []
-    for p in list(func.params)[:count]:
+    for p in params:
         ty = p.ty  # TVM 0.27: ``ty`` and ``name`` (no ``struct_info``/``name_hint`` on Relax vars)
         if not isinstance(ty, relax.TensorType) or not isinstance(ty.shape, relax.ShapeExpr) \
                 or not all(isinstance(d, tvm.tirx.IntImm) for d in ty.shape.values):
@@ -59,19 +68,26 @@ def random_args(func: relax.Function, rng: np.random.Generator, count: int | Non
     return args
 
 
-def _main_args(mod: tvm.IRModule, func: str, rng: np.random.Generator) -> list[np.ndarray]:
+def _main_args(mod: tvm.IRModule, func: str, rng: np.random.Generator,
+               inputs: Sequence[np.ndarray] = ()) -> list[np.ndarray]:
+    params = list(mod[func].params)
+    if len(inputs) > len(params):
+        raise ValueError(f"{func}: {len(inputs)} inputs given; it takes {len(params)} "
+                         "parameters")
     try:
-        return random_args(mod[func], rng)
+        rest = _random_params(params[len(inputs):], rng)
     except ValueError as err:
         raise ValueError(f"{func}: {err}") from None
+    return [np.asarray(x) for x in inputs] + rest
 
 
 def _kernel_names(mod: tvm.IRModule) -> set[str]:
     return {gv.name_hint for gv, f in mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc)}
 
 
-def _profile_vm(mod, target, func: str, repeat: int, seed: int) -> dict[str, float]:
-    host_args = _main_args(mod, func, np.random.default_rng(seed))  # checked before building
+def _profile_vm(mod, target, func: str, repeat: int, seed: int,
+                inputs: Sequence[np.ndarray]) -> dict[str, float]:
+    host_args = _main_args(mod, func, np.random.default_rng(seed), inputs)  # before building
     ex = tvm.compile(mod, target)
     dev = tvm.cpu()
     vm = relax.VirtualMachine(ex, dev)
@@ -132,7 +148,7 @@ def _profile_remote(mod, target, session, number: int, repeat: int, seed: int
 
 def profile_kernels(mod: tvm.IRModule, target: str | tvm.target.Target = "llvm", *,
                     session=None, func: str = "main", number: int = 5, repeat: int = 5,
-                    seed: int = 0) -> dict[str, float]:
+                    seed: int = 0, inputs: Sequence[np.ndarray] = ()) -> dict[str, float]:
     """Seconds per kernel of a fused module (see the module docstring).
 
     Parameters
@@ -147,6 +163,10 @@ def profile_kernels(mod: tvm.IRModule, target: str | tvm.target.Target = "llvm",
         locally through the VM instrument hook.
     number, repeat
         Calls per timing and timings (remote); runs of ``func`` (local: ``repeat``).
+    inputs
+        Locally: the arguments of ``func``'s leading parameters (a model's real inputs, so that
+        each kernel is timed on the data it really receives); the others are
+        :func:`random_args`.
 
     Returns
     -------
@@ -156,10 +176,10 @@ def profile_kernels(mod: tvm.IRModule, target: str | tvm.target.Target = "llvm",
     Raises
     ------
     ValueError
-        Locally: a parameter of ``func`` is not a tensor of static shape (checked before
-        building).
+        Locally: a parameter of ``func`` without an input is not a tensor of static shape, or
+        more inputs than parameters are given (checked before building).
     """
     target = target if isinstance(target, tvm.target.Target) else tvm.target.Target(target)
     if session is None:
-        return _profile_vm(mod, target, func, repeat, seed)
+        return _profile_vm(mod, target, func, repeat, seed, inputs)
     return _profile_remote(mod, target, session, number, repeat, seed)

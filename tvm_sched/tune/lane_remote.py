@@ -5,7 +5,9 @@ Contract
 :func:`register` (called by :mod:`tvm_sched.tune.server` at start, and by the tuner itself for
 in-process sessions) registers in the calling process:
 
-- ``tvm_sched.tune.num_cores()`` -> the CPU cores this process may run on (``--lanes auto``);
+- ``tvm_sched.tune.num_cores()`` -> the CPU cores this process may run on;
+- ``tvm_sched.tune.parallelism(work_ms)`` -> JSON ``{"cores", "efficiency", "load"}``: what the
+  device's cores really offer now (:func:`parallelism`; ``--lanes auto`` takes its lanes from it);
 - ``tvm_sched.tune.lane_run(path, index, *inputs)`` -> output ``index`` of one run of the exported
   lane module at ``path`` on ``inputs`` (the inputs stay set for later timings);
 - ``tvm_sched.tune.lane_time(path, number)`` -> seconds of one run, averaged over ``number``
@@ -28,13 +30,17 @@ from __future__ import annotations
 import os
 import time
 
-__all__ = ["register", "NUM_CORES", "LANE_RUN", "LANE_TIME", "LANE_STEP", "num_cores",
-           "forget"]
+__all__ = ["register", "NUM_CORES", "PARALLELISM", "LANE_RUN", "LANE_TIME", "LANE_STEP",
+           "num_cores", "parallelism", "lanes_for", "forget"]
 
 NUM_CORES = "tvm_sched.tune.num_cores"
 LANE_RUN = "tvm_sched.tune.lane_run"
 LANE_TIME = "tvm_sched.tune.lane_time"
 LANE_STEP = "tvm_sched.tune.lane_step"
+PARALLELISM = "tvm_sched.tune.parallelism"
+
+#: ``--lanes auto`` takes the most threads k whose parallel efficiency is at least this.
+MIN_EFFICIENCY = 0.75
 
 _CACHE: dict[str, tuple[float, object]] = {}
 #: id(module) -> (module, per lane position (kernel, arguments)) for :func:`_lane_step`
@@ -47,6 +53,81 @@ def num_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def _rounds(threads: int, buf: bytes, count: int) -> float:
+    """Wall seconds for ``threads`` threads to hash ``buf`` ``count`` times each, at once
+    (SHA-256 of a large buffer runs without the GIL, so the threads really run together)."""
+    import hashlib
+    import threading
+
+    def work() -> None:
+        for _ in range(count):
+            hashlib.sha256(buf).digest()
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    t0 = time.perf_counter()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return time.perf_counter() - t0
+
+
+def parallelism(work_ms: float = 20.0, trials: int = 3) -> dict:
+    """How much parallel work this process's cores take now.
+
+    For k = 1 .. :func:`num_cores` threads, each thread does the same CPU-bound work (SHA-256 of
+    a 1 MiB buffer, which runs without the GIL; about ``work_ms`` alone) at the same time;
+    ``efficiency[k-1]`` is the time of one thread alone over the time of k at once (1.0: k
+    cores free; on two cores with one busy process beside, 2 threads get about 0.67). Trials
+    are interleaved over k and the median kept.
+
+    Returns
+    -------
+    dict
+        ``cores``, ``efficiency`` (one per k), ``load`` (the 1-minute load average).
+    """
+    import os as _os
+    import statistics
+
+    cores = num_cores()
+    buf = _os.urandom(1 << 20)
+    _rounds(1, buf, 2)  # warm-up
+    per = max(_rounds(1, buf, 4) / 4, 1e-6)
+    count = max(1, round(work_ms / 1e3 / per))
+    samples: dict[int, list[float]] = {k: [] for k in range(1, cores + 1)}
+    for _ in range(max(1, trials)):
+        for k in samples:
+            samples[k].append(_rounds(k, buf, count))
+    alone = statistics.median(samples[1])
+    eff = [min(1.0, alone / statistics.median(samples[k])) for k in samples]
+    try:
+        load = _os.getloadavg()[0]
+    except OSError:
+        load = float("nan")
+    return {"cores": cores, "efficiency": eff, "load": load}
+
+
+def lanes_for(probe: dict, min_efficiency: float = MIN_EFFICIENCY) -> int:
+    """The most threads k whose parallel efficiency in ``probe`` (:func:`parallelism`) is at
+    least ``min_efficiency`` (1 at least).
+
+    Examples
+    --------
+    >>> lanes_for({"cores": 2, "efficiency": [1.0, 0.97]})
+    2
+    >>> lanes_for({"cores": 2, "efficiency": [1.0, 0.66]})  # a busy process on one core
+    1
+    """
+    eff = list(probe.get("efficiency") or [1.0])
+    return max(k for k in range(1, len(eff) + 1) if k == 1 or eff[k - 1] >= min_efficiency)
+
+
+def _parallelism_json(work_ms=20.0) -> str:
+    import json
+
+    return json.dumps(parallelism(float(work_ms)))
 
 
 def _resolve(path: str) -> str:
@@ -129,6 +210,7 @@ def register() -> None:
     import tvm_ffi
 
     tvm_ffi.register_global_func(NUM_CORES, num_cores, override=True)
+    tvm_ffi.register_global_func(PARALLELISM, _parallelism_json, override=True)
     tvm_ffi.register_global_func(LANE_RUN, _lane_run, override=True)
     tvm_ffi.register_global_func(LANE_TIME, _lane_time, override=True)
     tvm_ffi.register_global_func(LANE_STEP, _lane_step, override=True)

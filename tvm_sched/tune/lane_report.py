@@ -103,6 +103,21 @@ def _fmt_sp(sp: dict | None) -> str:
     return f"{sp['median']:.3f}x [{sp['q1']:.3f}, {sp['q3']:.3f}]"
 
 
+def _conditions(info: dict) -> list[str]:
+    """One line per device: what its cores offered when the run connected (the lanes, and how
+    far the speed-ups hold, depend on it)."""
+    out = []
+    for name, c in (info.get("conditions") or {}).items():
+        if not c:
+            out.append(f"Conditions on {name}: not measured (a server without "
+                       "tvm_sched.tune.parallelism).")
+            continue
+        eff = ", ".join(f"{k + 1} threads {e:.2f}" for k, e in enumerate(c["efficiency"]))
+        out.append(f"Conditions on {name} at connect: {c['cores']} core(s); parallel "
+                   f"efficiency {eff}; 1-minute load {c['load']:.2f}.")
+    return out
+
+
 def _markdown(result: LaneTuneResult) -> str:
     info = result.info
     b = result.best
@@ -111,7 +126,7 @@ def _markdown(result: LaneTuneResult) -> str:
              f"lanes on {info.get('device')} (device key {info.get('device_key')!r}, target "
              f"{info.get('target')!r}); {info.get('chosen')} candidates measured of "
              f"{info.get('proposed')} proposed; {info.get('repeats')} interleaved rounds; "
-             f"{result.measured_now} measured now.", ""]
+             f"{result.measured_now} measured now.", "", *_conditions(info), ""]
     if b is not None:
         lines.append(f"**Pick: {b.candidate}** ({b.kind}), speed-up over the Relax VM "
                      f"{_fmt_sp(result.speedup)} (median [IQR] of per-round ratios).")

@@ -2,9 +2,11 @@
 
 Contract (``tune(..., TuneConfig(lanes=...))`` and ``tvm-sched tune --lanes auto|M`` land here)
 -------------------------------------------------------------------------------------------
-1. The device session is opened first (the embedded server starts before anything slow); the
-   lane count ``auto`` is the number of cores the device offers (``tvm_sched.tune.num_cores``,
-   registered by the tvm_sched RPC server: :mod:`tvm_sched.tune.lane_remote`).
+1. The device session is opened first (the embedded server starts before anything slow) and
+   asked what its cores offer now (:func:`~tvm_sched.tune.lane_remote.parallelism`, run by the
+   tvm_sched RPC server): the lane count ``auto`` is the most threads
+   that run at once with at least 75% parallel efficiency (all cores of a quiet machine, fewer
+   when other processes hold cores); the report records these conditions.
 2. The model is compiled once (:class:`tvm_sched.runtime.builder.LaneKernels`); that one kernel
    library serves the Relax VM and every lane plan.
 3. Kernel durations are measured on the device before any solver runs: the one-lane plan is
@@ -66,8 +68,21 @@ log = logging.getLogger(__name__)
 LANE_SOLVERS = ("gflownet", "gaus", "cpsat", "list", "random-list")
 
 
-def resolve_lanes(lanes: int | str, session) -> int:
-    """``"auto"`` -> the device's cores (over the session); an int (or its text) as given.
+def device_conditions(session) -> dict | None:
+    """What the device's cores offer now, measured over the session
+    (:func:`tvm_sched.tune.lane_remote.parallelism`), or None on a server without it."""
+    try:
+        fn = session.get_function(lane_remote.PARALLELISM)
+    except Exception:  # noqa: BLE001 - TVM raises its own error kinds for a missing function
+        fn = None
+    return None if fn is None else json.loads(str(fn(20.0)))
+
+
+def resolve_lanes(lanes: int | str, session, conditions: dict | None = None) -> int:
+    """``"auto"`` -> the lanes the device really offers: the most threads that run at once with
+    a parallel efficiency of at least 0.75 in ``conditions`` (:func:`device_conditions`; e.g. 1
+    on two cores while a busy process holds one), else its cores; an int (or its text) as
+    given, at most the device's cores.
 
     Raises
     ------
@@ -84,6 +99,8 @@ def resolve_lanes(lanes: int | str, session) -> int:
             raise TuneInputError("--lanes auto needs the tvm_sched RPC server on the device "
                                  "(python -m tvm_sched.tune.server): this server does not offer "
                                  f"{lane_remote.NUM_CORES}")
+        if conditions is not None:
+            return lane_remote.lanes_for(conditions)
         return max(1, int(fn()))
     try:
         m = int(lanes)
@@ -335,8 +352,10 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
     if not devices:
         raise DeviceUnavailableError("the runner offers no device")
     dev_name, sess = devices[0]
-    # auto: the fewest cores any device offers (a plan must fit every device it is timed on)
-    lanes = min(resolve_lanes(cfg.lanes, s) for _, s in devices)
+    # what each device offers now (the report says under which conditions it measured); auto:
+    # the fewest lanes any device offers (a plan must fit every device it is timed on)
+    conditions = {name: device_conditions(s) for name, s in devices}
+    lanes = min(resolve_lanes(cfg.lanes, s, conditions[name]) for name, s in devices)
     for name, s in devices:
         _require_lane_functions(name, s)
     secs["connect"] = time.perf_counter() - t0
@@ -465,6 +484,6 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
               "sum_durations_s": float(np.sum(k.graph.duration)),
               "records_skipped": db.skipped, "model_hash": model.hash,
               "kernels_from_work_dir": exe is not None,
-              "reconnects": sum(d.reconnects for d in devs)})
+              "reconnects": sum(d.reconnects for d in devs), "conditions": conditions})
     write_lane_report(result)
     return result

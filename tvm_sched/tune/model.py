@@ -10,7 +10,8 @@ Three sources, one result (:class:`TuneModel`):
   weight parameters).
 
 Inputs that the source does not give are drawn from a seeded generator for ``main``'s static
-shapes (:func:`tvm_sched.relax.profile.random_args`: floats N(0, 1), integers in [0, 4)). Every
+shapes (:func:`tvm_sched.relax.profile.random_args`: floats N(0, 1), integers 0, the one index
+valid for every axis: integer inputs are mostly token ids and types). Every
 bad input is a :class:`TuneInputError` raised before anything is written.
 
 A ``--relax`` file is *executed* (``runpy``) with the rights of the user who runs the tuner:
@@ -140,8 +141,9 @@ def source_name(*, model: str | None = None, onnx: str | Path | None = None,
     if model is not None:
         from tvm_sched import zoo
 
-        if model not in zoo.names():
-            raise TuneInputError(f"unknown model {model!r}; known: {', '.join(zoo.names())}")
+        if model not in zoo.names() and model not in zoo.corpus():
+            raise TuneInputError(f"unknown model {model!r}; known: {', '.join(zoo.names())}; "
+                                 f"the corpus (the vision extra): {', '.join(zoo.corpus())}")
         return model
     path = Path(onnx if onnx is not None else relax_file)
     what = "ONNX file" if onnx is not None else "Relax file"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from tvm_sched.zoo import cnn, darts, hrnet, irregular
+from tvm_sched.zoo import bert, cnn, darts, hrnet, irregular, vision
 
 if TYPE_CHECKING:
     from tvm_sched.relax.frontend import ImportedModule
@@ -77,6 +77,12 @@ _BUILDERS: dict[str, dict[str, Builder]] = {
         "small": (lambda seed: hrnet.HRNet(width=4, modules=(1, 1)), _image(32)),
         "bench": (lambda seed: hrnet.HRNet(width=16, modules=(1, 2, 1), blocks=2), _image(96)),
     },
+    "bert": {
+        "small": (lambda seed: bert.BERT(), lambda: bert.bert_inputs(16, 64, pad=4)),
+        "bench": (lambda seed: bert.BERT(vocab=1000, d=256, heads=4, ffn=1024, layers=2,
+                                         max_len=128),
+                  lambda: bert.bert_inputs(128, 1000, pad=16)),
+    },
 }
 
 
@@ -85,12 +91,20 @@ def names() -> list[str]:
     return list(_BUILDERS)
 
 
+def corpus() -> list[str]:
+    """Names of the real-model corpus (torchvision's architectures, :mod:`tvm_sched.zoo.vision`);
+    :func:`torch_model` and :func:`load` take them like the built-in names."""
+    return list(vision.CORPUS)
+
+
 def _check(name: str, size: str = "small") -> Builder:
-    if name not in _BUILDERS:
-        raise ValueError(f"unknown zoo model {name!r}; known: {', '.join(names())}")
+    builders = vision.BUILDERS.get(name) or _BUILDERS.get(name)
+    if builders is None:
+        raise ValueError(f"unknown zoo model {name!r}; known: {', '.join(names())}; the "
+                         f"corpus: {', '.join(corpus())}")
     if size not in SIZES:
         raise ValueError(f"unknown zoo size {size!r}; choose one of: {', '.join(SIZES)}")
-    return _BUILDERS[name][size]
+    return builders[size]
 
 
 def _randomize_bn(model: torch.nn.Module) -> None:
