@@ -259,3 +259,21 @@ def test_a_server_killed_while_profiling_is_restarted_and_the_run_finishes(
     assert res.best is not None and not [r for r in res.records if r.error]
     times = json.loads((tmp_path / "lane_state.json").read_text())["kernel_times"]
     assert times and all(v > 0 for v in times.values())
+
+
+@pytest.mark.integration
+@pytest.mark.rpc
+def test_a_bert_with_token_ids_and_a_padding_mask_tunes_over_lanes(tmp_path):
+    # transformers-style: int64 ids, token types and a mask as inputs; embedding takes
+    from tvm_sched.tune import load_model, tune
+    from tvm_sched.tune.runners import EmbeddedRunner
+
+    model = load_model(model="bert")
+    assert all(x.dtype == np.int64 for x in model.inputs)
+    with EmbeddedRunner(lifetime=300) as runner:
+        res = tune(model, "llvm", runner, tmp_path,
+                   _config(lanes=min(2, lane_remote.num_cores())))
+    assert res.info["reconnects"] == 0
+    bad = [(r.candidate, r.error) for r in res.records if r.error]
+    assert not bad, bad
+    assert res.best is not None and (tmp_path / "best_lanes.tar").exists()
