@@ -134,11 +134,11 @@ def test_lanes_through_a_loopback_server_resume_and_export(small_model, server, 
     assert not res.info["kernels_from_work_dir"] and again.info["kernels_from_work_dir"]
     assert len(list(tmp_path.glob("kernels-*.so"))) == 1
 
-    # a memory budget below every plan but the VM's own leaves the VM
-    tight = tune(small_model, "llvm", ServerRunner(server.address), tmp_path / "tight",
-                 _config(memory_budget=64))
-    assert tight.best.kind == "vm"
-    assert all(r.kind == "vm" or r.baseline for r in tight.records)
+    # a memory budget that nothing fits (the VM included) is refused before measuring
+    with pytest.raises(TuneInputError, match="nothing fits the memory budget of 64 B"):
+        tune(small_model, "llvm", ServerRunner(server.address), tmp_path / "tight",
+             _config(memory_budget=64))
+    assert not (tmp_path / "tight" / "lane_records.jsonl").exists()
 
 
 @pytest.mark.integration

@@ -157,7 +157,7 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         runner = runner_from_args(rpc_server=args.rpc_server, rpc_tracker=args.rpc_tracker,
                                   rpc_key=args.rpc_key, in_process=args.in_process,
                                   tracker_wait=args.tracker_wait,
-                                  min_devices=args.min_devices,
+                                  min_devices=args.min_devices, timeout=args.timeout,
                                   status=lambda text: con.print(f"[yellow]{text}"))
         name = source_name(model=args.model, onnx=args.onnx, relax_file=args.relax)
         if args.model and args.size != "small":

@@ -17,14 +17,23 @@ import os
 from typing import Any
 
 from tvm_sched.errors import TuneInputError
-from tvm_sched.tune.runners.base import Runner, parse_address, reachable
+from tvm_sched.tune.runners.base import (
+    CHECK_TIMEOUT_S,
+    CONNECT_TIMEOUT_S,
+    Runner,
+    call_with_deadline,
+    check_answers,
+    parse_address,
+    reachable,
+)
 from tvm_sched.tune.runners.embedded import EmbeddedRunner
 from tvm_sched.tune.runners.local import InProcessRunner
 from tvm_sched.tune.runners.server import ServerRunner
 from tvm_sched.tune.runners.tracker import TrackerRunner
 
 __all__ = ["Runner", "InProcessRunner", "ServerRunner", "TrackerRunner", "EmbeddedRunner",
-           "RUNNER_KINDS", "create_runner", "runner_from_args", "parse_address", "reachable"]
+           "RUNNER_KINDS", "create_runner", "runner_from_args", "parse_address", "reachable",
+           "check_answers", "call_with_deadline"]
 
 RUNNER_KINDS = {"local": InProcessRunner, "server": ServerRunner, "tracker": TrackerRunner,
                 "embedded": EmbeddedRunner}
@@ -47,8 +56,32 @@ def create_runner(kind: str = "embedded", **options: Any) -> Runner:
 
 def runner_from_args(*, rpc_server: str | None = None, rpc_tracker: str | None = None,
                      rpc_key: str | None = None, in_process: bool = False,
-                     tracker_wait: float = 60.0, min_devices: int = 1, status=None) -> Runner:
-    """The runner a command line asks for; the tracker also from ``TVM_TRACKER_*``."""
+                     tracker_wait: float = 60.0, min_devices: int = 1, status=None,
+                     timeout: float | None = None) -> Runner:
+    """The runner a command line asks for; the tracker also from ``TVM_TRACKER_*``.
+
+    Parameters
+    ----------
+    rpc_server, rpc_tracker, rpc_key, in_process, tracker_wait, min_devices, status
+        The command line's options (``--rpc-server`` ...).
+    timeout
+        The tuner's ``--timeout`` (seconds per device call): no connect waits longer than it
+        (nor longer than 30 s), no handshake check longer than 3 s.
+
+    Returns
+    -------
+    Runner
+        Not yet connected.
+
+    Raises
+    ------
+    TuneInputError
+        Both a server and a tracker, or a malformed address.
+    """
+    deadlines = {"connect_timeout": CONNECT_TIMEOUT_S, "check_timeout": CHECK_TIMEOUT_S}
+    if timeout is not None and timeout > 0:
+        deadlines["connect_timeout"] = min(CONNECT_TIMEOUT_S, timeout)
+        deadlines["check_timeout"] = min(CHECK_TIMEOUT_S, timeout)
     tracker = rpc_tracker
     if tracker is None and rpc_server is None and os.environ.get("TVM_TRACKER_HOST"):
         tracker = f"{os.environ['TVM_TRACKER_HOST']}:{os.environ.get('TVM_TRACKER_PORT', '9190')}"
@@ -58,8 +91,8 @@ def runner_from_args(*, rpc_server: str | None = None, rpc_tracker: str | None =
     if in_process:
         return InProcessRunner()
     if rpc_server:
-        return ServerRunner(rpc_server)
+        return ServerRunner(rpc_server, **deadlines)
     if tracker:
         return TrackerRunner(tracker, key or "", wait=tracker_wait, min_devices=min_devices,
-                             status=status)
-    return EmbeddedRunner()
+                             status=status, **deadlines)
+    return EmbeddedRunner(**deadlines)

@@ -1,39 +1,85 @@
-"""``kind="server"``: :class:`ServerRunner`, one RPC server at ``host:port``."""
+"""``kind="server"``: :class:`ServerRunner`, one RPC server at ``host:port``.
+
+Every connect is a handshake check (:func:`~tvm_sched.tune.runners.base.check_answers`) then
+``rpc.connect`` under a deadline: a server that is gone, hung, or busy with another session is a
+one-line :class:`~tvm_sched.errors.DeviceUnavailableError` within seconds, never a wait for good.
+"""
 
 from __future__ import annotations
 
 from tvm import rpc
 
-from tvm_sched.errors import DeviceUnavailableError, one_line
-from tvm_sched.tune.runners.base import Runner, parse_address, reachable
+from tvm_sched.tune.runners.base import (
+    CHECK_TIMEOUT_S,
+    CONNECT_TIMEOUT_S,
+    Runner,
+    call_with_deadline,
+    check_answers,
+    parse_address,
+)
 
 __all__ = ["ServerRunner"]
 
 
 class ServerRunner(Runner):
-    """One RPC server at ``host:port``."""
+    """One RPC server at ``host:port``.
+
+    Parameters
+    ----------
+    address
+        ``"host:port"`` or ``(host, port)``.
+    key
+        Device key stored in records (default ``"host:port"``).
+    session_timeout
+        Seconds after which the server ends a session (0: never), TVM's option.
+    connect_timeout
+        Deadline of one ``rpc.connect``, seconds.
+    check_timeout
+        Deadline of the handshake check before it, seconds.
+    """
 
     def __init__(self, address: str | tuple[str, int], *, key: str | None = None,
-                 session_timeout: float = 0):
+                 session_timeout: float = 0, connect_timeout: float = CONNECT_TIMEOUT_S,
+                 check_timeout: float = CHECK_TIMEOUT_S):
         self.host, self.port = (parse_address(address, "--rpc-server")
                                 if isinstance(address, str) else address)
         self.key = key or f"{self.host}:{self.port}"
         self.session_timeout = session_timeout
+        self.connect_timeout = connect_timeout
+        self.check_timeout = check_timeout
 
     def check(self) -> None:
-        reachable(self.host, self.port, "the RPC server", "connect to")
+        """The server answers TVM's RPC handshake within ``check_timeout`` seconds.
+
+        Raises
+        ------
+        DeviceUnavailableError
+            It refuses the connection, or accepts it and does not answer in time.
+        """
+        check_answers(self.host, self.port, "the RPC server", "connect to",
+                      timeout=self.check_timeout)
 
     def _connect(self):
-        try:
-            return rpc.connect(self.host, self.port, session_timeout=self.session_timeout)
-        except Exception as err:  # noqa: BLE001 - TVM raises RuntimeError/TVMError/OSError
-            raise DeviceUnavailableError(
-                f"cannot connect to the RPC server at {self.host}:{self.port}: "
-                f"{one_line(err, last=True, limit=200)}"
-            ) from None
+        """A session: the handshake check, then ``rpc.connect`` within ``connect_timeout``.
+
+        Raises
+        ------
+        DeviceUnavailableError
+            Either step failed or ran past its deadline.
+        """
+        self.check()
+        host, port, timeout = self.host, self.port, self.session_timeout
+        return call_with_deadline(
+            lambda: rpc.connect(host, port, session_timeout=timeout), self.connect_timeout,
+            f"cannot connect to the RPC server at {host}:{port}", discard=_drop)
 
     def open(self):
         return [(f"{self.host}:{self.port}", self._connect())]
 
     def reopen(self, name):
         return self._connect()
+
+
+def _drop(sess) -> None:
+    """A session that came after its deadline: dropping the last reference closes it."""
+    del sess
