@@ -20,7 +20,7 @@ import numpy as np
 
 from tvm_sched.cost import Comm, Makespan, PeakMemory, StageCost
 from tvm_sched.datasets import generate
-from tvm_sched.solvers.heuristics import priority_orders_batch
+from tvm_sched.graph import priority_orders_batch
 
 
 def main(argv: list[str] | None = None) -> int:

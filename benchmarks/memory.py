@@ -56,6 +56,7 @@ from tvm_sched import zoo
 from tvm_sched.cost import peak_memory, planned_memory, planned_memory_batch
 from tvm_sched.cost.planned_memory import planned_memory_lower_bound as planned_lb
 from tvm_sched.errors import SolverUnavailableError
+from tvm_sched.graph import priority_orders_batch
 from tvm_sched.relax.arena import PlanArena, allocated_bytes, arena_pipeline
 from tvm_sched.relax.extract import extract
 from tvm_sched.relax.frontend import from_torch, prepare, run_module
@@ -63,7 +64,6 @@ from tvm_sched.relax.memory import planned_bytes
 from tvm_sched.relax.passes import ScheduleOperators
 from tvm_sched.relax.reorder import apply
 from tvm_sched.solvers import get_solver, solver_class, solver_names
-from tvm_sched.solvers.heuristics import priority_orders_batch
 from tvm_sched.zoo import irregular
 
 TOPO_SORTS = [(o, d) for o in ("depth-first", "breadth-first")

@@ -25,7 +25,7 @@ import numpy as np
 
 from tvm_sched.cost import planned_memory_batch
 from tvm_sched.datasets import generate
-from tvm_sched.solvers.heuristics import priority_orders_batch
+from tvm_sched.graph import priority_orders_batch
 
 
 def _time(graph, orders, repeat: int) -> list[float]:

@@ -9,16 +9,16 @@ from hypothesis import strategies as st
 
 from tvm_sched.cost import Makespan, PeakMemory, peak_memory
 from tvm_sched.cost.makespan import list_times, makespan_list
-from tvm_sched.graph import OpGraph
-from tvm_sched.solvers import solve
-from tvm_sched.solvers.heuristics import (
+from tvm_sched.graph import (
+    OpGraph,
     bfs_order,
     dfs_order,
-    list_schedule,
     lpmf_order,
     priority_order,
     priority_orders_batch,
 )
+from tvm_sched.solvers import solve
+from tvm_sched.solvers.decoding import list_schedule
 from tvm_sched.testing.brute import brute_makespan, brute_peak_memory
 from tvm_sched.testing.dags import random_dag
 
@@ -129,7 +129,7 @@ def test_lpmf_not_worse_than_bfs_on_branchy_graph():
 @given(st.integers(2, 14), st.floats(0.1, 0.6), st.integers(0, 10_000), st.integers(1, 4),
        st.integers(1, 3))
 def test_event_driven_decoding_keeps_the_k_best_exact_schedules(n, p, seed, lanes, k):
-    from tvm_sched.solvers.heuristics import EventDecoded
+    from tvm_sched.solvers.decoding import EventDecoded
 
     g = random_dag(n, p, seed=seed)
     obj = Makespan(lanes=lanes)
@@ -159,7 +159,7 @@ def test_event_driven_decoding_keeps_the_k_best_exact_schedules(n, p, seed, lane
 def test_samplers_report_which_decoding_won_and_are_never_worse_than_either():
     # a wide graph where the serial rule leaves a lane idle: every sampler sees both decodings
     from tvm_sched.solvers import get_solver
-    from tvm_sched.solvers.heuristics import EventDecoded
+    from tvm_sched.solvers.decoding import EventDecoded
 
     g = random_dag(60, 0.08, seed=3)
     obj = Makespan(lanes=2)

@@ -9,7 +9,7 @@ import pytest
 import tvm
 from tvm import relax
 
-from tvm_sched.solvers.heuristics import priority_orders_batch
+from tvm_sched.graph import priority_orders_batch
 from tvm_sched.tune import Builder
 
 pytestmark = [pytest.mark.integration]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tvm_sched.errors import DeviceUnavailableError
-from tvm_sched.solvers.heuristics import priority_orders_batch
+from tvm_sched.graph import priority_orders_batch
 from tvm_sched.tune import EmbeddedRunner, InProcessRunner, Measurer, ServerRunner
 from tvm_sched.tune.builder import Built
 from tvm_sched.tune.runner import _Device

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tvm_sched.solvers.heuristics import priority_orders_batch
+from tvm_sched.graph import priority_orders_batch
 from tvm_sched.tune import InProcessRunner, Measurer
 from tvm_sched.tune.runner import _Device
 

@@ -25,7 +25,7 @@ def tracker():
 
 
 def test_two_servers_under_one_tracker_both_receive_work(tracker, builder, reference, model):
-    from tvm_sched.solvers.heuristics import priority_orders_batch
+    from tvm_sched.graph import priority_orders_batch
 
     servers = [EmbeddedServer(tracker=("127.0.0.1", tracker.port), key="cpu-test",
                               lifetime=300).start() for _ in range(2)]

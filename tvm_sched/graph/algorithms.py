@@ -2,7 +2,11 @@
 
 Small pure functions over compressed adjacency (CSR: the neighbours of ``v`` are
 ``idx[ptr[v]:ptr[v+1]]``), so that the class keeps only data and validation. Nothing here knows
-the class; every function takes arrays and returns new (writable) arrays.
+the class; every function takes arrays and returns new (writable) arrays. :func:`kahn_lists`
+and :func:`find_cycle` take plain predecessor lists instead, for the relations built at run time
+(lane orders + waits + data edges): :func:`find_cycle` is the only cycle finder of tvm_sched.
+The orders built on an :class:`~tvm_sched.graph.OpGraph` (depth- and breadth-first, priority,
+least peak memory first) are :mod:`tvm_sched.graph.orders`.
 
 Examples
 --------
@@ -19,6 +23,7 @@ Examples
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -52,7 +57,7 @@ def kahn(n: int, pred_ptr: np.ndarray, succ_ptr: np.ndarray, succ_idx: np.ndarra
     return np.array(order, dtype=np.int64)
 
 
-def kahn_lists(preds) -> tuple[list[int], list[int]]:
+def kahn_lists(preds: Sequence[Iterable[int]]) -> tuple[list[int], list[int]]:
     """A topological order of the relation ``preds[v]`` (the nodes before ``v``, repeats
     allowed), and the nodes left out by a cycle (empty when there is none).
 
@@ -85,19 +90,58 @@ def kahn_lists(preds) -> tuple[list[int], list[int]]:
     return order, [v for v in range(n) if indeg[v] > 0]
 
 
-def find_cycle(n: int, done: np.ndarray, pred_ptr: np.ndarray, pred_idx: np.ndarray
-               ) -> list[int]:
-    """Nodes on one cycle, in edge direction, given the nodes ``done`` that Kahn's algorithm
-    could order (every node left has a predecessor that is also left: walk back)."""
-    left = set(range(n)) - set(done.tolist())
-    u = min(left)
+def find_cycle(preds: Sequence[Iterable[int]], left: Iterable[int] | None = None) -> list[int]:
+    """Nodes on one cycle of the relation ``preds`` (``preds[v]``: the nodes before ``v``).
+
+    The one cycle finder of tvm_sched: :class:`~tvm_sched.graph.OpGraph` validation and the lane
+    engines' checks name the cycle it returns. It walks backwards from the lowest node that
+    Kahn's algorithm left out, always to the first predecessor (in ``preds[v]``'s order) that
+    was left out too, until a node repeats: every left-out node has such a predecessor.
+
+    Parameters
+    ----------
+    preds
+        For each node ``0..n-1``, the nodes that must come before it (lists, tuples or integer
+        arrays; repeats allowed).
+    left
+        The nodes Kahn's algorithm could not order (the second result of :func:`kahn_lists`);
+        computed when not given.
+
+    Returns
+    -------
+    list of int
+        The cycle's nodes in edge direction (each before the next, the last before the first);
+        empty when the relation has no cycle.
+
+    Raises
+    ------
+    ValueError
+        A node of ``left`` has no predecessor in ``left`` (``left`` is not what Kahn's
+        algorithm leaves out).
+
+    Examples
+    --------
+    >>> find_cycle([[], [0, 3], [1], [2]])   # 0 -> 1 -> 2 -> 3 -> 1
+    [2, 3, 1]
+    >>> find_cycle([[], [0], [1]])
+    []
+    """
+    if left is None:
+        left = kahn_lists(preds)[1]
+    stuck = {int(v) for v in left}
+    if not stuck:
+        return []
+    u = min(stuck)
     seen: dict[int, int] = {}
     path: list[int] = []
     while u not in seen:
         seen[u] = len(path)
         path.append(u)
-        preds = pred_idx[pred_ptr[u] : pred_ptr[u + 1]]
-        u = next(int(p) for p in preds if int(p) in left)
+        nxt = next((int(p) for p in preds[u] if int(p) in stuck), None)
+        if nxt is None:
+            raise ValueError(f"node {u} has no predecessor among the nodes left out; they are "
+                             "not what Kahn's algorithm leaves out")
+        u = nxt
     cycle = path[seen[u] :]
     cycle.reverse()
     return cycle

@@ -14,10 +14,11 @@ names the offending node -- so a half-built graph never exists. All attributes a
 read-only numpy arrays for fast vectorised cost evaluation, plus compressed adjacency (CSR) for
 predecessors and successors.
 
-This module holds the data and its validation; the algorithms (topological order, levels) are
-:mod:`tvm_sched.graph.algorithms` and the conversions (JSON, networkx, fingerprint)
-:mod:`tvm_sched.graph.io`, which the class's methods call. Pure Python + numpy; networkx is
-imported lazily by :meth:`OpGraph.to_networkx`.
+This module holds the data and its validation; the algorithms (topological order, cycle
+finding, levels) are :mod:`tvm_sched.graph.algorithms`, the orders built on a graph (depth- and
+breadth-first, priority, least peak memory first) :mod:`tvm_sched.graph.orders`, and the
+conversions (JSON, networkx, fingerprint) :mod:`tvm_sched.graph.io`, which the class's methods
+call. Pure Python + numpy; networkx is imported lazily by :meth:`OpGraph.to_networkx`.
 """
 
 from __future__ import annotations
@@ -221,7 +222,9 @@ class OpGraph:
         self._succ_ptr, self._succ_idx, self._succ_eid = map(_frozen, alg.csr(src, dst, n))
         topo = alg.kahn(n, self._pred_ptr, self._succ_ptr, self._succ_idx)
         if topo.size != n:
-            cycle = alg.find_cycle(n, topo, self._pred_ptr, self._pred_idx)
+            pp, pi = self._pred_ptr, self._pred_idx
+            preds = [pi[pp[v] : pp[v + 1]] for v in range(n)]
+            cycle = alg.find_cycle(preds, np.setdiff1d(np.arange(n), topo))
             names = " -> ".join(f"{c} ({self._names[c]!r})" for c in cycle + cycle[:1])
             raise CycleError(f"the graph has a cycle: {names}", cycle)
         self._topo = _frozen(topo)

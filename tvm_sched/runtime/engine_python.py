@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tvm_sched.errors import CycleError, InvalidScheduleError, LaneError
-from tvm_sched.graph.algorithms import kahn_lists
+from tvm_sched.graph.algorithms import find_cycle, kahn_lists
 
 __all__ = ["PythonEngine", "LaneError", "check_lanes", "usable_cores", "lane_cores"]
 
@@ -111,15 +111,7 @@ def check_lanes(num_steps: int, lanes: Sequence[Sequence[int]], waits: Sequence[
             preds[b].append(a)
     order, left = kahn_lists(preds)
     if left:
-        stuck = set(left)
-        v = min(stuck)
-        path: list[int] = []
-        seen: dict[int, int] = {}
-        while v not in seen:
-            seen[v] = len(path)
-            path.append(v)
-            v = next(u for u in preds[v] if u in stuck)
-        cycle = list(reversed(path[seen[v]:]))
+        cycle = find_cycle(preds, left)
         raise CycleError("the lane orders and waits form a cycle: "
                          + " -> ".join(name(s) for s in cycle), cycle)
     return order

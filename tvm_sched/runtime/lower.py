@@ -34,12 +34,11 @@ import tvm
 from tvm import relax
 
 from tvm_sched.errors import ExtractionError
-from tvm_sched.graph import OpGraph
+from tvm_sched.graph import OpGraph, program_order
 from tvm_sched.relax.extract import extract
 from tvm_sched.runtime.plan import ALIGN, LanePlan, Step, TensorSpec
 from tvm_sched.runtime.waits import happens_before, lane_waits
 from tvm_sched.schedule import Schedule
-from tvm_sched.solvers.heuristics import program_order
 
 __all__ = ["plan_module", "happens_before", "lane_waits", "module_constants", "main_graph"]
 

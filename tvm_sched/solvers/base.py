@@ -45,7 +45,7 @@ import numpy as np
 
 from tvm_sched.cost import Objective, make_objective
 from tvm_sched.errors import InvalidGraphError, SolverError, TvmSchedError
-from tvm_sched.graph import OpGraph
+from tvm_sched.graph import OpGraph, priority_order
 from tvm_sched.schedule import Schedule
 
 __all__ = ["Status", "Candidate", "Proposal", "SolveResult", "Solver", "Deadline", "Pacer",
@@ -422,8 +422,6 @@ class Solver:
         info = dict(deadline.incumbent_info, interrupted=True)
         cands = list(deadline.incumbents)
         if not cands:
-            from tvm_sched.solvers.heuristics import priority_order
-
             cands = [Candidate(Schedule(order=priority_order(graph, graph.bottom_level)))]
             info["fallback"] = "priority"
         return Proposal(cands, Status.FEASIBLE, info=info)

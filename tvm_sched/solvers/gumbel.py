@@ -35,7 +35,7 @@ import torch
 
 from tvm_sched.cost import Objective, StageCost
 from tvm_sched.cost.stage import node_weights, stage_cost_batch, stages_from_order
-from tvm_sched.graph import OpGraph
+from tvm_sched.graph import OpGraph, priority_order, priority_orders_batch
 from tvm_sched.schedule import Schedule
 from tvm_sched.solvers.base import Candidate, Deadline, Pacer, Proposal, Solver, meets_bound
 from tvm_sched.solvers.gaus.legalize import (
@@ -45,7 +45,6 @@ from tvm_sched.solvers.gaus.legalize import (
     stage_order,
 )
 from tvm_sched.solvers.gaus.solver import RowAdam
-from tvm_sched.solvers.heuristics import priority_order, priority_orders_batch
 
 __all__ = ["GumbelSolver"]
 

@@ -10,12 +10,10 @@ a test reference can compare start times and break ties with ``==`` just like th
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 from hypothesis import strategies as st
 
-from tvm_sched.graph import OpGraph
+from tvm_sched.graph import OpGraph, random_order
 
 __all__ = ["dags", "dag_and_order", "dag_and_orders", "topological_order", "random_order"]
 
@@ -111,23 +109,9 @@ def dags(
     )
 
 
-def random_order(graph: OpGraph, rnd: random.Random) -> np.ndarray:
-    """A random topological order: Kahn's algorithm picking a uniformly random ready node."""
-    indeg = graph.in_degree.astype(int).tolist()
-    ready = [v for v in range(graph.num_nodes) if indeg[v] == 0]
-    order: list[int] = []
-    while ready:
-        v = ready.pop(rnd.randrange(len(ready)))
-        order.append(v)
-        for s in graph.succ_lists[v]:
-            indeg[s] -= 1
-            if indeg[s] == 0:
-                ready.append(s)
-    return np.array(order, dtype=np.int64)
-
-
 def topological_order(graph: OpGraph) -> st.SearchStrategy[np.ndarray]:
-    """Random topological orders of ``graph`` (drawn by a random Kahn choice)."""
+    """Random topological orders of ``graph`` (drawn by a random Kahn choice:
+    :func:`tvm_sched.graph.orders.random_order`, re-exported here for the tests)."""
     return st.randoms(use_true_random=False).map(lambda rnd: random_order(graph, rnd))
 
 

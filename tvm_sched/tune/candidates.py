@@ -25,10 +25,10 @@ import numpy as np
 from tvm import relax
 
 from tvm_sched.cost import cache_miss_bytes, peak_memory_batch, planned_memory_batch
+from tvm_sched.graph import priority_orders_batch, program_order
 from tvm_sched.memory import arena_bytes_batch
 from tvm_sched.relax.reorder import node_order
 from tvm_sched.solvers import get_solver, portfolio
-from tvm_sched.solvers.heuristics import priority_orders_batch, program_order
 from tvm_sched.tune.model import TuneModel
 from tvm_sched.tune.objective import Candidate
 

@@ -45,7 +45,7 @@ from ortools.sat.python import cp_model
 
 from tvm_sched.cost import Makespan
 from tvm_sched.cost.makespan import list_times
-from tvm_sched.graph import OpGraph
+from tvm_sched.graph import OpGraph, priority_order
 from tvm_sched.schedule import Schedule
 from tvm_sched.solvers.cpsat.common import (
     CPModel,
@@ -53,7 +53,6 @@ from tvm_sched.solvers.cpsat.common import (
     integer_levels,
     to_integers,
 )
-from tvm_sched.solvers.heuristics import priority_order
 
 __all__ = ["build_makespan", "assign_lanes", "chain_starts"]
 

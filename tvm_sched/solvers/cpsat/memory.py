@@ -29,10 +29,9 @@ from ortools.sat.python import cp_model
 
 from tvm_sched.cost import peak_memory_batch
 from tvm_sched.cost.memory import memory_lower_bound
-from tvm_sched.graph import OpGraph
+from tvm_sched.graph import OpGraph, dfs_order
 from tvm_sched.schedule import Schedule
 from tvm_sched.solvers.cpsat.common import CPModel, add_hints, to_integers
-from tvm_sched.solvers.heuristics import dfs_order
 
 __all__ = ["build_memory", "step_bounds"]
 

@@ -37,15 +37,15 @@ from tvm_sched.cost import Makespan, Objective, PeakMemory, StageCost
 from tvm_sched.cost.pipeline import Pipeline, int_durations, modulo_list_schedule
 from tvm_sched.cost.stage import node_weights
 from tvm_sched.errors import InfeasibleError
-from tvm_sched.graph import OpGraph
+from tvm_sched.graph import OpGraph, lpmf_order, priority_order
 from tvm_sched.solvers.base import is_order_memory
+from tvm_sched.solvers.decoding import list_schedule
 from tvm_sched.solvers.gaus.distributions import (
     expected_shortfall,
     std_normal_cdf,
     step_cdfs,
     step_mass,
 )
-from tvm_sched.solvers.heuristics import list_schedule, priority_order
 
 __all__ = ["Formulation", "make_formulation"]
 
@@ -175,8 +175,6 @@ class MemoryForm(Formulation):
         self.scale = max(1e-9, float(memory_lower_bound(graph)) / max(1.0, w.max()))
 
     def heuristic_points(self):
-        from tvm_sched.solvers.heuristics import lpmf_order
-
         pos = np.empty(self.n)
         pos[lpmf_order(self.graph)] = np.arange(self.n)
         return [pos]

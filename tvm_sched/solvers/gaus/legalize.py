@@ -23,10 +23,10 @@ import numpy as np
 from tvm_sched.cost import Makespan, Objective, PeakMemory, StageCost
 from tvm_sched.cost.pipeline import Pipeline, modulo_list_schedule, pipeline_latency
 from tvm_sched.cost.stage import stage_cost_batch, stages_from_orders
-from tvm_sched.graph import OpGraph
+from tvm_sched.graph import OpGraph, priority_order
 from tvm_sched.schedule import Schedule
 from tvm_sched.solvers.base import is_order_memory
-from tvm_sched.solvers.heuristics import list_schedule, priority_order
+from tvm_sched.solvers.decoding import list_schedule
 
 __all__ = ["legalize", "repair_stages", "depth_levels", "improve_stages", "stage_order"]
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from tvm_sched.cost.memory import peak_memory_batch
-from tvm_sched.graph import OpGraph
+from tvm_sched.graph import OpGraph, bfs_order, dfs_order, lpmf_order
 
 __all__ = ["STATIC_FEATURES", "COND_FEATURES", "NUM_RELATIONS", "MAX_LANES", "GraphEncoding",
            "encode_graph", "reachability_packed", "relation_block", "memory_reference",
@@ -88,8 +88,6 @@ def relation_block(reach: np.ndarray, graph: OpGraph, rows: np.ndarray,
 
 def memory_reference(graph: OpGraph) -> tuple[float, np.ndarray]:
     """Best liveness peak of least peak memory first, DFS and BFS (>= 1) and that order."""
-    from tvm_sched.solvers.heuristics import bfs_order, dfs_order, lpmf_order
-
     if graph.num_nodes == 0:
         return 1.0, np.zeros(0, dtype=np.int64)
     orders = np.stack([lpmf_order(graph), dfs_order(graph), bfs_order(graph)])

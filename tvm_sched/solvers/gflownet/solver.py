@@ -11,7 +11,7 @@ vectorised exponential race (:mod:`.sampler`), each decoded by the objective (li
 plus the objective's evaluation -- no network call per step. The reward the policy was trained
 on is the serial decoding's; on makespan without communication each sample is *also* decoded by
 Graham's event-driven rule (its positions as priorities,
-:class:`~tvm_sched.solvers.heuristics.EventDecoded`) and the better schedule is kept -- a
+:class:`~tvm_sched.solvers.decoding.EventDecoded`) and the better schedule is kept -- a
 post-processing of the samples (``info["best_decoding"]`` says which won), which costs a Python
 list schedule per sample (about 5 ms at 277 nodes) and was worth 4% of makespan at 2 lanes on
 real models' operator graphs.
@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from tvm_sched.cost import Makespan, Objective, StageCost
-from tvm_sched.graph import OpGraph
+from tvm_sched.graph import OpGraph, priority_order
 from tvm_sched.schedule import Schedule
 from tvm_sched.solvers.base import (
     Candidate,
@@ -62,11 +62,11 @@ from tvm_sched.solvers.base import (
     is_order_memory,
     meets_bound,
 )
+from tvm_sched.solvers.decoding import EventDecoded, list_schedule
 from tvm_sched.solvers.gflownet.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from tvm_sched.solvers.gflownet.features import GraphEncoding, condition, encode_graph
 from tvm_sched.solvers.gflownet.model import PolicyNet, attention_blocks
 from tvm_sched.solvers.gflownet.sampler import race_orders
-from tvm_sched.solvers.heuristics import EventDecoded, list_schedule, priority_order
 
 __all__ = ["GFlowNetSolver", "cached_model", "node_logits", "sample_schedules"]
 
@@ -197,7 +197,7 @@ class GFlowNetSolver(Solver):
         pacer = Pacer(deadline, cfg.batch, probe=cfg.probe)
         drawn, total, distinct = 0, 0.0, set()
         seed_best = min((c.claimed for c in seeds), default=float("inf"))
-        # each sample also decoded event-driven (tvm_sched.solvers.heuristics.EventDecoded)
+        # each sample also decoded event-driven (tvm_sched.solvers.decoding.EventDecoded)
         events = EventDecoded(cfg.top_k) if EventDecoded.applies(objective) else None
 
         def best_now() -> list[Candidate]:
