@@ -23,12 +23,7 @@ ROOT = Path(__file__).resolve().parents[1] / "tvm_sched"
 
 #: Cycles through lazy (function-level) imports still open, each with its owner; a new cycle
 #: fails, and so does an entry that no longer exists (remove it then).
-KNOWN_LAZY = {
-    # runtime/plan.py's LanePlan.from_module imports runtime.lower.plan_module inside the method,
-    # while lower imports plan at its top; plan.py is being edited by the runtime owner, who moves
-    # from_module (issue 19 item 3 report).
-    frozenset({"tvm_sched.runtime.lower", "tvm_sched.runtime.plan"}),
-}
+KNOWN_LAZY: set[frozenset[str]] = set()
 
 
 def _modules() -> dict[str, Path]:
@@ -169,11 +164,6 @@ def test_dependencies_run_one_way():
 #: Functions outside ``graph/`` whose names look like an order or cycle algorithm, each with why
 #: it stays; a new one fails, and so does an entry that no longer exists (remove it then).
 ORDER_NAMES_ALLOWED = {
-    # runtime/plan.py is being edited by the runtime owner: LanePlan._topological (Kahn via
-    # graph.algorithms.kahn_lists) and _find_cycle (a copy of graph.algorithms.find_cycle) are to
-    # be replaced by graph.algorithms.find_cycle by the lead (issue 19 item 3 report).
-    ("runtime/plan.py", "_topological"),
-    ("runtime/plan.py", "_find_cycle"),
     # a hypothesis strategy around graph.orders.random_order; no algorithm of its own
     ("testing/strategies.py", "topological_order"),
     # the brute-force oracle enumerates with networkx's all_topological_sorts, independent of

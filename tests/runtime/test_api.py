@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tvm_sched.errors import CycleError, ExtractionError, InvalidScheduleError
-from tvm_sched.runtime import LaneInputError, LaneModule, LanePlan, load
+from tvm_sched.runtime import LaneInputError, LaneModule, LanePlan, load, plan_module
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,8 @@ def test_unknown_kernel_and_cyclic_plan(compiled):
     d = plan.to_dict()
     d["kernels"][0] = "no_such_kernel"
     with pytest.raises(InvalidScheduleError, match="no_such_kernel"):
-        LaneModule(LanePlan.from_dict(d), kernels.exe.mod, "cpu", engine="python")
+        LaneModule(LanePlan.from_dict(d), kernels.exe.mod, "cpu", engine="python",
+                   constants=kernels.constants)
     d = json.loads(plan.to_json())
     d["lanes"] = [d["lanes"][0][:5], d["lanes"][0][5:]]
     d["waits"][0] = [6]  # step 0 waits for a step that comes after its own lane's successor
@@ -219,7 +220,7 @@ def test_auto_engine_says_once_when_it_falls_back(monkeypatch, caplog):
 
 def test_plan_from_module_and_threads_per_lane(compiled):
     kernels, inputs, ref = compiled("inception")
-    plan = LanePlan.from_module(kernels.mod, None, graph=kernels.graph, threads_per_lane=2)
+    plan = plan_module(kernels.mod, None, graph=kernels.graph, threads_per_lane=2)
     assert plan.threads_per_lane == 2 and plan.num_lanes == 1
     with kernels.module(None, threads_per_lane=2, engine="python",
                         allow_oversubscribe=True) as lm:

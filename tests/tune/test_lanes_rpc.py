@@ -126,7 +126,9 @@ def test_lanes_through_a_loopback_server_resume_and_export(small_model, server, 
 
     # resume: nothing measured, profiled or proposed again
     lines = (tmp_path / "lane_records.jsonl").read_text().count("\n")
-    again = tune(small_model, "llvm", ServerRunner(server.address), tmp_path, _config())
+    # (the same lane count: auto follows the load, which may change between two runs)
+    again = tune(small_model, "llvm", ServerRunner(server.address), tmp_path,
+                 _config(lanes=res.lanes))
     assert again.measured_now == 0
     assert (tmp_path / "lane_records.jsonl").read_text().count("\n") == lines
     assert again.best.candidate == res.best.candidate

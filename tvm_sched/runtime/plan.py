@@ -23,45 +23,83 @@ lane ``k`` runs them; ``waits[s]`` lists steps on *other* lanes that must finish
 ``s`` starts: exactly the cross-lane data dependencies not already implied by the lane orders
 and the other waits (a transitive reduction).
 
-:meth:`LanePlan.validate` checks a plan from an untrusted source (every step on exactly one
-lane, ids in range, no cycle through lanes and waits, arena tensors inside the arena and aligned)
-and raises :class:`~tvm_sched.errors.InvalidScheduleError` (or
-:class:`~tvm_sched.errors.CycleError`) naming the problem; engines never see an invalid plan.
+From JSON only the documented types are read (integers within 64 bits, strings, lists,
+objects); anything else raises :class:`~tvm_sched.errors.InvalidScheduleError`.
+
+:meth:`LanePlan.validate` proves a plan from an untrusted source safe to run, and raises
+:class:`~tvm_sched.errors.InvalidScheduleError` (or :class:`~tvm_sched.errors.CycleError`)
+naming the first problem; engines never see an invalid plan:
+
+- ids in range, known kinds and dtypes, every tensor at most :data:`MAX_TENSOR_BYTES`; every
+  step on exactly one lane, waits only on other lanes, no cycle through lanes and waits;
+- each parameter index bound by at most one ``param`` tensor and each constant index by at
+  most one ``const`` tensor, constant indices non-negative (and below the number of constants,
+  when the caller knows it);
+- arena tensors aligned and inside the arena, and the arena no larger than its tensors stacked
+  (each rounded up to :data:`ALIGN`);
+- every ``arena`` or ``extern`` tensor that a step uses or the plan returns is written by
+  exactly one step, which happens-before every other step using it; no step writes a
+  ``param`` or ``const`` tensor;
+- two arena tensors whose byte ranges overlap are never live at the same time: every step
+  using one happens-before every step using the other (or the reverse), where views count as
+  their base and the plan's outputs are read after every step. Happens-before is
+  :meth:`LanePlan.happens_before` (lane orders and waits, transitively closed); only
+  overlapping pairs are compared (arena tensors sorted by offset).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from tvm_sched.errors import CycleError, InvalidScheduleError
-from tvm_sched.graph.algorithms import kahn_lists
+from tvm_sched.errors import CycleError, InvalidScheduleError, one_line
+from tvm_sched.graph.algorithms import find_cycle, kahn_lists
 from tvm_sched.runtime.waits import bits_to_matrix
 
 __all__ = ["LanePlan", "TensorSpec", "Step", "FORMAT_NAME", "FORMAT_VERSION", "ALIGN",
-           "dtype_bytes"]
+           "MAX_TENSOR_BYTES", "dtype_bytes"]
 
 FORMAT_NAME = "tvm_sched.LanePlan"
 FORMAT_VERSION = 1
 #: Byte alignment of arena offsets and of the arena itself.
 ALIGN = 64
 
+#: Largest tensor a plan may declare (bytes); also keeps every size far from int64 overflow.
+MAX_TENSOR_BYTES = 1 << 40
+
 _KINDS = ("param", "const", "arena", "extern", "view")
+_DTYPE_RE = re.compile(r"(?:(bool)|(u?int|b?float)(\d{1,3})(_[a-z0-9]+)?)(?:x(\d{1,5}))?")
+_I64 = 1 << 63
 
 
 def dtype_bytes(dtype: str) -> int:
-    """Bytes per element of a TVM dtype string (``"float32"``, ``"int64"``, ``"bool"``, ...)."""
-    if dtype == "bool":
-        return 1
-    digits = "".join(ch for ch in dtype.split("x")[0] if ch.isdigit())
-    lanes = int(dtype.split("x")[1]) if "x" in dtype else 1
-    if not digits:
+    """Bytes per element of a TVM dtype string (``"float32"``, ``"int64"``, ``"bool"``, ...).
+
+    Raises
+    ------
+    InvalidScheduleError
+        ``dtype`` is not a TVM scalar or vector dtype (``bool``, ``[u]intN``, ``[b]floatN`` with
+        an optional ``_variant`` and ``xLANES``).
+
+    Examples
+    --------
+    >>> [dtype_bytes(d) for d in ("float32", "bool", "int8x4", "float8_e4m3fn")]
+    [4, 1, 4, 1]
+    """
+    m = _DTYPE_RE.fullmatch(dtype) if isinstance(dtype, str) else None
+    if m is None:
+        raise InvalidScheduleError(f"unknown dtype {str(dtype)[:40]!r}")
+    bits = 8 if m.group(1) else int(m.group(3))
+    lanes = int(m.group(5) or 1)
+    if bits == 0 or lanes == 0:
         raise InvalidScheduleError(f"unknown dtype {dtype!r}")
-    return max(1, int(digits) * lanes // 8)
+    return max(1, (bits * lanes + 7) // 8)
 
 
 @dataclass(frozen=True)
@@ -96,10 +134,22 @@ class TensorSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TensorSpec:
-        return cls(str(d["kind"]), tuple(int(x) for x in d["shape"]), str(d["dtype"]),
-                   int(d.get("index", -1)), int(d.get("offset", -1)), int(d.get("node", -1)),
-                   int(d.get("field", 0)))
+    def from_dict(cls, d: Mapping[str, Any], what: str = "tensor") -> TensorSpec:
+        """Read one tensor entry of a plan document.
+
+        Raises
+        ------
+        InvalidScheduleError
+            A missing field or a field of the wrong type (named with ``what``).
+        """
+        d = _mapping(d, what)
+        return cls(_str(_field(d, "kind", what), f"{what} kind"),
+                   _ints(_field(d, "shape", what), f"{what} shape"),
+                   _str(_field(d, "dtype", what), f"{what} dtype"),
+                   _int(d.get("index", -1), f"{what} index"),
+                   _int(d.get("offset", -1), f"{what} offset"),
+                   _int(d.get("node", -1), f"{what} node"),
+                   _int(d.get("field", 0), f"{what} field"))
 
 
 @dataclass(frozen=True)
@@ -122,10 +172,21 @@ class Step:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Step:
-        return cls(int(d["node"]), str(d["name"]), int(d["kernel"]),
-                   tuple(int(a) for a in d["args"]), tuple(int(s) for s in d.get("scalars", ())),
-                   int(d.get("num_outputs", 1)))
+    def from_dict(cls, d: Mapping[str, Any], what: str = "step") -> Step:
+        """Read one step entry of a plan document.
+
+        Raises
+        ------
+        InvalidScheduleError
+            A missing field or a field of the wrong type (named with ``what``).
+        """
+        d = _mapping(d, what)
+        return cls(_int(_field(d, "node", what), f"{what} node"),
+                   _str(_field(d, "name", what), f"{what} name"),
+                   _int(_field(d, "kernel", what), f"{what} kernel"),
+                   _ints(_field(d, "args", what), f"{what} args"),
+                   _ints(d.get("scalars", ()), f"{what} scalars"),
+                   _int(d.get("num_outputs", 1), f"{what} num_outputs"))
 
     @property
     def inputs(self) -> tuple[int, ...]:
@@ -181,14 +242,6 @@ class LanePlan:
     num_nodes: int = 0
     meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
-    @classmethod
-    def from_module(cls, mod, schedule=None, **kwargs) -> LanePlan:
-        """The plan of a fused Relax module under a lane schedule (imports TVM); see
-        :func:`tvm_sched.runtime.lower.plan_module`."""
-        from tvm_sched.runtime.lower import plan_module
-
-        return plan_module(mod, schedule, **kwargs)
-
     # -- figures ----------------------------------------------------------------------------
     @property
     def num_lanes(self) -> int:
@@ -216,7 +269,7 @@ class LanePlan:
         """(S, S) bool: step a finishes before step b starts in every run (lane orders + waits,
         transitively closed)."""
         s = len(self.steps)
-        order = self._topological()
+        order = self.serial_order()
         preds = self._step_preds()
         reach = [0] * s
         for v in order:
@@ -234,17 +287,34 @@ class LanePlan:
                 preds[b].append(a)
         return preds
 
-    def _topological(self) -> list[int]:
+    def serial_order(self) -> list[int]:
+        """Every step once, in an order that respects the lane orders and the waits (a linear
+        extension of :meth:`happens_before`): run on one thread in this order, the plan
+        computes what its lanes compute, on the same arena.
+
+        Raises
+        ------
+        CycleError
+            Lane orders and waits form a cycle (the message names its steps).
+        """
         preds = self._step_preds()
         out, stuck = kahn_lists(preds)
         if stuck:
-            cycle = _find_cycle(stuck, preds)
+            cycle = find_cycle(preds, stuck)
             names = " -> ".join(f"{v} ({self.steps[v].name})" for v in cycle)
             raise CycleError(f"the lane orders and waits form a cycle: steps {names}", cycle)
         return out
 
-    def validate(self) -> None:
-        """Check the plan's internal consistency (see the module docstring).
+    def validate(self, *, num_consts: int | None = None) -> None:
+        """Prove the plan safe to run (see the module docstring): ids in range, every step on
+        exactly one lane, no cycle, each parameter and constant bound once, every tensor written
+        once before it is read, and no two arena tensors sharing bytes while both may be live.
+
+        Parameters
+        ----------
+        num_consts
+            How many constants will be bound (``None``: not known yet; indices are then only
+            checked to be non-negative).
 
         Raises
         ------
@@ -253,34 +323,73 @@ class LanePlan:
         CycleError
             Lane orders and waits form a cycle (the message names its steps).
         """
-        nt, ns, nk = len(self.tensors), len(self.steps), len(self.kernels)
         if self.threads_per_lane < 1:
             raise InvalidScheduleError(
                 f"threads_per_lane must be >= 1, got {self.threads_per_lane}")
+        if not 0 <= self.num_input <= self.num_params:
+            raise InvalidScheduleError(f"num_input {self.num_input} is not in 0..num_params "
+                                       f"({self.num_params})")
         if self.arena_bytes < 0 or self.arena_bytes % ALIGN:
             raise InvalidScheduleError(f"arena_bytes {self.arena_bytes} is not a non-negative "
                                        f"multiple of {ALIGN}")
         for i, t in enumerate(self.tensors):
-            if t.kind not in _KINDS:
-                raise InvalidScheduleError(f"tensor {i} has unknown kind {t.kind!r}")
-            if any(d < 0 for d in t.shape):
-                raise InvalidScheduleError(f"tensor {i} has a negative dimension {t.shape}")
-            dtype_bytes(t.dtype)
-            if t.kind == "param" and not 0 <= t.index < self.num_params:
-                raise InvalidScheduleError(f"tensor {i} is parameter {t.index}; main has "
-                                           f"{self.num_params}")
-            if t.kind == "view":
-                if not 0 <= t.index < nt or self.tensors[t.index].kind == "view":
-                    raise InvalidScheduleError(f"tensor {i} is a view of {t.index}, which is not "
-                                               "a non-view tensor of the plan")
-                if t.nbytes > self.tensors[t.index].nbytes:
-                    raise InvalidScheduleError(f"view {i} ({t.nbytes} bytes) is larger than its "
-                                               f"base {t.index} ({self.tensors[t.index].nbytes})")
-            if t.kind == "arena":
-                if t.offset < 0 or t.offset % ALIGN or t.offset + t.nbytes > self.arena_bytes:
-                    raise InvalidScheduleError(
-                        f"arena tensor {i} at offset {t.offset} ({t.nbytes} bytes) is not an "
-                        f"aligned range inside the {self.arena_bytes}-byte arena")
+            self._check_tensor(i, t, num_consts)
+        self._check_bindings()
+        self._check_steps()
+        self._check_lanes()
+        hb = self.happens_before()  # raises CycleError first
+        self._check_memory(hb)
+
+    def _check_tensor(self, i: int, t: TensorSpec, num_consts: int | None) -> None:
+        nt = len(self.tensors)
+        if t.kind not in _KINDS:
+            raise InvalidScheduleError(f"tensor {i} has unknown kind {_short(t.kind)}")
+        if any(d < 0 for d in t.shape):
+            raise InvalidScheduleError(f"tensor {i} has a negative dimension {t.shape}")
+        dtype_bytes(t.dtype)
+        if len(t.shape) > 64 or t.nbytes > MAX_TENSOR_BYTES:
+            raise InvalidScheduleError(f"tensor {i} ({t.dtype}, {len(t.shape)} dimensions) is "
+                                       f"larger than {MAX_TENSOR_BYTES} bytes")
+        if t.kind == "param" and not 0 <= t.index < self.num_params:
+            raise InvalidScheduleError(f"tensor {i} is parameter {t.index}; main has "
+                                       f"{self.num_params}")
+        if t.kind == "const" and not 0 <= t.index < (_I64 if num_consts is None else num_consts):
+            have = "" if num_consts is None else f"; the module has {num_consts} constants"
+            raise InvalidScheduleError(f"tensor {i} is constant {t.index}{have}")
+        if t.kind == "view":
+            if not 0 <= t.index < nt or self.tensors[t.index].kind == "view":
+                raise InvalidScheduleError(f"tensor {i} is a view of {t.index}, which is not "
+                                           "a non-view tensor of the plan")
+            if t.nbytes > self.tensors[t.index].nbytes:
+                raise InvalidScheduleError(f"view {i} ({t.nbytes} bytes) is larger than its "
+                                           f"base {t.index} ({self.tensors[t.index].nbytes})")
+        if t.kind == "arena":
+            if t.offset < 0 or t.offset % ALIGN or t.offset + t.nbytes > self.arena_bytes:
+                raise InvalidScheduleError(
+                    f"arena tensor {i} at offset {t.offset} ({t.nbytes} bytes) is not an "
+                    f"aligned range inside the {self.arena_bytes}-byte arena")
+
+    def _check_bindings(self) -> None:
+        """Each parameter and constant index bound by at most one tensor; the arena no larger
+        than its tensors stacked."""
+        seen: dict[tuple[str, int], int] = {}
+        need = 0
+        for i, t in enumerate(self.tensors):
+            if t.kind in ("param", "const"):
+                first = seen.setdefault((t.kind, t.index), i)
+                if first != i:
+                    what = "parameter" if t.kind == "param" else "constant"
+                    raise InvalidScheduleError(f"tensors {first} and {i} are both {what} "
+                                               f"{t.index}")
+            elif t.kind == "arena":
+                need += -(-t.nbytes // ALIGN) * ALIGN
+        if self.arena_bytes > need:
+            raise InvalidScheduleError(f"arena_bytes {self.arena_bytes} is more than its arena "
+                                       f"tensors need stacked ({need} bytes, each rounded up "
+                                       f"to {ALIGN})")
+
+    def _check_steps(self) -> None:
+        nt, nk = len(self.tensors), len(self.kernels)
         for k, st in enumerate(self.steps):
             if not 0 <= st.kernel < nk:
                 raise InvalidScheduleError(f"step {k} ({st.name}) calls kernel {st.kernel}; the "
@@ -295,6 +404,9 @@ class LanePlan:
         for o in self.outputs:
             if not 0 <= o < nt:
                 raise InvalidScheduleError(f"output tensor {o} is not a tensor of the plan")
+
+    def _check_lanes(self) -> None:
+        ns = len(self.steps)
         if len(self.waits) != ns:
             raise InvalidScheduleError(f"{len(self.waits)} wait lists for {ns} steps")
         lane_of = [-1] * ns
@@ -316,7 +428,94 @@ class LanePlan:
                 if lane_of[w] == lane_of[s]:
                     raise InvalidScheduleError(f"step {s} waits for step {w} on its own lane "
                                                f"{lane_of[s]}")
-        self._topological()
+
+    def _uses(self) -> tuple[list[int], dict[int, set[int]], dict[int, list[int]]]:
+        """Per tensor its base (a view's base, else itself); per base the steps that use it
+        and the steps that write it (views count as their base)."""
+        base = [t.index if t.kind == "view" else i for i, t in enumerate(self.tensors)]
+        used: dict[int, set[int]] = {}
+        written: dict[int, list[int]] = {}
+        for k, st in enumerate(self.steps):
+            for a in st.args:
+                used.setdefault(base[a], set()).add(k)
+            for a in st.outputs:
+                lst = written.setdefault(base[a], [])
+                if not lst or lst[-1] != k:
+                    lst.append(k)
+        return base, used, written
+
+    def _check_memory(self, hb: np.ndarray) -> None:
+        """Every step-written tensor has one writer that happens-before its other uses, and
+        arena tensors that share bytes are never live at the same time."""
+        base, used, written = self._uses()
+        returned = {base[o] for o in self.outputs}
+        writer: dict[int, int] = {}
+        for b in sorted(set(used) | returned):
+            t = self.tensors[b]
+            ws = written.get(b, [])
+            if t.kind in ("param", "const"):
+                if ws:
+                    raise InvalidScheduleError(f"step {ws[0]} ({self.steps[ws[0]].name}) "
+                                               f"writes tensor {b}, a {t.kind}")
+                continue
+            if not ws:
+                raise InvalidScheduleError(f"tensor {b} ({t.kind}) is read but no step writes "
+                                           "it")
+            if len(ws) > 1:
+                raise InvalidScheduleError(f"tensor {b} ({t.kind}) is written by steps {ws[0]} "
+                                           f"({self.steps[ws[0]].name}) and {ws[1]} "
+                                           f"({self.steps[ws[1]].name})")
+            w = writer[b] = ws[0]
+            for s in sorted(used.get(b, ())):
+                if s != w and not hb[w, s]:
+                    raise InvalidScheduleError(
+                        f"step {s} ({self.steps[s].name}) reads tensor {b}, which step {w} "
+                        f"({self.steps[w].name}) writes, without waiting for it")
+        self._check_arena_overlaps(hb, used, returned, writer)
+
+    def _check_arena_overlaps(self, hb: np.ndarray, used: dict[int, set[int]],
+                              returned: set[int], writer: dict[int, int]) -> None:
+        """Arena tensors ``a``, ``b`` whose byte ranges overlap: every use of one must happen
+        before the other's writer (which happens before that one's uses). Only pairs that
+        overlap are compared (sorted by offset)."""
+        ids = sorted((i for i in writer if self.tensors[i].kind == "arena"
+                      and self.tensors[i].nbytes > 0), key=lambda i: self.tensors[i].offset)
+        if len(ids) < 2:
+            return
+        off = np.array([self.tensors[i].offset for i in ids], dtype=np.int64)
+        end = off + np.array([self.tensors[i].nbytes for i in ids], dtype=np.int64)
+        w = np.array([writer[i] for i in ids], dtype=np.int64)
+        # done[p, s]: every use of tensor ids[p] happens before step s (never, if returned)
+        done = np.ones((len(ids), len(self.steps)), dtype=bool)
+        for p, i in enumerate(ids):
+            if i in returned:
+                done[p] = False
+            for s in used.get(i, ()):
+                done[p] &= hb[s]
+        last = np.searchsorted(off, end, side="left")
+        for p in range(len(ids)):
+            q = np.arange(p + 1, last[p])
+            if not q.size:
+                continue
+            ok = done[p, w[q]] | done[q, w[p]]
+            if not ok.all():
+                self._overlap_error(ids[p], ids[int(q[np.argmin(ok)])], hb, used, returned,
+                                    writer)
+
+    def _overlap_error(self, a: int, b: int, hb, used, returned, writer) -> None:
+        ta, tb = self.tensors[a], self.tensors[b]
+        lo, hi = max(ta.offset, tb.offset), min(ta.offset + ta.nbytes, tb.offset + tb.nbytes)
+
+        def blocker(x: int, y: int) -> str:
+            wy = writer[y]
+            late = [s for s in sorted(used.get(x, ())) if not hb[s, wy]]
+            who = f"step {late[0]} ({self.steps[late[0]].name})" if late else "the plan's outputs"
+            return (f"{who} uses tensor {x} without happening before step {wy} "
+                    f"({self.steps[wy].name}), which writes tensor {y}")
+
+        raise InvalidScheduleError(
+            f"arena tensors {a} and {b} share bytes [{lo}, {hi}) but may be live at the same "
+            f"time: {blocker(a, b)}, and {blocker(b, a)}")
 
     # -- JSON -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -349,25 +548,31 @@ class LanePlan:
         if not isinstance(d, Mapping) or d.get("format") != FORMAT_NAME:
             raise InvalidScheduleError("not a lane plan document (format field missing)")
         if d.get("version") != FORMAT_VERSION:
-            raise InvalidScheduleError(f"lane plan format version {d.get('version')!r} is not "
-                                       f"supported (this tvm_sched reads {FORMAT_VERSION})")
-        try:
-            plan = cls(
-                kernels=tuple(str(k) for k in d["kernels"]),
-                tensors=tuple(TensorSpec.from_dict(t) for t in d["tensors"]),
-                steps=tuple(Step.from_dict(s) for s in d["steps"]),
-                lanes=tuple(tuple(int(s) for s in c) for c in d["lanes"]),
-                waits=tuple(tuple(int(s) for s in w) for w in d["waits"]),
-                outputs=tuple(int(o) for o in d["outputs"]),
-                num_input=int(d["num_input"]),
-                num_params=int(d["num_params"]),
-                arena_bytes=int(d["arena_bytes"]),
-                threads_per_lane=int(d.get("threads_per_lane", 1)),
-                num_nodes=int(d.get("num_nodes", 0)),
-                meta=dict(d.get("meta") or {}),
-            )
-        except (KeyError, TypeError, ValueError) as err:
-            raise InvalidScheduleError(f"malformed lane plan document: {err!r}") from err
+            raise InvalidScheduleError(f"lane plan format version {_short(d.get('version'))} is "
+                                       f"not supported (this tvm_sched reads {FORMAT_VERSION})")
+        meta = d.get("meta") or {}
+        if not isinstance(meta, Mapping):
+            raise InvalidScheduleError(f"malformed lane plan document: meta is a "
+                                       f"{type(meta).__name__}, not an object")
+        plan = cls(
+            kernels=tuple(_str(k, f"kernel {i}")
+                          for i, k in enumerate(_list(_field(d, "kernels"), "kernels"))),
+            tensors=tuple(TensorSpec.from_dict(t, f"tensor {i}")
+                          for i, t in enumerate(_list(_field(d, "tensors"), "tensors"))),
+            steps=tuple(Step.from_dict(st, f"step {i}")
+                        for i, st in enumerate(_list(_field(d, "steps"), "steps"))),
+            lanes=tuple(_ints(c, f"lane {i}")
+                        for i, c in enumerate(_list(_field(d, "lanes"), "lanes"))),
+            waits=tuple(_ints(w, f"waits of step {i}")
+                        for i, w in enumerate(_list(_field(d, "waits"), "waits"))),
+            outputs=_ints(_field(d, "outputs"), "outputs"),
+            num_input=_int(_field(d, "num_input"), "num_input"),
+            num_params=_int(_field(d, "num_params"), "num_params"),
+            arena_bytes=_int(_field(d, "arena_bytes"), "arena_bytes"),
+            threads_per_lane=_int(d.get("threads_per_lane", 1), "threads_per_lane"),
+            num_nodes=_int(d.get("num_nodes", 0), "num_nodes"),
+            meta=dict(meta),
+        )
         plan.validate()
         return plan
 
@@ -375,11 +580,22 @@ class LanePlan:
         return json.dumps(self.to_dict(), **kw)
 
     @classmethod
-    def from_json(cls, text: str) -> LanePlan:
+    def from_json(cls, text: str | bytes) -> LanePlan:
+        """Read a plan from JSON text (and :meth:`validate` it).
+
+        Raises
+        ------
+        InvalidScheduleError
+            Not JSON (or nested too deeply, or a number too long to read), or as
+            :meth:`from_dict`.
+        CycleError
+            As :meth:`from_dict`.
+        """
         try:
             d = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise InvalidScheduleError(f"lane plan is not valid JSON: {err}") from err
+        except (ValueError, TypeError, RecursionError) as err:  # JSONDecodeError is a ValueError
+            raise InvalidScheduleError(f"lane plan is not valid JSON: "
+                                       f"{one_line(err, with_type=True)}") from err
         return cls.from_dict(d)
 
     def summary(self) -> str:
@@ -401,14 +617,49 @@ def _jsonable(x: Any) -> Any:
     return str(x)
 
 
-def _find_cycle(stuck: Sequence[int], preds: Sequence[Sequence[int]]) -> list[int]:
-    """A cycle among ``stuck`` nodes (each has a stuck predecessor), in forward order."""
-    stuck_set = set(stuck)
-    v = stuck[0]
-    seen: dict[int, int] = {}
-    path: list[int] = []
-    while v not in seen:
-        seen[v] = len(path)
-        path.append(v)
-        v = next(u for u in preds[v] if u in stuck_set)
-    return list(reversed(path[seen[v]:]))
+def _short(x: Any) -> str:
+    try:
+        return reprlib.repr(x)
+    except (ValueError, RecursionError):  # an int of more than 4300 digits, a deep nesting
+        return f"a {type(x).__name__}"
+
+
+def _field(d: Mapping[str, Any], key: str, what: str = "plan") -> Any:
+    if key not in d:
+        raise InvalidScheduleError(f"malformed lane plan document: {what} has no {key!r}")
+    return d[key]
+
+
+def _mapping(d: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(d, Mapping):
+        raise InvalidScheduleError(f"malformed lane plan document: {what} is a "
+                                   f"{type(d).__name__}, not an object")
+    return d
+
+
+def _list(x: Any, what: str) -> Sequence[Any]:
+    if isinstance(x, (str, bytes, Mapping)) or not isinstance(x, Sequence):
+        raise InvalidScheduleError(f"malformed lane plan document: {what} is a "
+                                   f"{type(x).__name__}, not a list")
+    return x
+
+
+def _int(x: Any, what: str) -> int:
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+        raise InvalidScheduleError(f"malformed lane plan document: {what} is "
+                                   f"{_short(x)}, not an integer")
+    if not -_I64 <= int(x) < _I64:
+        raise InvalidScheduleError(f"malformed lane plan document: {what} does not fit in 64 "
+                                   "bits")
+    return int(x)
+
+
+def _ints(x: Any, what: str) -> tuple[int, ...]:
+    return tuple(_int(v, f"{what}[{i}]") for i, v in enumerate(_list(x, what)))
+
+
+def _str(x: Any, what: str) -> str:
+    if not isinstance(x, str):
+        raise InvalidScheduleError(f"malformed lane plan document: {what} is {_short(x)}, not "
+                                   "a string")
+    return x

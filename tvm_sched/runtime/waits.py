@@ -28,13 +28,21 @@ __all__ = ["lane_waits", "happens_before", "bits_to_matrix"]
 
 
 def bits_to_matrix(reach: list[int], n: int) -> np.ndarray:
-    """(n, n) bool from per-column bitsets: ``m[a, b]`` iff bit ``a`` of ``reach[b]``."""
+    """(n, n) bool from per-column bitsets: ``m[a, b]`` iff bit ``a`` of ``reach[b]``.
+
+    Examples
+    --------
+    >>> bits_to_matrix([0b10, 0, 0b11], 3).astype(int).tolist()
+    [[0, 0, 1], [1, 0, 1], [0, 0, 0]]
+    """
     m = np.zeros((n, n), dtype=bool)
-    for v, r in enumerate(reach):
-        while r:
-            low = r & -r
-            m[low.bit_length() - 1, v] = True
-            r ^= low
+    if not n or not reach:
+        return m
+    width = (n + 7) // 8  # bytes per bitset, low bit first
+    raw = b"".join((r & ((1 << n) - 1)).to_bytes(width, "little") for r in reach[:n])
+    bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8).reshape(-1, width), axis=1,
+                         bitorder="little")[:, :n]
+    m[:, :bits.shape[0]] = bits.T.astype(bool)
     return m
 
 
