@@ -47,3 +47,71 @@ def test_it_settles_on_the_faster_mode(a, b, seed):
     ch = ModeChooser()
     _drive(ch, (a, b), 600, random.Random(seed))
     assert ch.current == (0 if a < b else 1)
+
+
+# --------------------------------------------------------------------------------------------
+# in a LaneModule: the same outputs bit for bit either way; the tuner's plans stay fixed
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from tvm_sched.runtime.plan import LanePlan  # noqa: E402
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("engine", ["python", "native"])
+def test_a_module_runs_on_its_lanes_or_on_one_thread_with_the_same_outputs(compiled, engine):
+    from tvm_sched.runtime import native
+    from tvm_sched.runtime.engine_python import usable_cores
+
+    if engine == "native" and not native.available():
+        pytest.skip("the native engine is not built")
+    kernels, inputs, ref = compiled("darts")
+    rng = np.random.default_rng(3)
+    lanes = max(2, min(3, len(usable_cores())))
+    sched = _random_lane_schedule(kernels.graph, lanes, rng)
+    with kernels.module(sched, engine=engine, allow_oversubscribe=True) as lm:
+        assert lm.chooser is not None and lm.mode == "lanes"
+        serial = lm.plan.serial_order()
+        assert sorted(serial) == list(range(len(lm.plan.steps)))
+        hb = lm.plan.happens_before()
+        pos = {s: i for i, s in enumerate(serial)}
+        assert all(pos[a] < pos[b] for a, b in zip(*np.nonzero(hb), strict=True))
+        for mode in (0, 1, 0, 1):  # force each mode in turn; poisoned arena in between
+            lm.chooser.current, lm.chooser.period = mode, 10**9
+            lm.poison()
+            assert lm.mode == ("lanes", "serial")[mode]
+            for a, b in zip(lm(*inputs), ref, strict=True):
+                np.testing.assert_array_equal(a, b)
+        assert lm._serial is not None  # noqa: SLF001 - made on first use
+    with kernels.module(sched, engine=engine, allow_oversubscribe=True, adaptive=False) as lm:
+        assert lm.chooser is None and lm.mode == "lanes"
+    with kernels.module(None, engine=engine) as lm:  # one lane: nothing to choose
+        assert lm.chooser is None
+
+
+def _random_lane_schedule(graph, lanes, rng):
+    import random
+
+    from tvm_sched.schedule import Schedule
+    from tvm_sched.testing.strategies import random_order
+
+    order = random_order(graph, random.Random(int(rng.integers(2**31))))
+    return Schedule(order=tuple(order.tolist()),
+                    lane=tuple(int(x) for x in rng.integers(0, lanes, graph.num_nodes)))
+
+
+def test_the_serial_order_of_a_plan_respects_lanes_and_waits():
+    d = {"format": "tvm_sched.LanePlan", "version": 1, "kernels": ["k"],
+         "tensors": [{"kind": "param", "shape": [1], "dtype": "float32", "index": 0}] + [
+             {"kind": "extern", "shape": [1], "dtype": "float32", "node": i} for i in range(4)],
+         "steps": [{"node": i, "name": f"s{i}", "kernel": 0, "args": [0 if i in (0, 2) else i,
+                                                                      i + 1]}
+                   for i in range(4)],
+         "lanes": [[2, 3], [0, 1]], "waits": [[], [], [], [1]], "outputs": [2, 4],
+         "num_input": 1, "num_params": 1, "arena_bytes": 0}
+    d["steps"][1]["args"] = [1, 2]
+    d["steps"][3]["args"] = [2, 4]
+    d["steps"][2]["args"] = [0, 3]
+    plan = LanePlan.from_dict(d)
+    order = plan.serial_order()
+    assert order.index(2) < order.index(3) and order.index(0) < order.index(1) < order.index(3)

@@ -199,9 +199,10 @@ class LaneKernels:
 
     def module(self, schedule: Schedule | LanePlan | None = None, *, threads_per_lane: int = 1,
                engine: str = "auto", pin: bool = True, allow_oversubscribe: bool = False,
-               device="cpu", meta: dict | None = None) -> LaneModule:
+               device="cpu", meta: dict | None = None, adaptive: bool = True) -> LaneModule:
         """A :class:`LaneModule` running ``schedule`` (default: the module's order, one lane),
-        or a plan made before by :meth:`plan` (then ``threads_per_lane`` replaces the plan's)."""
+        or a plan made before by :meth:`plan` (then ``threads_per_lane`` replaces the plan's);
+        ``adaptive`` as :class:`LaneModule`'s."""
         if isinstance(schedule, LanePlan):
             plan = schedule.with_threads(threads_per_lane)
         else:
@@ -214,7 +215,7 @@ class LaneKernels:
         bound = {self.num_input + i: w for i, w in enumerate(self.weights)}
         lane_mod = LaneModule(plan, self.exe.mod, device, bound=bound, constants=self.constants,
                               engine=engine, pin=pin, allow_oversubscribe=allow_oversubscribe,
-                              exporter=self.exe.export_library)
+                              exporter=self.exe.export_library, adaptive=adaptive)
         lane_mod.kernels = self
         return lane_mod
 

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from tvm_sched.errors import InvalidScheduleError, LaneInputError, one_line
+from tvm_sched.runtime.adaptive import MODES, ModeChooser
 from tvm_sched.runtime.artifact import (
     EXPORT_FORMAT,
     MAX_MEMBER_BYTES,
@@ -134,6 +135,13 @@ class LaneModule:
     call). Concurrent calls on one module never run in parallel: use one module per thread for
     that.
 
+    Adaptive (the default with several lanes): each run goes to the plan's lanes or, while
+    that is faster now, to one thread running every step in a linear extension of the plan's
+    happens-before relation (same tensors, same arena, same outputs bit for bit), chosen from
+    the run times seen (:class:`~tvm_sched.runtime.adaptive.ModeChooser`: on a steady machine at
+    most ~0.2% of the runs try the other way). A busy process that takes one of the lanes' cores
+    then costs the module what it costs the Relax VM instead of every cross-lane wait.
+
     Parameters
     ----------
     plan
@@ -153,6 +161,11 @@ class LaneModule:
     exporter
         Callable writing the kernel library to a path (for :meth:`export`); default
         ``lib.export_library``.
+    adaptive
+        With several lanes: run each call on the lanes or, while that is faster (a busy process
+        holding one of the lanes' cores), every step on one thread in
+        :meth:`~tvm_sched.runtime.plan.LanePlan.serial_order` (:mod:`tvm_sched.runtime.adaptive`).
+        ``False``: always the lanes (what the tuner measures).
 
     Raises
     ------
@@ -166,7 +179,7 @@ class LaneModule:
     def __init__(self, plan: LanePlan, lib, device="cpu", *,
                  bound: Mapping[int, Any] | None = None,
                  constants: Sequence[np.ndarray] = (), engine: str = "auto", pin: bool = True,
-                 allow_oversubscribe: bool = False, exporter=None):
+                 allow_oversubscribe: bool = False, exporter=None, adaptive: bool = True):
         self._constants = [np.asarray(c) for c in constants]
         plan.validate(num_consts=len(self._constants))
         self.plan = plan
@@ -199,6 +212,11 @@ class LaneModule:
                                   allow_oversubscribe=allow_oversubscribe,
                                   step_names=[st.name for st in plan.steps])
         self.engine_kind = getattr(self.engine, "kind", type(self.engine).__name__)
+        #: Chooses between the lanes and one thread per run (None: always the lanes); see
+        #: :mod:`tvm_sched.runtime.adaptive`.
+        self.chooser = ModeChooser() if adaptive and plan.num_lanes > 1 else None
+        self._serial_args = (engine, funcs, steps)
+        self._serial = None  # the one-thread engine, made when first needed
 
     def _bind_tensors(self) -> list[Any]:
         """One TVM tensor per plan tensor: arena views, own buffers, bound arrays, views."""
@@ -263,9 +281,38 @@ class LaneModule:
             self._inputs[i].copyfrom(x)
 
     def run(self) -> None:
-        """Run every lane once on the current inputs (under the module's lock)."""
+        """Run the plan once on the current inputs (under the module's lock): on its lanes, or
+        on one thread while that is faster (see the class docstring)."""
         with self._lock:
+            self._run()
+
+    def _run(self) -> None:
+        ch = self.chooser
+        if ch is None:
             self.engine.run()
+            return
+        mode = ch.next()
+        engine = self.engine if mode == 0 else self._serial_engine()
+        t0 = time.perf_counter()
+        engine.run()
+        ch.record(mode, time.perf_counter() - t0)
+
+    def _serial_engine(self):
+        """The plan's steps on one thread in :meth:`LanePlan.serial_order` (same tensors, same
+        arena: the order respects happens-before), with every core the lanes had."""
+        if self._serial is None:
+            kind, funcs, steps = self._serial_args
+            plan = self.plan
+            self._serial = make_engine(
+                kind, funcs, steps, [plan.serial_order()], [[] for _ in plan.steps],
+                threads_per_lane=plan.threads_per_lane * plan.num_lanes, pin=False,
+                allow_oversubscribe=True, step_names=[st.name for st in plan.steps])
+        return self._serial
+
+    @property
+    def mode(self) -> str:
+        """``"lanes"`` or ``"serial"``: how the next run will run."""
+        return "lanes" if self.chooser is None else MODES[self.chooser.next()]
 
     def outputs(self) -> list[np.ndarray]:
         """Copies of the outputs of the last run (under the module's lock)."""
@@ -290,7 +337,7 @@ class LaneModule:
         """
         with self._lock:  # one acquire per call
             self._set_inputs(inputs)
-            self.engine.run()
+            self._run()
             return self._outputs()
 
     def time(self, number: int = 10, repeat: int = 5, *, warmup: int = 1) -> float:
@@ -298,12 +345,12 @@ class LaneModule:
         inputs as last set; the module's lock is held throughout)."""
         with self._lock:
             for _ in range(warmup):
-                self.engine.run()
+                self._run()
             samples = []
             for _ in range(max(1, repeat)):
                 t0 = time.perf_counter()
                 for _ in range(max(1, number)):
-                    self.engine.run()
+                    self._run()
                 samples.append((time.perf_counter() - t0) / max(1, number))
         return float(statistics.median(samples))
 
@@ -330,7 +377,10 @@ class LaneModule:
         return write_artifact(path, self.plan, arrays, self._exporter)
 
     def close(self) -> None:
+        """End the engines' threads (idempotent)."""
         self.engine.close()
+        if self._serial is not None:
+            self._serial.close()
 
     def __enter__(self) -> LaneModule:
         return self
@@ -343,7 +393,8 @@ class LaneModule:
 
 
 def load(path: str | Path, device="cpu", *, engine: str = "auto", pin: bool = True,
-         allow_oversubscribe: bool = False, threads_per_lane: int | None = None) -> LaneModule:
+         allow_oversubscribe: bool = False, threads_per_lane: int | None = None,
+         adaptive: bool = True) -> LaneModule:
     """Read a module written by :meth:`LaneModule.export`.
 
     **Loading an artifact runs its kernels' code**: ``kernels.so`` is loaded with ``dlopen``,
@@ -357,7 +408,7 @@ def load(path: str | Path, device="cpu", *, engine: str = "auto", pin: bool = Tr
     ----------
     path
         The exported file.
-    device, engine, pin, allow_oversubscribe
+    device, engine, pin, allow_oversubscribe, adaptive
         As :class:`LaneModule`.
     threads_per_lane
         Override the plan's TVM threads per lane.
@@ -392,6 +443,6 @@ def load(path: str | Path, device="cpu", *, engine: str = "auto", pin: bool = Tr
     try:
         return LaneModule(art.plan, lib, device, bound=art.bound, constants=art.constants,
                           engine=engine, pin=pin, allow_oversubscribe=allow_oversubscribe,
-                          exporter=lambda p: Path(p).write_bytes(lib_bytes))
+                          exporter=lambda p: Path(p).write_bytes(lib_bytes), adaptive=adaptive)
     except InvalidScheduleError as err:
         raise InvalidScheduleError(f"{name}: {one_line(err)}") from err

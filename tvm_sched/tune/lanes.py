@@ -196,21 +196,15 @@ class LaneBuilder:
                                                                       "source": c.source})
         return self._plans[c.hash]
 
-    def module(self, c: LaneCandidate, *, engine: str = "python"):
-        from tvm_sched.runtime.module import LaneModule
-
-        bound = {self.k.num_input + i: w for i, w in enumerate(self.k.weights)}
-        return LaneModule(self.plan(c), self.k.exe.mod, "cpu", bound=bound,
-                          constants=self.k.constants, engine=engine, pin=False,
-                          allow_oversubscribe=True,
-                          exporter=lambda p: shutil.copyfile(self.lib_path, p))
-
     def export(self, c: LaneCandidate, path: Path) -> Path:
-        mod = self.module(c)
-        try:
-            return mod.export(path)
-        finally:
-            mod.close()
+        """Write candidate ``c`` as a lane artifact (no engine is started for it)."""
+        from tvm_sched.runtime.artifact import write_artifact
+
+        plan = self.plan(c)
+        plan.validate(num_consts=len(self.k.constants))
+        arrays = {f"param_{self.k.num_input + i}": w for i, w in enumerate(self.k.weights)}
+        arrays.update({f"const_{i}": x for i, x in enumerate(self.k.constants)})
+        return write_artifact(path, plan, arrays, lambda p: shutil.copyfile(self.lib_path, p))
 
     def build(self, c: LaneCandidate) -> BuiltLane:
         t0 = time.perf_counter()
