@@ -11,7 +11,9 @@ conditions, each in its own interleaved rounds (VM, lanes, VM, lanes, ...):
   really competes for one of the cores).
 
 Busy loops are separate processes started before the condition's rounds and ended by their pid
-after them. ``speedup`` = median VM time / median lane time of the same rounds; ``kept`` is the
+after them. Each round runs the VM, the plan as deployed (``LaneModule`` with its adaptive
+choice between the lanes and one thread, :mod:`tvm_sched.runtime.adaptive`) and the same plan
+always on its lanes (``adaptive=False``), one after the other. ``speedup`` = median VM time / median lane time of the same rounds; ``kept`` is the
 loaded speed-up over the quiet one (issue 21's targets: ``nice19_all`` keeps >= 90%; under
 ``nice0_one`` the lanes are at least as fast as the VM). The 1-minute load average before each
 model is recorded. Results go to ``<out>/lanes_contention.{json,md}``::
@@ -63,15 +65,16 @@ def _stop_load(procs: list[subprocess.Popen]) -> None:
         p.wait()
 
 
-def _rounds(vm_run, lane_run, number: int, repeat: int) -> tuple[list[float], list[float]]:
-    vm, lanes = [], []
+def _rounds(runs, number: int, repeat: int) -> list[list[float]]:
+    """Interleaved: each of ``runs`` ``number`` times in turn, ``repeat`` rounds."""
+    out: list[list[float]] = [[] for _ in runs]
     for _ in range(repeat):
-        for fn, out in ((vm_run, vm), (lane_run, lanes)):
+        for fn, samples in zip(runs, out, strict=True):
             t0 = time.perf_counter()
             for _ in range(number):
                 fn()
-            out.append((time.perf_counter() - t0) / number)
-    return vm, lanes
+            samples.append((time.perf_counter() - t0) / number)
+    return out
 
 
 def measure_model(name: str, args) -> dict:
@@ -90,10 +93,11 @@ def measure_model(name: str, args) -> dict:
     vm = k.vm()
     vm_args = k.vm_args(model.inputs)
     vm.set_input("main", *vm_args)
-    with k.module(sched, engine=args.engine) as lanes:
+    with k.module(sched, engine=args.engine) as lanes, \
+            k.module(sched, engine=args.engine, adaptive=False) as fixed:
         ref = k.reference(*model.inputs)
-        row["ok"] = all(np.array_equal(a, b) for a, b in
-                        zip(lanes(*model.inputs), ref, strict=True))
+        row["ok"] = all(np.array_equal(a, b) for m in (lanes, fixed) for a, b in
+                        zip(m(*model.inputs), ref, strict=True))
 
         def vm_run():
             vm.invoke_stateful("main")
@@ -105,12 +109,16 @@ def measure_model(name: str, args) -> dict:
         for cond in CONDITIONS:
             procs = _start_load(cond)
             try:
-                vm_s, lane_s = _rounds(vm_run, lanes.run, number, args.repeat)
+                vm_s, lane_s, fixed_s = _rounds((vm_run, lanes.run, fixed.run), number,
+                                                args.repeat)
             finally:
                 _stop_load(procs)
-            row[cond] = {"vm_ms": statistics.median(vm_s) * 1e3,
-                         "lanes_ms": statistics.median(lane_s) * 1e3,
-                         "speedup": statistics.median(vm_s) / statistics.median(lane_s)}
+            vm_ms = statistics.median(vm_s) * 1e3
+            row[cond] = {"vm_ms": vm_ms, "lanes_ms": statistics.median(lane_s) * 1e3,
+                         "fixed_ms": statistics.median(fixed_s) * 1e3,
+                         "speedup": statistics.median(vm_s) / statistics.median(lane_s),
+                         "fixed_speedup": statistics.median(vm_s) / statistics.median(fixed_s),
+                         "serial_share": lanes.chooser.explored, "mode_after": lanes.mode}
     quiet = row["quiet"]["speedup"]
     for cond in CONDITIONS[1:]:
         row[cond]["kept"] = row[cond]["speedup"] / quiet
@@ -123,15 +131,21 @@ def write(rows: list[dict], out: Path, meta: dict) -> None:
                                                           indent=1))
     lines = ["# Lanes on a loaded machine (2-lane plan vs the Relax VM)", "",
              f"{meta['cpu']}; {meta['date']}; command: `{meta['command']}`", "",
-             "| model | nodes | predicted | quiet VM ms | quiet lanes ms | quiet speed-up | "
-             "nice 19 all: speed-up (kept) | nice 0 one core: speed-up (kept) | outputs | load |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+             "Speed-up over the Relax VM of the same rounds: the lane module as deployed "
+             "(adaptive) and, in brackets, the same plan always on its lanes (fixed); kept = "
+             "adaptive speed-up over the quiet one; mode = where the adaptive module ran at the "
+             "end of the condition.", "",
+             "| model | nodes | predicted | quiet VM ms | quiet: adaptive (fixed) | "
+             "nice 19 all: adaptive (fixed), kept | nice 0 one core: adaptive (fixed), kept, "
+             "mode | outputs | load |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
     for r in rows:
         q, a, b = r["quiet"], r["nice19_all"], r["nice0_one"]
         lines.append(f"| {r['model']} | {r['nodes']} | {r['predicted_speedup']:.2f}x | "
-                     f"{q['vm_ms']:.2f} | {q['lanes_ms']:.2f} | {q['speedup']:.2f}x | "
-                     f"{a['speedup']:.2f}x ({a['kept']:.0%}) | {b['speedup']:.2f}x "
-                     f"({b['kept']:.0%}) | {'same' if r['ok'] else 'DIFFER'} | "
+                     f"{q['vm_ms']:.2f} | {q['speedup']:.2f}x ({q['fixed_speedup']:.2f}x) | "
+                     f"{a['speedup']:.2f}x ({a['fixed_speedup']:.2f}x), {a['kept']:.0%} | "
+                     f"{b['speedup']:.2f}x ({b['fixed_speedup']:.2f}x), {b['kept']:.0%}, "
+                     f"{b['mode_after']} | {'same' if r['ok'] else 'DIFFER'} | "
                      f"{r['load_before']:.2f} |")
     (out / "lanes_contention.md").write_text("\n".join(lines) + "\n")
 

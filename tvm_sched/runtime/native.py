@@ -54,6 +54,7 @@ __all__ = ["NativeEngine", "NativeEngineUnavailableError", "available", "library
 
 _LIB_NAME = "libtvm_sched_lanes.so"
 _DEFAULT_SPIN_US = 50.0
+_DEFAULT_STEAL_US = 20.0
 _CYCLE_PREFIX = "invalid lane plan: lane orders and waits form a cycle"
 
 
@@ -145,6 +146,12 @@ class NativeEngine:
         Optional step names for error messages.
     spin_us
         How long a waiting lane spins before it sleeps; default 50 µs, 0 when oversubscribed.
+    steal_us
+        Work sharing: a thread whose own lane is blocked runs another lane's next step once
+        that step has been ready and untaken this long (default 20 µs; a lane whose thread
+        lost its core to another process hands its ready steps to an idle thread); a negative
+        value: never, each lane only on its own thread. Steps still start only after their
+        lane's previous step and their waits, so the plan's arena stays safe.
 
     Raises
     ------
@@ -178,7 +185,8 @@ class NativeEngine:
     def __init__(self, funcs: Sequence[Callable[..., Any]], steps: Sequence[tuple[int, Sequence]],
                  lanes: Sequence[Sequence[int]], waits: Sequence[Sequence[int]], *,
                  threads_per_lane: int = 1, pin: bool = True, allow_oversubscribe: bool = False,
-                 step_names: Sequence[str] | None = None, spin_us: float | None = None):
+                 step_names: Sequence[str] | None = None, spin_us: float | None = None,
+                 steal_us: float | None = None):
         self._handle = None
         create, why = _load()
         if create is None:
@@ -199,6 +207,7 @@ class NativeEngine:
             spin_us = 0.0 if oversubscribed else _DEFAULT_SPIN_US
         if spin_us < 0:
             raise InvalidScheduleError(f"spin_us must be >= 0, got {spin_us}")
+        steal_us = _DEFAULT_STEAL_US if steal_us is None else float(steal_us)
         table = []
         for i, f in enumerate(funcs):
             if isinstance(f, tvm_ffi.Function):
@@ -221,7 +230,8 @@ class NativeEngine:
         names = [str(n) for n in step_names] if step_names is not None else []
         try:
             handle = create(table, step_funcs, step_args, lane_lists, wait_lists, threads_per_lane,
-                            bool(pin), int(round(spin_us * 1000)), names)
+                            bool(pin), int(round(spin_us * 1000)), names,
+                            -1 if steal_us < 0 else int(round(steal_us * 1000)))
         except ValueError as err:
             raise _plan_error(err) from err
         handle.release_gil = True  # run() must not hold the GIL: Python kernels may need it
@@ -245,6 +255,11 @@ class NativeEngine:
     def num_waits(self) -> int:
         """Cross-lane waits the engine keeps (waits implied by earlier ones are dropped)."""
         return int(self._live()("num_waits"))
+
+    @property
+    def stolen(self) -> int:
+        """Steps run by another lane's thread (work sharing) since the engine started."""
+        return int(self._live()("stolen"))
 
     @property
     def closed(self) -> bool:

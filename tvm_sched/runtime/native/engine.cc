@@ -7,9 +7,11 @@
 #include <tvm/ffi/error.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <sstream>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 namespace tvm_sched {
 namespace lanes {
@@ -19,6 +21,9 @@ namespace {
 // the calling thread is not pinned, and spinning beside lanes that occupy every core delays
 // them (measured: 2 lanes on 2 cores, a 20 us spin made an empty run() 5x slower).
 constexpr int64_t kMaxMainSpinNs = 20000;
+// With work sharing, an idle thread sleeps at most this long before it looks again for a step
+// of another lane to take (a waker only wakes the threads a finished step concerns).
+constexpr int64_t kStealPollNs = 200000;
 }  // namespace
 
 LaneEngine::LaneEngine(std::vector<tvm::ffi::Function> funcs, CompiledPlan plan,
@@ -87,7 +92,12 @@ void LaneEngine::LaneMain(int lane, std::vector<int> cores) {
                      options_.spin_ns);
     seen = run_seq_.load(std::memory_order_acquire);
     if (stop_.load(std::memory_order_acquire)) break;
-    ExecuteLane(lane, gen_.load(std::memory_order_acquire));
+    const uint64_t gen = gen_.load(std::memory_order_acquire);
+    if (options_.steal_ns >= 0) {
+      ExecuteShared(lane, gen);
+    } else {
+      ExecuteLane(lane, gen);
+    }
     if (remaining_.fetch_sub(1, std::memory_order_seq_cst) == 1) main_parker_.Wake();
   }
 }
@@ -134,6 +144,121 @@ bool LaneEngine::ExecuteLane(int lane, uint64_t gen) {
     }
   }
   return true;
+}
+
+int LaneEngine::Claimable(int lane, uint64_t gen, uint64_t* claimed, uint32_t* pos) const {
+  const uint64_t base = gen << 32;
+  const std::vector<CompiledStep>& steps = plan_.lanes[lane];
+  const uint64_t c = lanes_[lane].claimed.load(std::memory_order_seq_cst);
+  const uint32_t p = (c >> 32) == gen ? static_cast<uint32_t>(c) : 0;
+  *claimed = c;
+  *pos = p;
+  if (p >= steps.size()) return 0;  // every step of the lane is taken
+  // its previous step done (the first step of a lane has none: progress may still hold the
+  // last run's generation)
+  if (p > 0 && lanes_[lane].progress.load(std::memory_order_acquire) < (base | p)) return 1;
+  const CompiledStep& step = steps[p];
+  for (uint32_t w = step.wait_begin; w < step.wait_end; ++w) {
+    const LaneWait& wait = plan_.waits[w];
+    if (lanes_[wait.lane].progress.load(std::memory_order_acquire) < (base | wait.count)) {
+      return 1;
+    }
+  }
+  return 2;  // ready: take it with a CAS on `claimed`
+}
+
+uint64_t LaneEngine::ProgressSum() const {
+  uint64_t sum = 0;
+  for (int l = 0; l < num_lanes(); ++l) {
+    sum += lanes_[l].progress.load(std::memory_order_seq_cst);
+    sum += lanes_[l].claimed.load(std::memory_order_seq_cst);
+  }
+  return sum;
+}
+
+bool LaneEngine::RunStep(int lane, uint32_t pos, uint64_t gen, int own) {
+  const CompiledStep& step = plan_.lanes[lane][pos];
+  try {
+    tvm::ffi::Any result;
+    funcs_[step.func].CallPacked(views_.data() + step.arg_begin,
+                                 static_cast<int32_t>(step.num_args), &result);
+  } catch (const tvm::ffi::Error& e) {
+    Fail(step, lane, e.kind() + ": " + e.message());
+    return false;
+  } catch (const std::exception& e) {
+    Fail(step, lane, std::string("C++ exception: ") + e.what());
+    return false;
+  } catch (...) {
+    Fail(step, lane, "unknown C++ exception");
+    return false;
+  }
+  lanes_[lane].progress.store((gen << 32) | static_cast<uint64_t>(pos + 1),
+                              std::memory_order_seq_cst);
+  for (uint32_t k = step.notify_begin; k < step.notify_end; ++k) {
+    lanes_[plan_.notify[k]].parker.Wake();
+  }
+  if (lane != own) lanes_[lane].parker.Wake();  // its own thread may go on with it now
+  if (pos + 1 == plan_.lanes[lane].size()) WakeAllLanes();  // maybe everything is taken
+  return true;
+}
+
+void LaneEngine::AwaitChange(LaneState& self, uint64_t seen) {
+  auto changed = [&] {
+    return ProgressSum() != seen || abort_.load(std::memory_order_seq_cst) != 0;
+  };
+  if (SpinUntil(changed, options_.spin_ns)) return;
+  const uint32_t word = self.parker.word.load(std::memory_order_acquire);
+  self.parker.sleeping.store(1, std::memory_order_seq_cst);
+  if (!changed()) FutexWaitFor(&self.parker.word, word, kStealPollNs);
+  self.parker.sleeping.store(0, std::memory_order_relaxed);
+}
+
+bool LaneEngine::ExecuteShared(int own, uint64_t gen) {
+  const int num = num_lanes();
+  LaneState& self = lanes_[own];
+  // per other lane: the step this thread saw ready and untaken, and since when
+  std::vector<std::pair<uint32_t, int64_t>> seen(num, {UINT32_MAX, 0});
+  for (;;) {
+    if (abort_.load(std::memory_order_acquire) != 0) return false;
+    const uint64_t before = ProgressSum();
+    bool all_taken = true;
+    bool ran = false;
+    int64_t next_steal = INT64_MAX;  // when a step seen ready may be taken
+    for (int k = 0; k < num && !ran; ++k) {
+      const int lane = (own + k) % num;
+      uint64_t claimed;
+      uint32_t pos;
+      const int state = Claimable(lane, gen, &claimed, &pos);
+      if (state == 0) continue;
+      all_taken = false;
+      if (state != 2) continue;
+      if (lane != own) {  // another lane's step: only once it has waited steal_ns for its own
+        const int64_t now = NowNs();
+        if (seen[lane].first != pos) seen[lane] = {pos, now};
+        if (now - seen[lane].second < options_.steal_ns) {
+          next_steal = std::min(next_steal, seen[lane].second + options_.steal_ns);
+          continue;
+        }
+      }
+      uint64_t expected = claimed;
+      if (!lanes_[lane].claimed.compare_exchange_strong(
+              expected, (gen << 32) | static_cast<uint64_t>(pos + 1),
+              std::memory_order_seq_cst)) {
+        continue;  // another thread took it
+      }
+      if (!RunStep(lane, pos, gen, own)) return false;
+      if (lane != own) stolen_.fetch_add(1, std::memory_order_relaxed);
+      ran = true;
+    }
+    if (ran) continue;
+    if (all_taken) return true;
+    if (next_steal != INT64_MAX) {  // a step to take soon: spin until then or a change
+      SpinUntil([&] { return NowNs() >= next_steal || ProgressSum() != before; },
+                next_steal - NowNs() + 1000);
+      continue;
+    }
+    AwaitChange(self, before);
+  }
 }
 
 void LaneEngine::Fail(const CompiledStep& step, int lane, const std::string& what) {

@@ -14,6 +14,18 @@
  * sync.h); the finishing lane wakes only the lanes that wait on that very step, and only if
  * they sleep. Idle lanes wait for the next run the same way.
  *
+ * Work sharing (steal_ns >= 0): a lane's steps still run one after another in the lane's
+ * order, but not always on the lane's own thread. Each lane also has a `claimed` word (run
+ * generation << 32 | steps taken); a thread takes the next step of a lane with a CAS on it,
+ * once the lane's previous step is done and the step's waits are met. A thread first takes
+ * its own lane's next step; when that is blocked it takes another lane's next step that has
+ * been ready and untaken for steal_ns (its own thread is busy elsewhere, asleep, or lost its
+ * core to another process). So a lane that falls behind hands its ready steps to an idle
+ * thread, and every step still starts only after everything that happens-before it in the plan
+ * (its lane's previous step and its waits): the arena stays safe. A thread leaves the run when
+ * every step of every lane is taken; an idle thread spins, then sleeps with a timeout
+ * (kStealPollNs) so it looks for steps to take now and then.
+ *
  * Errors: the first step that throws sets the abort flag and records "step s (name) on lane l
  * failed: <kind>: <message>"; every lane stops before its next step (waits also end on abort),
  * and Run() throws that message as ffi::Error(RuntimeError). The engine stays usable.
@@ -51,6 +63,10 @@ struct EngineOptions {
   int threads_per_lane = 1;  // TVM thread-pool size of each lane's thread
   bool pin = true;           // pin lanes to disjoint cores where possible
   int64_t spin_ns = 50000;   // how long a waiting thread spins before it sleeps
+  // Work sharing: a thread whose own lane is blocked runs the next step of another lane once
+  // that step has been ready (its lane's previous step done, its waits met) and untaken for
+  // steal_ns; -1: never (each lane only on its own thread).
+  int64_t steal_ns = 20000;
 };
 
 class LaneEngine {
@@ -84,16 +100,25 @@ class LaneEngine {
   const std::vector<std::vector<int>>& pinned_cores() const { return pinned_; }
   /*! \brief Whether every lane's TVM thread pool was sized. */
   bool pools_configured() const { return pools_configured_; }
+  /*! \brief Steps run by a thread other than their lane's own, since the engine started. */
+  int64_t stolen() const { return stolen_.load(std::memory_order_relaxed); }
 
  private:
   /*! \brief Per-lane shared state, each part on its own cache line. */
   struct LaneState {
     alignas(64) std::atomic<uint64_t> progress{0};
+    // (generation << 32 | steps of this lane taken by some thread in this run): work sharing
+    alignas(64) std::atomic<uint64_t> claimed{0};
     Parker parker;  // the lane thread sleeps here (for a wait or for the next run)
   };
 
   void LaneMain(int lane, std::vector<int> cores);
   bool ExecuteLane(int lane, uint64_t gen);
+  bool ExecuteShared(int own, uint64_t gen);
+  int Claimable(int lane, uint64_t gen, uint64_t* claimed, uint32_t* pos) const;
+  bool RunStep(int lane, uint32_t pos, uint64_t gen, int own);
+  uint64_t ProgressSum() const;
+  void AwaitChange(LaneState& self, uint64_t seen);
   void Fail(const CompiledStep& step, int lane, const std::string& what);
   void WakeAllLanes();
   void CheckNotOnLane(const char* what) const;
@@ -118,6 +143,7 @@ class LaneEngine {
   alignas(64) std::atomic<uint32_t> abort_{0};
   alignas(64) std::atomic<int32_t> remaining_{0};  // lanes still running in this run
   Parker main_parker_;                             // Run() sleeps here
+  std::atomic<int64_t> stolen_{0};
   int64_t main_spin_ns_ = 0;                       // how long Run() spins before it sleeps
 
   std::string error_;  // written by the failing lane before it finishes (see Fail)

@@ -3,7 +3,7 @@
  * \brief The library's one exported function, `lanes_create`, and the engine handle it returns.
  *
  * lanes_create(funcs, step_funcs, step_args, lanes, waits, threads_per_lane, pin, spin_ns,
- *              step_names)
+ *              step_names, steal_ns)
  * validates the plan (ffi::Error ValueError naming the problem), builds a LaneEngine and
  * returns a handle: an ffi::Function owning the engine, called with a command string:
  *   "run"            run every lane once (RuntimeError naming the failed step on error)
@@ -12,6 +12,7 @@
  *   "pinned_cores"   per lane, the cores it is pinned to (empty: not pinned)
  *   "pools_configured"  whether each lane's TVM thread pool was sized
  *   "num_waits"      cross-lane waits kept after dropping implied ones
+ *   "stolen"         steps run by another lane's thread (work sharing) since creation
  * The engine is destroyed (threads joined) when the last reference to the handle goes.
  * Loaded from Python with tvm_ffi.load_module (tvm_sched.runtime.native).
  */
@@ -60,6 +61,7 @@ ffi::Any Dispatch(const std::shared_ptr<LaneEngine>& engine, const ffi::String& 
   }
   if (command == "pools_configured") return engine->pools_configured();
   if (command == "num_waits") return engine->num_waits();
+  if (command == "stolen") return engine->stolen();
   TVM_FFI_THROW(ValueError) << "unknown lane engine command '" << command << "'";
   TVM_FFI_UNREACHABLE();
 }
@@ -68,11 +70,13 @@ ffi::Function CreateLaneEngine(ffi::Array<ffi::Function> funcs, ffi::Array<int64
                                ffi::Array<ffi::Array<ffi::Any>> step_args,
                                ffi::Array<ffi::Array<int64_t>> lanes,
                                ffi::Array<ffi::Array<int64_t>> waits, int64_t threads_per_lane,
-                               bool pin, int64_t spin_ns, ffi::Array<ffi::String> step_names) {
+                               bool pin, int64_t spin_ns, ffi::Array<ffi::String> step_names,
+                               int64_t steal_ns) {
   if (threads_per_lane < 1 || threads_per_lane > 4096) {
     TVM_FFI_THROW(ValueError) << "threads_per_lane must be in 1..4096, got " << threads_per_lane;
   }
   if (spin_ns < 0) TVM_FFI_THROW(ValueError) << "spin_ns must be >= 0, got " << spin_ns;
+  if (steal_ns < -1) TVM_FFI_THROW(ValueError) << "steal_ns must be >= -1, got " << steal_ns;
   if (!step_names.empty() && step_names.size() != step_funcs.size()) {
     TVM_FFI_THROW(ValueError) << step_names.size() << " step names for " << step_funcs.size()
                               << " steps";
@@ -98,6 +102,7 @@ ffi::Function CreateLaneEngine(ffi::Array<ffi::Function> funcs, ffi::Array<int64
   options.threads_per_lane = static_cast<int>(threads_per_lane);
   options.pin = pin;
   options.spin_ns = spin_ns;
+  options.steal_ns = steal_ns;
   auto engine = std::make_shared<LaneEngine>(
       std::vector<ffi::Function>(funcs.begin(), funcs.end()), std::move(plan),
       std::move(flat_args),

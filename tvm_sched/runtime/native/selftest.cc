@@ -67,6 +67,8 @@ int RunTrial(int trial, std::mt19937* rng) {
   EngineOptions options;
   options.spin_ns = trial % 2 == 1 ? 0 : 20000;
   options.pin = trial % 3 == 0;
+  // work sharing: off, at once, after the default delay
+  options.steal_ns = trial % 4 == 0 ? -1 : (trial % 4 == 1 ? 0 : 20000);
   LaneEngine engine({kernel}, std::move(plan), std::move(args), {}, options);
   int failures = 0;
   for (int r = 0; r < 30; ++r) {

@@ -20,6 +20,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <ctime>
 #include <thread>
 
 #if defined(__linux__)
@@ -70,6 +71,20 @@ inline void FutexWait(std::atomic<uint32_t>* word, uint32_t expected) {
   syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, nullptr,
           nullptr, 0);
 #else
+  if (word->load(std::memory_order_acquire) == expected) std::this_thread::yield();
+#endif
+}
+
+/*! \brief Like FutexWait, but for at most timeout_ns nanoseconds. */
+inline void FutexWaitFor(std::atomic<uint32_t>* word, uint32_t expected, int64_t timeout_ns) {
+#if defined(__linux__)
+  struct timespec ts;
+  ts.tv_sec = static_cast<time_t>(timeout_ns / 1000000000);
+  ts.tv_nsec = static_cast<long>(timeout_ns % 1000000000);  // NOLINT(runtime/int)
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, &ts,
+          nullptr, 0);
+#else
+  (void)timeout_ns;
   if (word->load(std::memory_order_acquire) == expected) std::this_thread::yield();
 #endif
 }
