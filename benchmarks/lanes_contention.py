@@ -14,8 +14,9 @@ Busy loops are separate processes started before the condition's rounds and ende
 after them. Each round runs the VM, the plan as deployed (``LaneModule`` with its adaptive
 choice between the lanes and one thread, :mod:`tvm_sched.runtime.adaptive`) and the same
 plan always on its lanes (``adaptive=False``), one after the other. ``speedup`` = median VM
-time / median lane time of the same rounds; ``kept`` is the loaded speed-up over the quiet one (issue 21's targets: ``nice19_all`` keeps >= 90%; under
-``nice0_one`` the lanes are at least as fast as the VM). The 1-minute load average before each
+time / median lane time of the same rounds; ``kept`` is the loaded speed-up over the quiet
+one (issue 21's targets: ``nice19_all`` keeps >= 90%; under ``nice0_one`` the lanes are at
+least as fast as the VM). The 1-minute load average before each
 model is recorded. Results go to ``<out>/lanes_contention.{json,md}``::
 
     .venv/bin/python benchmarks/lanes_contention.py
