@@ -122,26 +122,7 @@ bool LaneEngine::ExecuteLane(int lane, uint64_t gen) {
           spin_ns);
     }
     if (abort_.load(std::memory_order_acquire) != 0) return false;
-    try {
-      tvm::ffi::Any result;
-      funcs_[step.func].CallPacked(views_.data() + step.arg_begin,
-                                   static_cast<int32_t>(step.num_args), &result);
-    } catch (const tvm::ffi::Error& e) {
-      Fail(step, lane, e.kind() + ": " + e.message());
-      return false;
-    } catch (const std::exception& e) {
-      Fail(step, lane, std::string("C++ exception: ") + e.what());
-      return false;
-    } catch (...) {
-      Fail(step, lane, "unknown C++ exception");
-      return false;
-    }
-    // Publishes the step's writes (release) and, sequentially consistent, pairs with the
-    // sleeping flag read in Parker::Wake (no lost wake-up; see sync.h).
-    self.progress.store(base | static_cast<uint64_t>(p + 1), std::memory_order_seq_cst);
-    for (uint32_t k = step.notify_begin; k < step.notify_end; ++k) {
-      lanes_[plan_.notify[k]].parker.Wake();
-    }
+    if (!RunStep(lane, static_cast<uint32_t>(p), gen)) return false;
   }
   return true;
 }
@@ -176,7 +157,7 @@ uint64_t LaneEngine::ProgressSum() const {
   return sum;
 }
 
-bool LaneEngine::RunStep(int lane, uint32_t pos, uint64_t gen, int own) {
+bool LaneEngine::RunStep(int lane, uint32_t pos, uint64_t gen) {
   const CompiledStep& step = plan_.lanes[lane][pos];
   try {
     tvm::ffi::Any result;
@@ -192,13 +173,13 @@ bool LaneEngine::RunStep(int lane, uint32_t pos, uint64_t gen, int own) {
     Fail(step, lane, "unknown C++ exception");
     return false;
   }
+  // Publishes the step's writes (release) and, sequentially consistent, pairs with the
+  // sleeping flag read in Parker::Wake (no lost wake-up; see sync.h).
   lanes_[lane].progress.store((gen << 32) | static_cast<uint64_t>(pos + 1),
                               std::memory_order_seq_cst);
   for (uint32_t k = step.notify_begin; k < step.notify_end; ++k) {
     lanes_[plan_.notify[k]].parker.Wake();
   }
-  if (lane != own) lanes_[lane].parker.Wake();  // its own thread may go on with it now
-  if (pos + 1 == plan_.lanes[lane].size()) WakeAllLanes();  // maybe everything is taken
   return true;
 }
 
@@ -246,8 +227,12 @@ bool LaneEngine::ExecuteShared(int own, uint64_t gen) {
               std::memory_order_seq_cst)) {
         continue;  // another thread took it
       }
-      if (!RunStep(lane, pos, gen, own)) return false;
-      if (lane != own) stolen_.fetch_add(1, std::memory_order_relaxed);
+      if (!RunStep(lane, pos, gen)) return false;
+      if (lane != own) {
+        stolen_.fetch_add(1, std::memory_order_relaxed);
+        lanes_[lane].parker.Wake();  // its own thread may go on with it now
+      }
+      if (pos + 1 == plan_.lanes[lane].size()) WakeAllLanes();  // maybe everything is taken
       ran = true;
     }
     if (ran) continue;

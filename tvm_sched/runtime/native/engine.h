@@ -116,7 +116,7 @@ class LaneEngine {
   bool ExecuteLane(int lane, uint64_t gen);
   bool ExecuteShared(int own, uint64_t gen);
   int Claimable(int lane, uint64_t gen, uint64_t* claimed, uint32_t* pos) const;
-  bool RunStep(int lane, uint32_t pos, uint64_t gen, int own);
+  bool RunStep(int lane, uint32_t pos, uint64_t gen);
   uint64_t ProgressSum() const;
   void AwaitChange(LaneState& self, uint64_t seen);
   void Fail(const CompiledStep& step, int lane, const std::string& what);
