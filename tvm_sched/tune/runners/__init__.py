@@ -24,7 +24,6 @@ from tvm_sched.tune.runners.base import (
     call_with_deadline,
     check_answers,
     parse_address,
-    reachable,
 )
 from tvm_sched.tune.runners.embedded import EmbeddedRunner
 from tvm_sched.tune.runners.local import InProcessRunner
@@ -32,7 +31,7 @@ from tvm_sched.tune.runners.server import ServerRunner
 from tvm_sched.tune.runners.tracker import TrackerRunner
 
 __all__ = ["Runner", "InProcessRunner", "ServerRunner", "TrackerRunner", "EmbeddedRunner",
-           "RUNNER_KINDS", "create_runner", "runner_from_args", "parse_address", "reachable",
+           "RUNNER_KINDS", "create_runner", "runner_from_args", "parse_address",
            "check_answers", "call_with_deadline"]
 
 RUNNER_KINDS = {"local": InProcessRunner, "server": ServerRunner, "tracker": TrackerRunner,

@@ -24,7 +24,7 @@ from typing import Any
 
 from tvm_sched.errors import DeviceUnavailableError, TuneInputError, one_line
 
-__all__ = ["Runner", "parse_address", "reachable", "check_answers", "call_with_deadline",
+__all__ = ["Runner", "parse_address", "check_answers", "call_with_deadline",
            "CONNECT_TIMEOUT_S", "CHECK_TIMEOUT_S"]
 
 #: Default deadline of one connect (``rpc.connect``, a tracker request), seconds.
@@ -48,31 +48,6 @@ def parse_address(text: str, what: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise TuneInputError(f"{what} must be HOST:PORT, got {text!r}")
     return host, int(port)
-
-
-def reachable(host: str, port: int, what: str, verb: str, timeout: float = 5.0) -> None:
-    """A TCP connection to ``host:port`` opens (and is closed again).
-
-    Parameters
-    ----------
-    host, port
-        Where.
-    what, verb
-        Words of the error message (``"cannot {verb} {what} at host:port: ..."``).
-    timeout
-        Seconds to wait for the connection.
-
-    Raises
-    ------
-    DeviceUnavailableError
-        No connection within ``timeout`` seconds.
-    """
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
-    except OSError as err:
-        raise DeviceUnavailableError(f"cannot {verb} {what} at {host}:{port}: "
-                                     f"{err.strerror or err}") from None
 
 
 def _recv_exact(sock: socket.socket, nbytes: int, deadline: float) -> bytes:
