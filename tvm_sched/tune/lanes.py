@@ -291,7 +291,8 @@ def _load_state(path: Path, key: dict, graph) -> dict | None:
     A state file that cannot be read, or whose values do not fit ``graph`` (a duration that is
     not a finite number >= 0, a schedule that is not a valid one of the graph), is ignored with
     a warning naming the file: the durations are measured and the proposals made again, as a
-    records line with such faults is skipped.
+    records line with such faults is skipped. The proposals come back read, as
+    ``state["pool"]`` (:class:`LaneCandidate` objects).
     """
     try:
         state = json.loads(path.read_text())
@@ -300,7 +301,7 @@ def _load_state(path: Path, key: dict, graph) -> dict | None:
     if not isinstance(state, dict) or state.get("key") != json.loads(json.dumps(key)):
         return None
     try:
-        _check_state(state, graph)
+        state["pool"] = _read_pool(state, graph)
     except Exception as err:  # noqa: BLE001 - any fault: recompute, say which file and why
         log.warning("%s does not fit this model (%s); profiling and proposing again", path,
                     one_line(err, limit=160))
@@ -308,8 +309,9 @@ def _load_state(path: Path, key: dict, graph) -> dict | None:
     return state
 
 
-def _check_state(state: dict, graph) -> None:
-    """Raise on the first value of a lane state file that does not fit ``graph``."""
+def _read_pool(state: dict, graph) -> list[LaneCandidate]:
+    """The proposals of a lane state file; raise on the first value that does not fit
+    ``graph``."""
     import math
 
     from tvm_sched.schedule import Schedule
@@ -318,12 +320,15 @@ def _check_state(state: dict, graph) -> None:
     for name, sec in dict(times).items():
         if not isinstance(sec, (int, float)) or not math.isfinite(sec) or sec < 0:
             raise ValueError(f"kernel {name!r} has duration {sec!r}")
+    pool = []
     for c in state["pool"]:
         cand = LaneCandidate(**{**c, "order": tuple(c["order"]), "lane": tuple(c["lane"])})
         Schedule(order=cand.order, lane=cand.lane).validate(graph, lanes=cand.lanes)
         if cand.predicted is not None and not math.isfinite(float(cand.predicted)):
             raise ValueError(f"candidate {cand.name!r} has predicted makespan {cand.predicted}")
+        pool.append(cand)
     dict(state["solver_info"])
+    return pool
 
 
 def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
@@ -408,8 +413,7 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
             prog("propose", len(proposed), len(dict.fromkeys([*solvers, "list"])), name)
 
         if saved is not None:
-            pool = [LaneCandidate(**{**c, "order": tuple(c["order"]), "lane": tuple(c["lane"])})
-                    for c in saved["pool"]]
+            pool = saved["pool"]
             solver_info = saved["solver_info"]
         else:
             pool, solver_info = propose_lanes(
