@@ -152,7 +152,7 @@ def write(rows: list[dict], out: Path, meta: dict) -> None:
 
 
 def main() -> None:
-    from profile_accuracy import _cpu
+    from profile_accuracy import run_meta
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="darts,hrnet,nasnet,inception,randwire")
@@ -164,9 +164,7 @@ def main() -> None:
     ap.add_argument("--sample-ms", type=float, default=100.0)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
-    meta = {"cpu": _cpu(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "command": "benchmarks/lanes_contention.py " + " ".join(
-                f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out")}
+    meta = run_meta("lanes_contention.py", args)
     rows = []
     for name in args.models.split(","):
         rows.append(measure_model(name, args))

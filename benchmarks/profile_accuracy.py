@@ -54,6 +54,15 @@ def _cpu() -> str:
     return f"{model} (LLVM cpu {llvm}), {os.cpu_count()} cores"
 
 
+def run_meta(script: str, args: argparse.Namespace) -> dict:
+    """The header every result file of these benchmarks carries: CPU, date and the command
+    (every option but ``--out``, unset ones left out)."""
+    return {"cpu": _cpu(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "command": f"benchmarks/{script} " + " ".join(
+                f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+                if k != "out" and v not in (None, False))}
+
+
 def measure_model(name: str, size: str, server, *, repeat: int, profile_repeat: int) -> dict:
     """One row: profile on the device, predicted one-lane makespan, measured latencies."""
     from tvm import rpc
@@ -131,9 +140,7 @@ def main() -> None:
     ap.add_argument("--profile-repeat", type=int, default=5)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
-    meta = {"cpu": _cpu(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "command": "benchmarks/profile_accuracy.py " + " ".join(
-                f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out")}
+    meta = run_meta("profile_accuracy.py", args)
     rows = []
     with EmbeddedServer(lifetime=7200) as server:
         for name in args.models.split(","):

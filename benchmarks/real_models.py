@@ -136,7 +136,7 @@ def write(rows: list[dict], out: Path, meta: dict) -> None:
 
 
 def main() -> None:
-    from profile_accuracy import _cpu
+    from profile_accuracy import run_meta
 
     from tvm_sched import zoo
 
@@ -152,10 +152,7 @@ def main() -> None:
     args = ap.parse_args()
     models = args.models.split(",") if args.models else zoo.corpus() + (
         zoo.names() if args.zoo else [])
-    meta = {"cpu": _cpu(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "command": "benchmarks/real_models.py " + " ".join(
-                f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                if k != "out" and v not in (None, False))}
+    meta = run_meta("real_models.py", args)
     rows = []
     for name in models:
         rows.append(run_model(name, args))
