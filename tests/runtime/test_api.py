@@ -247,3 +247,16 @@ def test_lane_errors_are_tvm_sched_errors_and_cross_tvm_ffi_as_themselves(name):
     tvm_ffi.register_global_func(func, raise_it, override=True)
     with pytest.raises(cls, match="step 3 on lane 1"):
         tvm_ffi.get_global_func(func)()
+
+
+def test_run_step_runs_the_plan_one_kernel_at_a_time(compiled):
+    kernels, inputs, ref = compiled("inception")
+    with kernels.module(None, engine="python") as lm:
+        lm.set_inputs(*inputs)
+        lm.poison()
+        times = [lm.run_step(s) for s in lm.plan.serial_order()]
+        assert all(t > 0 for t in times)
+        for a, b in zip(lm.outputs(), ref, strict=True):
+            np.testing.assert_array_equal(a, b)
+        with pytest.raises(IndexError, match="not a step"):
+            lm.run_step(len(lm.plan.steps))

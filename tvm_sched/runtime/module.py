@@ -215,7 +215,7 @@ class LaneModule:
         #: Chooses between the lanes and one thread per run (None: always the lanes); see
         #: :mod:`tvm_sched.runtime.adaptive`.
         self.chooser = ModeChooser() if adaptive and plan.num_lanes > 1 else None
-        self._serial_args = (engine, funcs, steps)
+        self._step_calls = (engine, funcs, steps)
         self._serial = None  # the one-thread engine, made when first needed
 
     def _bind_tensors(self) -> list[Any]:
@@ -301,13 +301,35 @@ class LaneModule:
         """The plan's steps on one thread in :meth:`LanePlan.serial_order` (same tensors, same
         arena: the order respects happens-before), with every core the lanes had."""
         if self._serial is None:
-            kind, funcs, steps = self._serial_args
+            kind, funcs, steps = self._step_calls
             plan = self.plan
             self._serial = make_engine(
                 kind, funcs, steps, [plan.serial_order()], [[] for _ in plan.steps],
                 threads_per_lane=plan.threads_per_lane * plan.num_lanes, pin=False,
                 allow_oversubscribe=True, step_names=[st.name for st in plan.steps])
         return self._serial
+
+    def run_step(self, step: int) -> float:
+        """Run plan step ``step`` alone, once, on the module's tensors as they are now (under
+        the module's lock); the seconds the kernel call took. Called for the steps of
+        :meth:`LanePlan.serial_order` in turn, after inputs were set, it is a run of the plan
+        one kernel at a time (the tuner's profile: every kernel on the data it receives).
+
+        Raises
+        ------
+        IndexError
+            ``step`` is not a step of the plan.
+        """
+        if not 0 <= step < len(self.plan.steps):
+            raise IndexError(f"step {step} is not a step of the {len(self.plan.steps)}-step "
+                             "plan")
+        _, funcs, steps = self._step_calls
+        kernel, args = steps[step]
+        fn = funcs[kernel]
+        with self._lock:
+            t0 = time.perf_counter()
+            fn(*args)
+            return time.perf_counter() - t0
 
     @property
     def mode(self) -> str:

@@ -43,8 +43,6 @@ PARALLELISM = "tvm_sched.tune.parallelism"
 MIN_EFFICIENCY = 0.75
 
 _CACHE: dict[str, tuple[float, object]] = {}
-#: id(module) -> (module, per lane position (kernel, arguments)) for :func:`_lane_step`
-_STEP_CALLS: dict[int, tuple[object, list]] = {}
 
 
 def num_cores() -> int:
@@ -148,7 +146,6 @@ def _module(path: str):
     if hit is not None and hit[0] == mtime:
         return hit[1]
     if hit is not None:
-        _STEP_CALLS.pop(id(hit[1]), None)
         hit[1].close()
     # more lanes than cores is the user's explicit choice (--lanes M); the plan says how many
     mod = load(full, "cpu", allow_oversubscribe=True, adaptive=False)  # the plan as planned
@@ -161,7 +158,6 @@ def forget() -> None:
     for _, mod in _CACHE.values():
         mod.close()
     _CACHE.clear()
-    _STEP_CALLS.clear()
 
 
 def _lane_run(path, index, *inputs):
@@ -191,18 +187,7 @@ def _lane_step(path, position) -> float:
     p = int(position)
     if not 0 <= p < len(chain):
         raise IndexError(f"position {p} is not a step of the {len(chain)}-step lane")
-    calls = _STEP_CALLS.get(id(mod))
-    if calls is None or calls[0] is not mod:
-        tensors = mod._tensors  # noqa: SLF001 - the module's own argument tensors
-        funcs = [mod.lib.get_function(k, query_imports=True) for k in plan.kernels]
-        calls = (mod, [(funcs[plan.steps[s].kernel],
-                        [tensors[a] for a in plan.steps[s].args] + list(plan.steps[s].scalars))
-                       for s in chain])
-        _STEP_CALLS[id(mod)] = calls
-    fn, args = calls[1][p]
-    t0 = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - t0
+    return mod.run_step(chain[p])
 
 
 def register() -> None:
