@@ -93,6 +93,13 @@ class ArenaReport:
     kept: list[str] = field(default_factory=list)  # bindings left on TVM's plan, and why
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as a plain dictionary (for JSON).
+
+        Returns
+        -------
+        dict
+            One entry per field, ``kept`` the report's own list.
+        """
         return dict(self.__dict__)
 
 
@@ -234,6 +241,11 @@ class PlanArena:
         Seconds for the exact packing per function.
     align
         Offset alignment in bytes (at least 64: ``ensure_zero_offset`` needs it).
+
+    Raises
+    ------
+    ValueError
+        When ``align`` is not a multiple of 64 or ``method`` is not one of the three.
     """
 
     def __init__(self, method: str = "auto", budget: float | None = 1.0, align: int = ALIGN):
@@ -245,6 +257,22 @@ class PlanArena:
         self.report: list[ArenaReport] = []
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        """Rewrite every Relax function of ``mod`` whose arena beats TVM's plan.
+
+        Refills ``report`` and warns once per binding or function left on TVM's plan.
+
+        Parameters
+        ----------
+        mod
+            A module planned by ``StaticPlanBlockMemory``.
+        ctx
+            The pass context (unused).
+
+        Returns
+        -------
+        tvm.IRModule
+            ``mod`` itself when no function was rewritten, else a new module.
+        """
         self.report = []
         updates = {}
         for gv, func in mod.functions.items():
@@ -263,7 +291,19 @@ class PlanArena:
 
 
 def arena_pipeline(arena: PlanArena | None = None) -> tvm.transform.Pass:
-    """TVM's default build pipeline (0.27) with :class:`PlanArena` after its memory planner."""
+    """TVM's default build pipeline (0.27) with :class:`PlanArena` after its memory planner.
+
+    Parameters
+    ----------
+    arena
+        The pass instance to run (keep it to read its ``report``); default a fresh
+        ``PlanArena()``.
+
+    Returns
+    -------
+    tvm.transform.Pass
+        A ``Sequential`` named ``"tvm_sched.arena_pipeline"``.
+    """
     from tvm.relax import backend, transform
 
     arena = arena or PlanArena()
@@ -290,7 +330,20 @@ def arena_pipeline(arena: PlanArena | None = None) -> tvm.transform.Pass:
 def planned_storage(mod: tvm.IRModule, func: str = "main") -> list[int]:
     """Sizes of the ``alloc_storage`` calls of ``mod[func]`` (a planned or lowered module).
 
-    Symbolic sizes are left out."""
+    Symbolic sizes are left out.
+
+    Parameters
+    ----------
+    mod
+        A module after ``StaticPlanBlockMemory`` (``relax.memory``) or lowered (``relax.vm``).
+    func
+        The function to read.
+
+    Returns
+    -------
+    list of int
+        Bytes per storage call, in post-order of the function body.
+    """
     sizes: list[int] = []
     names = ("relax.memory.alloc_storage", "relax.vm.alloc_storage")
 
@@ -313,6 +366,20 @@ def allocated_bytes(mod: tvm.IRModule, pipeline: tvm.transform.Pass | str = "tvm
     the storage the VM reserves for intermediates (function outputs are allocated separately
     and not counted). ``pipeline`` is a pass or a registered Relax pipeline name
     (``"tvm_sched"``, ``"default"``).
+
+    Parameters
+    ----------
+    mod
+        The Relax module, before any lowering.
+    pipeline
+        The pass to run, or the name of a registered Relax pipeline.
+    func
+        The function whose storage is counted.
+
+    Returns
+    -------
+    int
+        The sum of the constant ``alloc_storage`` sizes (symbolic ones are left out).
     """
     if isinstance(pipeline, str):
         pipeline = relax.get_pipeline(pipeline)

@@ -55,6 +55,20 @@ class DeviceSpec:
     launch_s: float = 2e-6  # fixed cost per kernel
 
     def duration(self, flops: float, bytes_moved: float) -> float:
+        """Roofline seconds of one kernel: launch cost plus the slower of compute and memory.
+
+        Parameters
+        ----------
+        flops
+            Floating-point operations of the kernel.
+        bytes_moved
+            Bytes it reads and writes.
+
+        Returns
+        -------
+        float
+            ``launch_s + max(flops / peak_flops, bytes_moved / bandwidth)``.
+        """
         return self.launch_s + max(flops / self.peak_flops, bytes_moved / self.bandwidth)
 
 
@@ -81,7 +95,19 @@ def _dtype_bytes(dtype: str) -> int:
 
 
 def tensor_bytes(ty) -> int | None:
-    """Bytes of a tensor (or the sum over a tuple) type; ``None`` when a shape is symbolic."""
+    """Bytes of a tensor (or the sum over a tuple) type; ``None`` when a shape is symbolic.
+
+    Parameters
+    ----------
+    ty
+        A Relax type (``TensorType``, ``TupleType`` or any other).
+
+    Returns
+    -------
+    int or None
+        Elements times dtype bytes (at least 1 byte per element); the sum of the fields of a
+        tuple; 0 for a type that is neither; ``None`` when a shape is unknown or symbolic.
+    """
     if isinstance(ty, relax.TupleType):
         total = 0
         for f in ty.fields:
@@ -184,10 +210,17 @@ def extract(
         Measured seconds per kernel name (:func:`tvm_sched.relax.profile.profile_kernels`):
         the duration of every node calling a named kernel; the others keep the roofline.
 
+    Returns
+    -------
+    list of OpGraph
+        One per dataflow block with at least ``min_nodes`` nodes, in block order; empty when
+        the function body is not a sequence of blocks.
+
     Raises
     ------
     ExtractionError
-        No such function, or a symbolic block when ``skip_symbolic`` is false.
+        No such function (or not a Relax function), a ``match_cast`` binding in a block, or a
+        symbolic block when ``skip_symbolic`` is false.
     """
     spec = DEVICES[device] if isinstance(device, str) else device
     try:
@@ -447,7 +480,23 @@ def _with_planner_info(g: OpGraph, func, b, block, views, memo: dict | None = No
 
 
 def block_info(graph: OpGraph) -> BlockInfo:
-    """The :class:`BlockInfo` stored in an extracted graph's metadata."""
+    """The :class:`BlockInfo` stored in an extracted graph's metadata.
+
+    Parameters
+    ----------
+    graph
+        A graph returned by :func:`extract`.
+
+    Returns
+    -------
+    BlockInfo
+        Function, block index, binding positions of the nodes, bindings in the block.
+
+    Raises
+    ------
+    ExtractionError
+        When the metadata lacks one of these entries (the graph was not extracted).
+    """
     m = graph.meta
     try:
         return BlockInfo(m["func"], int(m["block"]), tuple(int(p) for p in m["positions"]),

@@ -46,7 +46,18 @@ class ImportedModule:
 
 
 def flatten_values(value) -> list:
-    """Leaves of nested lists, tuples and TVM arrays (a VM's outputs), in order."""
+    """Leaves of nested lists, tuples and TVM arrays (a VM's outputs), in order.
+
+    Parameters
+    ----------
+    value
+        A leaf or a (nested) sequence; strings are leaves.
+
+    Returns
+    -------
+    list
+        The leaves, depth first; ``[value]`` for a leaf.
+    """
     if isinstance(value, (list, tuple, Sequence)) and not isinstance(value, str):
         out = []
         for item in value:
@@ -114,6 +125,16 @@ def prepare(mod: tvm.IRModule) -> tvm.IRModule:
     ``LiftTransformParams`` then :func:`tvm_sched.relax.passes.fusion_prefix`, the one fusion
     prefix of tvm_sched (the ``ScheduleOperators`` pass runs the same prefix, without lifting,
     which would change the function's signature inside a user's pipeline).
+
+    Parameters
+    ----------
+    mod
+        An imported module (``ImportedModule.mod``).
+
+    Returns
+    -------
+    tvm.IRModule
+        A new module with ``main_transform_params`` and a fused ``main``.
     """
     from tvm_sched.relax.passes import fusion_prefix
 
@@ -129,6 +150,22 @@ def run_module(
     If ``mod`` has ``main_transform_params`` it is run on the params first and its outputs
     are passed to ``main`` in their place. In TVM 0.27 ``main_transform_params`` takes one
     argument, the list of all params, and returns an Array (``main``'s params after inputs).
+
+    Parameters
+    ----------
+    mod
+        The module to compile (imported, prepared or scheduled).
+    imported
+        Supplies the inputs and params.
+    target
+        TVM target to compile for; the module runs on ``tvm.cpu()``.
+    relax_pipeline
+        Relax pipeline (a pass or a registered name) for ``tvm.compile``; default TVM's.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        The outputs of ``main``, flattened.
     """
     kwargs = {} if relax_pipeline is None else {"relax_pipeline": relax_pipeline}
     exe = tvm.compile(mod, target, **kwargs)

@@ -44,7 +44,18 @@ def _op_name(value) -> str | None:
 
 def inplace_indices(call: relax.Call) -> list[int] | None:
     """Per output of ``call``, the argument it overwrites (``-1``: a fresh tensor); ``None``
-    when ``call`` is not an in-place call."""
+    when ``call`` is not an in-place call.
+
+    Parameters
+    ----------
+    call
+        Any binding value; only a ``relax.call_tir_inplace`` call has indices.
+
+    Returns
+    -------
+    list of int or None
+        The call's ``inplace_indices`` attribute, or ``None``.
+    """
     if _op_name(call) != _INPLACE:
         return None
     return [int(i) for i in call.attrs.inplace_indices]
@@ -184,6 +195,21 @@ class KeepInplaceCallsUnfused:
     """
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        """Mark in-place kernels opaque and route their earlier readers through opaque copies.
+
+        Parameters
+        ----------
+        mod
+            A legalised module whose PrimFuncs carry ``op_pattern`` (after
+            ``AnnotateTIROpPattern``).
+        ctx
+            The pass context (unused).
+
+        Returns
+        -------
+        tvm.IRModule
+            ``mod`` itself when it has no in-place call, else the rewritten module.
+        """
         bb = relax.BlockBuilder(mod)
         opaque_copy: dict[str, tvm.ir.GlobalVar] = {}
         inplace_callees: dict[str, tvm.ir.GlobalVar] = {}

@@ -19,7 +19,18 @@ _PLAN = None
 
 
 def plan_memory(mod: tvm.IRModule) -> tvm.IRModule:
-    """The module after the planning passes (for inspection)."""
+    """The module after the planning passes (for inspection).
+
+    Parameters
+    ----------
+    mod
+        A fused Relax module (not modified).
+
+    Returns
+    -------
+    tvm.IRModule
+        The module after ``StaticPlanBlockMemory``.
+    """
     global _PLAN
     if _PLAN is None:
         _PLAN = tvm.transform.Sequential([
@@ -37,6 +48,18 @@ def planned_bytes(mod: tvm.IRModule, func: str = "main") -> int:
     """Bytes of storage TVM's planner allocates in ``mod[func]``.
 
     Examples are in ``tests/relax``: the number changes with the binding order.
+
+    Parameters
+    ----------
+    mod
+        A fused Relax module (not modified).
+    func
+        The function whose storage is counted.
+
+    Returns
+    -------
+    int
+        The sum of the ``alloc_storage`` sizes of ``mod[func]`` after planning.
     """
     planned = plan_memory(mod)
     alloc = tvm.ir.Op.get("relax.memory.alloc_storage")

@@ -57,7 +57,13 @@ def fusion_prefix() -> tvm.transform.Pass:
     """Legalise, annotate, fold, fuse, fuse TIR, eliminate dead code (DESIGN.md's prefix).
 
     In-place calls, and the calls that read a tensor before an in-place call overwrites it, stay
-    unfused (:class:`~tvm_sched.relax.inplace.KeepInplaceCallsUnfused`)."""
+    unfused (:class:`~tvm_sched.relax.inplace.KeepInplaceCallsUnfused`).
+
+    Returns
+    -------
+    tvm.transform.Pass
+        A fresh ``Sequential`` of the seven passes.
+    """
     return tvm.transform.Sequential([
         relax.transform.LegalizeOps(),
         relax.transform.AnnotateTIROpPattern(),
@@ -78,6 +84,17 @@ def is_fused(mod: tvm.IRModule) -> bool:
     Looks at the bindings of each function's blocks (normalised Relax has no nested calls), and
     walks the whole expression only for bodies that are not a plain sequence of blocks: a full
     walk visits every constant and shape and was most of the pass's time on large modules.
+
+    Parameters
+    ----------
+    mod
+        Any IRModule; only its Relax functions are read.
+
+    Returns
+    -------
+    bool
+        False as soon as one binding calls an operator that is not a kernel call, a view or a
+        memory, builtin or VM operator.
     """
 
     def high_level(expr) -> bool:
@@ -133,6 +150,10 @@ class ScheduleOperators:
         Orders always tried besides the solvers' (the module's own order is always kept).
     func
         Function to schedule.
+    seed
+        Seed passed to every solver.
+    solver_options
+        Configuration of the solvers in ``solver`` (their ``Config`` fields), the same for each.
     select
         ``"planned"``: keep the candidate with the fewest bytes the build allocates (see the
         module docstring; the default); ``"proxy"``: keep the solver's best by the proxy
@@ -149,6 +170,13 @@ class ScheduleOperators:
 
     Raises
     ------
+    ValueError
+        ``select`` is neither ``"planned"`` nor ``"proxy"``, or the objective is unknown or
+        does not take ``lanes``.
+    UnknownSolverError
+        A name in ``solver`` or ``baselines`` is not a registered solver.
+    SolverUnavailableError
+        One of those solvers needs a package that is not installed.
     ExtractionError
         (When run) the module has no function ``func``.
     """
@@ -187,6 +215,27 @@ class ScheduleOperators:
         self.report: list[dict[str, Any]] = []
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        """Fuse ``mod`` if needed, then reorder each dataflow block of ``func``.
+
+        Refills ``report`` with one entry per block.
+
+        Parameters
+        ----------
+        mod
+            A Relax module, fused or not.
+        ctx
+            The pass context (unused).
+
+        Returns
+        -------
+        tvm.IRModule
+            The module with the chosen orders written back.
+
+        Raises
+        ------
+        ExtractionError
+            The module has no Relax function ``func``.
+        """
         names = [gv.name_hint for gv, f in mod.functions.items() if isinstance(f, relax.Function)]
         if self.func not in names:
             raise ExtractionError(f"ScheduleOperators: the module has no function "
@@ -244,6 +293,21 @@ def pipeline(**options: Any) -> tvm.transform.Pass:
     default pipeline unchanged).
 
     Pass it as ``tvm.compile(mod, target, relax_pipeline=pipeline(...))``.
+
+    Parameters
+    ----------
+    **options
+        Keyword arguments of :class:`ScheduleOperators`; ``arena`` defaults to true here.
+
+    Returns
+    -------
+    tvm.transform.Pass
+        A ``Sequential`` named ``"tvm_sched.pipeline"``.
+
+    Raises
+    ------
+    ValueError, UnknownSolverError, SolverUnavailableError
+        As :class:`ScheduleOperators` does for bad options.
     """
     options = {"arena": True, **options}
     lower = arena_pipeline(PlanArena()) if options["arena"] else relax.get_pipeline("default")

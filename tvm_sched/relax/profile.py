@@ -48,6 +48,20 @@ def random_args(func: relax.Function, rng: np.random.Generator, count: int | Non
     0 (the one index valid for every non-empty axis: a one-row token-type table, a select of
     element 0; TVM's ``take`` does not check its indices), booleans fair coins.
 
+    Parameters
+    ----------
+    func
+        The Relax function whose parameters are drawn for.
+    rng
+        The generator every draw comes from.
+    count
+        How many leading parameters to draw for; ``None``: all.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One array per parameter, of its shape and dtype.
+
     Raises
     ------
     ValueError

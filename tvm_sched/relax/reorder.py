@@ -36,10 +36,23 @@ def _block_deps(block: relax.DataflowBlock) -> list[set[int]]:
 def binding_order(block: relax.DataflowBlock, node_positions: Sequence[int]) -> list[int]:
     """The full binding order when the compute bindings run in ``node_positions`` order.
 
+    Parameters
+    ----------
+    block
+        The dataflow block.
+    node_positions
+        Binding positions of the compute bindings, in the order they should run.
+
+    Returns
+    -------
+    list of int
+        A permutation of the block's binding positions; the other bindings follow their inputs.
+
     Raises
     ------
     InvalidScheduleError
-        A binding would come before a binding it reads (names both).
+        ``node_positions`` repeats a position, or a binding would come before a binding it reads
+        (names both).
     """
     bindings = block.bindings
     deps = _block_deps(block)
@@ -97,6 +110,20 @@ def apply_order(mod: tvm.IRModule, graph: OpGraph, order: Sequence[int] | Schedu
                 ) -> tvm.IRModule:
     """A copy of ``mod`` whose block (the one ``graph`` was extracted from) runs in ``order``.
 
+    Parameters
+    ----------
+    mod
+        The module ``graph`` was extracted from.
+    graph
+        An extracted graph (:func:`tvm_sched.relax.extract`).
+    order
+        A node order of ``graph``, or a schedule holding one.
+
+    Returns
+    -------
+    tvm.IRModule
+        ``mod`` itself when the block is already in that order, else a new module.
+
     Raises
     ------
     InvalidScheduleError
@@ -111,7 +138,27 @@ def apply_order(mod: tvm.IRModule, graph: OpGraph, order: Sequence[int] | Schedu
 
 def apply(mod: tvm.IRModule, schedules: Sequence[tuple[OpGraph, Schedule | Sequence[int]]]
           ) -> tvm.IRModule:
-    """Rewrite several blocks at once: each (graph, schedule) pair names its block."""
+    """Rewrite several blocks at once: each (graph, schedule) pair names its block.
+
+    Parameters
+    ----------
+    mod
+        The module the graphs were extracted from.
+    schedules
+        (graph, schedule or node order) pairs, at most one per block.
+
+    Returns
+    -------
+    tvm.IRModule
+        ``mod`` itself when no block changes, else a new module.
+
+    Raises
+    ------
+    InvalidScheduleError
+        A schedule is not a topological order of its graph.
+    ExtractionError
+        A graph was not extracted, or does not match the module (other function or block size).
+    """
     per_func: dict[str, relax.Function] = {}
     for graph, sched in schedules:
         sched = sched if isinstance(sched, Schedule) else Schedule(order=tuple(sched))
@@ -155,6 +202,25 @@ class ReorderBindings:
         self.schedules = list(schedules)
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        """Write the orders into ``mod`` (see :func:`apply`).
+
+        Parameters
+        ----------
+        mod
+            The module the graphs were extracted from.
+        ctx
+            The pass context (unused).
+
+        Returns
+        -------
+        tvm.IRModule
+            The rewritten module (``mod`` when nothing changes).
+
+        Raises
+        ------
+        InvalidScheduleError, ExtractionError
+            As :func:`apply`.
+        """
         return apply(mod, self.schedules)
 
 
@@ -164,6 +230,25 @@ def node_order(mod: tvm.IRModule, graph: OpGraph, other: tvm.IRModule) -> list[i
     Nodes are matched by their binding variables, so this reads the order of any pass that only
     permutes bindings (``relax.transform.TopologicalSort``, for one). ``None`` when the pass did
     more than that (a node's binding is missing).
+
+    Parameters
+    ----------
+    mod
+        The module ``graph`` was extracted from.
+    graph
+        An extracted graph.
+    other
+        ``mod`` after a pass.
+
+    Returns
+    -------
+    list of int or None
+        The node order of the block in ``other``, or ``None``.
+
+    Raises
+    ------
+    ExtractionError
+        ``graph`` was not extracted from a Relax module.
     """
     info = block_info(graph)
     block = mod[info.func].body.blocks[info.block]
