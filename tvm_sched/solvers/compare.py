@@ -73,10 +73,23 @@ def run_stg(
         Wall-clock budget per solve (solvers that stop by themselves may finish earlier).
     optima
         ``read_stg_optima()``: (graph name, lanes) -> StgOptimum.
+    seed
+        Seed of every solve.
     read
         Graph reader (default :func:`tvm_sched.datasets.read_stg`).
     progress
         Called with each finished row.
+
+    Returns
+    -------
+    list of StgRow
+        Graph by graph, then lane count, then solver; a solver that raised has ``status``
+        ``"ERROR"`` and the exception in ``error``.
+
+    Raises
+    ------
+    UnknownSolverError
+        A name in ``solvers`` is not registered (checked before any solve).
     """
     if read is None:
         from tvm_sched.datasets import read_stg as read
@@ -118,6 +131,17 @@ def summarize(rows: Sequence[StgRow]) -> list[dict[str, Any]]:
 
     ``below_proven`` counts rows whose value is below a proven optimum, and ``false_claims``
     rows that claim optimality at a value above the best known: both must be 0.
+
+    Parameters
+    ----------
+    rows
+        Rows of :func:`run_stg`.
+
+    Returns
+    -------
+    list of dict
+        One entry per (solver, nodes, lanes), sorted by that key; gaps and times are ``None``
+        where no row has one.
     """
     keys = sorted({(r.solver, r.nodes, r.lanes) for r in rows})
     out = []
@@ -153,7 +177,18 @@ def _fmt_gap(x: float | None) -> str:
 
 
 def markdown_summary(summary: Sequence[dict[str, Any]]) -> str:
-    """The summary as a markdown table."""
+    """The summary as a markdown table.
+
+    Parameters
+    ----------
+    summary
+        Entries of :func:`summarize`.
+
+    Returns
+    -------
+    str
+        A header, a separator and one line per entry.
+    """
     lines = [
         "| solver | tasks | lanes | instances | mean gap | max gap | optimum hit | claimed optimal "
         "| below proven opt. | median s | max s | errors |",
@@ -171,7 +206,15 @@ def markdown_summary(summary: Sequence[dict[str, Any]]) -> str:
 
 
 def print_summary(summary: Sequence[dict[str, Any]], title: str = "") -> None:
-    """Print the summary as a rich table."""
+    """Print the summary as a rich table.
+
+    Parameters
+    ----------
+    summary
+        Entries of :func:`summarize`.
+    title
+        The table's title (none when empty).
+    """
     from rich.table import Table
 
     table = Table(title=title or None)
@@ -191,4 +234,16 @@ def print_summary(summary: Sequence[dict[str, Any]], title: str = "") -> None:
 
 
 def rows_to_dicts(rows: Sequence[StgRow]) -> list[dict[str, Any]]:
+    """The rows as plain dictionaries (for JSON).
+
+    Parameters
+    ----------
+    rows
+        Rows of :func:`run_stg`.
+
+    Returns
+    -------
+    list of dict
+        ``dataclasses.asdict`` of each row.
+    """
     return [asdict(r) for r in rows]

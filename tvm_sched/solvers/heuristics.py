@@ -28,10 +28,11 @@ holds the solver classes only.
 
 The two random solvers draw their samples in batches with a Kahn sort vectorised over samples
 (:func:`~tvm_sched.graph.orders.priority_orders_batch`), so 1,000 samples of a 100-node graph take
-well under a second. On ``makespan`` without communication cost every sampled order is decoded
-twice -- by the objective (the serial rule: the order's k-th node on the lane where it starts
-earliest) and by Graham's event-driven rule with the order's positions as priorities
-(:class:`~tvm_sched.solvers.decoding.EventDecoded`, as ``list`` decodes its own priorities) --
+well under a second; the rest is the one sampling loop of :mod:`tvm_sched.solvers.sampling`. On
+``makespan`` without communication cost every sampled order is decoded twice -- by the objective
+(the serial rule: the order's k-th node on the lane where it starts earliest) and by Graham's
+event-driven rule with the order's positions as priorities
+(:func:`~tvm_sched.solvers.decoding.event_decode`, as ``list`` decodes its own priorities) --
 and the better schedule counts (why both: :mod:`tvm_sched.solvers.decoding`). ``samples=None``
 (the default) means 1,000 without a budget and as many as fit with one (anytime: batches sized
 from the measured rate, stopping at the objective's lower bound).
@@ -54,16 +55,9 @@ from tvm_sched.graph import (
     program_order,
 )
 from tvm_sched.schedule import Schedule
-from tvm_sched.solvers.base import (
-    Candidate,
-    Deadline,
-    Pacer,
-    Proposal,
-    Solver,
-    default_samples,
-    meets_bound,
-)
-from tvm_sched.solvers.decoding import EventDecoded, list_schedule
+from tvm_sched.solvers.base import Candidate, Deadline, Proposal, Solver, default_samples
+from tvm_sched.solvers.decoding import list_schedule
+from tvm_sched.solvers.sampling import sample_orders
 
 __all__ = [
     "ProgramOrderSolver",
@@ -93,6 +87,18 @@ class ProgramOrderSolver(_OrderSolver):
     name = "tvm"
 
     def order(self, graph: OpGraph) -> np.ndarray:
+        """The one order this solver proposes.
+
+        Parameters
+        ----------
+        graph
+            The graph to order.
+
+        Returns
+        -------
+        numpy.ndarray
+            The nodes in program order (their ids).
+        """
         return program_order(graph)
 
 
@@ -102,6 +108,18 @@ class TopoDFSSolver(_OrderSolver):
     name = "topo-dfs"
 
     def order(self, graph: OpGraph) -> np.ndarray:
+        """The one order this solver proposes.
+
+        Parameters
+        ----------
+        graph
+            The graph to order.
+
+        Returns
+        -------
+        numpy.ndarray
+            A depth-first topological order.
+        """
         return dfs_order(graph)
 
 
@@ -111,6 +129,18 @@ class TopoBFSSolver(_OrderSolver):
     name = "topo-bfs"
 
     def order(self, graph: OpGraph) -> np.ndarray:
+        """The one order this solver proposes.
+
+        Parameters
+        ----------
+        graph
+            The graph to order.
+
+        Returns
+        -------
+        numpy.ndarray
+            A breadth-first topological order.
+        """
         return bfs_order(graph)
 
 
@@ -120,6 +150,18 @@ class LPMFSolver(_OrderSolver):
     name = "lpmf"
 
     def order(self, graph: OpGraph) -> np.ndarray:
+        """The one order this solver proposes.
+
+        Parameters
+        ----------
+        graph
+            The graph to order.
+
+        Returns
+        -------
+        numpy.ndarray
+            The least-peak-memory-first order.
+        """
         return lpmf_order(graph)
 
 
@@ -138,11 +180,8 @@ class ListSolver(Solver):
 
 
 class _SamplingSolver(Solver):
-    """Draws ``samples`` orders in batches until done, out of budget or at the lower bound.
-
-    Under a budget the batches are sized by a :class:`~tvm_sched.solvers.base.Pacer` (a timed
-    probe of ``probe`` orders first); without one, ``samples`` orders in batches of ``batch``.
-    """
+    """Draws ``samples`` orders from :meth:`priorities` with the one sampling loop
+    (:func:`~tvm_sched.solvers.sampling.sample_orders`)."""
 
     @dataclass(frozen=True)
     class Config:
@@ -162,54 +201,16 @@ class _SamplingSolver(Solver):
     def _propose(self, graph: OpGraph, objective: Objective, deadline: Deadline,
                  rng: np.random.Generator, device) -> Proposal:
         cfg = self.config
-        samples = default_samples(cfg.samples, deadline)
-        if samples < 1 or cfg.batch < 1 or cfg.probe < 1:
-            raise ValueError(f"samples, batch and probe must be >= 1, got {cfg.samples}, "
-                             f"{cfg.batch}, {cfg.probe}")
-        lb = objective.lower_bound(graph)
-        pacer = Pacer(deadline, cfg.batch, probe=cfg.probe)
-        orders: list[np.ndarray] = []
-        values: list[np.ndarray] = []
-        drawn = 0
-        best = float("inf")
-        events = EventDecoded(cfg.top_k) if EventDecoded.applies(objective) else None
-        while not meets_bound(best, lb):
-            # at least one order, even on a spent budget
-            size = pacer.next_size(samples - drawn) or (0 if drawn else 1)
-            if size == 0:
-                break
-            o = priority_orders_batch(graph, self.priorities(graph, rng, size))
-            v = objective.evaluate_orders(graph, o)
-            if events is not None:
-                events.add(graph, o, objective)
-            pacer.done(size)
-            orders.append(o)
-            values.append(v)
-            drawn += size
-            k = int(v.argmin())
-            if min(v[k], events.best if events else best) < best:
-                offer = [Candidate(Schedule(order=o[k]), float(v[k]))]
-                if events is not None:
-                    offer += events.candidates()[:1]
-                offer.sort(key=lambda c: c.claimed)
-                best = float(offer[0].claimed)
-                deadline.offer(offer[:1], samples=drawn)
-        o = np.concatenate(orders)
-        vals = np.concatenate(values)
-        # distinct orders only (first occurrence), then the best top_k (ties: first drawn)
-        seen: dict[bytes, int] = {}
-        for i, row in enumerate(o):
-            seen.setdefault(row.tobytes(), i)
-        first = np.fromiter(seen.values(), dtype=np.int64, count=len(seen))
-        keep = first[np.argsort(vals[first], kind="stable")[: cfg.top_k]]
-        cands = [Candidate(Schedule(order=o[i], info={"sample": int(i)}), float(vals[i]))
-                 for i in keep]
-        if events is not None:  # the better decodings first (ties: the serial one)
-            cands = sorted(cands + events.candidates(), key=lambda c: c.claimed)[: cfg.top_k]
-        return Proposal(cands, info={"samples": int(drawn),
-                                     "batches": pacer.batches,
-                                     "mean_value": float(vals.mean()),
-                                     "distinct": int(first.size)})
+
+        def draw(rng: np.random.Generator, size: int) -> np.ndarray:
+            return priority_orders_batch(graph, self.priorities(graph, rng, size))
+
+        out = sample_orders(graph, objective, deadline, rng, draw,
+                            samples=default_samples(cfg.samples, deadline), top_k=cfg.top_k,
+                            batch=cfg.batch, probe=cfg.probe)
+        return Proposal(out.candidates, info={"samples": out.samples, "batches": out.batches,
+                                              "mean_value": out.mean_value,
+                                              "distinct": out.distinct})
 
 
 class RandomSolver(_SamplingSolver):
@@ -218,6 +219,22 @@ class RandomSolver(_SamplingSolver):
     name = "random"
 
     def priorities(self, graph, rng, size):
+        """Uniform random priorities: each row ranks the ready nodes at random.
+
+        Parameters
+        ----------
+        graph
+            The graph.
+        rng
+            The solve's generator.
+        size
+            Rows to draw.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(size, n)`` floats in [0, 1).
+        """
         return rng.random((size, graph.num_nodes))
 
 
@@ -232,5 +249,21 @@ class RandomListSolver(_SamplingSolver):
         noise: float = 0.3
 
     def priorities(self, graph, rng, size):
+        """Bottom levels times a log-normal factor of spread ``noise`` per entry.
+
+        Parameters
+        ----------
+        graph
+            The graph.
+        rng
+            The solve's generator.
+        size
+            Rows to draw.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(size, n)`` positive floats.
+        """
         bl = graph.bottom_level + 1e-9
         return bl[None, :] * np.exp(self.config.noise * rng.standard_normal((size, len(graph))))

@@ -47,7 +47,25 @@ _INSTALL_HINT = {
 
 
 def register(name: str, cls: type[Solver] | None = None):
-    """Register a solver class under ``name`` (usable as a decorator)."""
+    """Register a solver class under ``name`` (usable as a decorator).
+
+    Parameters
+    ----------
+    name
+        The registry name; an existing entry of that name is replaced.
+    cls
+        The class; omitted, ``register(name)`` returns a class decorator.
+
+    Returns
+    -------
+    type or Callable
+        ``cls`` when given, else the decorator (which returns the class it decorates).
+
+    Raises
+    ------
+    TypeError
+        The class is not a subclass of :class:`~tvm_sched.solvers.base.Solver`.
+    """
 
     def deco(c: type[Solver]) -> type[Solver]:
         if not (isinstance(c, type) and issubclass(c, Solver)):
@@ -59,12 +77,30 @@ def register(name: str, cls: type[Solver] | None = None):
 
 
 def solver_names() -> list[str]:
-    """All registered solver names, in registration order."""
+    """All registered solver names, in registration order.
+
+    Returns
+    -------
+    list of str
+        The built-in names first, then those added with :func:`register`.
+    """
     return list(_REGISTRY)
 
 
 def solver_class(name: str) -> type[Solver]:
     """The class registered under ``name``.
+
+    Imports the solver's module the first time.
+
+    Parameters
+    ----------
+    name
+        A registered solver name.
+
+    Returns
+    -------
+    type
+        The :class:`~tvm_sched.solvers.base.Solver` subclass.
 
     Raises
     ------
@@ -96,7 +132,29 @@ def solver_class(name: str) -> type[Solver]:
 
 
 def get_solver(name: str, **options: Any) -> Solver:
-    """An instance of the solver ``name`` configured with ``options`` (its ``Config`` fields)."""
+    """An instance of the solver ``name`` configured with ``options`` (its ``Config`` fields).
+
+    Parameters
+    ----------
+    name
+        A registered solver name.
+    **options
+        Fields of the solver's ``Config``.
+
+    Returns
+    -------
+    Solver
+        A new instance.
+
+    Raises
+    ------
+    UnknownSolverError
+        No solver has that name.
+    SolverUnavailableError
+        The solver needs a package that is not installed.
+    TypeError
+        An option is not a field of the solver's ``Config``.
+    """
     return solver_class(name)(**options)
 
 
@@ -115,6 +173,38 @@ def solve(
 
     ``lanes`` is a shortcut for ``make_objective(objective, lanes=lanes)``; other keywords
     configure the solver.
+
+    Parameters
+    ----------
+    graph
+        The graph to schedule.
+    objective
+        An objective or its name.
+    solver
+        A registered solver name.
+    budget
+        Wall-clock seconds; ``None``: the solver's own stopping rule.
+    seed
+        Seed of every random choice.
+    device
+        Where tensor solvers run.
+    lanes
+        Lanes of a named objective (or a check on a given one).
+    **options
+        Fields of the solver's ``Config``.
+
+    Returns
+    -------
+    SolveResult
+        See :meth:`~tvm_sched.solvers.base.Solver.solve`.
+
+    Raises
+    ------
+    ValueError
+        ``lanes`` contradicts a given objective, or as :meth:`Solver.solve` and
+        :func:`~tvm_sched.cost.make_objective` do.
+    UnknownSolverError, SolverUnavailableError, TypeError
+        As :func:`get_solver`.
     """
     if isinstance(objective, str):
         objective = make_objective(objective, lanes=lanes)

@@ -140,6 +140,18 @@ def to_fraction(x: float, max_denominator: int) -> tuple[int, int, bool]:
     ``exact`` means ``|p / q - x| <= 1e-12 |x|``: the rational is the float ``x`` up to its own
     rounding (``0.1`` gives ``(1, 10, True)``).
 
+    Parameters
+    ----------
+    x
+        The number to approximate.
+    max_denominator
+        The largest denominator allowed (at least 1 is used).
+
+    Returns
+    -------
+    tuple of (int, int, bool)
+        Numerator, denominator and whether the fraction equals ``x``.
+
     Examples
     --------
     >>> to_fraction(100.0, 1000), to_fraction(0.25, 1000), to_fraction(math.pi, 10)[2]
@@ -151,7 +163,20 @@ def to_fraction(x: float, max_denominator: int) -> tuple[int, int, bool]:
 
 
 def integer_levels(graph: OpGraph, dur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Top levels (earliest starts) and bottom levels (own duration included), integer ``dur``."""
+    """Top levels (earliest starts) and bottom levels (own duration included), integer ``dur``.
+
+    Parameters
+    ----------
+    graph
+        The graph.
+    dur
+        Integer duration per node (scaled by :func:`to_integers`).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(top, bottom)``, int64 per node.
+    """
     n = graph.num_nodes
     top = np.zeros(n, dtype=np.int64)
     bottom = np.asarray(dur, dtype=np.int64).copy()
@@ -169,7 +194,17 @@ def integer_levels(graph: OpGraph, dur: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def add_hints(model: cp_model.CpModel, variables: Sequence[Any], values: Sequence[Any]) -> None:
-    """``model.add_hint`` for many (non-negated) variables at once: one proto extend per list."""
+    """``model.add_hint`` for many (non-negated) variables at once: one proto extend per list.
+
+    Parameters
+    ----------
+    model
+        The CP model.
+    variables
+        Its (non-negated) variables.
+    values
+        One hint value per variable (converted to ``int``).
+    """
     hint = model.proto.solution_hint
     hint.vars.extend([v.index for v in variables])
     hint.values.extend([int(x) for x in values])
@@ -194,7 +229,18 @@ class CPModel:
         self._index = np.array([v.index for v in self.watch], dtype=np.int64)
 
     def values(self, solution: Sequence[int]) -> np.ndarray:
-        """Values of ``watch`` in a full CP-SAT solution vector."""
+        """Values of ``watch`` in a full CP-SAT solution vector.
+
+        Parameters
+        ----------
+        solution
+            The value of every model variable, by variable index.
+
+        Returns
+        -------
+        numpy.ndarray
+            int64, one per watched variable.
+        """
         return np.asarray(solution, dtype=np.int64)[self._index]
 
 
@@ -228,6 +274,19 @@ class _Collector(cp_model.CpSolverSolutionCallback):
 def map_status(cp_status: Any, exact: bool) -> Status:
     """The tvm_sched status of a CP-SAT status (see the module docstring).
 
+    Parameters
+    ----------
+    cp_status
+        A CP-SAT solve status.
+    exact
+        Whether the model's data is exact (unscaled): only then is ``OPTIMAL`` optimal.
+
+    Returns
+    -------
+    Status
+        ``OPTIMAL`` (or ``FEASIBLE`` when not exact), ``FEASIBLE``, ``INFEASIBLE`` or
+        ``TIME_LIMIT`` (for ``UNKNOWN``).
+
     Raises
     ------
     SolverError
@@ -256,6 +315,27 @@ def run(
     """Solve ``cpm`` and collect up to ``top_k`` solutions (the best last).
 
     A time limit ``<= 0`` does not start CP-SAT: the outcome is ``TIME_LIMIT`` (``NOT_RUN``).
+
+    Parameters
+    ----------
+    cpm
+        The built model; its ``params`` are set on the solver first.
+    time_limit_s
+        CP-SAT's ``max_time_in_seconds``.
+    num_workers
+        Search threads (at least 1).
+    seed
+        CP-SAT's random seed.
+    log
+        Print CP-SAT's search log.
+    top_k
+        Improving solutions to keep (the last ones found).
+
+    Returns
+    -------
+    Outcome
+        Status, CP-SAT's status name, the solutions best last, the bound in the original units
+        (``None`` for a scaled model) and run statistics (``interrupted`` after a Ctrl-C).
 
     Raises
     ------

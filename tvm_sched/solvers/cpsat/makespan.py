@@ -65,7 +65,27 @@ def chain_starts(
     dur: np.ndarray,
     delay: np.ndarray | None,
 ) -> np.ndarray:
-    """Integer start times of ``order`` on the given lanes (chain semantics, integer data)."""
+    """Integer start times of ``order`` on the given lanes (chain semantics, integer data).
+
+    Parameters
+    ----------
+    graph
+        The graph.
+    order
+        A topological order; each lane runs its nodes in this order.
+    lane
+        Lane per node.
+    dur
+        Integer duration per node.
+    delay
+        Integer delay per edge, added when producer and consumer are on different lanes;
+        ``None``: no delays.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 start per node.
+    """
     n = graph.num_nodes
     start = np.zeros(n, dtype=np.int64)
     finish = np.zeros(n, dtype=np.int64)
@@ -101,6 +121,17 @@ def assign_lanes(
     Nodes are swept by (start, end, topological position); each takes the free lane that became
     free last (best fit). A zero-duration node that finds every lane busy waits for the first lane
     to free up (see the module docstring), and so do its zero-duration descendants.
+
+    Parameters
+    ----------
+    graph
+        The graph.
+    start
+        Integer start per node of a schedule that never runs more than ``lanes`` nodes at once.
+    dur
+        Integer duration per node.
+    lanes
+        Number of lanes.
 
     Returns
     -------
@@ -160,7 +191,26 @@ def _relabel_by_first_use(lane: np.ndarray, sequence: np.ndarray) -> np.ndarray:
 def build_makespan(
     graph: OpGraph, objective: Makespan, *, resolution: int, hint: bool
 ) -> CPModel:
-    """The CP model of ``objective`` on ``graph`` (see the module docstring)."""
+    """The CP model of ``objective`` on ``graph`` (see the module docstring).
+
+    Parameters
+    ----------
+    graph
+        The graph.
+    objective
+        The makespan objective (its lanes and communication cost).
+    resolution
+        Passed to :func:`~tvm_sched.solvers.cpsat.common.to_integers` for the durations and
+        delays.
+    hint
+        Warm-start the model from the better of list scheduling and the serial schedule.
+
+    Returns
+    -------
+    CPModel
+        The model, its watched variables (starts, then lanes when delays are modelled) and
+        their decoder.
+    """
     n = graph.num_nodes
     m = max(1, min(objective.lanes, n))
     comm = objective.comm if m > 1 else None

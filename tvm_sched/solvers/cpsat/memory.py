@@ -50,6 +50,16 @@ def step_bounds(graph: OpGraph) -> tuple[np.ndarray, np.ndarray]:
 
     Exact (ancestor and descendant counts, by bitsets) up to 20,000 nodes; path depths beyond.
 
+    Parameters
+    ----------
+    graph
+        The graph.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(lo, hi)``, int64 per node.
+
     Examples
     --------
     >>> g = OpGraph(4, [(0, 1), (0, 2), (1, 3), (2, 3)])
@@ -84,7 +94,22 @@ def step_bounds(graph: OpGraph) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_memory(graph: OpGraph, *, resolution: int, hint: bool) -> CPModel:
-    """The CP model of the peak-memory objective on ``graph`` (see the module docstring)."""
+    """The CP model of the peak-memory objective on ``graph`` (see the module docstring).
+
+    Parameters
+    ----------
+    graph
+        The graph.
+    resolution
+        Passed to :func:`~tvm_sched.solvers.cpsat.common.to_integers` for the sizes.
+    hint
+        Warm-start the model from the better of the topological and depth-first orders.
+
+    Returns
+    -------
+    CPModel
+        The model; its watched variables are the steps of the nodes.
+    """
     n = graph.num_nodes
     scaled = to_integers(graph.out_bytes.astype(np.float64), resolution)
     size = scaled.values

@@ -38,7 +38,25 @@ __all__ = ["build_stage"]
 
 
 def build_stage(graph: OpGraph, objective: StageCost, *, resolution: int, hint: bool) -> CPModel:
-    """The CP model of ``objective`` on ``graph`` (see the module docstring)."""
+    """The CP model of ``objective`` on ``graph`` (see the module docstring).
+
+    Parameters
+    ----------
+    graph
+        The graph.
+    objective
+        The stage objective (stages, weight, ratio).
+    resolution
+        Passed to :func:`~tvm_sched.solvers.cpsat.common.to_integers` for the node weights,
+        and the largest denominator of the scaled ratio.
+    hint
+        Warm-start the model from the stages of the topological order.
+
+    Returns
+    -------
+    CPModel
+        The model; its watched variables are the stages of the nodes.
+    """
     n = graph.num_nodes
     D = int(objective.stages)
     scaled = to_integers(node_weights(graph, objective.weight), resolution)

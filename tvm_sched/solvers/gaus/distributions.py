@@ -41,35 +41,110 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 def sigma_of(raw: torch.Tensor, floor: float) -> torch.Tensor:
-    """``softplus(raw) + floor``: the standard deviation, never below ``floor``."""
+    """``softplus(raw) + floor``: the standard deviation, never below ``floor``.
+
+    Parameters
+    ----------
+    raw
+        Unconstrained parameters, any shape.
+    floor
+        The smallest standard deviation.
+
+    Returns
+    -------
+    torch.Tensor
+        Same shape, dtype and device as ``raw``.
+    """
     return F.softplus(raw) + floor
 
 
 def inverse_sigma(sigma: torch.Tensor, floor: float) -> torch.Tensor:
-    """The ``raw`` that :func:`sigma_of` maps to ``sigma`` (clamped just above the floor)."""
+    """The ``raw`` that :func:`sigma_of` maps to ``sigma`` (clamped just above the floor).
+
+    Parameters
+    ----------
+    sigma
+        Standard deviations, any shape.
+    floor
+        The floor :func:`sigma_of` adds.
+
+    Returns
+    -------
+    torch.Tensor
+        Same shape, dtype and device as ``sigma``; ``sigma - floor`` is clamped to at least
+        ``1e-4`` first.
+    """
     x = torch.clamp(sigma - floor, min=1e-4)
     return x + torch.log(-torch.expm1(-x))
 
 
 def std_normal_cdf(z: torch.Tensor) -> torch.Tensor:
+    """The standard normal CDF ``Phi``, elementwise (through ``erf``).
+
+    Parameters
+    ----------
+    z
+        Any shape.
+
+    Returns
+    -------
+    torch.Tensor
+        Same shape, dtype and device as ``z``.
+    """
     return 0.5 * (1.0 + torch.erf(z / _SQRT2))
 
 
 def std_normal_pdf(z: torch.Tensor) -> torch.Tensor:
+    """The standard normal density ``phi``, elementwise.
+
+    Parameters
+    ----------
+    z
+        Any shape.
+
+    Returns
+    -------
+    torch.Tensor
+        Same shape, dtype and device as ``z``.
+    """
     return _INV_SQRT_2PI * torch.exp(-0.5 * z * z)
 
 
 def step_cdf(mu: torch.Tensor, sigma: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """``P(round(start) <= t)`` for integer steps ``t``.
 
-    ``mu``, ``sigma``: (B, n); ``t``: (T,) or broadcastable to (B, n, T). Returns (B, n, T).
+    Parameters
+    ----------
+    mu, sigma
+        (B, n) float tensors on one device.
+    t
+        Steps, (T,) or broadcastable to (B, n, T), same dtype and device.
+
+    Returns
+    -------
+    torch.Tensor
+        (B, n, T) probabilities, not folded at the horizon.
     """
     return std_normal_cdf((t + 0.5 - mu.unsqueeze(-1)) / sigma.unsqueeze(-1))
 
 
 def step_cdfs(mu: torch.Tensor, sigma: torch.Tensor, horizon: int
               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``P(step <= t)`` and ``P(step < t)`` on ``0..horizon-1`` (tails folded), each (B, n, D)."""
+    """``P(step <= t)`` and ``P(step < t)`` on ``0..horizon-1`` (tails folded), each (B, n, D).
+
+    Parameters
+    ----------
+    mu, sigma
+        (B, n) float tensors on one device.
+    horizon
+        Number of steps ``D``.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``(upper, lower)``: ``upper[..., D-1]`` is one and ``lower[..., 0]`` zero, so
+        ``upper - lower`` is :func:`step_mass`.
+    """
     d = torch.arange(horizon, dtype=mu.dtype, device=mu.device)
     upper = step_cdf(mu, sigma, d)
     upper = torch.cat([upper[..., :-1], torch.ones_like(upper[..., -1:])], dim=-1)
@@ -98,7 +173,18 @@ def step_mass(mu: torch.Tensor, sigma: torch.Tensor, horizon: int) -> torch.Tens
 
 def expected_shortfall(mean: torch.Tensor, std: torch.Tensor, threshold: torch.Tensor
                        ) -> torch.Tensor:
-    """``E[max(0, threshold - X)]`` for ``X ~ N(mean, std)`` (closed form, elementwise)."""
+    """``E[max(0, threshold - X)]`` for ``X ~ N(mean, std)`` (closed form, elementwise).
+
+    Parameters
+    ----------
+    mean, std, threshold
+        Broadcastable float tensors on one device; ``std > 0``.
+
+    Returns
+    -------
+    torch.Tensor
+        The broadcast shape; non-negative.
+    """
     gap = threshold - mean
     z = gap / std
     return gap * std_normal_cdf(z) + std * std_normal_pdf(z)

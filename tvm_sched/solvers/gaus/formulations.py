@@ -55,7 +55,23 @@ def _smooth_max(x: torch.Tensor, tau: float, dim: int = -1) -> torch.Tensor:
 
 
 class Formulation:
-    """Common parts: the dependency term, ASAP/ALAP bounds on the step grid, the horizon."""
+    """Common parts: the dependency term, ASAP/ALAP bounds on the step grid, the horizon.
+
+    Parameters
+    ----------
+    graph
+        The graph.
+    dur_steps
+        Duration of each node in steps (may be fractional).
+    lat
+        Latency of each edge in steps (``s_v - s_u >= lat``).
+    horizon
+        Number of steps ``D`` (at least 1 is used).
+    device, dtype
+        Where and in which float type the tensors live.
+    extra_edges
+        ``(k, 3)`` rows ``(u, v, latency)`` of further dependencies (pipeline recurrences).
+    """
 
     def __init__(self, graph: OpGraph, dur_steps: np.ndarray, lat: np.ndarray, horizon: int,
                  device, dtype, extra_edges: np.ndarray | None = None):
@@ -79,7 +95,13 @@ class Formulation:
 
     # -------------------------------------------------------------- initialisation
     def asap_alap(self) -> tuple[np.ndarray, np.ndarray]:
-        """Earliest and latest start steps under the DAG latencies within the horizon."""
+        """Earliest and latest start steps under the DAG latencies within the horizon.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            ``(asap, alap)`` floats per node, ``alap >= asap``.
+        """
         g, n = self.graph, self.n
         lat = self.lat_np[: g.num_edges]
         asap = np.zeros(n)
@@ -98,20 +120,51 @@ class Formulation:
         return asap, np.maximum(alap, asap)
 
     def init_points(self) -> list[np.ndarray]:
-        """Start-step vectors to initialise from: the ASAP/ALAP midpoint and a heuristic."""
+        """Start-step vectors to initialise from: the ASAP/ALAP midpoint and a heuristic.
+
+        Returns
+        -------
+        list of numpy.ndarray
+            The midpoint first, then :meth:`heuristic_points`.
+        """
         asap, alap = self.asap_alap()
         return [0.5 * (asap + alap)] + self.heuristic_points()
 
     def heuristic_points(self) -> list[np.ndarray]:
+        """Start steps of a heuristic schedule to initialise from (none in the base class).
+
+        Returns
+        -------
+        list of numpy.ndarray
+            Float start steps per node, one vector per heuristic.
+        """
         return []
 
     def mobility(self) -> np.ndarray:
+        """How far each node can move: ALAP minus ASAP step.
+
+        Returns
+        -------
+        numpy.ndarray
+            Non-negative floats per node.
+        """
         asap, alap = self.asap_alap()
         return alap - asap
 
     # -------------------------------------------------------------- terms
     def dependency(self, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """Expected shortfall summed over edges (closed form), (B,)."""
+        """Expected shortfall summed over edges (closed form), (B,).
+
+        Parameters
+        ----------
+        mu, sigma
+            (B, n) means and standard deviations of the start steps.
+
+        Returns
+        -------
+        torch.Tensor
+            (B,) non-negative, zeros when the graph has no edges.
+        """
         if self.num_edges == 0:
             return mu.new_zeros(mu.shape[0])
         m = mu[:, self.dst] - mu[:, self.src]
@@ -119,17 +172,63 @@ class Formulation:
         return expected_shortfall(m, s, self.lat - 0.5).sum(dim=1)
 
     def running(self, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """``P(s <= t < s + dur)`` for every node and step, (B, n, D)."""
+        """``P(s <= t < s + dur)`` for every node and step, (B, n, D).
+
+        Parameters
+        ----------
+        mu, sigma
+            (B, n) means and standard deviations of the start steps.
+
+        Returns
+        -------
+        torch.Tensor
+            (B, n, D) probabilities.
+        """
         t = torch.arange(self.horizon, dtype=mu.dtype, device=mu.device)
         z_hi = (t + 0.5 - mu.unsqueeze(-1)) / sigma.unsqueeze(-1)
         z_lo = (t - self.dur.unsqueeze(-1) + 0.5 - mu.unsqueeze(-1)) / sigma.unsqueeze(-1)
         return std_normal_cdf(z_hi) - std_normal_cdf(z_lo)
 
     def terms(self, mu: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The relaxed objective and constraint violations (each subclass defines them).
+
+        Parameters
+        ----------
+        mu, sigma
+            (B, n) means and standard deviations of the start steps, on the formulation's
+            device and dtype.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            The normalised objective (B,) and the expected violations (B, K), each >= 0.
+        """
         raise NotImplementedError
 
 
 class MakespanForm(Formulation):
+    """Makespan on ``lanes`` lanes: smooth max of the finish steps, lane usage per step.
+
+    Parameters
+    ----------
+    graph
+        The graph.
+    objective
+        The makespan objective (its ``lanes``).
+    device, dtype
+        Where and in which float type the tensors live.
+    max_steps
+        Durations are scaled so that the list schedule's makespan fits in this many steps
+        (small integer durations are kept).
+    horizon
+        Number of steps; ``None``: the list schedule's makespan plus 2.
+
+    Raises
+    ------
+    InfeasibleError
+        ``horizon`` is below the critical path.
+    """
+
     def __init__(self, graph: OpGraph, objective: Makespan, device, dtype, max_steps: int,
                  horizon: int | None):
         d = graph.duration
@@ -156,6 +255,19 @@ class MakespanForm(Formulation):
         return [self.ub_start]
 
     def terms(self, mu, sigma):
+        """Smooth max of the finish steps; violations: dependencies, lane overuse.
+
+        Parameters
+        ----------
+        mu, sigma
+            (B, n) means and standard deviations of the start steps, on the formulation's
+            device and dtype.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            The normalised objective (B,) and the expected violations (B, K), each >= 0.
+        """
         use = self.running(mu, sigma).sum(dim=1)  # (B, D)
         over = torch.relu(use - self.lanes).sum(dim=1) / max(1, self.n)
         fin = _smooth_max(mu + self.dur, tau=1.0)
@@ -163,6 +275,16 @@ class MakespanForm(Formulation):
 
 
 class MemoryForm(Formulation):
+    """Peak memory (liveness): one node per step, log-sum-exp of the expected live bytes.
+
+    Parameters
+    ----------
+    graph
+        The graph.
+    device, dtype
+        Where and in which float type the tensors live.
+    """
+
     def __init__(self, graph: OpGraph, device, dtype):
         n = graph.num_nodes
         super().__init__(graph, np.ones(n, np.int64), np.ones(graph.num_edges), n, device, dtype)
@@ -180,6 +302,19 @@ class MemoryForm(Formulation):
         return [pos]
 
     def terms(self, mu, sigma):
+        """Smooth peak of the live bytes; violations: dependencies, more than one node a step.
+
+        Parameters
+        ----------
+        mu, sigma
+            (B, n) means and standard deviations of the start steps, on the formulation's
+            device and dtype.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            The normalised objective (B,) and the expected violations (B, K), each >= 0.
+        """
         started, before = step_cdfs(mu, sigma, self.horizon)  # P(s <= t), P(s < t) from Phi
         mass = started - before
         B, n, D = mass.shape
@@ -195,6 +330,18 @@ class MemoryForm(Formulation):
 
 
 class StageForm(Formulation):
+    """Stage partition: ``ratio`` times the smooth peak stage load plus the crossing edges.
+
+    Parameters
+    ----------
+    graph
+        The graph.
+    objective
+        The stage objective (stages, weight, ratio).
+    device, dtype
+        Where and in which float type the tensors live.
+    """
+
     def __init__(self, graph: OpGraph, objective: StageCost, device, dtype):
         super().__init__(graph, np.zeros(graph.num_nodes, np.int64), np.zeros(graph.num_edges),
                          objective.stages, device, dtype)
@@ -219,6 +366,19 @@ class StageForm(Formulation):
                                   weight=self.objective.weight).astype(np.float64)]
 
     def terms(self, mu, sigma):
+        """Weighted peak load plus expected crossings; violations: dependencies only (K = 1).
+
+        Parameters
+        ----------
+        mu, sigma
+            (B, n) means and standard deviations of the start steps, on the formulation's
+            device and dtype.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            The normalised objective (B,) and the expected violations (B, K), each >= 0.
+        """
         mass = step_mass(mu, sigma, self.horizon)
         load = torch.einsum("n,bnd->bd", self.w, mass)
         peak = _smooth_max(load, tau=self.tau)
@@ -230,6 +390,26 @@ class StageForm(Formulation):
 
 
 class PipelineForm(Formulation):
+    """Modulo schedule at ``ii``: smooth max of the finish steps, usage folded modulo ``ii``.
+
+    Parameters
+    ----------
+    graph
+        The graph.
+    objective
+        The pipeline objective (``ii``, lanes, recurrences).
+    device, dtype
+        Where and in which float type the tensors live.
+    horizon
+        Number of steps; ``None``: the modulo list schedule's length plus ``ii``.
+
+    Raises
+    ------
+    InfeasibleError
+        ``ii`` is below the resource or recurrence bound, or ``horizon`` is below the critical
+        path.
+    """
+
     def __init__(self, graph: OpGraph, objective: Pipeline, device, dtype,
                  horizon: int | None):
         objective.check_feasible(graph)
@@ -256,6 +436,19 @@ class PipelineForm(Formulation):
         return [] if self.ub_start is None else [self.ub_start.astype(np.float64)]
 
     def terms(self, mu, sigma):
+        """Smooth max of the finish steps; violations: dependencies, modulo lane overuse.
+
+        Parameters
+        ----------
+        mu, sigma
+            (B, n) means and standard deviations of the start steps, on the formulation's
+            device and dtype.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            The normalised objective (B,) and the expected violations (B, K), each >= 0.
+        """
         run = self.running(mu, sigma).sum(dim=1)  # (B, D)
         B, D = run.shape
         pad = (-D) % self.ii
@@ -274,7 +467,34 @@ def _critical_path_steps(graph: OpGraph, dur: np.ndarray) -> int:
 
 def make_formulation(graph: OpGraph, objective: Objective, *, device, dtype, max_steps: int,
                      horizon: int | None) -> Formulation:
-    """The formulation of ``objective`` (raises ValueError for an unknown one)."""
+    """The formulation of ``objective`` (raises ValueError for an unknown one).
+
+    Parameters
+    ----------
+    graph
+        The graph.
+    objective
+        Makespan, any order-based memory objective (relaxed as liveness), stage or pipeline.
+    device, dtype
+        Where and in which float type the tensors live.
+    max_steps
+        Step budget of the makespan horizon (see :class:`MakespanForm`).
+    horizon
+        Number of steps of a makespan or pipeline formulation; ``None``: from a heuristic.
+
+    Returns
+    -------
+    Formulation
+        A :class:`MakespanForm`, :class:`MemoryForm`, :class:`StageForm` or
+        :class:`PipelineForm`.
+
+    Raises
+    ------
+    ValueError
+        GauS has no formulation of the objective.
+    InfeasibleError
+        As the makespan and pipeline formulations raise it.
+    """
     if isinstance(objective, Makespan):
         return MakespanForm(graph, objective, device, dtype, max_steps, horizon)
     if isinstance(objective, PeakMemory) or is_order_memory(objective):

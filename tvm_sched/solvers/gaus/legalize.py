@@ -34,12 +34,36 @@ Result = tuple[Schedule, float, np.ndarray]
 
 
 def stage_order(graph: OpGraph, stages: np.ndarray) -> np.ndarray:
-    """A topological order sorted by stage (ties: the graph's topological order)."""
+    """A topological order sorted by stage (ties: the graph's topological order).
+
+    Parameters
+    ----------
+    graph
+        The graph.
+    stages
+        A legal stage per node (no edge goes to an earlier stage).
+
+    Returns
+    -------
+    numpy.ndarray
+        The node order.
+    """
     return np.lexsort((_positions(graph.topological_order), np.asarray(stages)))
 
 
 def depth_levels(graph: OpGraph) -> list[np.ndarray]:
-    """Edge ids grouped by the depth of their destination (ascending), for level-wise passes."""
+    """Edge ids grouped by the depth of their destination (ascending), for level-wise passes.
+
+    Parameters
+    ----------
+    graph
+        The graph.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One array of edge ids per destination depth; empty for a graph without edges.
+    """
     if graph.num_edges == 0:
         return []
     dd = graph.depth[graph.dst]
@@ -53,6 +77,22 @@ def repair_stages(graph: OpGraph, mu: np.ndarray, num_stages: int,
     """Round ``mu`` (B, n) into ``0..D-1`` and lift every node to its latest predecessor's stage.
 
     Vectorised over the ``B`` rows and over the nodes of one depth level.
+
+    Parameters
+    ----------
+    graph
+        The graph.
+    mu
+        (B, n) relaxed stages.
+    num_stages
+        Number of stages ``D``.
+    levels
+        :func:`depth_levels` of ``graph`` when already computed.
+
+    Returns
+    -------
+    numpy.ndarray
+        (B, n) int64 legal stages.
     """
     s = np.clip(np.rint(mu), 0, num_stages - 1).astype(np.int64)
     for eids in levels if levels is not None else depth_levels(graph):
@@ -67,6 +107,25 @@ def improve_stages(graph: OpGraph, stages: np.ndarray, objective: StageCost,
 
     The cost is compared lexicographically with the sum of squared stage loads, so moves that
     flatten the loads without changing the peak yet are taken too (they open later moves).
+    Each sweep ends with a pass of pairwise swaps out of the heaviest stage.
+
+    Parameters
+    ----------
+    graph
+        The graph.
+    stages
+        Legal stages per node (not modified).
+    objective
+        The stage objective (stages, weight, ratio).
+    sweeps
+        Most passes over the nodes (fewer once a pass moves nothing).
+    expired
+        Called now and then; true stops the search with the stages reached.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 legal stages per node, costing no more than ``stages``.
     """
     from tvm_sched.cost.stage import node_weights
 
@@ -172,7 +231,33 @@ def _positions(order: np.ndarray) -> np.ndarray:
 
 def legalize(graph: OpGraph, objective: Objective, mu: np.ndarray, *, q: float = 1.0,
              levels: list[np.ndarray] | None = None) -> list[Result]:
-    """Legal schedules from the relaxed means ``mu`` (B, n); see the module docstring."""
+    """Legal schedules from the relaxed means ``mu`` (B, n); see the module docstring.
+
+    Parameters
+    ----------
+    graph
+        The graph.
+    objective
+        Stage, makespan, an order-based memory objective or pipeline.
+    mu
+        (B, n) relaxed start steps (or stages).
+    q
+        Seconds per step of a makespan formulation: the returned steps are starts over ``q``.
+    levels
+        :func:`depth_levels` of ``graph`` when already computed (stages only).
+
+    Returns
+    -------
+    list of tuple
+        ``(schedule, exact value, steps)`` per candidate; ``steps`` are the schedule's start
+        steps, usable to restart the relaxation from. Pipeline rows that cannot be modulo
+        scheduled are left out.
+
+    Raises
+    ------
+    ValueError
+        No legaliser for the objective.
+    """
     out: list[Result] = []
     if isinstance(objective, StageCost):
         D = objective.stages

@@ -228,6 +228,17 @@ class RowAdam:
 
     (A dozen lines instead of ``torch.optim.Adam``, whose first construction costs seconds of
     lazy imports -- more than the default budget of small solves.)
+
+    Parameters
+    ----------
+    params
+        (B, n) tensors updated in place, all on one device and of one dtype.
+    lr
+        Learning rate.
+    betas
+        Decay rates of the first and second moment estimates.
+    eps
+        Added to the root of the second moment.
     """
 
     def __init__(self, params: list[torch.Tensor], lr: float, betas=(0.9, 0.999), eps=1e-8):
@@ -238,6 +249,13 @@ class RowAdam:
                              device=params[0].device)
 
     def step(self, grads) -> None:
+        """One Adam update of every parameter.
+
+        Parameters
+        ----------
+        grads
+            One gradient per parameter, same shapes.
+        """
         self.t += 1
         c1 = 1 - self.b1 ** self.t
         c2 = 1 - self.b2 ** self.t
@@ -247,6 +265,13 @@ class RowAdam:
             p.sub_(self.lr * (m / c1) / ((v / c2).sqrt() + self.eps))
 
     def reset_rows(self, idx: torch.Tensor) -> None:
+        """Forget the moments and step counts of some rows (restarted runs).
+
+        Parameters
+        ----------
+        idx
+            Row indices or a (B,) boolean mask.
+        """
         for m, v in zip(self.m, self.v, strict=True):
             m[idx] = 0
             v[idx] = 0
