@@ -38,7 +38,26 @@ class CheckpointError(TvmSchedError, ValueError):
 
 def save_checkpoint(path: str | os.PathLike[str], net: PolicyNet, *, train: dict[str, Any],
                     progress: dict[str, Any], optimizer: dict | None = None) -> Path:
-    """Write a checkpoint (atomically: a temporary file then a rename)."""
+    """Write a checkpoint (atomically: a temporary file then a rename).
+
+    Parameters
+    ----------
+    path
+        Where to write; missing parent directories are created.
+    net
+        The network; its config and weights are saved.
+    train
+        The training arguments.
+    progress
+        Where training stands (steps done, losses, ...).
+    optimizer
+        The optimiser's ``state_dict``, to resume training.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"format": FORMAT, "version": FORMAT_VERSION, "model": net.cfg.to_dict(),
@@ -53,6 +72,16 @@ def save_checkpoint(path: str | os.PathLike[str], net: PolicyNet, *, train: dict
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The checkpoint's dict, after checking its format and version.
+
+    Parameters
+    ----------
+    path
+        The checkpoint file.
+
+    Returns
+    -------
+    dict
+        Format, version, model config, weights, training record (see the module docstring).
 
     Raises
     ------
@@ -84,6 +113,18 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 def load_checkpoint(path: str | os.PathLike[str],
                     device: Any = "cpu") -> tuple[PolicyNet, dict[str, Any]]:
     """The network (in eval mode, on ``device``) and the checkpoint's dict.
+
+    Parameters
+    ----------
+    path
+        The checkpoint file.
+    device
+        Where the network is moved.
+
+    Returns
+    -------
+    tuple
+        ``(net, doc)``: the :class:`PolicyNet` and the dict of :func:`read_checkpoint`.
 
     Raises
     ------

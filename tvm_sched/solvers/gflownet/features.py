@@ -44,6 +44,16 @@ _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
 def reachability_packed(graph: OpGraph) -> np.ndarray:
     """Descendant sets as bit-packed rows (n, ceil(n / 8)) uint8 (bit v of row u: u -> ... -> v).
 
+    Parameters
+    ----------
+    graph
+        The graph.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, max(1, ceil(n / 8))) uint8, bits in ``np.packbits`` (big-endian) order.
+
     Examples
     --------
     >>> g = OpGraph(3, [(0, 1), (1, 2)])
@@ -69,6 +79,20 @@ def relation_block(reach: np.ndarray, graph: OpGraph, rows: np.ndarray,
 
     Relations: direct neighbour, ancestor, descendant, incomparable; every node also relates to
     itself in each (so no attention row is empty).
+
+    Parameters
+    ----------
+    reach
+        :func:`reachability_packed` of ``graph``.
+    graph
+        The graph.
+    rows, cols
+        Node ids of the two subsets (int arrays).
+
+    Returns
+    -------
+    numpy.ndarray
+        (NUM_RELATIONS, len(rows), len(cols)) bool, relations in the order above.
     """
     n = graph.num_nodes
     r = np.unpackbits(reach[rows], axis=1, count=n)[:, cols].astype(bool)  # rows -> cols
@@ -87,7 +111,19 @@ def relation_block(reach: np.ndarray, graph: OpGraph, rows: np.ndarray,
 
 
 def memory_reference(graph: OpGraph) -> tuple[float, np.ndarray]:
-    """Best liveness peak of least peak memory first, DFS and BFS (>= 1) and that order."""
+    """Best liveness peak of least peak memory first, DFS and BFS (>= 1) and that order.
+
+    Parameters
+    ----------
+    graph
+        The graph.
+
+    Returns
+    -------
+    tuple
+        ``(peak, order)``: the peak in bytes as a float (1.0 for an empty graph) and the int64
+        order reaching it.
+    """
     if graph.num_nodes == 0:
         return 1.0, np.zeros(0, dtype=np.int64)
     orders = np.stack([lpmf_order(graph), dfs_order(graph), bfs_order(graph)])
@@ -97,7 +133,24 @@ def memory_reference(graph: OpGraph) -> tuple[float, np.ndarray]:
 
 
 def condition(log_sigma: float, memory: bool, lanes: int, comm: bool) -> torch.Tensor:
-    """The raw conditioning vector (COND_FEATURES,) float32."""
+    """The raw conditioning vector (COND_FEATURES,) float32.
+
+    Parameters
+    ----------
+    log_sigma
+        Log of the reward temperature.
+    memory
+        A memory task (else makespan).
+    lanes
+        Lanes of the task (scaled by ``MAX_LANES``).
+    comm
+        Whether the task has a communication cost.
+
+    Returns
+    -------
+    torch.Tensor
+        (COND_FEATURES,) float32 on the CPU.
+    """
     return torch.tensor([log_sigma, float(memory), lanes / MAX_LANES, float(comm)],
                         dtype=torch.float32)
 
@@ -121,11 +174,36 @@ class GraphEncoding:
     mem_order: np.ndarray
 
     def prior(self, memory: bool) -> np.ndarray:
+        """The heuristic prior logits of the task.
+
+        Parameters
+        ----------
+        memory
+            A memory task (else makespan).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``memory_prior`` or ``makespan_prior``, (n,) float64.
+        """
         return self.memory_prior if memory else self.makespan_prior
 
 
 def encode_graph(graph: OpGraph, lanes: int) -> GraphEncoding:
-    """The :class:`GraphEncoding` of ``graph`` for ``lanes`` lanes (``n`` >= 1)."""
+    """The :class:`GraphEncoding` of ``graph`` for ``lanes`` lanes (``n`` >= 1).
+
+    Parameters
+    ----------
+    graph
+        A graph of at least one node.
+    lanes
+        Lanes the time features are scaled for (at least 1 is used).
+
+    Returns
+    -------
+    GraphEncoding
+        The numpy inputs of the policy.
+    """
     g, n, m = graph, graph.num_nodes, max(1, int(lanes))
     dur = g.duration
     total = float(dur.sum())

@@ -18,13 +18,38 @@ __all__ = ["zeta", "log_partition_variance", "trajectory_balance"]
 
 
 def zeta(log_reward: torch.Tensor, log_pb: torch.Tensor, log_pf: torch.Tensor) -> torch.Tensor:
-    """Per-trajectory log-partition estimates (B,): ``log R + sum log P_B - sum log P_F``."""
+    """Per-trajectory log-partition estimates (B,): ``log R + sum log P_B - sum log P_F``.
+
+    Parameters
+    ----------
+    log_reward
+        (B,) log-rewards of the final states.
+    log_pb
+        (B,) summed backward log-probabilities.
+    log_pf
+        (B,) summed forward log-probabilities.
+
+    Returns
+    -------
+    torch.Tensor
+        (B,), same dtype and device.
+    """
     return log_reward + log_pb - log_pf
 
 
 def log_partition_variance(log_reward: torch.Tensor, log_pb: torch.Tensor,
                            log_pf: torch.Tensor) -> torch.Tensor:
     """Batch variance of :func:`zeta` (a scalar; 0 for a batch of one).
+
+    Parameters
+    ----------
+    log_reward, log_pb, log_pf
+        (B,) tensors, as for :func:`zeta`.
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar (0-dim) tensor.
 
     Examples
     --------
@@ -38,5 +63,18 @@ def log_partition_variance(log_reward: torch.Tensor, log_pb: torch.Tensor,
 
 def trajectory_balance(log_z: torch.Tensor, log_reward: torch.Tensor, log_pb: torch.Tensor,
                        log_pf: torch.Tensor) -> torch.Tensor:
-    """Mean squared trajectory-balance residual ``(log Z - zeta)^2`` with a learned ``log Z``."""
+    """Mean squared trajectory-balance residual ``(log Z - zeta)^2`` with a learned ``log Z``.
+
+    Parameters
+    ----------
+    log_z
+        The learned log-partition (a scalar or (B,)).
+    log_reward, log_pb, log_pf
+        (B,) tensors, as for :func:`zeta`.
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar (0-dim) tensor.
+    """
     return ((log_z - zeta(log_reward, log_pb, log_pf)) ** 2).mean()

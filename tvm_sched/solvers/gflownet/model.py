@@ -60,11 +60,28 @@ class ModelConfig:
     window: int = 256
 
     def to_dict(self) -> dict:
+        """The sizes as a plain dictionary (stored in checkpoints).
+
+        Returns
+        -------
+        dict
+            One entry per field.
+        """
         return asdict(self)
 
 
 class FiLMMLP(nn.Module):
-    """Two-layer MLP whose hidden layer is modulated by the condition (FiLM)."""
+    """Two-layer MLP whose hidden layer is modulated by the condition (FiLM).
+
+    The FiLM layer starts at zero, so the MLP starts unmodulated.
+
+    Parameters
+    ----------
+    d_in, d_hidden, d_out
+        Input, hidden and output widths.
+    cond_dim
+        Width of the condition embedding.
+    """
 
     def __init__(self, d_in: int, d_hidden: int, d_out: int, cond_dim: int):
         super().__init__()
@@ -75,6 +92,20 @@ class FiLMMLP(nn.Module):
         nn.init.zeros_(self.film.bias)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Apply the MLP to every row of ``x`` under one condition.
+
+        Parameters
+        ----------
+        x
+            (..., d_in) inputs.
+        c
+            (cond_dim,) condition embedding, same device.
+
+        Returns
+        -------
+        torch.Tensor
+            (..., d_out).
+        """
         # c is one vector per call, so FiLM folds into the first layer's weights
         gamma, beta = self.film(c).chunk(2, dim=-1)
         scale = 1 + gamma
@@ -87,7 +118,23 @@ Block = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # rows, cols, additive 
 
 def attention_blocks(enc: GraphEncoding, cfg: ModelConfig,
                      device: torch.device | str = "cpu") -> list[Block]:
-    """The attention blocks of a graph: one dense block, or windows (see the module docstring)."""
+    """The attention blocks of a graph: one dense block, or windows (see the module docstring).
+
+    Parameters
+    ----------
+    enc
+        The graph's encoding.
+    cfg
+        The network sizes (heads, ``dense_nodes``, ``window``).
+    device
+        Where the blocks are built.
+
+    Returns
+    -------
+    list of tuple
+        ``(rows, cols, mask)`` per block: int64 node ids and an additive float32 mask
+        (H, len(rows), len(cols)) of 0 and ``-inf``, all on ``device``.
+    """
     g, n = enc.graph, enc.graph.num_nodes
     if n <= cfg.dense_nodes:
         spans = [(np.arange(n), np.arange(n))]
@@ -105,7 +152,24 @@ def attention_blocks(enc: GraphEncoding, cfg: ModelConfig,
 
 
 class TopoLayer(nn.Module):
-    """One pre-LN transformer layer with DAG-relation attention and a FiLM MLP."""
+    """One pre-LN transformer layer with DAG-relation attention and a FiLM MLP.
+
+    Parameters
+    ----------
+    dim
+        Embedding width.
+    heads_per_relation
+        Attention heads per DAG relation.
+    mlp_mult
+        Hidden width of the MLP as a multiple of ``dim``.
+    cond_dim
+        Width of the condition embedding.
+
+    Raises
+    ------
+    ValueError
+        ``dim`` is not a multiple of the number of heads.
+    """
 
     def __init__(self, dim: int, heads_per_relation: int, mlp_mult: int, cond_dim: int):
         super().__init__()
@@ -119,7 +183,22 @@ class TopoLayer(nn.Module):
         self.mlp = FiLMMLP(dim, mlp_mult * dim, dim, cond_dim)
 
     def forward(self, x: torch.Tensor, blocks: list[Block], c: torch.Tensor) -> torch.Tensor:
-        """x: (n, dim); blocks: see :func:`attention_blocks`; c: (cond_dim,)."""
+        """x: (n, dim); blocks: see :func:`attention_blocks`; c: (cond_dim,).
+
+        Parameters
+        ----------
+        x
+            (n, dim) node embeddings.
+        blocks
+            The graph's attention blocks, on ``x``'s device.
+        c
+            (cond_dim,) condition embedding.
+
+        Returns
+        -------
+        torch.Tensor
+            (n, dim) updated embeddings.
+        """
         n, d = x.shape
         H = self.heads
         qkv = self.qkv(self.ln1(x)).reshape(n, 3, H, d // H)
@@ -140,7 +219,18 @@ class TopoLayer(nn.Module):
 
 
 class PolicyNet(nn.Module):
-    """Topoformer encoder with a per-node logit head and a log Z head (see the module docstring)."""
+    """Topoformer encoder with a per-node logit head and a log Z head (see the module docstring).
+
+    Parameters
+    ----------
+    cfg
+        The sizes; default ``ModelConfig()``.
+
+    Raises
+    ------
+    ValueError
+        ``cfg.dim`` is not a multiple of ``4 * cfg.heads_per_relation``.
+    """
 
     def __init__(self, cfg: ModelConfig | None = None):
         super().__init__()
@@ -160,21 +250,78 @@ class PolicyNet(nn.Module):
         self.log_z = FiLMMLP(d, hid, 2, cd)
 
     def embed_condition(self, cond_raw: torch.Tensor) -> torch.Tensor:
+        """Embed the raw conditioning vector.
+
+        Parameters
+        ----------
+        cond_raw
+            (COND_FEATURES,) float32, from :func:`~.features.condition`.
+
+        Returns
+        -------
+        torch.Tensor
+            (cond_dim,).
+        """
         return self.cond(cond_raw)
 
     def encode(self, static: torch.Tensor, blocks: list[Block], c: torch.Tensor) -> torch.Tensor:
-        """Node embeddings (n, dim) from static features (n, STATIC_FEATURES)."""
+        """Node embeddings (n, dim) from static features (n, STATIC_FEATURES).
+
+        Parameters
+        ----------
+        static
+            (n, STATIC_FEATURES) float32 features.
+        blocks
+            The graph's attention blocks.
+        c
+            (cond_dim,) condition embedding.
+
+        Returns
+        -------
+        torch.Tensor
+            (n, dim) layer-normalised embeddings.
+        """
         x = self.inp(static)
         for layer in self.layers:
             x = layer(x, blocks, c)
         return self.ln(x)
 
     def logits(self, h: torch.Tensor, prior: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """Node logits (n,) float32 from embeddings (n, dim) and the task's prior (n,)."""
+        """Node logits (n,) float32 from embeddings (n, dim) and the task's prior (n,).
+
+        Parameters
+        ----------
+        h
+            (n, dim) embeddings from :meth:`encode`.
+        prior
+            (n,) heuristic prior logits, scaled by a learned factor of the condition.
+        c
+            (cond_dim,) condition embedding.
+
+        Returns
+        -------
+        torch.Tensor
+            (n,) logits.
+        """
         scale = torch.exp(self.prior_scale(c).clamp(-5.0, 8.0))
         return scale * prior + self.head(h, c).squeeze(-1)
 
     def log_partition(self, h: torch.Tensor, c: torch.Tensor, sigma: float) -> torch.Tensor:
-        """Learned log Z of (graph, condition), a scalar: ``a / sigma + b log(1 + 1/sigma)``."""
+        """Learned log Z of (graph, condition), a scalar: ``a / sigma + b log(1 + 1/sigma)``.
+
+        Parameters
+        ----------
+        h
+            (n, dim) embeddings (mean-pooled).
+        c
+            (cond_dim,) condition embedding.
+        sigma
+            The reward temperature.
+
+        Returns
+        -------
+        torch.Tensor
+            A scalar (0-dim) tensor.
+        """
         a, b = self.log_z(h.mean(dim=0), c).reshape(2)
         return a / sigma + b * math.log(1.0 + 1.0 / sigma)

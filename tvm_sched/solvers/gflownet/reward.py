@@ -53,6 +53,24 @@ def log_reward(graph: OpGraph, task: Task, orders: np.ndarray, sigma: float,
                mem_ref: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Log-rewards (B,) and objective values (B,) (makespans or liveness peaks) of orders (B, n).
 
+    Parameters
+    ----------
+    graph
+        The graph.
+    task
+        What the orders are rewarded for.
+    orders
+        (B, n) int topological orders.
+    sigma
+        The temperature (> 0): a smaller sigma sharpens the reward.
+    mem_ref
+        The reference peak of a memory task; default the batch's best peak.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(log_reward, values)``, each (B,) float.
+
     Examples
     --------
     >>> g = OpGraph(2, [], duration=[1.0, 1.0])

@@ -33,6 +33,22 @@ def race_orders(graph: OpGraph, logits: np.ndarray, size: int,
                 rng: np.random.Generator) -> np.ndarray:
     """``size`` orders (size, n) int64 drawn from the one-shot policy with node ``logits`` (n,).
 
+    Parameters
+    ----------
+    graph
+        The graph.
+    logits
+        (n,) node logits; a higher logit tends to run earlier.
+    size
+        Orders to draw.
+    rng
+        The generator of the exponential delays.
+
+    Returns
+    -------
+    numpy.ndarray
+        (size, n) int64 topological orders.
+
     Examples
     --------
     >>> g = OpGraph(3, [(0, 2)])
@@ -63,6 +79,20 @@ def race_orders(graph: OpGraph, logits: np.ndarray, size: int,
 
 def order_log_prob(graph: OpGraph, logits: torch.Tensor, orders: np.ndarray) -> torch.Tensor:
     """``log P_F`` (B,) of orders (B, n) under node ``logits`` (n,), differentiable.
+
+    Parameters
+    ----------
+    graph
+        The graph.
+    logits
+        (n,) node logits (with gradient), on any device.
+    orders
+        (B, n) int topological orders.
+
+    Returns
+    -------
+    torch.Tensor
+        (B,) on ``logits``' device; zeros for an empty graph.
 
     Examples
     --------

@@ -74,7 +74,26 @@ _CACHE: dict[tuple[str, float, str], tuple[PolicyNet, dict]] = {}
 
 
 def cached_model(path: str | Path, device: torch.device) -> tuple[PolicyNet, dict]:
-    """Load a checkpoint once per process (keyed by path, modification time and device)."""
+    """Load a checkpoint once per process (keyed by path, modification time and device).
+
+    Parameters
+    ----------
+    path
+        The checkpoint file.
+    device
+        Where the network lives.
+
+    Returns
+    -------
+    tuple
+        ``(net, doc)`` as :func:`~tvm_sched.solvers.gflownet.checkpoint.load_checkpoint`
+        returns them (shared between callers: do not modify).
+
+    Raises
+    ------
+    CheckpointError
+        The checkpoint is missing, stale or does not fit its config.
+    """
     p = Path(path)
     key = (str(p.resolve()), p.stat().st_mtime if p.exists() else 0.0, str(device))
     if key not in _CACHE:
@@ -86,7 +105,30 @@ def cached_model(path: str | Path, device: torch.device) -> tuple[PolicyNet, dic
 def node_logits(net: PolicyNet, enc: GraphEncoding, *, lanes: int, memory: bool,
                 comm: bool = False, sigma: float, device: str | torch.device = "cpu"
                 ) -> np.ndarray:
-    """The policy's node logits (n,) float64 for one graph, task and temperature."""
+    """The policy's node logits (n,) float64 for one graph, task and temperature.
+
+    Parameters
+    ----------
+    net
+        The policy.
+    enc
+        The graph's encoding.
+    lanes
+        Lanes of the task.
+    memory
+        A memory task (else makespan).
+    comm
+        Whether the task has a communication cost.
+    sigma
+        The reward temperature the policy is conditioned on.
+    device
+        Where the network runs (``net`` must already be there).
+
+    Returns
+    -------
+    numpy.ndarray
+        (n,) float64 on the CPU.
+    """
     dev = torch.device(device)
     c = net.embed_condition(condition(float(np.log(sigma)), memory, lanes, comm).to(dev))
     h = net.encode(torch.as_tensor(enc.static, device=dev), attention_blocks(enc, net.cfg, dev), c)
@@ -98,6 +140,29 @@ def sample_schedules(net: PolicyNet, graph: OpGraph, *, lanes: int, memory: bool
                      sigma: float = 0.01, samples: int = 1000, batch: int = 250, seed: int = 0,
                      device: str | torch.device = "cpu") -> dict:
     """Draw ``samples`` orders and score them (a helper for scripts; the solver paces itself).
+
+    Parameters
+    ----------
+    net
+        The policy.
+    graph
+        The graph.
+    lanes
+        Lanes of the task.
+    memory
+        A memory task (else makespan).
+    comm
+        The communication cost of a makespan task, or ``None``.
+    sigma
+        The reward temperature the policy is conditioned on.
+    samples
+        Orders to draw.
+    batch
+        Orders drawn per call of the sampler.
+    seed
+        Seed of the sampler.
+    device
+        Where the network runs.
 
     Returns
     -------

@@ -52,7 +52,18 @@ __all__ = ["add_arguments", "run", "main", "GraphSource", "train_step", "read_gr
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the training options to ``p`` (also used by ``tvm-sched train-gflownet``)."""
+    """Add the training options to ``p`` (also used by ``tvm-sched train-gflownet``).
+
+    Parameters
+    ----------
+    p
+        The parser to extend.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        ``p``.
+    """
     p.add_argument("--out", type=Path, default=Path("gflownet.pt"), help="checkpoint to write")
     p.add_argument("--resume", type=Path, default=None, help="checkpoint to continue from")
     p.add_argument("--iterations", type=int, default=2000, help="total iterations (resumed "
@@ -85,7 +96,18 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def read_graphs(paths: list[Path]) -> list[OpGraph]:
-    """The graphs of ``paths`` (any format :func:`tvm_sched.datasets.read_graph` reads)."""
+    """The graphs of ``paths`` (any format :func:`tvm_sched.datasets.read_graph` reads).
+
+    Parameters
+    ----------
+    paths
+        Graph files.
+
+    Returns
+    -------
+    list of OpGraph
+        One per file, in order, ``meta["name"]`` set to the file's stem.
+    """
     from tvm_sched.datasets import read_graph
 
     out = []
@@ -97,6 +119,22 @@ def read_graphs(paths: list[Path]) -> list[OpGraph]:
 
 class GraphSource:
     """Draws training graphs: generated families and (optionally) handed graphs or windows.
+
+    Parameters
+    ----------
+    families
+        Generator families (:data:`tvm_sched.datasets.generators.FAMILIES`).
+    nodes
+        ``(lo, hi)``: sizes of the generated graphs, inclusive.
+    graphs
+        Handed graphs to draw from besides the families.
+    graphs_frac
+        Share of draws taken from ``graphs`` (0 when there are none).
+    graphs_max_nodes
+        A larger handed graph is cut to a random window of its topological order (at least 25
+        nodes).
+    rng
+        The generator of every draw.
 
     Raises
     ------
@@ -118,6 +156,13 @@ class GraphSource:
         self.max_nodes, self.rng = max(25, graphs_max_nodes), rng
 
     def draw(self) -> OpGraph:
+        """The next training graph.
+
+        Returns
+        -------
+        OpGraph
+            A handed graph (or a window of it), or a freshly generated one.
+        """
         from tvm_sched.datasets.generators import generate
 
         rng = self.rng
@@ -136,7 +181,37 @@ class GraphSource:
 def train_step(net: PolicyNet, opt: torch.optim.Optimizer, graph: OpGraph, task: Task,
                sigma: float, *, batch: int, rng: np.random.Generator, loss_kind: str = "vargrad",
                epsilon: float = 0.1, device: str | torch.device = "cpu") -> dict:
-    """One optimisation step on ``batch`` orders of ``graph`` at ``sigma``."""
+    """One optimisation step on ``batch`` orders of ``graph`` at ``sigma``.
+
+    Parameters
+    ----------
+    net
+        The policy (in training mode).
+    opt
+        Its optimiser.
+    graph
+        The graph of this step.
+    task
+        What the orders are rewarded for.
+    sigma
+        The reward temperature.
+    batch
+        Orders drawn.
+    rng
+        The generator of the draws.
+    loss_kind
+        ``"vargrad"`` (log-partition variance) or ``"tb"`` (trajectory balance).
+    epsilon
+        Expected share of the orders drawn at half the logits (exploration).
+    device
+        Where the network runs.
+
+    Returns
+    -------
+    dict
+        ``loss`` and ``quality`` (lane efficiency for makespan, reference peak over mean peak
+        for memory).
+    """
     dev = torch.device(device)
     enc = encode_graph(graph, task.lanes)
     c = net.embed_condition(condition(math.log(sigma), task.memory, task.lanes,
@@ -182,7 +257,27 @@ def _model_config(args, resumed: dict | None) -> ModelConfig:
 
 
 def run(args: argparse.Namespace) -> Path:
-    """Train as ``args`` says (see :func:`add_arguments`); returns the checkpoint path."""
+    """Train as ``args`` says (see :func:`add_arguments`); returns the checkpoint path.
+
+    Prints progress and writes the checkpoint every ``save_every`` iterations and at the end.
+
+    Parameters
+    ----------
+    args
+        The parsed options of :func:`add_arguments`.
+
+    Returns
+    -------
+    Path
+        ``args.out``.
+
+    Raises
+    ------
+    CheckpointError
+        The resumed checkpoint is unreadable or stale, or a model option differs from it.
+    ValueError
+        An unknown family or a bad node range.
+    """
     torch.set_num_threads(max(1, args.threads))
     device = torch.device(args.device)
     resumed = read_checkpoint(args.resume) if args.resume else None
@@ -263,6 +358,18 @@ def run(args: argparse.Namespace) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line: parse ``argv`` and train.
+
+    Parameters
+    ----------
+    argv
+        Arguments; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit status, 0.
+    """
     p = argparse.ArgumentParser(prog="python -m tvm_sched.solvers.gflownet.train",
                                 description="Train the GFlowNet scheduler (see the module doc).")
     add_arguments(p)
