@@ -23,14 +23,46 @@ __all__ = ["build", "load", "LaneModule", "LanePlan", "TensorSpec", "Step", "Pyt
 
 
 def build(mod, target="llvm", schedule=None, **kwargs) -> LaneModule:
-    """Build a :class:`LaneModule`; see :func:`tvm_sched.runtime.builder.build`."""
+    """Build a :class:`LaneModule`; see :func:`tvm_sched.runtime.builder.build`.
+
+    Parameters
+    ----------
+    mod
+        The Relax module.
+    target
+        TVM target of the kernels.
+    schedule
+        A lane schedule of the module's graph; ``None``: one is solved.
+    **kwargs
+        The keyword options of :func:`tvm_sched.runtime.builder.build`.
+
+    Returns
+    -------
+    LaneModule
+        The compiled module, ready to run.
+    """
     from tvm_sched.runtime.builder import build as _build
 
     return _build(mod, target, schedule, **kwargs)
 
 
 def plan_module(mod, schedule=None, **kwargs) -> LanePlan:
-    """The :class:`LanePlan` of a fused module; see :func:`tvm_sched.runtime.lower.plan_module`."""
+    """The :class:`LanePlan` of a fused module; see :func:`tvm_sched.runtime.lower.plan_module`.
+
+    Parameters
+    ----------
+    mod
+        A fused Relax module.
+    schedule
+        A lane schedule of its graph; ``None``: one is solved.
+    **kwargs
+        The keyword options of :func:`tvm_sched.runtime.lower.plan_module`.
+
+    Returns
+    -------
+    LanePlan
+        The device-neutral plan.
+    """
     from tvm_sched.runtime.lower import plan_module as _plan
 
     return _plan(mod, schedule, **kwargs)

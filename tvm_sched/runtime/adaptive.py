@@ -70,13 +70,27 @@ class ModeChooser:
         self.explored = 0
 
     def next(self) -> int:
-        """The mode of the next run (0: lanes, 1: serial)."""
+        """The mode of the next run (0: lanes, 1: serial).
+
+        Returns
+        -------
+        int
+            The current mode, or the other one when an exploration is due.
+        """
         if self._since >= self.period:
             return 1 - self.current
         return self.current
 
     def record(self, mode: int, seconds: float) -> None:
-        """Tell the time of a run in ``mode``."""
+        """Tell the time of a run in ``mode``.
+
+        Parameters
+        ----------
+        mode
+            The mode the run used (0: lanes, 1: serial).
+        seconds
+            Its wall time.
+        """
         if mode == self.current:
             old = self.mean[mode]
             self.mean[mode] = seconds if old is None else old + self.alpha * (seconds - old)

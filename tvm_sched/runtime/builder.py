@@ -50,7 +50,23 @@ log = logging.getLogger(__name__)
 
 
 def apply_database(mod: tvm.IRModule, target: tvm.target.Target, database) -> tvm.IRModule:
-    """``mod`` with the kernels of a MetaSchedule ``database`` (an object or a work directory)."""
+    """``mod`` with the kernels of a MetaSchedule ``database`` (an object or a work directory).
+
+    Parameters
+    ----------
+    mod
+        A fused Relax module.
+    target
+        The target the database was tuned for.
+    database
+        A MetaSchedule database, or the path of a JSON database's work directory (which must
+        exist).
+
+    Returns
+    -------
+    tvm.IRModule
+        ``mod`` after ``MetaScheduleApplyDatabase`` (kernels without a record are kept).
+    """
     from tvm.s_tir import meta_schedule as ms
 
     if isinstance(database, str) or hasattr(database, "__fspath__"):
@@ -60,7 +76,20 @@ def apply_database(mod: tvm.IRModule, target: tvm.target.Target, database) -> tv
 
 
 def compile_kernels(mod: tvm.IRModule, target: tvm.target.Target):
-    """``tvm.compile(mod, target)``: the executable (its ``mod`` holds the kernels)."""
+    """``tvm.compile(mod, target)``: the executable (its ``mod`` holds the kernels).
+
+    Parameters
+    ----------
+    mod
+        The fused module.
+    target
+        The CPU target.
+
+    Returns
+    -------
+    relax.VMExecutable
+        The compiled executable.
+    """
     return tvm.compile(mod, target)
 
 
@@ -103,6 +132,13 @@ class LaneKernels:
         The executable of an earlier compilation of the same module for the same target (e.g.
         loaded back from its exported library, :meth:`load_executable`): the compilation is
         skipped. The caller vouches that it matches ``mod``, ``target`` and ``database``.
+
+    Raises
+    ------
+    InvalidScheduleError
+        A target other than ``llvm`` or ``c``, or ``params`` of the wrong count for ``main``.
+    ExtractionError
+        ``main`` holds a binding the runtime cannot run (named).
     """
 
     def __init__(self, mod: tvm.IRModule, target: str | tvm.target.Target = "llvm", *,
@@ -137,7 +173,19 @@ class LaneKernels:
     @staticmethod
     def load_executable(path) -> Any | None:
         """The executable exported to ``path`` (``exe.export_library``), or None when the file
-        is missing or does not load (then the caller compiles again)."""
+        is missing or does not load (then the caller compiles again).
+
+        Parameters
+        ----------
+        path
+            The exported library (a string or a path; a path that exists but does not load is
+            logged).
+
+        Returns
+        -------
+        relax.VMExecutable or None
+            The executable, for the ``exe`` argument.
+        """
         try:
             return relax.VMExecutable(tvm.runtime.load_module(str(path)))
         except Exception as err:  # noqa: BLE001 - a stale or torn cache file is recompiled
@@ -159,7 +207,20 @@ class LaneKernels:
 
     def profile(self, kernel_times: dict[str, float] | None = None, *, repeat: int = 5):
         """Measure kernel durations (``profile_kernels``) or take ``kernel_times``; the graph's
-        durations become them."""
+        durations become them.
+
+        Parameters
+        ----------
+        kernel_times
+            Seconds per kernel name; ``None``: measured.
+        repeat
+            Repetitions of each measurement.
+
+        Returns
+        -------
+        dict
+            The kernel times now in use (also ``self.kernel_times``).
+        """
         if kernel_times is None:
             from tvm_sched.relax.profile import profile_kernels
 
@@ -171,14 +232,42 @@ class LaneKernels:
     def schedule(self, lanes: int, solver: str = "list", *, budget: float | None = 5.0,
                  seed: int = 0) -> Schedule:
         """The ``solver``'s best makespan schedule on ``lanes`` lanes (durations: measured if
-        :meth:`profile` ran, else the roofline estimate)."""
+        :meth:`profile` ran, else the roofline estimate).
+
+        Parameters
+        ----------
+        lanes
+            Number of lanes; 1 gives the module's own order without solving.
+        solver
+            A registered solver name.
+        budget
+            The solver's time budget in seconds.
+        seed
+            The solver's seed.
+
+        Returns
+        -------
+        Schedule
+            With lanes (completed by the makespan objective when the solver gave none).
+        """
         if lanes == 1:
             return Schedule(order=tuple(range(self.graph.num_nodes)),
                             lane=(0,) * self.graph.num_nodes)
         return _schedule(self.graph, lanes, solver, budget, seed)
 
     def predicted_makespan(self, schedule: Schedule) -> float:
-        """Makespan of ``schedule`` on the graph's durations (chain semantics)."""
+        """Makespan of ``schedule`` on the graph's durations (chain semantics).
+
+        Parameters
+        ----------
+        schedule
+            A lane schedule of the graph.
+
+        Returns
+        -------
+        float
+            Seconds.
+        """
         from tvm_sched.cost import make_objective
 
         return float(make_objective("makespan", lanes=schedule.num_lanes)
@@ -186,6 +275,23 @@ class LaneKernels:
 
     def plan(self, schedule: Schedule | None = None, *, threads_per_lane: int = 1,
              meta: dict | None = None):
+        """The :class:`LanePlan` of ``schedule``, with the figures known so far in its meta.
+
+        Parameters
+        ----------
+        schedule
+            A lane schedule of the graph; ``None``: the module's order on one lane.
+        threads_per_lane
+            TVM CPU threads per lane.
+        meta
+            Further entries of the plan's meta.
+
+        Returns
+        -------
+        LanePlan
+            The plan; its meta has TVM's planned bytes and, after :meth:`profile`, the
+            predicted makespan.
+        """
         info: dict[str, Any] = {}
         if self.tvm_planned_bytes is not None:
             info["tvm_planned_bytes"] = self.tvm_planned_bytes
@@ -202,7 +308,30 @@ class LaneKernels:
                device="cpu", meta: dict | None = None, adaptive: bool = True) -> LaneModule:
         """A :class:`LaneModule` running ``schedule`` (default: the module's order, one lane),
         or a plan made before by :meth:`plan` (then ``threads_per_lane`` replaces the plan's);
-        ``adaptive`` as :class:`LaneModule`'s."""
+        ``adaptive`` as :class:`LaneModule`'s.
+
+        Parameters
+        ----------
+        schedule
+            A lane schedule, a plan, or ``None``.
+        threads_per_lane
+            TVM CPU threads per lane.
+        engine, pin, allow_oversubscribe, device, adaptive
+            As for :class:`LaneModule`.
+        meta
+            Further entries of a new plan's meta.
+
+        Returns
+        -------
+        LaneModule
+            With ``kernels`` set to this object.
+
+        Raises
+        ------
+        InvalidScheduleError
+            Lanes times threads exceed the usable cores (without ``allow_oversubscribe``), or
+            the schedule does not fit the graph.
+        """
         if isinstance(schedule, LanePlan):
             plan = schedule.with_threads(threads_per_lane)
         else:
@@ -226,12 +355,35 @@ class LaneKernels:
         return self._vm
 
     def vm_args(self, inputs: Sequence) -> list:
+        """The VM arguments of ``main``: the inputs, then the bound weights, as CPU tensors.
+
+        Parameters
+        ----------
+        inputs
+            Array-likes, one per input of ``main``.
+
+        Returns
+        -------
+        list of tvm.runtime.Tensor
+            Inputs first, weights after.
+        """
         dev = tvm.cpu(0)
         return [tvm.runtime.tensor(np.asarray(x), dev) for x in inputs] + \
             [tvm.runtime.tensor(w, dev) for w in self.weights]
 
     def reference(self, *inputs) -> list[np.ndarray]:
-        """``main``'s outputs from the Relax VM on ``inputs`` (and the bound weights)."""
+        """``main``'s outputs from the Relax VM on ``inputs`` (and the bound weights).
+
+        Parameters
+        ----------
+        *inputs
+            Array-likes, one per input of ``main``.
+
+        Returns
+        -------
+        list of numpy.ndarray
+            The outputs, flattened.
+        """
         out = self.vm()["main"](*self.vm_args(inputs))
         return [o.numpy() for o in flatten_values(out)]
 

@@ -43,7 +43,13 @@ __all__ = ["PythonEngine", "LaneError", "check_lanes", "usable_cores", "lane_cor
 
 
 def usable_cores() -> list[int]:
-    """The CPU ids this process may run on (``os.sched_getaffinity`` where it exists)."""
+    """The CPU ids this process may run on (``os.sched_getaffinity`` where it exists).
+
+    Returns
+    -------
+    list of int
+        Sorted CPU ids; ``0..cpu_count-1`` where affinity is unknown.
+    """
     try:
         return sorted(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -52,7 +58,22 @@ def usable_cores() -> list[int]:
 
 def lane_cores(lane: int, threads_per_lane: int, cores: Sequence[int] | None = None
                ) -> list[int] | None:
-    """Cores for ``lane`` (disjoint blocks of ``threads_per_lane``); None when they run out."""
+    """Cores for ``lane`` (disjoint blocks of ``threads_per_lane``); None when they run out.
+
+    Parameters
+    ----------
+    lane
+        The lane index.
+    threads_per_lane
+        Cores per lane.
+    cores
+        The cores to share out; default :func:`usable_cores`.
+
+    Returns
+    -------
+    list of int or None
+        The lane's ``threads_per_lane`` cores.
+    """
     cores = usable_cores() if cores is None else list(cores)
     lo = lane * threads_per_lane
     if lo + threads_per_lane > len(cores):
@@ -64,6 +85,26 @@ def check_lanes(num_steps: int, lanes: Sequence[Sequence[int]], waits: Sequence[
                 *, threads_per_lane: int = 1, allow_oversubscribe: bool = False,
                 names: Sequence[str] | None = None) -> list[int]:
     """Validate lanes and waits (see the module docstring); return a topological order of steps.
+
+    Parameters
+    ----------
+    num_steps
+        Number of steps; every one must be on exactly one lane.
+    lanes
+        Per lane, its step ids in run order.
+    waits
+        Per step, the steps of other lanes it waits for.
+    threads_per_lane
+        Cores each lane needs (at least 1).
+    allow_oversubscribe
+        Allow more lane threads than usable cores.
+    names
+        Step names for the error messages.
+
+    Returns
+    -------
+    list of int
+        A topological order of the steps under the lane orders and waits.
 
     Raises
     ------
@@ -198,7 +239,35 @@ def _shutdown(shared: _Shared, threads: list[threading.Thread]) -> None:
 
 
 class PythonEngine:
-    """Runs lanes of kernel steps on persistent Python threads (see the module docstring)."""
+    """Runs lanes of kernel steps on persistent Python threads (see the module docstring).
+
+    Parameters
+    ----------
+    funcs
+        The kernels, called as ``funcs[f](*args)``.
+    steps
+        Per step, ``(function index, arguments)``.
+    lanes
+        Per lane, its step ids in run order.
+    waits
+        Per step, the steps of other lanes it waits for.
+    threads_per_lane
+        TVM CPU threads of each lane.
+    pin
+        Pin each lane's thread to its cores.
+    allow_oversubscribe
+        Allow more lane threads than usable cores.
+    step_names
+        Names for error messages.
+
+    Raises
+    ------
+    InvalidScheduleError
+        A step calls a missing function, the lanes and waits are invalid (see
+        :func:`check_lanes`), or a lane thread cannot be configured.
+    CycleError
+        The lane orders and waits form a cycle.
+    """
 
     kind = "python"
 

@@ -51,10 +51,24 @@ _Constant = tvm.ir.expr.Constant  # TVM 0.27: Relax constants live in tvm.ir
 def main_graph(mod: tvm.IRModule, *, kernel_times=None, func: str = "main") -> OpGraph:
     """The OpGraph of ``mod[func]``'s one dataflow block (what lane schedules are over).
 
+    Parameters
+    ----------
+    mod
+        A fused Relax module.
+    kernel_times
+        Seconds per kernel name for the node durations (else the roofline estimate).
+    func
+        The function to read.
+
+    Returns
+    -------
+    OpGraph
+        The block's graph, with the extraction metadata.
+
     Raises
     ------
     ExtractionError
-        ``func`` has no dataflow block with operators, or more than one.
+        ``func`` has no dataflow block with operators, or more than one, or a symbolic shape.
     """
     graphs = extract(mod, func, skip_symbolic=False, kernel_times=kernel_times)
     if len(graphs) != 1:
@@ -81,7 +95,20 @@ def _flatten(e) -> list:
 
 
 def module_constants(mod: tvm.IRModule, func: str = "main") -> list[np.ndarray]:
-    """The constants ``main``'s dataflow block uses, in the order a plan numbers them."""
+    """The constants ``main``'s dataflow block uses, in the order a plan numbers them.
+
+    Parameters
+    ----------
+    mod
+        A fused Relax module.
+    func
+        The function to read.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Each distinct constant once, in order of first use.
+    """
     out: list[np.ndarray] = []
     seen: set = set()
     for block in mod[func].body.blocks:
@@ -282,11 +309,21 @@ def plan_module(mod: tvm.IRModule, schedule: Schedule | None = None, *,
         TVM CPU threads per lane (recorded in the plan).
     arena_method
         Passed to the arena planner.
+    func
+        The function to plan.
+    meta
+        Entries for the plan's ``meta``.
+
+    Returns
+    -------
+    LanePlan
+        Steps, lanes, waits and tensors (intermediates placed in one arena).
 
     Raises
     ------
     ExtractionError
-        A binding the runtime cannot run (named), or not exactly one dataflow block.
+        A binding the runtime cannot run (named), not exactly one dataflow block, or a
+        ``graph`` that was not extracted from a Relax module.
     InvalidScheduleError
         The schedule does not fit the graph.
     """

@@ -70,10 +70,30 @@ def make_engine(kind: str, funcs, steps, lanes, waits, *, threads_per_lane: int 
     ``"auto"`` takes the native engine when :func:`tvm_sched.runtime.native.available` says it
     was built, else the Python engine, and says so once (a log warning).
 
+    Parameters
+    ----------
+    kind
+        ``"auto"``, ``"native"`` or ``"python"``.
+    funcs, steps, lanes, waits
+        The kernels, the steps ``(function index, arguments)``, the lanes' step ids and each
+        step's cross-lane waits (see :class:`~tvm_sched.runtime.engine_python.PythonEngine`).
+    threads_per_lane, pin, allow_oversubscribe
+        Engine options.
+    step_names
+        Names for error messages.
+
+    Returns
+    -------
+    PythonEngine or NativeEngine
+        An engine with ``run()``, ``close()`` and ``num_lanes``.
+
     Raises
     ------
     ValueError
         Unknown kind, or ``"native"`` when the native engine was not built.
+    InvalidScheduleError, CycleError
+        The lanes and waits are invalid (see
+        :func:`~tvm_sched.runtime.engine_python.check_lanes`).
     """
     global _warned_python
     if kind not in ("auto", "native", "python"):
@@ -259,6 +279,11 @@ class LaneModule:
         """Copy ``inputs`` (numpy arrays or TVM tensors) into the input buffers (under the
         module's lock).
 
+        Parameters
+        ----------
+        *inputs
+            One array or tensor per input of the plan (array-likes are converted).
+
         Raises
         ------
         LaneInputError
@@ -315,6 +340,16 @@ class LaneModule:
         :meth:`LanePlan.serial_order` in turn, after inputs were set, it is a run of the plan
         one kernel at a time (the tuner's profile: every kernel on the data it receives).
 
+        Parameters
+        ----------
+        step
+            Index into ``plan.steps``.
+
+        Returns
+        -------
+        float
+            Wall seconds of the kernel call.
+
         Raises
         ------
         IndexError
@@ -337,7 +372,13 @@ class LaneModule:
         return "lanes" if self.chooser is None else MODES[self.chooser.next()]
 
     def outputs(self) -> list[np.ndarray]:
-        """Copies of the outputs of the last run (under the module's lock)."""
+        """Copies of the outputs of the last run (under the module's lock).
+
+        Returns
+        -------
+        list of numpy.ndarray
+            One per output of the plan.
+        """
         with self._lock:
             return self._outputs()
 
@@ -364,7 +405,27 @@ class LaneModule:
 
     def time(self, number: int = 10, repeat: int = 5, *, warmup: int = 1) -> float:
         """Median seconds of one run over ``repeat`` timings of ``number`` runs each (engine only,
-        inputs as last set; the module's lock is held throughout)."""
+        inputs as last set; the module's lock is held throughout).
+
+        Parameters
+        ----------
+        number
+            Runs per timing (at least 1).
+        repeat
+            Timings (at least 1).
+        warmup
+            Untimed runs first.
+
+        Returns
+        -------
+        float
+            The median seconds per run.
+
+        Raises
+        ------
+        LaneError
+            A kernel failed.
+        """
         with self._lock:
             for _ in range(warmup):
                 self._run()
@@ -377,7 +438,13 @@ class LaneModule:
         return float(statistics.median(samples))
 
     def poison(self, byte: int = 0xFF) -> None:
-        """Fill the arena with ``byte`` (0xFF: NaN for floats) -- for race tests."""
+        """Fill the arena with ``byte`` (0xFF: NaN for floats) -- for race tests.
+
+        Parameters
+        ----------
+        byte
+            The fill value, 0..255.
+        """
         with self._lock:
             self.arena.fill(byte)
 
@@ -388,6 +455,11 @@ class LaneModule:
     # -- export / load ----------------------------------------------------------------------
     def export(self, path: str | Path) -> Path:
         """Write the module as one file (:func:`tvm_sched.runtime.artifact.write_artifact`).
+
+        Parameters
+        ----------
+        path
+            The file to write.
 
         Returns
         -------

@@ -63,7 +63,13 @@ class NativeEngineUnavailableError(TvmSchedError, ImportError):
 
 
 def library_path() -> Path:
-    """Where ``make`` writes the engine library (inside the package)."""
+    """Where ``make`` writes the engine library (inside the package).
+
+    Returns
+    -------
+    Path
+        ``tvm_sched/runtime/_lib/<library name>``, whether or not it exists.
+    """
     return Path(__file__).resolve().parent / "_lib" / _LIB_NAME
 
 
@@ -85,6 +91,11 @@ def _load() -> tuple[Any, str]:
 def available() -> bool:
     """Whether the native engine library was built and loads.
 
+    Returns
+    -------
+    bool
+        True when the library loads (the answer is cached for the process).
+
     Examples
     --------
     >>> isinstance(available(), bool)
@@ -94,7 +105,13 @@ def available() -> bool:
 
 
 def unavailable_reason() -> str:
-    """Why :func:`available` is False ("" when it is True)."""
+    """Why :func:`available` is False ("" when it is True).
+
+    Returns
+    -------
+    str
+        A sentence naming the missing or unloadable library, or ``""``.
+    """
     return _load()[1]
 
 

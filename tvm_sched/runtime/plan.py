@@ -81,6 +81,16 @@ _I64 = 1 << 63
 def dtype_bytes(dtype: str) -> int:
     """Bytes per element of a TVM dtype string (``"float32"``, ``"int64"``, ``"bool"``, ...).
 
+    Parameters
+    ----------
+    dtype
+        A TVM dtype string.
+
+    Returns
+    -------
+    int
+        ``ceil(bits / 8)`` times the lanes; 1 for ``bool``.
+
     Raises
     ------
     InvalidScheduleError
@@ -125,6 +135,14 @@ class TensorSpec:
         return n * dtype_bytes(self.dtype)
 
     def to_dict(self) -> dict[str, Any]:
+        """The tensor entry of a plan document (fields at their default are left out).
+
+        Returns
+        -------
+        dict
+            ``kind``, ``shape``, ``dtype`` and, when set, ``index``, ``offset``, ``node``,
+            ``field``.
+        """
         d: dict[str, Any] = {"kind": self.kind, "shape": list(self.shape), "dtype": self.dtype}
         for k in ("index", "offset", "node"):
             if getattr(self, k) != -1:
@@ -136,6 +154,18 @@ class TensorSpec:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], what: str = "tensor") -> TensorSpec:
         """Read one tensor entry of a plan document.
+
+        Parameters
+        ----------
+        d
+            The entry, as :meth:`to_dict` writes it.
+        what
+            How error messages name it.
+
+        Returns
+        -------
+        TensorSpec
+            The tensor (not checked against a plan).
 
         Raises
         ------
@@ -165,6 +195,13 @@ class Step:
     num_outputs: int = 1
 
     def to_dict(self) -> dict[str, Any]:
+        """The step entry of a plan document (``scalars`` only when there are some).
+
+        Returns
+        -------
+        dict
+            ``node``, ``name``, ``kernel``, ``args``, ``num_outputs`` and maybe ``scalars``.
+        """
         d = {"node": self.node, "name": self.name, "kernel": self.kernel,
              "args": list(self.args), "num_outputs": self.num_outputs}
         if self.scalars:
@@ -174,6 +211,18 @@ class Step:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], what: str = "step") -> Step:
         """Read one step entry of a plan document.
+
+        Parameters
+        ----------
+        d
+            The entry, as :meth:`to_dict` writes it.
+        what
+            How error messages name it.
+
+        Returns
+        -------
+        Step
+            The step (not checked against a plan).
 
         Raises
         ------
@@ -252,13 +301,35 @@ class LanePlan:
         return sum(len(w) for w in self.waits)
 
     def with_threads(self, threads_per_lane: int) -> LanePlan:
-        """The same plan with another thread count per lane."""
+        """The same plan with another thread count per lane.
+
+        Parameters
+        ----------
+        threads_per_lane
+            TVM CPU threads per lane, at least 1.
+
+        Returns
+        -------
+        LanePlan
+            A copy; ``self`` is unchanged.
+
+        Raises
+        ------
+        InvalidScheduleError
+            ``threads_per_lane`` is below 1.
+        """
         if threads_per_lane < 1:
             raise InvalidScheduleError(f"threads_per_lane must be >= 1, got {threads_per_lane}")
         return replace(self, threads_per_lane=int(threads_per_lane))
 
     def param_specs(self) -> list[TensorSpec | None]:
-        """Per parameter of ``main``, the spec the plan expects (None: unused by the plan)."""
+        """Per parameter of ``main``, the spec the plan expects (None: unused by the plan).
+
+        Returns
+        -------
+        list
+            ``num_params`` entries, :class:`TensorSpec` or ``None``.
+        """
         out: list[TensorSpec | None] = [None] * self.num_params
         for t in self.tensors:
             if t.kind == "param":
@@ -267,7 +338,18 @@ class LanePlan:
 
     def happens_before(self) -> np.ndarray:
         """(S, S) bool: step a finishes before step b starts in every run (lane orders + waits,
-        transitively closed)."""
+        transitively closed).
+
+        Returns
+        -------
+        numpy.ndarray
+            (S, S) bool, ``m[a, b]`` when a happens before b.
+
+        Raises
+        ------
+        CycleError
+            Lane orders and waits form a cycle.
+        """
         s = len(self.steps)
         order = self.serial_order()
         preds = self._step_preds()
@@ -291,6 +373,11 @@ class LanePlan:
         """Every step once, in an order that respects the lane orders and the waits (a linear
         extension of :meth:`happens_before`): run on one thread in this order, the plan
         computes what its lanes compute, on the same arena.
+
+        Returns
+        -------
+        list of int
+            Step ids.
 
         Raises
         ------
@@ -519,6 +606,13 @@ class LanePlan:
 
     # -- JSON -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The plan document (JSON-ready: ``meta`` is converted to plain values).
+
+        Returns
+        -------
+        dict
+            Format name and version, then every field of the plan.
+        """
         return {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
@@ -540,10 +634,22 @@ class LanePlan:
     def from_dict(cls, d: Mapping[str, Any]) -> LanePlan:
         """Read a plan document (and :meth:`validate` it).
 
+        Parameters
+        ----------
+        d
+            A document as :meth:`to_dict` writes it.
+
+        Returns
+        -------
+        LanePlan
+            The validated plan.
+
         Raises
         ------
         InvalidScheduleError
             Not a lane plan, another format version, a malformed field, or an invalid plan.
+        CycleError
+            Lane orders and waits form a cycle.
         """
         if not isinstance(d, Mapping) or d.get("format") != FORMAT_NAME:
             raise InvalidScheduleError("not a lane plan document (format field missing)")
@@ -577,11 +683,33 @@ class LanePlan:
         return plan
 
     def to_json(self, **kw: Any) -> str:
+        """The plan document as JSON text.
+
+        Parameters
+        ----------
+        **kw
+            Options of ``json.dumps`` (``indent``, ...).
+
+        Returns
+        -------
+        str
+            ``json.dumps(self.to_dict(), **kw)``.
+        """
         return json.dumps(self.to_dict(), **kw)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> LanePlan:
         """Read a plan from JSON text (and :meth:`validate` it).
+
+        Parameters
+        ----------
+        text
+            JSON of a plan document.
+
+        Returns
+        -------
+        LanePlan
+            The validated plan.
 
         Raises
         ------
@@ -599,7 +727,13 @@ class LanePlan:
         return cls.from_dict(d)
 
     def summary(self) -> str:
-        """One line: steps, lanes, waits, arena bytes."""
+        """One line: steps, lanes, waits, arena bytes.
+
+        Returns
+        -------
+        str
+            For logs and ``repr``.
+        """
         return (f"{len(self.steps)} kernel steps on {self.num_lanes} lane(s) x "
                 f"{self.threads_per_lane} thread(s), {self.num_waits} cross-lane waits, "
                 f"arena {self.arena_bytes} bytes")

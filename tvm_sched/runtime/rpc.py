@@ -95,6 +95,20 @@ def time_remote(session, module, *, number: int = 10, repeat: int = 5, engine: s
                 allow_oversubscribe: bool = False, name: str = "tvm_sched_lanes.tar") -> float:
     """Upload ``module`` (a LaneModule or an exported file) and time it on the server.
 
+    Parameters
+    ----------
+    session
+        A TVM RPC session to a server that ran :func:`register`.
+    module
+        A :class:`~tvm_sched.runtime.module.LaneModule` (exported first) or the path of an
+        exported one.
+    number, repeat
+        As for :meth:`~tvm_sched.runtime.module.LaneModule.time`.
+    engine, allow_oversubscribe
+        How the server loads the module.
+    name
+        The file name in the server's work directory.
+
     Returns
     -------
     float
@@ -110,6 +124,24 @@ def run_remote(session, module, inputs: Sequence, *, num_outputs: int | None = N
     """Upload ``module`` and run it once on the server on ``inputs``; the outputs as numpy.
 
     ``num_outputs`` defaults to the module's (a :class:`LaneModule` knows it).
+
+    Parameters
+    ----------
+    session
+        A TVM RPC session to a server that ran :func:`register`.
+    module
+        A :class:`~tvm_sched.runtime.module.LaneModule` or the path of an exported one.
+    inputs
+        Array-likes, one per input of the module.
+    num_outputs
+        Outputs to fetch; required when ``module`` is a path.
+    name
+        The file name in the server's work directory.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        The outputs, copied back from the server.
     """
     import tvm
 

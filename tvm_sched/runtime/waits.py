@@ -30,6 +30,18 @@ __all__ = ["lane_waits", "happens_before", "bits_to_matrix"]
 def bits_to_matrix(reach: list[int], n: int) -> np.ndarray:
     """(n, n) bool from per-column bitsets: ``m[a, b]`` iff bit ``a`` of ``reach[b]``.
 
+    Parameters
+    ----------
+    reach
+        One bitset (a Python int) per column, at most ``n`` used.
+    n
+        Matrix size.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, n) bool; columns past ``len(reach)`` are false.
+
     Examples
     --------
     >>> bits_to_matrix([0b10, 0, 0b11], 3).astype(int).tolist()
@@ -65,7 +77,28 @@ def _chains(graph: OpGraph, schedule: Schedule, is_step: list[bool]) -> list[lis
 def lane_waits(graph: OpGraph, schedule: Schedule, is_step: list[bool]
                ) -> tuple[list[list[int]], dict[int, list[int]]]:
     """Per-lane node chains (kernel nodes only, empty lanes dropped) and, per kernel node, the
-    cross-lane nodes it waits for (a transitive reduction; see the module docstring)."""
+    cross-lane nodes it waits for (a transitive reduction; see the module docstring).
+
+    Parameters
+    ----------
+    graph
+        The module's graph.
+    schedule
+        A lane schedule of it.
+    is_step
+        Per node, whether it runs a kernel (view nodes run none).
+
+    Returns
+    -------
+    tuple
+        ``(chains, waits)``: the kernel nodes of each non-empty lane in order, and per kernel
+        node the cross-lane nodes it waits for, in schedule order.
+
+    Raises
+    ------
+    InvalidScheduleError
+        A node runs before an input on its own lane.
+    """
     chains = _chains(graph, schedule, is_step)
     lane = {v: k for k, c in enumerate(chains) for v in c}
     prev = {c[i]: c[i - 1] for c in chains for i in range(1, len(c))}
@@ -102,6 +135,20 @@ def happens_before(graph: OpGraph, chains: list[list[int]], waits: dict[int, lis
 
     The arena planner's relation (:func:`tvm_sched.memory.happens_before_from_lanes`), with view
     nodes on no lane; ``order`` (a topological order of it) is checked by it, not needed.
+
+    Parameters
+    ----------
+    graph
+        The module's graph.
+    chains, waits
+        As :func:`lane_waits` returns them.
+    order
+        Ignored (kept for callers that pass it).
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, n) bool, ``m[a, b]`` when ``a`` surely finishes before ``b`` starts.
     """
     del order
     edges = [(int(w), int(v)) for v, ws in waits.items() for w in ws]
