@@ -45,6 +45,11 @@ def default_cache_bytes() -> int:
 
     The first-level cache, not the last: the zoo's whole working sets fit in L2, where the
     proxy would see no misses at all.
+
+    Returns
+    -------
+    int
+        Bytes.
     """
     base = "/sys/devices/system/cpu/cpu0/cache"
     try:
@@ -79,12 +84,36 @@ def _score(model: TuneModel, cands: list[Candidate], cache_bytes: int, arena: bo
 
 
 def tvm_orders(model: TuneModel) -> tuple[tuple[int, ...], ...]:
-    """TVM's own order of every graph of ``model`` (the ``tvm`` solver's order)."""
+    """TVM's own order of every graph of ``model`` (the ``tvm`` solver's order).
+
+    Parameters
+    ----------
+    model
+        The model to tune.
+
+    Returns
+    -------
+    tuple of tuple of int
+        One node order per graph.
+    """
     return tuple(tuple(program_order(g).tolist()) for g in model.graphs)
 
 
 def baselines(model: TuneModel) -> list[Candidate]:
-    """TVM's order and the four ``TopologicalSort`` orders."""
+    """TVM's order and the four ``TopologicalSort`` orders.
+
+    A ``TopologicalSort`` that changes more than the order is skipped with a warning.
+
+    Parameters
+    ----------
+    model
+        The model to tune.
+
+    Returns
+    -------
+    list of Candidate
+        ``tvm`` first, all marked ``baseline``; proxies not filled in.
+    """
     out = [Candidate("tvm", "baseline", tvm_orders(model), baseline=True)]
     for order, direction in TOPO_SORTS:
         sorted_mod = relax.transform.TopologicalSort(order=order, direction=direction)(model.mod)
@@ -124,6 +153,37 @@ def propose(model: TuneModel, *, solvers: Sequence[str], candidates: int, seed: 
     name that produced them; the others are its aliases). Every candidate's proxies are filled
     in; with ``arena``, ``planned`` is what the arena pipeline allocates (the smaller of the
     greedy arena and TVM's plan) and solvers propose on ``arena_memory`` where they handle it.
+
+    Parameters
+    ----------
+    model
+        The model to tune.
+    solvers
+        Registered solver names.
+    candidates
+        How many candidates to reach with random orders.
+    seed
+        Seed of the solvers and of the random orders.
+    budget
+        Seconds per solver and block.
+    cache_bytes
+        Cache size of the cache-miss proxy; default :func:`default_cache_bytes`.
+    progress
+        Called with each solver's name once it is done.
+    arena
+        Score and propose for the arena pipeline.
+
+    Returns
+    -------
+    list of Candidate
+        Baselines, solvers' candidates, random ones; distinct orders, proxies filled in.
+
+    Raises
+    ------
+    UnknownSolverError
+        A name in ``solvers`` is not registered (checked before any work).
+    SolverUnavailableError
+        A solver needs a package that is not installed (checked before any work).
     """
     cache_bytes = default_cache_bytes() if cache_bytes is None else cache_bytes
     pool: list[Candidate] = []

@@ -34,6 +34,18 @@ EXIT_USAGE, EXIT_DEVICE, EXIT_INTERRUPT = 2, 1, 130
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
+    """Add the ``tune`` sub-command and its options.
+
+    Parameters
+    ----------
+    sub
+        The sub-parsers of ``tvm-sched`` (``ArgumentParser.add_subparsers()``).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The ``tune`` parser.
+    """
     t = sub.add_parser("tune", help="measure candidate orders over TVM RPC and keep the best",
                        description=__doc__.split("\n\n")[0])
     src = t.add_mutually_exclusive_group(required=True)
@@ -111,6 +123,21 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``tvm-sched tune``: check every argument, tune, print and write the report.
+
+    Errors are printed, not raised: they become the exit status.
+
+    Parameters
+    ----------
+    args
+        The parsed options of :func:`add_parser`.
+
+    Returns
+    -------
+    int
+        0 on success; ``EXIT_USAGE`` for bad input, ``EXIT_DEVICE`` for a lost device or a
+        failing kernel, ``EXIT_INTERRUPT`` after Ctrl-C.
+    """
     # the work dir's lock is held from the argument checks to the end, so that a second run on
     # the same dir stops before it imports anything
     with contextlib.ExitStack() as stack:

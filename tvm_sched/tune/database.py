@@ -39,6 +39,14 @@ log = logging.getLogger(__name__)
 class Database:
     """Append-only JSONL records under ``path`` (see the module docstring).
 
+    Parameters
+    ----------
+    path
+        The JSONL file (created with its directory on the first :meth:`append`).
+    canonical_target
+        Maps a record's target text to its canonical form when read (a ``ValueError`` keeps
+        the text); records are then compared and filtered by the canonical form.
+
     Attributes
     ----------
     skipped
@@ -91,7 +99,24 @@ class Database:
 
     def records(self, model_hash: str | None = None, target: str | None = None,
                 device_key: str | None = None) -> dict[tuple, TuneRecord]:
-        """The latest record per key, optionally filtered."""
+        """The latest record per key, optionally filtered.
+
+        Unreadable lines are skipped with a warning (counted in ``skipped``).
+
+        Parameters
+        ----------
+        model_hash
+            Keep only records of this model.
+        target
+            Keep only records of this (canonical) target.
+        device_key
+            Keep only records of this RPC device key.
+
+        Returns
+        -------
+        dict
+            Record key to the last record of that key in the file.
+        """
         out: dict[tuple, TuneRecord] = {}
         for rec in self:
             if model_hash is not None and rec.model_hash != model_hash:
@@ -104,6 +129,15 @@ class Database:
         return out
 
     def append(self, rec: TuneRecord) -> None:
+        """Append one record as a JSON line and ``fsync`` it (thread-safe).
+
+        A torn last line (an interrupted write) is ended first, so it cannot swallow this one.
+
+        Parameters
+        ----------
+        rec
+            The record; its values must be finite (``allow_nan=False``).
+        """
         line = json.dumps(rec.to_dict(), separators=(",", ":"), allow_nan=False) + "\n"
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,19 @@ def _kib(n: float | None) -> float | None:
 
 
 def rows(result: TuneResult) -> list[dict[str, Any]]:
-    """One row per candidate, measured ones by latency, failures last."""
+    """One row per candidate, measured ones by latency, failures last.
+
+    Parameters
+    ----------
+    result
+        A tuning result.
+
+    Returns
+    -------
+    list of dict
+        Candidate, source, baseline, pick, planned and cache-miss KiB, median and IQR in ms,
+        speed-up over TVM's order, device and error.
+    """
     base = result.baseline
     base_ms = _ms(base) if base else None
     best_hash = result.best.order_hash if result.best else None
@@ -58,6 +70,18 @@ def _bytes(n: int | None) -> str:
 
 
 def rich_table(result: TuneResult):
+    """The rows of :func:`rows` as a rich table (the pick in bold green).
+
+    Parameters
+    ----------
+    result
+        A tuning result.
+
+    Returns
+    -------
+    rich.table.Table
+        Ready to print.
+    """
     from rich.table import Table
 
     t = Table(title=f"tvm-sched tune: {result.model} ({result.info.get('target')}, objective "
@@ -172,7 +196,15 @@ def _fields(rec: TuneRecord | None, names: tuple[str, ...]) -> dict[str, Any] | 
 
 
 def write_report(result: TuneResult) -> None:
-    """Write ``report.md``, ``plot.png`` and ``summary.json`` into ``result.work_dir``."""
+    """Write ``report.md``, ``plot.png`` and ``summary.json`` into ``result.work_dir``.
+
+    Each file is written atomically.
+
+    Parameters
+    ----------
+    result
+        A tuning result with its ``work_dir``.
+    """
     work = result.work_dir
     atomic_write(work / "report.md", _markdown(result))
     _plot(result, work / "plot.png")

@@ -196,6 +196,29 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work
     ``lock=False`` when the caller already holds :func:`~tvm_sched.tune.workdir.lock_work_dir`
     on ``work_dir`` (the command line takes it before importing the model).
 
+    Parameters
+    ----------
+    model
+        The model to tune.
+    target
+        TVM target, as a string or a ``tvm.target.Target``.
+    runner
+        Where the candidates are measured.
+    work_dir
+        Directory of the records, artifacts and report (created if missing).
+    config
+        The tuning options; default ``TuneConfig()``.
+    progress
+        Called as ``progress(stage, done, total, text)``.
+    lock
+        Take the work dir's lock here (false when the caller holds it).
+
+    Returns
+    -------
+    TuneResult
+        The measured candidates, the pick and the baseline; a
+        :class:`~tvm_sched.tune.lane_report.LaneTuneResult` with ``config.lanes``.
+
     Raises
     ------
     TuneInputError

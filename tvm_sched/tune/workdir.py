@@ -30,6 +30,16 @@ LOCK_NAME = ".tvm-sched.lock"
 def check_work_dir(path: str | Path) -> Path:
     """``path`` as a :class:`~pathlib.Path` if a run can write there; nothing is created.
 
+    Parameters
+    ----------
+    path
+        The work directory, existing or not.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
     Raises
     ------
     TuneInputError
@@ -59,6 +69,16 @@ def lock_work_dir(path: str | Path) -> Iterator[Path]:
 
     Directories it created are removed again at the end if they are still empty (a run that
     stopped on bad input writes nothing).
+
+    Parameters
+    ----------
+    path
+        The work directory.
+
+    Yields
+    ------
+    Path
+        The locked directory.
 
     Raises
     ------
@@ -131,7 +151,18 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path`` (same suffix) to write; it replaces ``path`` when the
     ``with`` block ends without an exception, and is removed otherwise. The new file gets the
     permissions a plain ``open`` would give it (``mkstemp`` makes it owner-only; a shared
-    library keeps the execute bits its writer gave it)."""
+    library keeps the execute bits its writer gave it).
+
+    Parameters
+    ----------
+    path
+        The file to replace; its directory must exist.
+
+    Yields
+    ------
+    Path
+        The temporary path to write.
+    """
     dest = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=f".tmp{dest.suffix}",
                                dir=dest.parent)
@@ -152,6 +183,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 def atomic_write(path: str | Path, data: str | bytes) -> None:
     """Replace ``path`` with ``data`` (text is UTF-8) in one step.
+
+    Parameters
+    ----------
+    path
+        The file to replace; its directory must exist.
+    data
+        Text (written as UTF-8) or bytes.
 
     Examples
     --------
