@@ -96,6 +96,16 @@ def check_target(target: str) -> tvm.target.Target:
     (``'{"kind": "llvm", "mcpu": "native"}'``); it has no parser for the older short form
     ``"llvm -mcpu=native"``, so that form is rejected with its JSON equivalent in the message.
 
+    Parameters
+    ----------
+    target
+        A target kind name or its JSON form.
+
+    Returns
+    -------
+    tvm.target.Target
+        The parsed target.
+
     Raises
     ------
     TuneInputError
@@ -116,6 +126,16 @@ def target_key(target: str | tvm.target.Target) -> str:
     ``"llvm"`` and ``tvm.target.Target("llvm")`` share records while targets that differ in any
     attribute do not.
 
+    Parameters
+    ----------
+    target
+        A target string or a parsed target.
+
+    Returns
+    -------
+    str
+        ``str`` of the parsed target.
+
     Raises
     ------
     TuneInputError
@@ -129,6 +149,20 @@ def source_name(*, model: str | None = None, onnx: str | Path | None = None,
     """The name a model gets in records and the default work dir, without importing it: the zoo
     name, the ONNX file's stem, or the Relax file's stem and the first 8 hex digits of its
     SHA-1 (edits to the file start a new name).
+
+    Parameters
+    ----------
+    model
+        A zoo model name (or a corpus name).
+    onnx
+        An ONNX file.
+    relax_file
+        A Python file defining an IRModule ``mod``.
+
+    Returns
+    -------
+    str
+        The model's name.
 
     Raises
     ------
@@ -189,6 +223,24 @@ def load_model(*, model: str | None = None, onnx: str | Path | None = None,
                size: str = "small") -> TuneModel:
     """Load exactly one of a zoo model (at zoo ``size``: ``"small"`` or ``"bench"``), an ONNX
     file or a Relax Python file.
+
+    Parameters
+    ----------
+    model
+        A zoo model name.
+    onnx
+        An ONNX file (needs the ``onnx`` extra).
+    relax_file
+        A Python file defining an IRModule ``mod`` (and optionally ``inputs``, ``params``).
+    seed
+        Seed of the zoo model's weights and of random inputs.
+    size
+        Zoo size, ``"small"`` or ``"bench"`` (not part of the name at ``"small"``).
+
+    Returns
+    -------
+    TuneModel
+        The prepared module, its graphs, inputs and reference outputs.
 
     Raises
     ------
