@@ -60,7 +60,7 @@ print(f"trained {doc['progress']['iteration']} iterations in {doc['progress']['s
 # semantics of :mod:`tvm_sched.cost.makespan`.
 
 graph = generate("layered", N, seed=123)
-out = sample_schedules(net, graph, lanes=4, memory=False, sigma=0.05, samples=64, batch=64)
+out = sample_schedules(net, graph, Makespan(lanes=4), sigma=0.05, samples=64, batch=64)
 ms = out["makespan"]
 print(f"tiny model: best makespan {ms.min():.3f}, mean {ms.mean():.3f} "
       f"({out['samples_per_s']:.0f} samples/s)")

@@ -8,6 +8,7 @@ import networkx as nx
 import numpy as np
 import torch
 
+from tvm_sched.cost import Makespan
 from tvm_sched.graph import OpGraph
 from tvm_sched.solvers.gflownet.loss import log_partition_variance, trajectory_balance
 from tvm_sched.solvers.gflownet.model import ModelConfig, PolicyNet
@@ -62,7 +63,7 @@ def test_race_samples_follow_the_policy_exactly():
 def test_losses_vanish_for_the_exact_policy():
     g = _tiny()
     orders = _all_orders(g)
-    task = Task("makespan", 2)
+    task = Task(Makespan(lanes=2))
     log_r, _ = log_reward(g, task, orders, SIGMA)
     log_z = float(torch.logsumexp(torch.tensor(log_r), 0))
     exact_log_pf = torch.tensor(log_r) - log_z  # P_F(x) = R(x) / Z on a tree of states
@@ -78,8 +79,7 @@ def _best_share(net, g, task, sigma, best, n=512):
     from tvm_sched.solvers.gflownet.features import encode_graph
     from tvm_sched.solvers.gflownet.solver import node_logits
 
-    lg = node_logits(net, encode_graph(g, task.lanes), lanes=task.lanes, memory=False,
-                     sigma=sigma)
+    lg = node_logits(net, encode_graph(g, task.lanes), task, sigma=sigma)
     orders = race_orders(g, lg, n, np.random.default_rng(1))
     _, ms = log_reward(g, task, orders, sigma)
     return float((ms <= best + 1e-9).mean())
@@ -88,7 +88,7 @@ def _best_share(net, g, task, sigma, best, n=512):
 def test_training_concentrates_samples_on_the_best_schedules(one_thread):
     torch.manual_seed(0)
     g = _tiny()
-    task = Task("makespan", 2)
+    task = Task(Makespan(lanes=2))
     sigma = 0.05
     net = PolicyNet(ModelConfig(dim=16, static_layers=1, cond_dim=8))
     with torch.no_grad():  # start from a flat policy: no heuristic prior

@@ -21,6 +21,7 @@ from tvm_sched.solvers.gflownet.checkpoint import (
 )
 from tvm_sched.solvers.gflownet.features import encode_graph
 from tvm_sched.solvers.gflownet.model import ModelConfig, PolicyNet
+from tvm_sched.solvers.gflownet.reward import Task
 from tvm_sched.solvers.gflownet.solver import node_logits
 from tvm_sched.solvers.gflownet.train import GraphSource
 from tvm_sched.solvers.gflownet.train import main as train_main
@@ -30,7 +31,8 @@ TINY = ModelConfig(dim=16, static_layers=1, cond_dim=8)
 
 
 def _logits(net, graph, lanes=2, memory=False):
-    return node_logits(net, encode_graph(graph, lanes), lanes=lanes, memory=memory, sigma=0.1)
+    task = Task(PeakMemory()) if memory else Task(Makespan(lanes=lanes))
+    return node_logits(net, encode_graph(graph, lanes), task, sigma=0.1)
 
 
 def test_checkpoint_round_trip(tmp_path):

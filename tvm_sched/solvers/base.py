@@ -117,6 +117,20 @@ class SolveResult(Sequence[Schedule]):
         return iter(self.schedules)
 
     def to_dict(self, *, all_schedules: bool = False) -> dict[str, Any]:
+        """The result as plain data (for JSON reports).
+
+        Parameters
+        ----------
+        all_schedules
+            Also list every schedule and value under ``"schedules"`` and ``"values"``; by
+            default only the best schedule is kept (``"schedule"``).
+
+        Returns
+        -------
+        dict
+            Solver, objective, value (``None`` without a schedule), bound, proven, status,
+            seconds, schedule and info.
+        """
         scheds = self.schedules if all_schedules else self.schedules[:1]
         return {
             "solver": self.solver,
@@ -191,7 +205,15 @@ class Deadline:
         return self.seconds is not None and self.elapsed >= self.seconds
 
     def offer(self, candidates: list[Candidate], **info: Any) -> None:
-        """Publish the best candidates so far (what a Ctrl-C returns); replaces earlier ones."""
+        """Publish the best candidates so far (what a Ctrl-C returns); replaces earlier ones.
+
+        Parameters
+        ----------
+        candidates
+            The incumbents, best first.
+        **info
+            Entries for the result's ``info`` should the solve be interrupted.
+        """
         self.incumbents = list(candidates)
         self.incumbent_info = dict(info)
 
@@ -240,7 +262,21 @@ class Pacer:
         self._t = deadline.clock()
 
     def next_size(self, todo: int) -> int:
-        """Units to do next (0: stop), given ``todo`` units left."""
+        """Units to do next (0: stop), given ``todo`` units left.
+
+        Starts the timer that :meth:`done` reads.
+
+        Parameters
+        ----------
+        todo
+            Units of work still wanted.
+
+        Returns
+        -------
+        int
+            The next batch size, at most ``min(batch, todo)``; 0 once nothing is left to do
+            or the time (less ``reserve_s``) has run out.
+        """
         todo = int(todo)
         if todo <= 0:
             return 0
@@ -257,7 +293,13 @@ class Pacer:
         return max(0, min(self.batch, todo, size))
 
     def done(self, size: int) -> None:
-        """Record that ``size`` units were done since :meth:`next_size`."""
+        """Record that ``size`` units were done since :meth:`next_size`.
+
+        Parameters
+        ----------
+        size
+            Units done; 0 or less records nothing.
+        """
         if size > 0:
             self.unit_s = max(self.deadline.clock() - self._t, 0.0) / size
             self.batches += 1
@@ -267,6 +309,16 @@ def resolve_device(device: Any) -> Any:
     """``"auto"`` -> CUDA when torch sees a GPU, else CPU; other values pass through.
 
     torch is imported only when ``"auto"`` is asked for, so numpy solvers stay torch-free.
+
+    Parameters
+    ----------
+    device
+        ``"auto"``, or any device a solver accepts (a string or a ``torch.device``).
+
+    Returns
+    -------
+    Any
+        ``"cuda"`` or ``"cpu"`` for ``"auto"``, else ``device`` itself.
     """
     if device == "auto":
         try:
@@ -289,6 +341,17 @@ def is_order_memory(objective: Objective) -> bool:
     ``peak_memory`` (liveness), ``planned_memory`` (TVM-planner replica) and any other
     order-based ``*_memory`` objective (such as an arena planner) qualify: solvers may search
     with a liveness surrogate and rank by ``objective.evaluate_orders``.
+
+    Parameters
+    ----------
+    objective
+        Any objective.
+
+    Returns
+    -------
+    bool
+        True for :class:`~tvm_sched.cost.PeakMemory` and for order-based one-lane objectives
+        whose name ends in ``_memory``.
     """
     from tvm_sched.cost import PeakMemory
 
@@ -298,7 +361,22 @@ def is_order_memory(objective: Objective) -> bool:
 
 def default_samples(samples: int | None, deadline: Deadline, default: int = 1000) -> int:
     """A sampler's sample count: ``samples``, or when None ``default`` without a budget and
-    (practically) unlimited with one (the budget then stops the sampling)."""
+    (practically) unlimited with one (the budget then stops the sampling).
+
+    Parameters
+    ----------
+    samples
+        The configured count, or ``None``.
+    deadline
+        The solve's deadline.
+    default
+        The count without a budget when ``samples`` is ``None``.
+
+    Returns
+    -------
+    int
+        ``samples``, ``default`` or ``2**62``.
+    """
     if samples is not None:
         return int(samples)
     return default if not deadline.limited else 2**62
@@ -308,12 +386,37 @@ def meets_bound(value: float, bound: float) -> bool:
     """Whether ``value`` meets the proven lower ``bound`` (a solver may stop searching).
 
     Relative to the bound, so values in seconds of microsecond kernels keep their precision.
+
+    Parameters
+    ----------
+    value
+        A schedule's exact value.
+    bound
+        A proven lower bound of the same objective.
+
+    Returns
+    -------
+    bool
+        True when ``value <= bound`` up to a relative tolerance of ``1e-9``.
     """
     return bool(value <= bound + _rel_tol(bound))
 
 
 class Solver:
-    """Base class of all solvers. Subclasses set ``name``, ``objectives`` and ``Config``."""
+    """Base class of all solvers. Subclasses set ``name``, ``objectives`` and ``Config``.
+
+    Parameters
+    ----------
+    config
+        A ``Config`` instance; default ``Config(**options)``.
+    **options
+        ``Config`` fields, or fields replaced in ``config`` when it is given.
+
+    Raises
+    ------
+    TypeError
+        An option is not a field of the solver's ``Config`` (the message lists the fields).
+    """
 
     name: ClassVar[str] = ""
     #: Objective names this solver handles.
@@ -347,6 +450,19 @@ class Solver:
     order_memory: ClassVar[bool] = True
 
     def supports(self, objective: Objective) -> bool:
+        """Whether this solver handles ``objective``.
+
+        Parameters
+        ----------
+        objective
+            The objective to be solved.
+
+        Returns
+        -------
+        bool
+            True for a name in ``objectives``, and for any order-based memory objective when
+            the solver handles ``peak_memory`` and ``order_memory`` is set.
+        """
         return objective.name in self.objectives or (
             self.order_memory and "peak_memory" in self.objectives
             and is_order_memory(objective))
@@ -385,8 +501,15 @@ class Solver:
         device
             Where tensor solvers run (``"cpu"``, ``"cuda"``, ``"auto"``); numpy solvers ignore it.
 
+        Returns
+        -------
+        SolveResult
+            At most ``config.top_k`` distinct schedules, best first, with their exact values.
+
         Raises
         ------
+        InvalidGraphError
+            ``graph`` is not an :class:`~tvm_sched.graph.OpGraph`.
         ValueError
             The solver does not handle this objective, or ``budget`` is negative or NaN.
         SolverError
@@ -429,7 +552,11 @@ class Solver:
     def _finish(
         self, graph: OpGraph, objective: Objective, proposal: Proposal, deadline: Deadline
     ) -> SolveResult:
-        scored: dict[tuple, tuple[float, Schedule]] = {}
+        # the one de-duplication of the solvers lives with the portfolio (imported here, as the
+        # portfolio imports the registry, which imports this module)
+        from tvm_sched.solvers.portfolio import first_of_each, schedule_key
+
+        scored: list[tuple[float, Schedule]] = []
         for cand in proposal.candidates:
             full = objective.complete(graph, cand.schedule)
             value = objective.value(graph, full)
@@ -438,10 +565,11 @@ class Solver:
                     f"solver {self.name!r} claimed {objective.name} = {cand.claimed:g} but the "
                     f"exact evaluator gives {value:g}"
                 )
-            key = (full.order, full.start, full.lane)
-            if key not in scored or value < scored[key][0]:
-                scored[key] = (value, full)
-        ranked = sorted(scored.values(), key=lambda vs: vs[0])[: max(1, self.config.top_k)]
+            scored.append((value, full))
+        # the same complete schedule has the same exact value: keep its first proposal
+        distinct = [group[0] for group in first_of_each(scored, key=lambda vs: schedule_key(vs[1]))
+                    .values()]
+        ranked = sorted(distinct, key=lambda vs: vs[0])[: max(1, self.config.top_k)]
         bound = objective.lower_bound(graph)
         if proposal.bound is not None:
             bound = max(bound, proposal.bound)

@@ -7,14 +7,15 @@ list is turned into an order (:func:`~tvm_sched.graph.orders.priority_order`) an
 **serial** earliest-start rule of :func:`~tvm_sched.cost.makespan.list_times` (the order's k-th
 node on the lane where it starts earliest), which accounts for per-lane arrival times.
 
-:class:`EventDecoded` keeps the ``k`` best event-driven decodings of sampled orders, each order's
-positions taken as its priorities. The sampling solvers (``random``, ``random-list``, the
-GFlowNet) decode every sample both ways on ``makespan`` without communication cost -- the
-objective decodes an order serially, :class:`EventDecoded` event-driven -- and keep the better
-schedule. Neither rule dominates: the serial one can express every schedule, the event-driven
-one never leaves a lane idle while a node is ready; on operator graphs of real models (100-300
-nodes, measured kernel durations) the event-driven decoding of the same samples was 4% shorter
-at 2 lanes, on STG graphs mostly equal.
+:func:`event_decode` decodes sampled orders event-driven, each order's positions taken as its
+priorities (:class:`EventDecoded` keeps the ``k`` best of them). The sampling loop
+(:mod:`tvm_sched.solvers.sampling`: ``random``, ``random-list``, the GFlowNet) decodes every
+sample both ways on ``makespan`` without communication cost -- the objective decodes an order
+serially, :func:`event_decode` event-driven -- and keeps the better schedule. Neither rule
+dominates: the serial one can express every schedule, the event-driven one never leaves a lane
+idle while a node is ready; on operator graphs of real models (100-300 nodes, measured kernel
+durations) the event-driven decoding of the same samples was 4% shorter at 2 lanes, on STG graphs
+mostly equal.
 
 Graham, "Bounds on multiprocessing timing anomalies", SIAM J. Appl. Math. 17(2), 1969.
 """
@@ -29,8 +30,9 @@ from tvm_sched.cost import Comm, Makespan, Objective
 from tvm_sched.graph import OpGraph, priority_order
 from tvm_sched.schedule import Schedule
 from tvm_sched.solvers.base import Candidate
+from tvm_sched.solvers.topk import TopK
 
-__all__ = ["list_schedule", "EventDecoded"]
+__all__ = ["list_schedule", "event_decode", "event_driven_applies", "EventDecoded"]
 
 
 def list_schedule(
@@ -111,13 +113,64 @@ def list_schedule(
     return Schedule(order=order, start=start, lane=lane)
 
 
+def event_driven_applies(objective: Objective) -> bool:
+    """Whether ``objective`` is ``makespan`` without communication cost (where the sampled
+    orders are also decoded event-driven)."""
+    return isinstance(objective, Makespan) and (objective.comm is None or objective.comm.is_zero)
+
+
+def event_decode(graph: OpGraph, orders: np.ndarray, objective: Makespan, k: int, *,
+                 origin: str = "sample", first: int = 0) -> tuple[list[Schedule], list[float]]:
+    """The ``k`` shortest event-driven decodings of a batch of orders, with exact values.
+
+    Each order's positions are its priorities for :func:`list_schedule`; the ``k`` shortest
+    (ties: the first order) are valued by ``objective`` (chain semantics never start a node
+    later). Their ``info`` has ``origin``, ``decoding="event-driven"`` and ``sample`` (the row's
+    index plus ``first``).
+
+    Parameters
+    ----------
+    graph
+        The graph.
+    orders
+        (S, n) int, each row a topological order.
+    objective
+        The makespan objective (its ``lanes``; it values the schedules).
+    k
+        How many decodings to return at most.
+
+    Returns
+    -------
+    tuple
+        The schedules and their exact values, shortest first.
+    """
+    n = graph.num_nodes
+    pr = np.empty(n)
+    span = np.empty(len(orders))
+    scheds = []
+    for i, o in enumerate(orders):
+        pr[o] = -np.arange(n, dtype=np.float64)
+        sc = list_schedule(graph, objective.lanes, priority=pr)
+        scheds.append(sc)
+        span[i] = float(np.max(np.asarray(sc.start) + graph.duration)) if n else 0.0
+    out, values = [], []
+    for i in np.argsort(span, kind="stable")[: max(1, k)]:
+        sc = scheds[int(i)]
+        sc = Schedule(order=sc.order, start=sc.start, lane=sc.lane,
+                      info={"origin": origin, "decoding": "event-driven",
+                            "sample": first + int(i)})
+        out.append(sc)
+        values.append(float(objective.value(graph, sc)))
+    return out, values
+
+
 class EventDecoded:
     """The ``k`` best event-driven decodings of sampled orders (see the module docstring).
 
-    Only for ``makespan`` without communication cost (:meth:`applies`); each order's positions
-    are its priorities for :func:`list_schedule`. Candidates carry start times and lanes, and
-    the objective's exact value; a schedule already kept (same order and lanes) is not kept
-    twice.
+    :func:`event_decode` over a :class:`~tvm_sched.solvers.topk.TopK`, for callers that decode
+    on their own (the sampling loop puts the decodings into its one top k). Only for
+    ``makespan`` without communication cost (:meth:`applies`). Candidates carry start times and
+    lanes, and the objective's exact value; a schedule already kept is not kept twice.
 
     Parameters
     ----------
@@ -138,65 +191,22 @@ class EventDecoded:
     (False, 2)
     """
 
-    def __init__(self, k: int):
-        self.k = max(1, k)
-        self.items: list[tuple[float, int, Schedule]] = []
-        self.count = 0
+    applies = staticmethod(event_driven_applies)
 
-    @staticmethod
-    def applies(objective: Objective) -> bool:
-        """Whether ``objective`` is ``makespan`` without communication cost."""
-        return isinstance(objective, Makespan) and (objective.comm is None
-                                                    or objective.comm.is_zero)
+    def __init__(self, k: int):
+        self._top = TopK(k)
 
     def add(self, graph: OpGraph, orders: np.ndarray, objective: Makespan,
             origin: str = "sample") -> bool:
-        """Decode a batch of orders.
-
-        Parameters
-        ----------
-        graph
-            The graph.
-        orders
-            (S, n) int, each row a topological order.
-        objective
-            The makespan objective (its ``lanes``; it values the kept schedules).
-        origin
-            Recorded in each kept schedule's ``info["origin"]``.
-
-        Returns
-        -------
-        bool
-            True when the best value improved.
-        """
-        before = self.best
-        n = graph.num_nodes
-        pr = np.empty(n)
-        span = np.empty(len(orders))
-        scheds = []
-        for i, o in enumerate(orders):
-            pr[o] = -np.arange(n, dtype=np.float64)
-            sc = list_schedule(graph, objective.lanes, priority=pr)
-            scheds.append(sc)
-            span[i] = float(np.max(np.asarray(sc.start) + graph.duration)) if n else 0.0
-        have = {(it[2].order, it[2].lane) for it in self.items}
-        for i in np.argsort(span, kind="stable")[: self.k]:
-            sc = scheds[int(i)]
-            if (sc.order, sc.lane) in have:
-                continue
-            sc = Schedule(order=sc.order, start=sc.start, lane=sc.lane,
-                          info={"origin": origin, "decoding": "event-driven"})
-            self.items.append((float(objective.value(graph, sc)), self.count, sc))
-            have.add((sc.order, sc.lane))
-            self.count += 1
-        self.items = sorted(self.items, key=lambda t: t[:2])[: self.k]
-        return self.best < before
+        """Decode a batch of orders (S, n); True when the best value improved."""
+        scheds, values = event_decode(graph, orders, objective, self._top.k, origin=origin)
+        return self._top.add_all(scheds, values, tier=1)
 
     @property
     def best(self) -> float:
         """The best value kept (inf before the first :meth:`add`)."""
-        return self.items[0][0] if self.items else float("inf")
+        return self._top.best
 
     def candidates(self) -> list[Candidate]:
         """The kept schedules as candidates, best first (ties: first kept)."""
-        return [Candidate(sc, v) for v, _, sc in self.items]
+        return self._top.candidates()

@@ -16,9 +16,10 @@ the best is kept. Unlike GauS there is no local-search polish unless ``Config.po
 the comparison measures the relaxations.
 
 For the order objectives (``makespan``, ``peak_memory``) the solver is a cheap non-differentiable
-extension: Gumbel-perturbed critical-path priorities (``bottom level / scale + tau * Gumbel``),
-``samples`` orders per batch decoded by the objective's own semantics, the best kept, until the
-budget or ``rounds`` batches are spent.
+extension: Gumbel-perturbed critical-path priorities (``bottom level / scale + tau * Gumbel``)
+drawn by the one sampling loop (:mod:`tvm_sched.solvers.sampling`; the serial decoding only),
+``samples`` orders per batch decoded by the objective's own semantics, the unperturbed order
+scored first, the ``top_k`` best kept, until the budget or ``rounds`` batches are spent.
 
 Budgets follow :mod:`tvm_sched.solvers.base`: with ``budget=None`` exactly ``rounds`` rounds (a
 fixed amount of work: the same seed gives the same schedule on any machine); with a budget, rounds
@@ -37,7 +38,7 @@ from tvm_sched.cost import Objective, StageCost
 from tvm_sched.cost.stage import node_weights, stage_cost_batch, stages_from_order
 from tvm_sched.graph import OpGraph, priority_order, priority_orders_batch
 from tvm_sched.schedule import Schedule
-from tvm_sched.solvers.base import Candidate, Deadline, Pacer, Proposal, Solver, meets_bound
+from tvm_sched.solvers.base import Candidate, Deadline, Proposal, Solver
 from tvm_sched.solvers.gaus.legalize import (
     depth_levels,
     improve_stages,
@@ -45,6 +46,7 @@ from tvm_sched.solvers.gaus.legalize import (
     stage_order,
 )
 from tvm_sched.solvers.gaus.solver import RowAdam
+from tvm_sched.solvers.sampling import sample_orders
 
 __all__ = ["GumbelSolver"]
 
@@ -171,31 +173,22 @@ class GumbelSolver(Solver):
                        rng: np.random.Generator) -> Proposal:
         cfg = self.config
         bl = graph.bottom_level / max(1e-12, float(graph.bottom_level.max()))
-        orders = [priority_order(graph, bl)]
-        vals = [float(objective.evaluate_orders(graph, orders[0][None])[0])]
-        deadline.offer([Candidate(Schedule(order=orders[0]), vals[0])])
-        lb = objective.lower_bound(graph)
-        pacer = Pacer(deadline, cfg.samples, probe=min(cfg.samples, 4))
-        batches = 0
-        while batches < cfg.rounds or deadline.limited:
-            if meets_bound(min(vals), lb):
-                break
-            size = pacer.next_size(cfg.samples)
-            if size == 0:
-                break
-            g = rng.gumbel(size=(size, graph.num_nodes))
-            batch = priority_orders_batch(graph, bl[None, :] + cfg.tau_end * g)
-            v = objective.evaluate_orders(graph, batch)
-            pacer.done(size)
-            k = int(v.argmin())
-            orders.append(batch[k])
-            vals.append(float(v[k]))
-            if vals[-1] < min(vals[:-1]):
-                deadline.offer([Candidate(Schedule(order=batch[k]), vals[-1])])
-            batches += 1
-        k = int(np.argmin(vals))
-        return Proposal([Candidate(Schedule(order=orders[k]), vals[k])],
-                        info={"batches": batches, "best_value": vals[k]})
+        seed = priority_order(graph, bl)
+        value = float(objective.evaluate_orders(graph, seed[None])[0])
+
+        def draw(rng: np.random.Generator, size: int) -> np.ndarray:
+            return priority_orders_batch(graph, bl[None, :] + cfg.tau_end
+                                         * rng.gumbel(size=(size, graph.num_nodes)))
+
+        # ``rounds`` batches of ``samples`` without a budget, as many as fit with one
+        out = sample_orders(graph, objective, deadline, rng, draw,
+                            samples=cfg.rounds * cfg.samples if not deadline.limited else 2**62,
+                            top_k=cfg.top_k, batch=cfg.samples, probe=min(cfg.samples, 4),
+                            seeds=[Candidate(Schedule(order=seed, info={"origin": "seed"}),
+                                             value)],
+                            event_driven=False)
+        return Proposal(out.candidates, info={"batches": out.batches,
+                                              "best_value": out.candidates[0].claimed})
 
     @staticmethod
     def _value(graph: OpGraph, objective: StageCost, s: np.ndarray) -> np.ndarray:

@@ -19,10 +19,18 @@ Contract of :func:`propose`
 - A solver that fails (a missing optional package, or any error while solving) is skipped with
   its error in ``info``; the others go on. ``KeyboardInterrupt`` is not caught here (solvers
   already return their best on it).
-- At most ``per_solver`` schedules per solver, best first. The same schedule (order and lanes)
-  proposed twice is kept once, under its first name; the later names are its ``aliases``.
+- At most ``per_solver`` schedules per solver, best first. The same schedule (order, start times
+  and lanes: :func:`schedule_key`) proposed twice is kept once, under its first name; the later
+  names are its ``aliases``.
 - :attr:`Proposed.value` is the exact evaluator's value on ``objective`` -- also for a solver
   that ran on a fallback (its schedule is re-evaluated), so proposals are comparable.
+
+De-duplication
+--------------
+This module holds the solvers' one rule for "the same schedule" (:func:`schedule_key`) and the
+one de-duplication of proposals (:func:`first_of_each`): :func:`propose` uses it across solvers,
+:meth:`~tvm_sched.solvers.base.Solver.solve` within one solver's candidates, and the sampling
+solvers' top-k container (:class:`~tvm_sched.solvers.sampling.TopK`) keys its entries by it.
 """
 
 from __future__ import annotations
@@ -30,9 +38,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from tvm_sched.cost import Objective, make_objective
 from tvm_sched.errors import UnknownSolverError, one_line
@@ -40,12 +48,41 @@ from tvm_sched.graph import OpGraph
 from tvm_sched.schedule import Schedule
 from tvm_sched.solvers.registry import get_solver, solver_class, solver_names
 
-__all__ = ["Proposed", "Portfolio", "propose", "MEMORY_FALLBACKS"]
+__all__ = ["Proposed", "Portfolio", "propose", "MEMORY_FALLBACKS", "schedule_key",
+           "first_of_each"]
 
 log = logging.getLogger(__name__)
 
 #: Where a memory objective falls back to, in turn.
 MEMORY_FALLBACKS = ("planned_memory", "peak_memory")
+
+T = TypeVar("T")
+
+
+def schedule_key(schedule: Schedule) -> tuple:
+    """What makes two schedules the same: their order, start times and lanes (not ``info``).
+
+    Examples
+    --------
+    >>> schedule_key(Schedule(order=(1, 0), lane=(0, 1)))
+    ((1, 0), None, (0, 1))
+    """
+    return (schedule.order, schedule.start, schedule.lane)
+
+
+def first_of_each(items: Iterable[T], key: Callable[[T], Hashable]) -> dict[Hashable, list[T]]:
+    """``items`` grouped by ``key`` in the order first seen: the first item of each group is the
+    one kept, the others are its duplicates.
+
+    Examples
+    --------
+    >>> first_of_each(["b1", "a1", "b2"], key=lambda s: s[0])
+    {'b': ['b1', 'b2'], 'a': ['a1']}
+    """
+    groups: dict[Hashable, list[T]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return groups
 
 
 @dataclass
@@ -100,6 +137,38 @@ def propose(graph: OpGraph, objective: Objective | str, solvers: Sequence[str], 
     ``fallbacks`` defaults to :data:`MEMORY_FALLBACKS` for a memory objective and to none for
     makespan. ``progress(name)`` is called after each solver.
 
+    Parameters
+    ----------
+    graph
+        The graph to schedule.
+    objective
+        The objective the proposals are valued on, or its name.
+    solvers
+        Registered solver names, run in this order (a repeated name runs once).
+    budget
+        Seconds per solver; ``None``: each solver's fixed amount of work.
+    seed
+        Seed of every solve.
+    samples
+        Each sampler's ``samples`` option, where its ``Config`` has one.
+    per_solver
+        Schedules kept per solver (each solver's ``top_k`` too); ``None``: all it returns.
+    fallbacks
+        Objective names to solve on when a solver does not handle ``objective``.
+    options
+        Per solver name, further ``Config`` fields.
+    max_nodes
+        Per solver name, the largest graph it runs on.
+    device
+        Passed to every solve.
+    progress
+        Called with each solver's name once it is done.
+
+    Returns
+    -------
+    Portfolio
+        The distinct proposals in solver order and per-solver ``info``.
+
     Raises
     ------
     UnknownSolverError
@@ -121,8 +190,7 @@ def propose(graph: OpGraph, objective: Objective | str, solvers: Sequence[str], 
     if fallbacks is None:
         fallbacks = () if objective.name in ("makespan", "stage") else MEMORY_FALLBACKS
     alternatives = [objective, *(make_objective(f) for f in fallbacks if f != objective.name)]
-    out: list[Proposed] = []
-    seen: dict[tuple, Proposed] = {}
+    proposed: list[Proposed] = []
     info: dict[str, dict[str, Any]] = {}
     for name in names:
         t0 = time.perf_counter()
@@ -151,16 +219,14 @@ def propose(graph: OpGraph, objective: Objective | str, solvers: Sequence[str], 
                         s = objective.complete(graph, s)
                     if on is not objective:  # valued on the requested objective
                         v = objective.evaluate(graph, s)
-                    p = Proposed(name if j == 0 else f"{name}#{j}", name, s, float(v), on.name)
-                    k = (tuple(int(x) for x in s.order),
-                         None if s.lane is None else tuple(int(x) for x in s.lane))
-                    if k in seen:
-                        seen[k].aliases.append(p.name)
-                    else:
-                        seen[k] = p
-                        out.append(p)
+                    proposed.append(Proposed(name if j == 0 else f"{name}#{j}", name, s,
+                                             float(v), on.name))
                 info[name] = {"seconds": time.perf_counter() - t0, "proposals": len(kept),
                               "objective": on.name, "status": str(res.status)}
         if progress is not None:
             progress(name)
+    out = []
+    for first, *later in first_of_each(proposed, key=lambda p: schedule_key(p.schedule)).values():
+        first.aliases.extend(p.name for p in later)
+        out.append(first)
     return Portfolio(out, info)

@@ -63,6 +63,7 @@ from tvm_sched.solvers.base import (
 from tvm_sched.solvers.gaus.distributions import inverse_sigma, sigma_of
 from tvm_sched.solvers.gaus.formulations import make_formulation
 from tvm_sched.solvers.gaus.legalize import depth_levels, improve_stages, legalize, stage_order
+from tvm_sched.solvers.topk import TopK
 
 __all__ = ["GauSSolver", "RowAdam"]
 
@@ -134,18 +135,18 @@ class GauSSolver(Solver):
             mu0[len(inits):] += noise
         mu0 = np.clip(mu0, 0, D - 1)
 
-        pool = _Pool(max(1, cfg.top_k))
+        pool = TopK(cfg.top_k)
         t_legal = deadline.clock()
-        pool.add(legalize(graph, objective, mu0, q=q, levels=levels))
+        _keep(pool, legalize(graph, objective, mu0, q=q, levels=levels))
         legal_s = deadline.clock() - t_legal  # seconds of one legalisation (+ polish)
         if isinstance(objective, StageCost):
-            pool.add(_polished(graph, objective, pool.best_steps, deadline))
+            _keep(pool, _polished(graph, objective, pool.best_payload, deadline))
         lb = objective.lower_bound(graph)
         info = {"restarts": B, "horizon": D, "rounds": 0, "steps": 0, "device": str(dev),
-                "init_value": pool.best_value, "history": [(deadline.elapsed, pool.best_value)]}
-        deadline.offer(pool.proposal({}).candidates)
-        if deadline.expired or meets_bound(pool.best_value, lb):
-            return pool.proposal(info)
+                "init_value": pool.best, "history": [(deadline.elapsed, pool.best)]}
+        deadline.offer(pool.candidates())
+        if deadline.expired or meets_bound(pool.best, lb):
+            return _proposal(pool, info)
 
         gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**31)))
         mu = torch.tensor(mu0, dtype=dtype, device=dev, requires_grad=True)
@@ -185,24 +186,24 @@ class GauSSolver(Solver):
             rounds += 1
             mu_np = mu.detach().cpu().numpy()
             results = legalize(graph, objective, mu_np, q=q, levels=levels)
-            pool.add(results)
+            _keep(pool, results)
             if isinstance(objective, StageCost) and results:
                 # polish this round's best legal schedule (the global best is polished already)
                 k = min(range(len(results)), key=lambda i: results[i][1])
-                pool.add(_polished(graph, objective, results[k][2], deadline))
+                _keep(pool, _polished(graph, objective, results[k][2], deadline))
             legal_s = deadline.clock() - t_legal
-            deadline.offer(pool.proposal({}).candidates)
-            info["history"].append((deadline.elapsed, pool.best_value))
-            if meets_bound(pool.best_value, lb):
+            deadline.offer(pool.candidates())
+            info["history"].append((deadline.elapsed, pool.best))
+            if meets_bound(pool.best, lb):
                 break
             # warm restart: re-seed restarts far from the best at the best legal steps
             per_row = _per_restart(results, B)
             worse = [b for b in range(B)
-                     if per_row[b] > pool.best_value * (1 + cfg.restart_gap) + 1e-12]
-            if worse and pool.best_steps is not None:
+                     if per_row[b] > pool.best * (1 + cfg.restart_gap) + 1e-12]
+            if worse and pool.best_payload is not None:
                 idx = torch.tensor(worse, device=dev)
                 jitter = torch.randn((len(worse), n), generator=gen, dtype=dtype)
-                fresh = torch.as_tensor(pool.best_steps, dtype=dtype) + jitter * cfg.noise
+                fresh = torch.as_tensor(pool.best_payload, dtype=dtype) + jitter * cfg.noise
                 with torch.no_grad():
                     mu[idx] = fresh.clamp(0, D - 1).to(dev)
                     raw[idx] = inverse_sigma(
@@ -212,7 +213,7 @@ class GauSSolver(Solver):
                     rho[idx] = cfg.rho
                 opt.reset_rows(idx)
         info["rounds"] = rounds
-        return pool.proposal(info)
+        return _proposal(pool, info)
 
 
 def _polished(graph: OpGraph, objective: StageCost, steps: np.ndarray, deadline) -> list:
@@ -286,33 +287,11 @@ def _per_restart(results: list, B: int) -> list[float]:
     return best
 
 
-class _Pool:
-    """Best distinct legal schedules seen so far."""
+def _keep(pool: TopK, results) -> None:
+    """Keep legal ``(schedule, value, steps)`` results; the steps ride along as the payload."""
+    for sched, val, steps in results:
+        pool.add(sched, val, payload=steps)
 
-    def __init__(self, k: int):
-        self.k = k
-        self.items: dict[tuple, tuple[float, Schedule, np.ndarray]] = {}
 
-    def add(self, results) -> None:
-        for sched, val, steps in results:
-            key = (sched.order, sched.start, sched.lane)
-            if key not in self.items or val < self.items[key][0]:
-                self.items[key] = (val, sched, steps)
-        if len(self.items) > 4 * self.k:
-            keep = sorted(self.items.items(), key=lambda kv: kv[1][0])[: self.k]
-            self.items = dict(keep)
-
-    @property
-    def best_value(self) -> float:
-        return min((v for v, _, _ in self.items.values()), default=float("inf"))
-
-    @property
-    def best_steps(self) -> np.ndarray | None:
-        if not self.items:
-            return None
-        return min(self.items.values(), key=lambda t: t[0])[2]
-
-    def proposal(self, info: dict) -> Proposal:
-        ranked = sorted(self.items.values(), key=lambda t: t[0])[: self.k]
-        info = dict(info, best_value=self.best_value)
-        return Proposal([Candidate(s, v) for v, s, _ in ranked], info=info)
+def _proposal(pool: TopK, info: dict) -> Proposal:
+    return Proposal(pool.candidates(), info=dict(info, best_value=pool.best))

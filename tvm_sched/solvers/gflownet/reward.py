@@ -1,6 +1,9 @@
 """Rewards of complete orders, tempered by sigma (Zhang et al., "Robust Scheduling with GFlowNets",
 ICLR 2023).
 
+The task (:class:`Task`) is a cost objective, and the values are its exact
+``evaluate_orders``:
+
 - **makespan** on ``m`` lanes: the order is decoded by list scheduling (the objective's own
   semantics, :func:`tvm_sched.cost.makespan_batch`, communication included), ``U = total
   duration / makespan`` is its speedup over one lane, and ``log R = (U - m) / sigma``.
@@ -15,75 +18,102 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-from tvm_sched.cost import Comm
-from tvm_sched.cost.makespan import makespan_batch
-from tvm_sched.cost.memory import peak_memory_batch
+from tvm_sched.cost import Comm, Makespan, Objective, PeakMemory, StageCost
 from tvm_sched.graph import OpGraph
+from tvm_sched.solvers.base import is_order_memory
+from tvm_sched.solvers.gflownet.features import condition
 
 __all__ = ["Task", "log_reward"]
 
 
 @dataclass(frozen=True)
 class Task:
-    """What an order is rewarded for: ``"makespan"`` on ``lanes`` lanes or ``"memory"``.
+    """What the policy is conditioned on and an order rewarded for: a cost objective.
+
+    The policy knows two tasks: ``makespan`` on ``m`` lanes (communication cost included), a
+    :class:`~tvm_sched.cost.Makespan`, and ``memory``, the one-lane liveness peak, a
+    :class:`~tvm_sched.cost.PeakMemory`. :meth:`of` reads the task off any objective the
+    sampler serves: every order-based memory objective samples from the memory task (its own
+    exact evaluator then ranks the orders), and so does ``stage`` (a fallback: its orders are
+    chunked by the objective).
 
     Raises
     ------
     ValueError
-        An unknown kind, or a memory task on more than one lane.
+        ``objective`` is neither a ``Makespan`` nor a ``PeakMemory`` (use :meth:`of`).
+
+    Examples
+    --------
+    >>> from tvm_sched.cost import PlannedMemory
+    >>> t = Task.of(PlannedMemory())
+    >>> t.kind, t.lanes, t.objective
+    ('memory', 1, PeakMemory())
+    >>> Task.of(Makespan(lanes=4)).kind
+    'makespan'
     """
 
-    kind: str = "makespan"
-    lanes: int = 4
-    comm: Comm | None = None
+    objective: Makespan | PeakMemory
 
     def __post_init__(self) -> None:
-        if self.kind not in ("makespan", "memory"):
-            raise ValueError(f"unknown task {self.kind!r}")
-        if self.kind == "memory" and self.lanes != 1:
-            raise ValueError("the memory task is defined on one lane")
+        if not (isinstance(self.objective, Makespan) or type(self.objective) is PeakMemory):
+            raise ValueError(f"a task is a makespan or a peak_memory objective, got "
+                             f"{self.objective.name!r} (Task.of maps the others)")
+
+    @classmethod
+    def of(cls, objective: Objective) -> Task:
+        """The task the policy samples ``objective``'s orders for.
+
+        Raises
+        ------
+        ValueError
+            The policy has no task for ``objective`` (e.g. ``pipeline``).
+        """
+        if isinstance(objective, Makespan):
+            return cls(objective)
+        if is_order_memory(objective) or isinstance(objective, StageCost):
+            return cls(PeakMemory())
+        raise ValueError(f"gflownet has no policy for {objective.name!r}")
+
+    @property
+    def kind(self) -> str:
+        """``"makespan"`` or ``"memory"``."""
+        return "memory" if self.memory else "makespan"
 
     @property
     def memory(self) -> bool:
-        return self.kind == "memory"
+        return not isinstance(self.objective, Makespan)
+
+    @property
+    def lanes(self) -> int:
+        return self.objective.lanes
+
+    @property
+    def comm(self) -> Comm | None:
+        return None if self.memory else self.objective.comm
+
+    def condition(self, log_sigma: float) -> torch.Tensor:
+        """The raw conditioning vector of this task at temperature ``exp(log_sigma)``."""
+        return condition(log_sigma, self.memory, self.lanes, self.comm is not None)
 
 
 def log_reward(graph: OpGraph, task: Task, orders: np.ndarray, sigma: float,
                mem_ref: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Log-rewards (B,) and objective values (B,) (makespans or liveness peaks) of orders (B, n).
 
-    Parameters
-    ----------
-    graph
-        The graph.
-    task
-        What the orders are rewarded for.
-    orders
-        (B, n) int topological orders.
-    sigma
-        The temperature (> 0): a smaller sigma sharpens the reward.
-    mem_ref
-        The reference peak of a memory task; default the batch's best peak.
-
-    Returns
-    -------
-    tuple of numpy.ndarray
-        ``(log_reward, values)``, each (B,) float.
-
     Examples
     --------
     >>> g = OpGraph(2, [], duration=[1.0, 1.0])
-    >>> log_r, ms = log_reward(g, Task("makespan", 2), np.array([[0, 1]]), 0.5)
+    >>> log_r, ms = log_reward(g, Task.of(Makespan(lanes=2)), np.array([[0, 1]]), 0.5)
     >>> float(log_r[0]), float(ms[0])
     (0.0, 1.0)
     """
+    values = task.objective.evaluate_orders(graph, orders)
     if task.memory:
-        peak = peak_memory_batch(graph, orders).astype(np.float64)
-        ref = float(peak.min()) if mem_ref is None else mem_ref
-        return (ref / np.maximum(peak, 1.0) - 1.0) / sigma, peak
-    ms = makespan_batch(graph, orders, lanes=task.lanes, comm=task.comm)
+        ref = float(values.min()) if mem_ref is None else mem_ref
+        return (ref / np.maximum(values, 1.0) - 1.0) / sigma, values
     total = float(graph.duration.sum())
     if total <= 0:
-        return np.zeros(len(ms)), ms
-    return (total / np.maximum(ms, 1e-300) - task.lanes) / sigma, ms
+        return np.zeros(len(values)), values
+    return (total / np.maximum(values, 1e-300) - task.lanes) / sigma, values

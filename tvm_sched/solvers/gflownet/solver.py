@@ -25,6 +25,10 @@ Objectives:
   ``evaluate_orders``;
 - ``stage``: a fallback -- orders of the memory policy, each split into stages by the objective.
 
+The solver supplies only its draw: the policy's task is read off the objective
+(:meth:`.reward.Task.of`), and drawing, decoding, exact values, the top k and the pacing are the
+one sampling loop of :mod:`tvm_sched.solvers.sampling`.
+
 Budgets (:mod:`tvm_sched.solvers.base`): ``budget=None`` draws exactly ``samples`` orders
 (1,000 by default); with a budget, batches are sized from the measured rate (a probe of
 ``probe`` orders first) until the budget, ``samples`` (unlimited by default) or the objective's
@@ -49,24 +53,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tvm_sched.cost import Makespan, Objective, StageCost
+from tvm_sched.cost import Objective, StageCost
 from tvm_sched.graph import OpGraph, priority_order
 from tvm_sched.schedule import Schedule
-from tvm_sched.solvers.base import (
-    Candidate,
-    Deadline,
-    Pacer,
-    Proposal,
-    Solver,
-    default_samples,
-    is_order_memory,
-    meets_bound,
-)
-from tvm_sched.solvers.decoding import EventDecoded, list_schedule
+from tvm_sched.solvers.base import Candidate, Deadline, Proposal, Solver, default_samples
+from tvm_sched.solvers.decoding import list_schedule
 from tvm_sched.solvers.gflownet.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from tvm_sched.solvers.gflownet.features import GraphEncoding, condition, encode_graph
+from tvm_sched.solvers.gflownet.features import GraphEncoding, encode_graph
 from tvm_sched.solvers.gflownet.model import PolicyNet, attention_blocks
+from tvm_sched.solvers.gflownet.reward import Task
 from tvm_sched.solvers.gflownet.sampler import race_orders
+from tvm_sched.solvers.sampling import sample_orders
 
 __all__ = ["GFlowNetSolver", "cached_model", "node_logits", "sample_schedules"]
 
@@ -102,90 +99,46 @@ def cached_model(path: str | Path, device: torch.device) -> tuple[PolicyNet, dic
 
 
 @torch.no_grad()
-def node_logits(net: PolicyNet, enc: GraphEncoding, *, lanes: int, memory: bool,
-                comm: bool = False, sigma: float, device: str | torch.device = "cpu"
-                ) -> np.ndarray:
-    """The policy's node logits (n,) float64 for one graph, task and temperature.
-
-    Parameters
-    ----------
-    net
-        The policy.
-    enc
-        The graph's encoding.
-    lanes
-        Lanes of the task.
-    memory
-        A memory task (else makespan).
-    comm
-        Whether the task has a communication cost.
-    sigma
-        The reward temperature the policy is conditioned on.
-    device
-        Where the network runs (``net`` must already be there).
-
-    Returns
-    -------
-    numpy.ndarray
-        (n,) float64 on the CPU.
-    """
+def node_logits(net: PolicyNet, enc: GraphEncoding, task: Task, *, sigma: float,
+                device: str | torch.device = "cpu") -> np.ndarray:
+    """The policy's node logits (n,) float64 for one graph, task and temperature."""
     dev = torch.device(device)
-    c = net.embed_condition(condition(float(np.log(sigma)), memory, lanes, comm).to(dev))
+    c = net.embed_condition(task.condition(float(np.log(sigma))).to(dev))
     h = net.encode(torch.as_tensor(enc.static, device=dev), attention_blocks(enc, net.cfg, dev), c)
-    prior = torch.as_tensor(enc.prior(memory), dtype=torch.float32, device=dev)
+    prior = torch.as_tensor(enc.prior(task.memory), dtype=torch.float32, device=dev)
     return net.logits(h, prior, c).double().cpu().numpy()
 
 
-def sample_schedules(net: PolicyNet, graph: OpGraph, *, lanes: int, memory: bool, comm=None,
+def sample_schedules(net: PolicyNet, graph: OpGraph, objective: Objective, *,
                      sigma: float = 0.01, samples: int = 1000, batch: int = 250, seed: int = 0,
                      device: str | torch.device = "cpu") -> dict:
-    """Draw ``samples`` orders and score them (a helper for scripts; the solver paces itself).
-
-    Parameters
-    ----------
-    net
-        The policy.
-    graph
-        The graph.
-    lanes
-        Lanes of the task.
-    memory
-        A memory task (else makespan).
-    comm
-        The communication cost of a makespan task, or ``None``.
-    sigma
-        The reward temperature the policy is conditioned on.
-    samples
-        Orders to draw.
-    batch
-        Orders drawn per call of the sampler.
-    seed
-        Seed of the sampler.
-    device
-        Where the network runs.
+    """Draw ``samples`` orders for ``objective`` and score them (a helper for scripts; the
+    solver paces itself).
 
     Returns
     -------
     dict
-        ``orders`` (S, n) int64, ``lanes`` (S, n) int64 (of the list decoding; zeros for
-        memory), ``makespan`` (S,) (None for memory), ``seconds`` and ``samples_per_s``.
+        ``orders`` (S, n) int64, ``lanes`` (S, n) int64 (of the list decoding; zeros for a
+        memory task), ``makespan`` (S,) (None for a memory task), ``values`` (S,) (the
+        objective's exact values), ``seconds`` and ``samples_per_s``.
     """
     from tvm_sched.cost.makespan import times_batch
 
     t0 = time.perf_counter()
-    enc = encode_graph(graph, lanes)
-    lg = node_logits(net, enc, lanes=lanes, memory=memory, comm=comm is not None, sigma=sigma,
-                     device=device)
+    task = Task.of(objective)
+    enc = encode_graph(graph, task.lanes)
+    lg = node_logits(net, enc, task, sigma=sigma, device=device)
     rng = np.random.default_rng(seed)
     orders = np.concatenate([race_orders(graph, lg, min(batch, samples - a), rng)
                              for a in range(0, samples, batch)])
     seconds = time.perf_counter() - t0
-    if memory:
+    if task.memory:
         lane, ms = np.zeros_like(orders), None
     else:
-        start, lane = times_batch(graph, orders, lanes=lanes, comm=comm)
+        start, lane = times_batch(graph, orders, lanes=task.lanes, comm=task.comm)
         ms = (start + graph.duration[None, :]).max(axis=1)
-    return {"orders": orders, "lanes": lane, "makespan": ms, "seconds": seconds,
+    return {"orders": orders, "lanes": lane, "makespan": ms,
+            "values": objective.evaluate_orders(graph, orders), "seconds": seconds,
             "samples_per_s": samples / max(seconds, 1e-9)}
 
 
@@ -227,111 +180,42 @@ class GFlowNetSolver(Solver):
     def _propose(self, graph: OpGraph, objective: Objective, deadline: Deadline,
                  rng: np.random.Generator, device) -> Proposal:
         cfg = self.config
-        samples = default_samples(cfg.samples, deadline)
-        if samples < 1 or cfg.batch < 1 or cfg.probe < 1 or not cfg.sigma > 0:
-            raise ValueError(f"samples, batch and probe must be >= 1 and sigma > 0, got "
-                             f"{cfg.samples}, {cfg.batch}, {cfg.probe}, {cfg.sigma}")
+        if not cfg.sigma > 0:
+            raise ValueError(f"sigma > 0 is required, got {cfg.sigma}")
+        task = Task.of(objective)
         if graph.num_nodes == 0:
             return Proposal([Candidate(Schedule(order=()))])
         t0 = time.perf_counter()
         dev = torch.device(device)
         net, _ = cached_model(cfg.checkpoint or DEFAULT_CHECKPOINT, dev)
-        makespan = isinstance(objective, Makespan)
-        memory = not makespan  # memory objectives, and the stage fallback
-        lanes = objective.lanes if makespan else 1
-        comm = makespan and objective.comm is not None
-        enc = encode_graph(graph, lanes)
-        logits = node_logits(net, enc, lanes=lanes, memory=memory, comm=comm, sigma=cfg.sigma,
-                             device=dev)
+        enc = encode_graph(graph, task.lanes)
+        logits = node_logits(net, enc, task, sigma=cfg.sigma, device=dev)
         encode_s = time.perf_counter() - t0
-        claim = objective.order_based
-        lb = objective.lower_bound(graph)
-        pool = _TopK(max(1, cfg.top_k))
         seeds: list[Candidate] = []
         if cfg.seeds:
-            seed_order = priority_order(graph, enc.prior(memory))[None]
-            pool.add(seed_order, objective.evaluate_orders(graph, seed_order), "seed")
-            if makespan:  # Graham's event-driven list schedule (its own start times and lanes)
-                ls = list_schedule(graph, lanes, comm=objective.comm)
-                ls = objective.complete(graph, ls)
+            seed_order = priority_order(graph, enc.prior(task.memory))
+            seeds.append(Candidate(Schedule(order=seed_order, info={"origin": "seed"}),
+                                   float(objective.evaluate_orders(graph, seed_order[None])[0])))
+            if not task.memory:  # Graham's event-driven list schedule (own start times, lanes)
+                ls = objective.complete(graph, list_schedule(graph, task.lanes, comm=task.comm))
                 seeds.append(Candidate(Schedule(order=ls.order, start=ls.start, lane=ls.lane,
                                                 info={"origin": "seed",
                                                       "decoding": "event-driven"}),
                                        objective.value(graph, ls)))
-            deadline.offer(_merge(pool.candidates(claim), seeds))
-        pacer = Pacer(deadline, cfg.batch, probe=cfg.probe)
-        drawn, total, distinct = 0, 0.0, set()
-        seed_best = min((c.claimed for c in seeds), default=float("inf"))
-        # each sample also decoded event-driven (tvm_sched.solvers.decoding.EventDecoded)
-        events = EventDecoded(cfg.top_k) if EventDecoded.applies(objective) else None
 
-        def best_now() -> list[Candidate]:
-            return _merge(pool.candidates(claim), seeds + (events.candidates() if events else []))
+        def draw(rng: np.random.Generator, size: int) -> np.ndarray:
+            return race_orders(graph, logits, size, rng)
 
-        while not meets_bound(min(pool.best, seed_best, events.best if events else seed_best),
-                              lb):
-            size = pacer.next_size(samples - drawn) or (0 if drawn else 1)
-            if size == 0:
-                break
-            orders = race_orders(graph, logits, size, rng)
-            vals = objective.evaluate_orders(graph, orders)
-            better = events.add(graph, orders, objective) if events is not None else False
-            pacer.done(size)
-            drawn += size
-            total += float(vals.sum())
-            distinct.update(hash(row.tobytes()) for row in orders)  # 8 bytes per order
-            if pool.add(orders, vals, "sample") or better:
-                deadline.offer(best_now(), samples=drawn)
+        out = sample_orders(graph, objective, deadline, rng, draw,
+                            samples=default_samples(cfg.samples, deadline), top_k=cfg.top_k,
+                            batch=cfg.batch, probe=cfg.probe, seeds=seeds,
+                            claim=objective.order_based)
         seconds = time.perf_counter() - t0
-        cands = best_now()
-        info = {"samples": drawn, "batches": pacer.batches,
-                "samples_per_s": drawn / max(seconds, 1e-9), "encode_s": encode_s,
-                "mean_value": total / drawn if drawn else float("nan"),
-                "distinct": len(distinct), "sigma": cfg.sigma,
-                "best_from": cands[0].schedule.info["origin"],
-                "best_decoding": cands[0].schedule.info.get("decoding", "serial"),
+        info = {"samples": out.samples, "batches": out.batches,
+                "samples_per_s": out.samples / max(seconds, 1e-9), "encode_s": encode_s,
+                "mean_value": out.mean_value, "distinct": out.distinct, "sigma": cfg.sigma,
+                "best_from": out.best_origin, "best_decoding": out.best_decoding,
                 "device": str(dev), "checkpoint": Path(cfg.checkpoint or DEFAULT_CHECKPOINT).name}
         if isinstance(objective, StageCost):
             info["note"] = "stage: orders of the memory policy, chunked by the objective"
-        elif not (makespan or is_order_memory(objective)):  # pragma: no cover - guarded by supports
-            raise ValueError(f"gflownet has no policy for {objective.name!r}")
-        return Proposal(cands, info=info)
-
-
-def _merge(samples: list[Candidate], seeds: list[Candidate]) -> list[Candidate]:
-    """Candidates best first by claimed value (ties: samples first)."""
-    if not seeds:
-        return samples
-    big = float("inf")
-    return sorted(samples + seeds, key=lambda c: big if c.claimed is None else c.claimed)
-
-
-class _TopK:
-    """The ``k`` best distinct orders seen so far (ties: the first seen)."""
-
-    def __init__(self, k: int):
-        self.k = k
-        self.items: dict[bytes, tuple[float, int, np.ndarray, str]] = {}
-        self.count = 0
-
-    def add(self, orders: np.ndarray, values: np.ndarray, origin: str) -> bool:
-        """Add a batch; True when the best value improved."""
-        before = self.best
-        for i in np.argsort(values, kind="stable")[: self.k]:
-            key = orders[i].tobytes()
-            if key not in self.items:
-                self.items[key] = (float(values[i]), self.count, orders[i].copy(), origin)
-                self.count += 1
-        if len(self.items) > self.k:
-            keep = sorted(self.items.items(), key=lambda kv: kv[1][:2])[: self.k]
-            self.items = dict(keep)
-        return self.best < before
-
-    @property
-    def best(self) -> float:
-        return min((v for v, *_ in self.items.values()), default=float("inf"))
-
-    def candidates(self, claim: bool) -> list[Candidate]:
-        ranked = sorted(self.items.values(), key=lambda t: t[:2])
-        return [Candidate(Schedule(order=o, info={"origin": origin}), v if claim else None)
-                for v, _, o, origin in ranked]
+        return Proposal(out.candidates, info=info)

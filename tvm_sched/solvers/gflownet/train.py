@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tvm_sched.cost import Makespan, PeakMemory
 from tvm_sched.graph import OpGraph
 from tvm_sched.solvers.gflownet.checkpoint import (
     CheckpointError,
@@ -42,7 +43,7 @@ from tvm_sched.solvers.gflownet.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from tvm_sched.solvers.gflownet.features import condition, encode_graph
+from tvm_sched.solvers.gflownet.features import encode_graph
 from tvm_sched.solvers.gflownet.loss import log_partition_variance, trajectory_balance
 from tvm_sched.solvers.gflownet.model import ModelConfig, PolicyNet, attention_blocks
 from tvm_sched.solvers.gflownet.reward import Task, log_reward
@@ -214,8 +215,7 @@ def train_step(net: PolicyNet, opt: torch.optim.Optimizer, graph: OpGraph, task:
     """
     dev = torch.device(device)
     enc = encode_graph(graph, task.lanes)
-    c = net.embed_condition(condition(math.log(sigma), task.memory, task.lanes,
-                                      task.comm is not None).to(dev))
+    c = net.embed_condition(task.condition(math.log(sigma)).to(dev))
     h = net.encode(torch.as_tensor(enc.static, device=dev), attention_blocks(enc, net.cfg, dev), c)
     prior = torch.as_tensor(enc.prior(task.memory), dtype=torch.float32, device=dev)
     logits = net.logits(h, prior, c)
@@ -325,9 +325,9 @@ def run(args: argparse.Namespace) -> Path:
             break
         graph = source.draw()
         if rng.random() < args.memory_frac:
-            task = Task("memory", 1)
+            task = Task(PeakMemory())
         else:
-            task = Task("makespan", int(args.lanes[int(rng.integers(len(args.lanes)))]))
+            task = Task(Makespan(lanes=int(args.lanes[int(rng.integers(len(args.lanes)))])))
         sigma = float(math.exp(rng.uniform(math.log(args.sigma_min), math.log(args.sigma_max))))
         out = train_step(net, opt, graph, task, sigma, batch=args.batch, rng=rng,
                          loss_kind=args.loss, epsilon=args.epsilon, device=device)
