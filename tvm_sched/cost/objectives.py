@@ -9,11 +9,14 @@ An objective knows how to
 - ``evaluate_orders``: score many orders of one graph at once (numpy, batched);
 - give a ``lower_bound`` for the graph.
 
-Objectives are frozen dataclasses; :func:`make_objective` builds one from a name and keywords.
+Objectives are frozen dataclasses; :func:`make_objective` builds one from a name and keywords,
+as the table ``_TABLE`` says (one entry per name: the class, the keywords it takes, those it
+ignores, whether it is defined on one lane only).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -237,9 +240,39 @@ class StageCost(Objective):
         return f"stage partition (D={self.stages}, ratio={self.ratio:g})"
 
 
-OBJECTIVES = ("makespan", "peak_memory", "planned_memory", "arena_memory", "stage", "pipeline")
+def _makespan(lanes: int = 1, comm: Comm | tuple[float, float] | None = None) -> Makespan:
+    if comm is not None and not isinstance(comm, Comm):
+        comm = Comm(*comm)
+    return Makespan(lanes=lanes, comm=comm)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """How :func:`make_objective` builds one objective from keywords."""
+
+    build: Callable[..., Objective]
+    #: Keywords handed to ``build`` (None: all that are not ignored).
+    takes: tuple[str, ...] | None
+    #: Keywords of other objectives accepted and dropped (callers pass one set to every name).
+    ignores: tuple[str, ...] = ()
+    #: Defined on one lane only (``lanes`` must be 1 when given).
+    one_lane: bool = False
+
+
+#: The objectives by name: what each builds and which keywords it takes.
+_TABLE: dict[str, _Entry] = {
+    "makespan": _Entry(_makespan, ("lanes", "comm"), ignores=("stages", "ratio")),
+    "peak_memory": _Entry(PeakMemory, (), ignores=("comm",), one_lane=True),
+    "planned_memory": _Entry(PlannedMemory, (), ignores=("comm",), one_lane=True),
+    "arena_memory": _Entry(ArenaMemory, (), ignores=("comm",), one_lane=True),
+    "stage": _Entry(StageCost, ("stages", "ratio", "weight"), ignores=("lanes", "comm")),
+    # ii, lanes, recurrences; see tvm_sched.cost.pipeline
+    "pipeline": _Entry(Pipeline, None, ignores=("comm",)),
+}
+
+OBJECTIVES = tuple(_TABLE)
 #: The order-based memory objectives (one lane).
-MEMORY_OBJECTIVES = ("peak_memory", "planned_memory", "arena_memory")
+MEMORY_OBJECTIVES = tuple(name for name, e in _TABLE.items() if e.one_lane)
 
 
 def make_objective(name: str | Objective, **kw: Any) -> Objective:
@@ -249,8 +282,10 @@ def make_objective(name: str | Objective, **kw: Any) -> Objective:
     ----------
     name
         ``"makespan"`` (keywords ``lanes``, ``comm`` as a :class:`Comm` or ``(a, b)``),
-        ``"peak_memory"`` (``lanes`` must be 1), or ``"stage"`` (``stages``, ``ratio``,
-        ``weight``). An :class:`Objective` is returned as is.
+        ``"peak_memory"``, ``"planned_memory"``, ``"arena_memory"`` (``lanes`` must be 1),
+        ``"stage"`` (``stages``, ``ratio``, ``weight``) or ``"pipeline"`` (``ii``, ``lanes``,
+        ``recurrences``). An :class:`Objective` is returned as is. Keywords that are None are
+        left out.
 
     Raises
     ------
@@ -264,41 +299,16 @@ def make_objective(name: str | Objective, **kw: Any) -> Objective:
     """
     if isinstance(name, Objective):
         return name
-    kw = {k: v for k, v in kw.items() if v is not None}
-    if name == "makespan":
-        comm = kw.pop("comm", None)
-        if comm is not None and not isinstance(comm, Comm):
-            comm = Comm(*comm)
-        lanes = kw.pop("lanes", 1)
-        kw.pop("stages", None)
-        kw.pop("ratio", None)
-        if kw:
-            raise ValueError(f"makespan does not take {sorted(kw)}")
-        return Makespan(lanes=lanes, comm=comm)
-    if name == "peak_memory":
+    entry = _TABLE.get(name)
+    if entry is None:
+        raise ValueError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")
+    kw = {k: v for k, v in kw.items() if v is not None and k not in entry.ignores}
+    if entry.one_lane:
         lanes = kw.pop("lanes", 1)
         if lanes != 1:
-            raise ValueError(f"peak_memory is defined for one lane (an order); got lanes={lanes}")
-        kw.pop("comm", None)
-        if kw:
-            raise ValueError(f"peak_memory does not take {sorted(kw)}")
-        return PeakMemory()
-    if name in ("planned_memory", "arena_memory"):
-        lanes = kw.pop("lanes", 1)
-        if lanes != 1:
-            raise ValueError(f"{name} is defined for one lane; got lanes={lanes}")
-        kw.pop("comm", None)
-        if kw:
-            raise ValueError(f"{name} does not take {sorted(kw)}")
-        return PlannedMemory() if name == "planned_memory" else ArenaMemory()
-    if name == "stage":
-        kw.pop("lanes", None)
-        kw.pop("comm", None)
-        unknown = sorted(set(kw) - {"stages", "ratio", "weight"})
+            raise ValueError(f"{name} is defined for one lane (an order); got lanes={lanes}")
+    if entry.takes is not None:
+        unknown = sorted(set(kw) - set(entry.takes))
         if unknown:
-            raise ValueError(f"stage does not take {unknown}")
-        return StageCost(**kw)
-    if name == "pipeline":  # ii, lanes, recurrences; see tvm_sched.cost.pipeline
-        kw.pop("comm", None)
-        return Pipeline(**kw)
-    raise ValueError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")
+            raise ValueError(f"{name} does not take {unknown}")
+    return entry.build(**kw)
