@@ -23,9 +23,10 @@ The algorithm, as established against ``tvm_sched.relax.planned_bytes`` (TVM 0.2
   token whose count reaches zero goes back to its dtype's pool, in that order.
 - The planned bytes are the sum of the final sizes of all tokens (``alloc_storage`` sizes).
 
-A graph without the extraction metadata (``meta["planner"]``, written by
-:func:`tvm_sched.relax.extract.extract`) is read as: one tensor of ``out_bytes`` per node, all of
-one dtype, read by its successors, planned unless it is a function output or empty.
+The metadata is read by :class:`~tvm_sched.memory.planner.PlannerMeta`. A graph without the
+extraction metadata (``meta["planner"]``, written by :func:`tvm_sched.relax.extract.extract`) is
+read as: one tensor of ``out_bytes`` per node, all of one dtype, read by its successors, planned
+unless it is a function output or empty.
 
 One order takes a few microseconds per node, so 1,000 orders of a 200-node graph score in about
 a second.
@@ -39,9 +40,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tvm_sched.errors import InvalidGraphError
 from tvm_sched.graph import OpGraph
-from tvm_sched.memory.arena import planner_meta
+from tvm_sched.memory.planner import PlannerMeta
 from tvm_sched.schedule import as_orders
 
 __all__ = ["planned_memory", "planned_memory_batch", "planned_memory_lower_bound",
@@ -65,41 +65,26 @@ class _Plan:
 
 
 def _compile(graph: OpGraph) -> _Plan:
-    info = planner_meta(graph)
-    n = graph.num_nodes
-    try:
-        out, reads = info["out"], info["reads"]
-        if len(out) != n or len(reads) != n:
-            raise InvalidGraphError(
-                f"meta['planner'] describes {len(out)} nodes, the graph has {n}")
-        tid: dict[tuple[int, int], int] = {}
-        size: list[int] = []
-        dtype: list[int] = []
-        for v in range(n):
-            for k, (nbytes, dt, planned) in enumerate(out[v]):
-                if planned:
-                    tid[(v, k)] = len(size)
-                    size.append(int(nbytes))
-                    dtype.append(int(dt))
-        ref = [0] * len(size)
-        allocs, releases, step = [], [], []
-        for v in range(n):
-            own = [tid[(v, k)] for k in range(len(out[v])) if (v, k) in tid]
-            args = [tid[(int(u), int(k))] for u, k in reads[v] if (int(u), int(k)) in tid]
-            args += own
-            # Each occurrence is one reference; a token is freed at its last occurrence.
-            drops: dict[int, int] = {}
-            for t in args:
-                ref[t] += 1
-                drops[t] = drops.pop(t, 0) + 1  # re-inserted: ordered by last occurrence
-            allocs.append(tuple(own))
-            releases.append(tuple(drops.items()))
-            step.append(sum(size[t] for t in drops))
-    except (KeyError, TypeError, ValueError, IndexError) as err:
-        raise InvalidGraphError(f"malformed meta['planner']: {err!r}") from err
+    meta = PlannerMeta.from_graph(graph)
+    tid = {(v, k): i for i, (v, k, _) in enumerate(meta.planned())}
+    size = [t.nbytes for _, _, t in meta.planned()]
+    dtype = [t.dtype for _, _, t in meta.planned()]
+    ref = [0] * len(size)
+    allocs, releases, step = [], [], []
+    for v in range(graph.num_nodes):
+        own = [tid[(v, k)] for k in range(len(meta.out[v])) if (v, k) in tid]
+        args = [tid[key] for key in meta.reads[v] if key in tid]
+        args += own
+        # Each occurrence is one reference; a token is freed at its last occurrence.
+        drops: dict[int, int] = {}
+        for t in args:
+            ref[t] += 1
+            drops[t] = drops.pop(t, 0) + 1  # re-inserted: ordered by last occurrence
+        allocs.append(tuple(own))
+        releases.append(tuple(drops.items()))
+        step.append(sum(size[t] for t in drops))
     return _Plan(tuple(size), tuple(dtype), tuple(ref), tuple(allocs), tuple(releases),
-                 max(1, len(info.get("dtypes", ())), max(dtype, default=-1) + 1),
-                 tuple(step))
+                 meta.num_dtypes, tuple(step))
 
 
 _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -37,9 +37,9 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -49,7 +49,8 @@ from tvm_sched.graph import OpGraph, priority_order
 from tvm_sched.schedule import Schedule
 
 __all__ = ["Status", "Candidate", "Proposal", "SolveResult", "Solver", "Deadline", "Pacer",
-           "resolve_device", "meets_bound", "is_order_memory", "default_samples"]
+           "resolve_device", "meets_bound", "is_order_memory", "default_samples",
+           "schedule_key", "first_of_each"]
 
 
 class Status(enum.StrEnum):
@@ -145,6 +146,57 @@ class SolveResult(Sequence[Schedule]):
                 "values": list(self.values)} if all_schedules else {}),
             "info": self.info,
         }
+
+
+T = TypeVar("T")
+
+
+def schedule_key(schedule: Schedule) -> tuple:
+    """What makes two schedules the same: their order, start times and lanes (not ``info``).
+
+    Parameters
+    ----------
+    schedule
+        Any schedule.
+
+    Returns
+    -------
+    tuple
+        ``(order, start, lane)``, hashable.
+
+    Examples
+    --------
+    >>> schedule_key(Schedule(order=(1, 0), lane=(0, 1)))
+    ((1, 0), None, (0, 1))
+    """
+    return (schedule.order, schedule.start, schedule.lane)
+
+
+def first_of_each(items: Iterable[T], key: Callable[[T], Hashable]) -> dict[Hashable, list[T]]:
+    """``items`` grouped by ``key`` in the order first seen: the first item of each group is the
+    one kept, the others are its duplicates.
+
+    Parameters
+    ----------
+    items
+        The items, in the order of preference (the first of equals is kept).
+    key
+        Their identity (for schedules: :func:`schedule_key`).
+
+    Returns
+    -------
+    dict
+        ``key -> [kept item, duplicates...]`` in the order the keys were first seen.
+
+    Examples
+    --------
+    >>> first_of_each(["b1", "a1", "b2"], key=lambda s: s[0])
+    {'b': ['b1', 'b2'], 'a': ['a1']}
+    """
+    groups: dict[Hashable, list[T]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return groups
 
 
 def _default_clock() -> float:
@@ -552,10 +604,6 @@ class Solver:
     def _finish(
         self, graph: OpGraph, objective: Objective, proposal: Proposal, deadline: Deadline
     ) -> SolveResult:
-        # the one de-duplication of the solvers lives with the portfolio (imported here, as the
-        # portfolio imports the registry, which imports this module)
-        from tvm_sched.solvers.portfolio import first_of_each, schedule_key
-
         scored: list[tuple[float, Schedule]] = []
         for cand in proposal.candidates:
             full = objective.complete(graph, cand.schedule)

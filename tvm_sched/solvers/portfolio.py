@@ -20,17 +20,20 @@ Contract of :func:`propose`
   its error in ``info``; the others go on. ``KeyboardInterrupt`` is not caught here (solvers
   already return their best on it).
 - At most ``per_solver`` schedules per solver, best first. The same schedule (order, start times
-  and lanes: :func:`schedule_key`) proposed twice is kept once, under its first name; the later
-  names are its ``aliases``.
+  and lanes: :func:`~tvm_sched.solvers.base.schedule_key`) proposed twice is kept once, under its
+  first name; the later names are its ``aliases``.
 - :attr:`Proposed.value` is the exact evaluator's value on ``objective`` -- also for a solver
   that ran on a fallback (its schedule is re-evaluated), so proposals are comparable.
 
 De-duplication
 --------------
-This module holds the solvers' one rule for "the same schedule" (:func:`schedule_key`) and the
-one de-duplication of proposals (:func:`first_of_each`): :func:`propose` uses it across solvers,
-:meth:`~tvm_sched.solvers.base.Solver.solve` within one solver's candidates, and the sampling
-solvers' top-k container (:class:`~tvm_sched.solvers.sampling.TopK`) keys its entries by it.
+:func:`propose` is where proposals of different solvers are de-duplicated (their aliases). The
+rule it applies -- the same schedule is the same order, start times and lanes
+(:func:`~tvm_sched.solvers.base.schedule_key`), the first one is kept
+(:func:`~tvm_sched.solvers.base.first_of_each`) -- is the only one in the solvers:
+:meth:`~tvm_sched.solvers.base.Solver.solve` applies it to one solver's candidates and
+:class:`~tvm_sched.solvers.topk.TopK` keys its entries by it. It lives in ``base``, below the
+registry this module imports, so that ``solve`` can use it without an import cycle.
 """
 
 from __future__ import annotations
@@ -38,52 +41,23 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from tvm_sched.cost import Objective, make_objective
 from tvm_sched.errors import UnknownSolverError, one_line
 from tvm_sched.graph import OpGraph
 from tvm_sched.schedule import Schedule
+from tvm_sched.solvers.base import first_of_each, schedule_key
 from tvm_sched.solvers.registry import get_solver, solver_class, solver_names
 
-__all__ = ["Proposed", "Portfolio", "propose", "MEMORY_FALLBACKS", "schedule_key",
-           "first_of_each"]
+__all__ = ["Proposed", "Portfolio", "propose", "MEMORY_FALLBACKS"]
 
 log = logging.getLogger(__name__)
 
 #: Where a memory objective falls back to, in turn.
 MEMORY_FALLBACKS = ("planned_memory", "peak_memory")
-
-T = TypeVar("T")
-
-
-def schedule_key(schedule: Schedule) -> tuple:
-    """What makes two schedules the same: their order, start times and lanes (not ``info``).
-
-    Examples
-    --------
-    >>> schedule_key(Schedule(order=(1, 0), lane=(0, 1)))
-    ((1, 0), None, (0, 1))
-    """
-    return (schedule.order, schedule.start, schedule.lane)
-
-
-def first_of_each(items: Iterable[T], key: Callable[[T], Hashable]) -> dict[Hashable, list[T]]:
-    """``items`` grouped by ``key`` in the order first seen: the first item of each group is the
-    one kept, the others are its duplicates.
-
-    Examples
-    --------
-    >>> first_of_each(["b1", "a1", "b2"], key=lambda s: s[0])
-    {'b': ['b1', 'b2'], 'a': ['a1']}
-    """
-    groups: dict[Hashable, list[T]] = {}
-    for item in items:
-        groups.setdefault(key(item), []).append(item)
-    return groups
-
 
 @dataclass
 class Proposed:

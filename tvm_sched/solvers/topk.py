@@ -6,7 +6,7 @@ and GauS's legal schedules are all kept in a :class:`TopK`. It ranks by ``(value
 arrival)``: ``tier`` 0 for schedules the objective decodes from their order, 1 for schedules with
 their own start times and lanes (event-driven decodings, list schedules), so on a tie the
 objective's own decoding wins, then the first seen. Two entries are the same schedule when
-:func:`~tvm_sched.solvers.portfolio.schedule_key` says so (the solvers' one rule).
+:func:`~tvm_sched.solvers.base.schedule_key` says so (the solvers' one rule).
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 
 from tvm_sched.schedule import Schedule
-from tvm_sched.solvers.base import Candidate
-from tvm_sched.solvers.portfolio import schedule_key
+from tvm_sched.solvers.base import Candidate, schedule_key
 
 __all__ = ["TopK"]
 
