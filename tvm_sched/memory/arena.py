@@ -11,11 +11,12 @@ that no two tensors that can be live at the same time share a byte.
 Contract
 --------
 - The tensors are the *planned* outputs of the block's calls, as the extraction records them in
-  ``graph.meta["planner"]`` (the same set TVM's planner serves: a tensor that reaches the
-  function's return value, another block or an opaque call is never in the arena, and a
-  reshape view aliases its producer's bytes -- the reads recorded there already look through
-  views, tuples and get-items). A graph without that metadata has one tensor of ``out_bytes``
-  per node, read by its successors, planned unless it is a function output or empty.
+  ``graph.meta["planner"]``, read by :class:`~tvm_sched.memory.planner.PlannerMeta` (the same set
+  TVM's planner serves: a tensor that reaches the function's return value, another block or an
+  opaque call is never in the arena, and a reshape view aliases its producer's bytes -- the reads
+  recorded there already look through views, tuples and get-items). A graph without that
+  metadata has one tensor of ``out_bytes`` per node, read by its successors, planned unless it is
+  a function output or empty.
 - Sizes are rounded up to :data:`ALIGN` (64) bytes and offsets are multiples of it: TVM's CPU
   allocations and ``tvm.runtime.from_dlpack`` need 64-byte-aligned data pointers.
 - **Sequential** execution (``happens_before=None``): a tensor is live from its producer's step
@@ -25,6 +26,13 @@ Contract
   ``hb[a, b]`` must be transitively closed.
 - ``lower_bound`` is the liveness peak of the planned tensors in ``order`` (aligned sizes): every
   set of tensors live at one step pairwise conflicts, in either mode, so no packing beats it.
+- **Merged tensors** (zero-copy concatenation, :mod:`tvm_sched.relax.concat`):
+  ``meta["planner"]["merged"]`` may list ``[node, [[producer, field, byte offset], ...]]``:
+  output 0 of ``node`` is one tensor whose slices the listed outputs are. It is planned once,
+  written by those producers (``ArenaTensor.writers``: live from the first of them, and in the
+  concurrent rule every use of another tensor must happen before *each* of its writers) and
+  read by its own readers and theirs; the slices are not planned on their own, and
+  :meth:`ArenaPlan.offset_of` gives each the merged tensor's offset plus its byte offset.
 
 Algorithms
 ----------
@@ -52,11 +60,12 @@ import numpy as np
 from tvm_sched.errors import InvalidGraphError, InvalidScheduleError
 from tvm_sched.graph import OpGraph
 from tvm_sched.graph.algorithms import kahn_lists
+from tvm_sched.memory.planner import PlannerMeta
 from tvm_sched.schedule import as_orders
 
-__all__ = ["ALIGN", "EXACT_MAX_TENSORS", "ArenaTensor", "ArenaPlan", "arena_tensors",
-           "planner_meta", "pack", "plan_arena", "arena_bytes_batch", "arena_lower_bound",
-           "liveness_intervals", "happens_before_from_lanes"]
+__all__ = ["ALIGN", "EXACT_MAX_TENSORS", "ArenaTensor", "ArenaPlan", "arena_tensors", "pack",
+           "plan_arena", "arena_bytes_batch", "arena_lower_bound", "liveness_intervals",
+           "happens_before_from_lanes", "merged_slices"]
 
 #: Alignment of every offset and size in bytes.
 ALIGN = 64
@@ -67,26 +76,25 @@ EXACT_MAX_TENSORS = 256
 @dataclass(frozen=True)
 class ArenaTensor:
     """A tensor placed in the arena: output ``field`` of ``node``, ``size`` bytes (unaligned),
-    read by ``readers`` (nodes, looking through views and tuples)."""
+    read by ``readers`` (nodes, looking through views and tuples); a merged tensor is also
+    written by ``writers`` (the producers of its slices; see the module docstring)."""
 
     node: int
     field: int
     size: int
     readers: tuple[int, ...]
+    writers: tuple[int, ...] = ()
 
+    @property
+    def uses(self) -> tuple[int, ...]:
+        """Every node that writes or reads the tensor: ``node``, ``writers``, ``readers``."""
+        return (self.node, *self.writers, *self.readers)
 
-def planner_meta(graph: OpGraph) -> dict:
-    """What the static planner sees in ``graph`` (``meta["planner"]``, written by the Relax
-    extraction), or, for any other graph, one tensor of ``out_bytes`` per node of one dtype,
-    read by its successors, planned unless it is a function output or empty."""
-    info = graph.meta.get("planner")
-    if info is not None:
-        return info
-    n = graph.num_nodes
-    out = [[[int(graph.out_bytes[v]), 0, bool(graph.out_bytes[v] > 0 and not graph.is_output[v])]]
-           for v in range(n)]
-    reads = [[[int(u), 0] for u in graph.preds(v)] for v in range(n)]
-    return {"dtypes": ["default"], "kind": ["alloc"] * n, "out": out, "reads": reads}
+    @property
+    def first_writers(self) -> tuple[int, ...]:
+        """The nodes that may write it first: the ``writers`` of a merged tensor, else
+        ``node``."""
+        return self.writers or (self.node,)
 
 
 _TENSORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -110,38 +118,63 @@ def arena_tensors(graph: OpGraph) -> tuple[ArenaTensor, ...]:
         return _TENSORS[graph]
     except KeyError:
         pass
-    info = planner_meta(graph)
-    n = graph.num_nodes
-    try:
-        out, reads = info["out"], info["reads"]
-        if len(out) != n or len(reads) != n:
-            raise InvalidGraphError(
-                f"meta['planner'] describes {len(out)} nodes, the graph has {n}")
-        readers: dict[tuple[int, int], list[int]] = {}
-        for v in range(n):
-            for u, k in reads[v]:
-                lst = readers.setdefault((int(u), int(k)), [])
-                if not lst or lst[-1] != v:
-                    lst.append(v)
-        tensors = []
-        for v in range(n):
-            for k, (nbytes, _dtype, planned) in enumerate(out[v]):
-                if planned:
-                    size = int(nbytes)
-                    if size < 0:
-                        raise InvalidGraphError(f"node {v} output {k} has {size} bytes")
-                    rd = tuple(sorted(set(readers.get((v, k), ())) - {v}))
-                    if any(r >= n for r in rd):
-                        raise InvalidGraphError(f"node {v} output {k} is read by a node "
-                                                f"outside 0..{n - 1}")
-                    tensors.append(ArenaTensor(v, k, size, rd))
-    except (KeyError, TypeError, ValueError, IndexError) as err:
-        if isinstance(err, InvalidGraphError):
-            raise
-        raise InvalidGraphError(f"malformed meta['planner']: {err!r}") from err
-    result = tuple(tensors)
+    meta = PlannerMeta.from_graph(graph)
+    readers: dict[tuple[int, int], list[int]] = {}
+    for v, reads in enumerate(meta.reads):
+        for key in reads:
+            lst = readers.setdefault(key, [])
+            if not lst or lst[-1] != v:
+                lst.append(v)
+    tensors = [ArenaTensor(v, k, t.nbytes, tuple(sorted(set(readers.get((v, k), ())) - {v})))
+               for v, k, t in meta.planned()]
+    result = tuple(_merge(tensors, meta.merged, graph.num_nodes))
     _TENSORS[graph] = result
     return result
+
+
+def merged_slices(graph: OpGraph) -> dict[tuple[int, int], tuple[int, int, int]]:
+    """Per slice of a merged tensor, ``(node, field) -> (merged node, merged field, byte
+    offset)`` (empty without ``meta["planner"]["merged"]``)."""
+    out: dict[tuple[int, int], tuple[int, int, int]] = {}
+    for c, inputs in PlannerMeta.from_graph(graph).merged:
+        for u, k, off in inputs:
+            out[(u, k)] = (c, 0, off)
+    return out
+
+
+def _merge(tensors: list[ArenaTensor], merged, n: int) -> list[ArenaTensor]:
+    """Fold the slices listed in ``merged`` into their merged tensors (module docstring)."""
+    if not merged:
+        return tensors
+    at = {(t.node, t.field): i for i, t in enumerate(tensors)}
+    drop: set[int] = set()
+    roots: set[int] = set()
+    for c, inputs in merged:
+        c = int(c)
+        if (c, 0) not in at or at[(c, 0)] in drop or at[(c, 0)] in roots:
+            raise InvalidGraphError(f"merged tensor of node {c} is not a planned tensor of its "
+                                    "own")
+        i = at[(c, 0)]
+        roots.add(i)
+        t = tensors[i]
+        writers, readers = set(), set(t.readers)
+        top = 0
+        for u, k, off in sorted(inputs, key=lambda x: int(x[2])):
+            j = at.get((int(u), int(k)))
+            if j is None or j in drop or j in roots or int(off) % ALIGN or \
+                    not top <= int(off) <= t.size - tensors[j].size:
+                raise InvalidGraphError(f"node {u} output {k} is not a planned slice of node "
+                                        f"{c}'s output at byte {off} (aligned, inside it, "
+                                        "apart from the other slices)")
+            top = int(off) + tensors[j].size
+            drop.add(j)
+            writers.add(tensors[j].node)
+            readers.update(tensors[j].readers)
+        if not writers or any(not 0 <= w < n for w in writers):
+            raise InvalidGraphError(f"merged tensor of node {c} has no writers")
+        tensors[i] = ArenaTensor(c, 0, t.size, tuple(sorted(readers - writers - {c})),
+                                 tuple(sorted(writers)))
+    return [t for j, t in enumerate(tensors) if j not in drop]
 
 
 def _aligned(sizes: np.ndarray, align: int) -> np.ndarray:
@@ -161,9 +194,9 @@ def liveness_intervals(graph: OpGraph, order) -> tuple[np.ndarray, np.ndarray]:
     tensors = arena_tensors(graph)
     pos = np.empty(graph.num_nodes, dtype=np.int64)
     pos[_check_order(graph, order)] = np.arange(graph.num_nodes)
-    start = np.array([pos[t.node] for t in tensors], dtype=np.int64)
-    end = np.array([max([pos[t.node], *(pos[r] for r in t.readers)]) for t in tensors],
-                   dtype=np.int64)
+    start = np.array([min(pos[u] for u in (t.node, *t.writers)) for t in tensors],
+                     dtype=np.int64)
+    end = np.array([max(pos[u] for u in t.uses) for t in tensors], dtype=np.int64)
     return start, end
 
 
@@ -180,9 +213,12 @@ def _hb_conflicts(graph: OpGraph, tensors, hb: np.ndarray) -> np.ndarray:
     # before_all[i, v]: every use of tensor i happens-before node v
     before_all = np.ones((len(tensors), n), dtype=bool)
     for i, t in enumerate(tensors):
-        for u in (t.node, *t.readers):
+        for u in t.uses:
             before_all[i] &= hb[u]
     can_follow = before_all[:, prod]  # [i, j]: i's uses all happen before j's producer
+    for j, t in enumerate(tensors):
+        if t.writers:  # a merged tensor: before each of its writers
+            can_follow[:, j] = before_all[:, list(t.writers)].all(axis=1)
     conf = ~(can_follow | can_follow.T)
     return conf
 
@@ -335,9 +371,12 @@ class ArenaPlan:
     method: str
     proven: bool
     align: int = ALIGN
+    #: slices of merged tensors: ``(node, field, merged node, merged field, byte offset)``
+    slices: tuple[tuple[int, int, int, int, int], ...] = ()
 
     def offset_of(self, node: int, field: int = 0) -> int | None:
-        """Byte offset of output ``field`` of ``node``; ``None`` when it is not in the arena."""
+        """Byte offset of output ``field`` of ``node`` (a slice of a merged tensor: the merged
+        tensor's offset plus the slice's); ``None`` when it is not in the arena."""
         return self._index.get((node, field))
 
     @property
@@ -345,6 +384,9 @@ class ArenaPlan:
         idx = self.__dict__.get("_idx")
         if idx is None:
             idx = {(t.node, t.field): o for t, o in zip(self.tensors, self.offsets, strict=True)}
+            for u, k, c, f, off in self.slices:
+                if (c, f) in idx:
+                    idx[(u, k)] = idx[(c, f)] + off
             object.__setattr__(self, "_idx", idx)
         return idx
 
@@ -352,7 +394,8 @@ class ArenaPlan:
         return {"arena_bytes": self.arena_bytes, "lower_bound": self.lower_bound,
                 "method": self.method, "proven": self.proven, "align": self.align,
                 "tensors": [[t.node, t.field, t.size, o]
-                            for t, o in zip(self.tensors, self.offsets, strict=True)]}
+                            for t, o in zip(self.tensors, self.offsets, strict=True)],
+                "slices": [list(x) for x in self.slices]}
 
 
 def plan_arena(
@@ -401,7 +444,9 @@ def plan_arena(
     offs, total, proven = pack(sizes, conf, align=align, method=method, budget=budget,
                                lower=lower)
     used = "greedy" if method == "greedy" else method
-    return ArenaPlan(tensors, tuple(int(o) for o in offs), total, lower, used, proven, align)
+    slices = tuple((u, k, c, f, off) for (u, k), (c, f, off) in merged_slices(graph).items())
+    return ArenaPlan(tensors, tuple(int(o) for o in offs), total, lower, used, proven, align,
+                     slices)
 
 
 _SCORES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -445,11 +490,16 @@ def _arena_bytes(graph: OpGraph, o: np.ndarray, align: int) -> np.ndarray:
     prod = np.array([t.node for t in tensors], dtype=np.int64)
     read_t = np.array([i for i, t in enumerate(tensors) for _ in t.readers], dtype=np.int64)
     read_v = np.array([r for t in tensors for r in t.readers], dtype=np.int64)
+    write_t = np.array([i for i, t in enumerate(tensors) for _ in t.writers], dtype=np.int64)
+    write_v = np.array([w for t in tensors for w in t.writers], dtype=np.int64)
     for b in range(o.shape[0]):
         pos = np.empty(n, dtype=np.int64)
         pos[o[b]] = np.arange(n)
         start = pos[prod]
         end = start.copy()
+        if write_t.size:
+            np.minimum.at(start, write_t, pos[write_v])
+            np.maximum.at(end, write_t, pos[write_v])
         if read_t.size:
             np.maximum.at(end, read_t, pos[read_v])
         conf = _interval_conflicts(start, end)
@@ -464,9 +514,8 @@ def arena_lower_bound(graph: OpGraph, *, align: int = ALIGN) -> int:
     tensors = arena_tensors(graph)
     step = np.zeros(graph.num_nodes, dtype=np.int64)
     for t, s in zip(tensors, _aligned([t.size for t in tensors], align).tolist(), strict=True):
-        step[t.node] += s
-        for r in t.readers:
-            step[r] += s
+        for u in set(t.uses):
+            step[u] += s
     return int(step.max(initial=0))
 
 

@@ -18,6 +18,17 @@ Analysis (on the planned function, whose bindings run in program order):
 - a storage whose size is symbolic, or a function whose body is not a flat sequence of binding
   blocks (control flow), keeps TVM's plan, with a warning that names the binding/function.
 
+Zero-copy concatenation (``zero_copy_concat=True``, the default): a call of a pure
+concatenate kernel (:func:`tvm_sched.relax.concat.concat_layout`) whose output and inputs are
+distinct tensors of the arena, each input written by an earlier kernel call and then only read
+(no call of a kernel the module calls in place, no packed call, no view of it), is removed:
+the output and its inputs are planned as one tensor, live from the first of their bindings to
+the last use of any of them, and each input is allocated at its slice of the output. As in the
+lane runtime, the concatenates are taken in program order, each kept when the greedy packing
+does not grow with it, and all of them dropped when the final arena would be larger than the
+copying one. The names of the kernels called in place are read before lowering by the first
+pass of :func:`arena_pipeline`; without it (``PlanArena`` used on its own) nothing is removed.
+
 Rewrite: one ``alloc_storage`` of the arena size where the first planned storage was bound;
 each tensor becomes ``alloc_tensor(arena, offset, ...)`` followed by
 ``R.memory.ensure_zero_offset`` -- TVM 0.27's default kernels reject a tensor whose
@@ -42,6 +53,7 @@ from tvm import relax
 from tvm.relax.op import memory as memory_ops
 
 from tvm_sched.memory import ALIGN, pack
+from tvm_sched.relax.concat import concat_layout
 
 __all__ = ["PlanArena", "arena_pipeline", "allocated_bytes", "planned_storage", "ArenaReport"]
 
@@ -91,6 +103,8 @@ class ArenaReport:
     proven: bool = False
     rewritten: bool = False
     kept: list[str] = field(default_factory=list)  # bindings left on TVM's plan, and why
+    concats_removed: int = 0  # concatenate calls that vanished (zero-copy)
+    copying_arena_bytes: int = 0  # the arena with every concatenate copying
 
     def to_dict(self) -> dict[str, Any]:
         """The report as a plain dictionary (for JSON).
@@ -118,7 +132,7 @@ def _flat_bindings(func: relax.Function) -> list | None:
     return out
 
 
-def _analyse(name: str, bindings: list) -> tuple[dict, list, list[str]]:
+def _analyse(name: str, bindings: list) -> tuple[dict, list, list[str], dict]:
     """Storages of constant size, the tensors on them with live ranges, and what is kept."""
     storages: dict = {}  # var -> (position, bytes)
     kept: list[str] = []
@@ -160,18 +174,120 @@ def _analyse(name: str, bindings: list) -> tuple[dict, list, list[str]]:
         if not is_kernel:
             alias_of[b.var] = hit  # views, tuples, get-items, aliases: the same bytes
     # a tensor on a storage dropped above leaves the arena with its storage
-    tensors = [t for t in tensors if t["storage"] in storages]
-    return storages, tensors, kept
+    keep = [i for i, t in enumerate(tensors) if t["storage"] in storages]
+    new_index = {i: k for k, i in enumerate(keep)}
+    alias_of = {v: {new_index[i] for i in s if i in new_index} for v, s in alias_of.items()}
+    return storages, [tensors[i] for i in keep], kept, alias_of
+
+
+_VIEW_OPS = ("relax.reshape", "relax.memory.view", "relax.memory.ensure_zero_offset")
+
+
+def _concat_groups(bindings: list, tensors: list, alias_of: dict, layouts: dict,
+                   inplace: set) -> list[dict]:
+    """The concatenate calls that can vanish (see the module docstring): per call its binding
+    position, output tensor and ``(input tensor, byte offset)`` pairs."""
+    first: dict[int, int] = {}  # tensor -> position of the first kernel call using it
+    bad: set[int] = set()  # inputs left alone: maybe written again, kept or viewed
+    for pos, b in enumerate(bindings):
+        value = b.value
+        op = _op_name(value)
+        if op in (_ALLOC_STORAGE, _ALLOC_TENSOR) or op in _KILL or isinstance(value, relax.Var):
+            continue
+        used = [v for v in relax.analysis.free_vars(value) if v in alias_of]
+        if not used:
+            continue
+        hit = set().union(*(alias_of[v] for v in used))
+        if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.GlobalVar):
+            for t in hit:
+                if t not in first:
+                    first[t] = pos
+                elif value.op.name_hint in inplace:
+                    bad.add(t)
+        elif isinstance(value, relax.Call):
+            bad.update(hit)  # a view, a packed or another call
+    groups: list[dict] = []
+    taken: set[int] = set()
+    for pos, b in enumerate(bindings):
+        value = b.value
+        if not (isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.GlobalVar)):
+            continue
+        layout = layouts.get(value.op.name_hint)
+        if layout is None or len(value.args) != len(layout.offsets) + 1:
+            continue
+        ids = []
+        for a in value.args:
+            s = alias_of.get(a) if isinstance(a, relax.Var) else None
+            if not s or len(s) != 1:
+                break
+            ids.append(next(iter(s)))
+        if len(ids) != len(value.args) or len(set(ids)) != len(ids):
+            continue
+        *ins, out = ids
+        if any(t in taken or t in bad for t in ins) or out in taken or first.get(out) != pos:
+            continue
+        if any(first.get(t, pos) >= pos for t in ins):
+            continue  # an input no kernel wrote before the concatenate
+        if tensors[out]["bytes"] != layout.nbytes or any(
+                tensors[t]["bytes"] != sz for t, sz in zip(ins, layout.sizes, strict=True)):
+            continue
+        groups.append({"pos": pos, "out": out,
+                       "inputs": list(zip(ins, layout.offsets, strict=True))})
+        taken.update(ids)
+    return groups
+
+
+def _pack_groups(tensors: list, groups: list[dict], num_bindings: int, method: str,
+                 budget: float | None, align: int) -> tuple[np.ndarray, int, bool, int]:
+    """Pack the tensors with each group's members as one tensor (its output's size, live over
+    all of theirs); per tensor its offset, the arena bytes, proven optimal, the lower bound."""
+    unit = list(range(len(tensors)))
+    delta = [0] * len(tensors)
+    for g in groups:
+        for t, off in g["inputs"]:
+            unit[t], delta[t] = g["out"], off
+    roots = sorted(set(unit))
+    at = {r: k for k, r in enumerate(roots)}
+    start = np.array([tensors[r]["pos"] for r in roots], dtype=np.int64)
+    end = np.array([tensors[r]["end"] for r in roots], dtype=np.int64)
+    for t, r in enumerate(unit):
+        k = at[r]
+        start[k] = min(start[k], tensors[t]["pos"])
+        end[k] = max(end[k], tensors[t]["end"])
+    sizes = -(-np.array([tensors[r]["bytes"] for r in roots], dtype=np.int64) // align) * align
+    conf = (start[:, None] <= end[None, :]) & (start[None, :] <= end[:, None])
+    live = np.zeros(num_bindings + 1, dtype=np.int64)
+    np.add.at(live, start, sizes)
+    np.subtract.at(live, end + 1, sizes)
+    lower = int(np.cumsum(live).max())
+    offs, arena, proven = pack(sizes, conf, align=align, method=method, budget=budget,
+                               lower=lower)
+    offsets = np.array([int(offs[at[r]]) + d for r, d in zip(unit, delta, strict=True)],
+                       dtype=np.int64)
+    return offsets, int(arena), bool(proven), lower
+
+
+def _choose_groups(tensors: list, groups: list[dict], num_bindings: int, align: int) -> list:
+    """The groups, in program order, whose merging does not grow the greedy packing."""
+    best = _pack_groups(tensors, [], num_bindings, "greedy", None, align)[1]
+    chosen: list[dict] = []
+    for g in groups:
+        trial = _pack_groups(tensors, [*chosen, g], num_bindings, "greedy", None, align)[1]
+        if trial <= best:
+            chosen.append(g)
+            best = trial
+    return chosen
 
 
 def _rewrite(func: relax.Function, name: str, method: str, budget: float | None,
-             align: int) -> tuple[relax.Function, ArenaReport]:
+             align: int, layouts: dict | None = None,
+             inplace: set | None = None) -> tuple[relax.Function, ArenaReport]:
     report = ArenaReport(name)
     bindings = _flat_bindings(func)
     if bindings is None:
         report.kept.append(f"{name}: not a flat sequence of bindings (control flow)")
         return func, report
-    storages, tensors, kept = _analyse(name, bindings)
+    storages, tensors, kept, alias_of = _analyse(name, bindings)
     report.kept.extend(kept)
     used = {t["storage"] for t in tensors}
     storages = {v: s for v, s in storages.items() if v in used}
@@ -179,16 +295,22 @@ def _rewrite(func: relax.Function, name: str, method: str, budget: float | None,
     report.tvm_bytes = int(sum(s for _, s in storages.values()))
     if not tensors:
         return func, report
-    start = np.array([t["pos"] for t in tensors], dtype=np.int64)
-    end = np.array([t["end"] for t in tensors], dtype=np.int64)
-    sizes = -(-np.array([t["bytes"] for t in tensors], dtype=np.int64) // align) * align
-    conf = (start[:, None] <= end[None, :]) & (start[None, :] <= end[:, None])
-    delta = np.zeros(len(bindings) + 1, dtype=np.int64)
-    np.add.at(delta, start, sizes)
-    np.subtract.at(delta, end + 1, sizes)
-    report.lower_bound = int(np.cumsum(delta).max())
-    offsets, arena, proven = pack(sizes, conf, align=align, method=method, budget=budget,
-                                  lower=report.lower_bound)
+    n = len(bindings)
+    offsets, arena, proven, report.lower_bound = _pack_groups(tensors, [], n, method, budget,
+                                                              align)
+    report.copying_arena_bytes = arena
+    groups = []
+    if layouts and inplace is not None:
+        groups = _choose_groups(tensors, _concat_groups(bindings, tensors, alias_of, layouts,
+                                                        inplace), n, align)
+    if groups:
+        z_offsets, z_arena, z_proven, z_lower = _pack_groups(tensors, groups, n, method,
+                                                             budget, align)
+        if z_arena <= arena:
+            offsets, arena, proven, report.lower_bound = z_offsets, z_arena, z_proven, z_lower
+            report.concats_removed = len(groups)
+        else:
+            groups = []
     report.arena_bytes, report.proven = int(arena), bool(proven)
     if arena >= report.tvm_bytes:
         log.info("%s: arena %d B is not below TVM's %d B; TVM's plan kept", name, arena,
@@ -200,10 +322,13 @@ def _rewrite(func: relax.Function, name: str, method: str, budget: float | None,
                                           proto.args[2], "uint8")
     arena_var = relax.Var("tvm_sched_arena", bindings[first].var.ty)
     offset_of = {t["var"]: int(o) for t, o in zip(tensors, offsets.tolist(), strict=True)}
+    removed = {g["pos"] for g in groups}
     new_bindings = []
     for pos, b in enumerate(bindings):
         if pos == first:
             new_bindings.append(relax.VarBinding(arena_var, arena_call))
+        if pos in removed:
+            continue  # a concatenate whose inputs were written in place
         if b.var in storages:
             continue  # replaced by the arena
         if b.var in offset_of:
@@ -248,13 +373,23 @@ class PlanArena:
         When ``align`` is not a multiple of 64 or ``method`` is not one of the three.
     """
 
-    def __init__(self, method: str = "auto", budget: float | None = 1.0, align: int = ALIGN):
+    def __init__(self, method: str = "auto", budget: float | None = 1.0, align: int = ALIGN,
+                 zero_copy_concat: bool = True):
         if align < ALIGN or align % ALIGN:
             raise ValueError(f"align must be a multiple of {ALIGN}, got {align!r}")
         if method not in ("greedy", "exact", "auto"):
             raise ValueError(f"method must be 'greedy', 'exact' or 'auto', got {method!r}")
         self.method, self.budget, self.align = method, budget, align
+        self.zero_copy_concat = bool(zero_copy_concat)
+        #: Names of the kernels some function calls in place (set by the first pass of
+        #: :func:`arena_pipeline`; ``None``: unknown, no concatenate is removed).
+        self.inplace_kernels: set[str] | None = None
         self.report: list[ArenaReport] = []
+
+    def note_inplace_kernels(self, names) -> None:
+        """Record the names of the kernels the module calls in place (a method, so that it
+        reaches the pass object behind TVM's pass wrapper)."""
+        self.inplace_kernels = set(names)
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
         """Rewrite every Relax function of ``mod`` whose arena beats TVM's plan.
@@ -275,10 +410,17 @@ class PlanArena:
         """
         self.report = []
         updates = {}
+        layouts = {}
+        if self.zero_copy_concat:
+            for gv, func in mod.functions.items():
+                layout = concat_layout(func) if isinstance(func, tvm.tirx.PrimFunc) else None
+                if layout is not None:
+                    layouts[gv.name_hint] = layout
         for gv, func in mod.functions.items():
             if not isinstance(func, relax.Function):
                 continue
-            new, rep = _rewrite(func, gv.name_hint, self.method, self.budget, self.align)
+            new, rep = _rewrite(func, gv.name_hint, self.method, self.budget, self.align,
+                                layouts, self.inplace_kernels)
             self.report.append(rep)
             for why in rep.kept:
                 warnings.warn(f"PlanArena keeps TVM's plan for {why}", stacklevel=2)
@@ -290,8 +432,30 @@ class PlanArena:
         return tvm.IRModule(funcs, attrs=mod.attrs, global_infos=mod.global_infos)
 
 
+def _record_inplace_kernels(arena: PlanArena) -> tvm.transform.Pass:
+    """A pass that changes nothing and tells ``arena`` which kernels are called in place."""
+
+    @tvm.transform.module_pass(opt_level=0, name="tvm_sched.RecordInplaceKernels")
+    def record(mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        names: set[str] = set()
+
+        def visit(expr) -> None:
+            if _op_name(expr) == "relax.call_tir_inplace" and \
+                    isinstance(expr.args[0], tvm.ir.GlobalVar):
+                names.add(expr.args[0].name_hint)
+
+        for _, func in mod.functions.items():
+            if isinstance(func, relax.Function):
+                relax.analysis.post_order_visit(func.body, visit)
+        arena.note_inplace_kernels(names)
+        return mod
+
+    return record
+
+
 def arena_pipeline(arena: PlanArena | None = None) -> tvm.transform.Pass:
-    """TVM's default build pipeline (0.27) with :class:`PlanArena` after its memory planner.
+    """TVM's default build pipeline (0.27) with :class:`PlanArena` after its memory planner
+    (and, first, a pass that tells it which kernels are called in place).
 
     Parameters
     ----------
@@ -308,6 +472,7 @@ def arena_pipeline(arena: PlanArena | None = None) -> tvm.transform.Pass:
 
     arena = arena or PlanArena()
     return tvm.transform.Sequential([
+        _record_inplace_kernels(arena),
         backend.DispatchSampling(),
         backend.DispatchSortScan(),
         transform.LegalizeOps(),

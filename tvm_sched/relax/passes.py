@@ -298,6 +298,8 @@ def pipeline(**options: Any) -> tvm.transform.Pass:
     ----------
     **options
         Keyword arguments of :class:`ScheduleOperators`; ``arena`` defaults to true here.
+        ``zero_copy_concat`` (default true) goes to :class:`~tvm_sched.relax.arena.PlanArena`:
+        ``False`` keeps every concatenate copying.
 
     Returns
     -------
@@ -310,7 +312,9 @@ def pipeline(**options: Any) -> tvm.transform.Pass:
         As :class:`ScheduleOperators` does for bad options.
     """
     options = {"arena": True, **options}
-    lower = arena_pipeline(PlanArena()) if options["arena"] else relax.get_pipeline("default")
+    zero_copy = bool(options.pop("zero_copy_concat", True))
+    lower = arena_pipeline(PlanArena(zero_copy_concat=zero_copy)) if options["arena"] else \
+        relax.get_pipeline("default")
     return tvm.transform.Sequential([ScheduleOperators(**options), lower],
                                     name="tvm_sched.pipeline")
 

@@ -15,6 +15,16 @@ time:
 Any other binding (another operator, ``call_dps_packed``, an in-place call, a match-cast, a
 binding outside the dataflow block) raises :class:`~tvm_sched.errors.ExtractionError` naming it.
 
+Zero-copy concatenation (``zero_copy_concat=True``, the default): a pure concatenate whose
+inputs are outputs of kernels of the block and contiguous slices of its output
+(:func:`tvm_sched.relax.concat.concat_sites`) runs no step -- its output is one arena tensor,
+each input a ``view`` at its byte offset that its producer writes in place, and the
+concatenate's readers wait for the producers instead. The plan is kept only when its arena is
+no larger than the copying plan's: the sites are taken in program order, each kept when the
+greedy arena does not grow with it, and the result is kept when the final arena is no larger
+than the copying plan's (``meta["zero_copy_concat"]`` records both and how many
+concatenates were removed).
+
 Happens-before (:func:`happens_before`) is the transitive closure of the data edges, the lane
 orders and the waits over the graph's nodes -- what the arena planner
 (:func:`tvm_sched.memory.plan_arena`) needs to reuse bytes only when that is safe under
@@ -27,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -35,6 +46,7 @@ from tvm import relax
 
 from tvm_sched.errors import ExtractionError
 from tvm_sched.graph import OpGraph, program_order
+from tvm_sched.relax.concat import concat_sites, merge_concats
 from tvm_sched.relax.extract import extract
 from tvm_sched.runtime.plan import ALIGN, LanePlan, Step, TensorSpec
 from tvm_sched.runtime.waits import happens_before, lane_waits
@@ -290,10 +302,76 @@ def _no_reuse(graph: OpGraph):
     return (lambda node, fld=0: offsets.get((node, fld))), top
 
 
+@dataclass
+class _Layout:
+    """Steps, lanes, waits and tensors of a plan, with or without zero-copy concatenates."""
+
+    kernels: tuple[str, ...]
+    tensors: tuple[TensorSpec, ...]
+    steps: tuple[Step, ...]
+    lanes: tuple[tuple[int, ...], ...]
+    waits: tuple[tuple[int, ...], ...]
+    arena_bytes: int
+    removed: int
+
+
+def _layout(low: _Lowering, graph: OpGraph, schedule: Schedule, sites, method: str) -> _Layout:
+    """Lay the lowered module out under ``schedule``; the concatenates of ``sites`` run no
+    step (see the module docstring)."""
+    gone = {s.node for s in sites}
+    slice_of = {(u, k): (s.node, off) for s in sites for u, k, off in s.inputs}
+    kept = [st for st in low.steps if st.node not in gone]
+    names = [low.kernels[k] for k in dict.fromkeys(st.kernel for st in kept)]
+    kid = {n: i for i, n in enumerate(names)}
+    steps = [replace(st, kernel=kid[low.kernels[st.kernel]]) for st in kept]
+    node_step = {st.node: i for i, st in enumerate(steps)}
+    is_step = [v in node_step for v in range(graph.num_nodes)]
+    chains, waits = lane_waits(graph, schedule, is_step)
+    hb = happens_before(graph, chains, waits, schedule.order)
+    planned = merge_concats(graph, sites) if sites else graph
+    offset_of, arena_bytes = _arena_offsets(planned, schedule.order, hb, method)
+    own = {(t.node, t.field): i for i, t in enumerate(low.tensors)
+           if t.kind == "extern" and t.node >= 0}
+    tensors = []
+    for t in low.tensors:
+        if t.kind == "extern" and t.node >= 0:
+            if (t.node, t.field) in slice_of:
+                c, off = slice_of[(t.node, t.field)]
+                t = TensorSpec("view", t.shape, t.dtype, index=own[(c, 0)], offset=int(off),
+                               node=t.node, field=t.field)
+            else:
+                off = offset_of(t.node, t.field)
+                if off is not None:
+                    t = TensorSpec("arena", t.shape, t.dtype, offset=int(off), node=t.node,
+                                   field=t.field)
+                elif t.node in gone:
+                    raise ExtractionError(f"the concatenate of node {t.node} has no arena "
+                                          "offset")
+        tensors.append(t)
+    return _Layout(tuple(names), tuple(tensors), tuple(steps),
+                   tuple(tuple(node_step[v] for v in c) for c in chains),
+                   tuple(tuple(node_step[u] for u in waits[st.node]) for st in steps),
+                   -(-int(arena_bytes) // ALIGN) * ALIGN, len(gone))
+
+
+def _choose_sites(low: _Lowering, graph: OpGraph, schedule: Schedule, sites) -> list:
+    """The sites, in program order, whose merging does not grow the (greedy) arena: a merged
+    concatenation is live from its first input's producer, which can cost more bytes than the
+    copy saves when that producer runs long before the others."""
+    best = _layout(low, graph, schedule, (), "greedy").arena_bytes
+    chosen: list = []
+    for site in sites:
+        trial = _layout(low, graph, schedule, [*chosen, site], "greedy").arena_bytes
+        if trial <= best:
+            chosen.append(site)
+            best = trial
+    return chosen
+
+
 def plan_module(mod: tvm.IRModule, schedule: Schedule | None = None, *,
                 graph: OpGraph | None = None, threads_per_lane: int = 1,
                 arena_method: str = "auto", func: str = "main",
-                meta: dict | None = None) -> LanePlan:
+                meta: dict | None = None, zero_copy_concat: bool = True) -> LanePlan:
     """The lane plan of a fused module under a lane schedule.
 
     Parameters
@@ -309,6 +387,9 @@ def plan_module(mod: tvm.IRModule, schedule: Schedule | None = None, *,
         TVM CPU threads per lane (recorded in the plan).
     arena_method
         Passed to the arena planner.
+    zero_copy_concat
+        Let the eligible concatenates vanish (see the module docstring); ``False``: the
+        copying plan.
     func
         The function to plan.
     meta
@@ -335,29 +416,26 @@ def plan_module(mod: tvm.IRModule, schedule: Schedule | None = None, *,
     schedule.validate(graph)
     low = _Lowering(mod, graph, func)
     low.lower()
-    is_step = [v in low.node_step for v in range(graph.num_nodes)]
-    chains, waits = lane_waits(graph, schedule, is_step)
-    hb = happens_before(graph, chains, waits, schedule.order)
-    offset_of, arena_bytes = _arena_offsets(graph, schedule.order, hb, arena_method)
-    tensors = []
-    for t in low.tensors:
-        if t.kind == "extern" and t.node >= 0:
-            off = offset_of(t.node, t.field)
-            if off is not None:
-                t = TensorSpec("arena", t.shape, t.dtype, offset=int(off), node=t.node,
-                               field=t.field)
-        tensors.append(t)
-    lanes = tuple(tuple(low.node_step[v] for v in c) for c in chains)
-    step_waits = tuple(tuple(low.node_step[u] for u in waits[st.node]) for st in low.steps)
+    lay = _layout(low, graph, schedule, (), arena_method)
+    info = {"func": func, "schedule": schedule.to_dict(), "num_consts": low.num_consts}
+    sites = concat_sites(mod, graph) if zero_copy_concat else []
+    if sites:
+        chosen = _choose_sites(low, graph, schedule, sites)
+        zero = _layout(low, graph, schedule, chosen, arena_method) if chosen else lay
+        info["zero_copy_concat"] = {"eligible": len(sites), "removed": 0,
+                                    "copying_arena_bytes": lay.arena_bytes,
+                                    "zero_copy_arena_bytes": zero.arena_bytes}
+        if chosen and zero.arena_bytes <= lay.arena_bytes:
+            lay = zero
+            info["zero_copy_concat"]["removed"] = zero.removed
     f = mod[func]
     attrs = dict(f.attrs) if f.attrs is not None else {}
-    info = {"func": func, "schedule": schedule.to_dict(), "num_consts": low.num_consts}
     info.update(meta or {})
     plan = LanePlan(
-        kernels=tuple(low.kernels), tensors=tuple(tensors), steps=tuple(low.steps),
-        lanes=lanes, waits=step_waits, outputs=tuple(low.outputs),
+        kernels=lay.kernels, tensors=lay.tensors, steps=lay.steps,
+        lanes=lay.lanes, waits=lay.waits, outputs=tuple(low.outputs),
         num_input=int(attrs.get("num_input", len(f.params))), num_params=len(f.params),
-        arena_bytes=-(-int(arena_bytes) // ALIGN) * ALIGN,
+        arena_bytes=lay.arena_bytes,
         threads_per_lane=int(threads_per_lane), num_nodes=graph.num_nodes, meta=info)
     plan.validate()
     return plan

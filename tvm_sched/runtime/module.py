@@ -244,10 +244,13 @@ class LaneModule:
 
         dev, plan = self.device, self.plan
         tensors: list[Any] = [None] * len(plan.tensors)
+        def arena_view(offset: int, t) -> Any:
+            view = self.arena[offset:offset + t.nbytes].view(_np_dtype(t.dtype))
+            return tvm.runtime.from_dlpack(view.reshape(t.shape))
+
         for i, t in enumerate(plan.tensors):
             if t.kind == "arena":
-                view = self.arena[t.offset:t.offset + t.nbytes].view(_np_dtype(t.dtype))
-                tensors[i] = tvm.runtime.from_dlpack(view.reshape(t.shape))
+                tensors[i] = arena_view(t.offset, t)
             elif t.kind == "extern":
                 tensors[i] = tvm.runtime.empty(t.shape, t.dtype, dev)
             elif t.kind == "const":
@@ -262,7 +265,9 @@ class LaneModule:
                 tensors[i] = tvm.runtime.empty(t.shape, t.dtype, dev)
                 self._inputs[t.index] = tensors[i]
         for i, t in enumerate(plan.tensors):
-            if t.kind == "view":
+            if t.kind == "view" and t.offset >= 0:  # a slice of an arena tensor, in place
+                tensors[i] = arena_view(plan.tensors[t.index].offset + t.offset, t)
+            elif t.kind == "view":
                 tensors[i] = tensors[t.index]._create_view(t.shape, t.dtype)
         return tensors
 

@@ -15,7 +15,10 @@ Tensors (``LanePlan.tensors``; steps refer to them by index):
 - ``const``: a constant of the module (``index`` into the module's constants) -- bound at load;
 - ``arena``: an intermediate at byte ``offset`` of the one arena (64-byte aligned);
 - ``extern``: a tensor allocated on its own (a function output, a tensor the arena leaves out);
-- ``view``: a reshape of tensor ``index`` (same bytes, another shape), resolved at plan time.
+- ``view``: a reshape of tensor ``index`` (same bytes, another shape), resolved at plan time;
+  with ``offset`` >= 0 (zero-copy concatenation), the bytes from ``offset`` on of an ``arena``
+  tensor ``index`` (a slice of it that a step writes in place; the offset is a multiple of
+  :data:`ALIGN`); ``-1``: from its first byte.
 
 Steps run ``kernel(*args, *scalars)``: ``args`` are tensor ids (the call's inputs, then its
 outputs), ``scalars`` the call's TIR shape variables. ``lanes[k]`` lists step ids in the order
@@ -38,10 +41,12 @@ naming the first problem; engines never see an invalid plan:
 - arena tensors aligned and inside the arena, and the arena no larger than its tensors stacked
   (each rounded up to :data:`ALIGN`);
 - every ``arena`` or ``extern`` tensor that a step uses or the plan returns is written by
-  exactly one step, which happens-before every other step using it; no step writes a
+  exactly one step, which happens-before every other step using it -- or, when steps write
+  slices of it (views with an offset), the slices they write are disjoint, cover the tensor,
+  and each writer happens-before every other step using bytes it writes; no step writes a
   ``param`` or ``const`` tensor;
 - two arena tensors whose byte ranges overlap are never live at the same time: every step
-  using one happens-before every step using the other (or the reverse), where views count as
+  using one happens-before every step writing the other (or the reverse), where views count as
   their base and the plan's outputs are read after every step. Happens-before is
   :meth:`LanePlan.happens_before` (lane orders and waits, transitively closed); only
   overlapping pairs are compared (arena tensors sorted by offset).
@@ -66,7 +71,10 @@ __all__ = ["LanePlan", "TensorSpec", "Step", "FORMAT_NAME", "FORMAT_VERSION", "A
            "MAX_TENSOR_BYTES", "dtype_bytes"]
 
 FORMAT_NAME = "tvm_sched.LanePlan"
-FORMAT_VERSION = 1
+#: Version this module writes; 2 added views with a byte offset (zero-copy concatenation).
+FORMAT_VERSION = 2
+#: Versions it reads.
+READ_VERSIONS = (1, 2)
 #: Byte alignment of arena offsets and of the arena itself.
 ALIGN = 64
 
@@ -121,7 +129,7 @@ class TensorSpec:
     dtype: str
     #: param / const index, or the base tensor of a view; -1 otherwise
     index: int = -1
-    #: arena byte offset; -1 when not in the arena
+    #: arena byte offset (a view: byte offset in its base); -1 when not in the arena
     offset: int = -1
     #: producing graph node and output field (-1 for params, consts and views)
     node: int = -1
@@ -447,9 +455,15 @@ class LanePlan:
             if not 0 <= t.index < nt or self.tensors[t.index].kind == "view":
                 raise InvalidScheduleError(f"tensor {i} is a view of {t.index}, which is not "
                                            "a non-view tensor of the plan")
-            if t.nbytes > self.tensors[t.index].nbytes:
-                raise InvalidScheduleError(f"view {i} ({t.nbytes} bytes) is larger than its "
-                                           f"base {t.index} ({self.tensors[t.index].nbytes})")
+            base = self.tensors[t.index]
+            if max(t.offset, 0) + t.nbytes > base.nbytes:
+                raise InvalidScheduleError(f"view {i} ({t.nbytes} bytes at byte "
+                                           f"{max(t.offset, 0)}) is larger than its base "
+                                           f"{t.index} ({base.nbytes})")
+            if t.offset >= 0 and (base.kind != "arena" or t.offset % ALIGN):
+                raise InvalidScheduleError(f"view {i} at byte {t.offset} of tensor {t.index} is "
+                                           f"not an {ALIGN}-byte-aligned slice of an arena "
+                                           "tensor")
         if t.kind == "arena":
             if t.offset < 0 or t.offset % ALIGN or t.offset + t.nbytes > self.arena_bytes:
                 raise InvalidScheduleError(
@@ -516,6 +530,12 @@ class LanePlan:
                     raise InvalidScheduleError(f"step {s} waits for step {w} on its own lane "
                                                f"{lane_of[s]}")
 
+    def _span(self, a: int) -> tuple[int, int]:
+        """Bytes ``[lo, hi)`` of tensor ``a`` inside its base."""
+        t = self.tensors[a]
+        lo = max(t.offset, 0) if t.kind == "view" else 0
+        return lo, lo + t.nbytes
+
     def _uses(self) -> tuple[list[int], dict[int, set[int]], dict[int, list[int]]]:
         """Per tensor its base (a view's base, else itself); per base the steps that use it
         and the steps that write it (views count as their base)."""
@@ -532,11 +552,14 @@ class LanePlan:
         return base, used, written
 
     def _check_memory(self, hb: np.ndarray) -> None:
-        """Every step-written tensor has one writer that happens-before its other uses, and
+        """Every step-written tensor has one writer that happens-before its other uses (or
+        disjoint slice writers covering it, each before the other uses of its bytes), and
         arena tensors that share bytes are never live at the same time."""
         base, used, written = self._uses()
         returned = {base[o] for o in self.outputs}
-        writer: dict[int, int] = {}
+        writer: dict[int, list[int]] = {}
+        spans = self._write_spans(base) if any(
+            t.kind == "view" and t.offset >= 0 for t in self.tensors) else {}
         for b in sorted(set(used) | returned):
             t = self.tensors[b]
             ws = written.get(b, [])
@@ -548,11 +571,15 @@ class LanePlan:
             if not ws:
                 raise InvalidScheduleError(f"tensor {b} ({t.kind}) is read but no step writes "
                                            "it")
+            writer[b] = ws
+            if len(ws) > 1 and b in spans:
+                self._check_slices(b, spans[b], used.get(b, ()), hb)
+                continue
             if len(ws) > 1:
                 raise InvalidScheduleError(f"tensor {b} ({t.kind}) is written by steps {ws[0]} "
                                            f"({self.steps[ws[0]].name}) and {ws[1]} "
                                            f"({self.steps[ws[1]].name})")
-            w = writer[b] = ws[0]
+            w = ws[0]
             for s in sorted(used.get(b, ())):
                 if s != w and not hb[w, s]:
                     raise InvalidScheduleError(
@@ -560,18 +587,56 @@ class LanePlan:
                         f"({self.steps[w].name}) writes, without waiting for it")
         self._check_arena_overlaps(hb, used, returned, writer)
 
+    def _write_spans(self, base: list[int]) -> dict[int, list[tuple[int, int, int]]]:
+        """Per base written through slices, ``(step, lo, hi)`` of every write."""
+        out: dict[int, list[tuple[int, int, int]]] = {}
+        for k, st in enumerate(self.steps):
+            for a in st.outputs:
+                out.setdefault(base[a], []).append((k, *self._span(a)))
+        return {b: w for b, w in out.items() if len({k for k, _, _ in w}) > 1}
+
+    def _check_slices(self, b: int, spans: list[tuple[int, int, int]], users,
+                      hb: np.ndarray) -> None:
+        """Slices written by several steps: disjoint, covering ``b``, each written before every
+        other step that uses bytes of it runs."""
+        top = 0
+        for k, lo, hi in sorted(spans, key=lambda x: (x[1], x[2])):
+            if lo < top:
+                prev = next(s for s, plo, phi in spans if plo < hi and lo < phi and s != k)
+                raise InvalidScheduleError(f"tensor {b} is written by steps {prev} "
+                                           f"({self.steps[prev].name}) and {k} "
+                                           f"({self.steps[k].name}) in overlapping bytes")
+            if lo > top:
+                break
+            top = max(top, hi)
+        if top < self.tensors[b].nbytes:
+            raise InvalidScheduleError(f"tensor {b} is written in slices that leave bytes "
+                                       f"[{top}, ...) of its {self.tensors[b].nbytes} unwritten")
+        base_of = [t.index if t.kind == "view" else i for i, t in enumerate(self.tensors)]
+        for s in sorted(users):
+            for a in self.steps[s].args:
+                if base_of[a] != b:
+                    continue
+                lo, hi = self._span(a)
+                for w, wlo, whi in spans:
+                    if w != s and wlo < hi and lo < whi and not hb[w, s]:
+                        raise InvalidScheduleError(
+                            f"step {s} ({self.steps[s].name}) reads tensor {b}, whose bytes "
+                            f"[{wlo}, {whi}) step {w} ({self.steps[w].name}) writes, without "
+                            "waiting for it")
+
     def _check_arena_overlaps(self, hb: np.ndarray, used: dict[int, set[int]],
-                              returned: set[int], writer: dict[int, int]) -> None:
+                              returned: set[int], writer: dict[int, list[int]]) -> None:
         """Arena tensors ``a``, ``b`` whose byte ranges overlap: every use of one must happen
-        before the other's writer (which happens before that one's uses). Only pairs that
-        overlap are compared (sorted by offset)."""
+        before each of the other's writers (which happen before that one's uses). Only pairs
+        that overlap are compared (sorted by offset)."""
         ids = sorted((i for i in writer if self.tensors[i].kind == "arena"
                       and self.tensors[i].nbytes > 0), key=lambda i: self.tensors[i].offset)
         if len(ids) < 2:
             return
         off = np.array([self.tensors[i].offset for i in ids], dtype=np.int64)
         end = off + np.array([self.tensors[i].nbytes for i in ids], dtype=np.int64)
-        w = np.array([writer[i] for i in ids], dtype=np.int64)
+        w = np.array([writer[i][0] for i in ids], dtype=np.int64)
         # done[p, s]: every use of tensor ids[p] happens before step s (never, if returned)
         done = np.ones((len(ids), len(self.steps)), dtype=bool)
         for p, i in enumerate(ids):
@@ -579,12 +644,23 @@ class LanePlan:
                 done[p] = False
             for s in used.get(i, ()):
                 done[p] &= hb[s]
+        multi = {p: writer[i] for p, i in enumerate(ids) if len(writer[i]) > 1}
+
+        def before(ps: np.ndarray, qs: np.ndarray) -> np.ndarray:
+            """Per pair, every use of ids[ps] happens before every writer of ids[qs]."""
+            out = done[ps, w[qs]]
+            for k, q in enumerate(qs.tolist()):
+                if q in multi:
+                    out[k] = done[ps[k], multi[q]].all()
+            return out
+
         last = np.searchsorted(off, end, side="left")
         for p in range(len(ids)):
             q = np.arange(p + 1, last[p])
             if not q.size:
                 continue
-            ok = done[p, w[q]] | done[q, w[p]]
+            pp = np.full(q.size, p)
+            ok = before(pp, q) | before(q, pp)
             if not ok.all():
                 self._overlap_error(ids[p], ids[int(q[np.argmin(ok)])], hb, used, returned,
                                     writer)
@@ -594,7 +670,8 @@ class LanePlan:
         lo, hi = max(ta.offset, tb.offset), min(ta.offset + ta.nbytes, tb.offset + tb.nbytes)
 
         def blocker(x: int, y: int) -> str:
-            wy = writer[y]
+            wy = next((w for w in writer[y] if not all(hb[s, w] for s in used.get(x, ()))),
+                      writer[y][0])
             late = [s for s in sorted(used.get(x, ())) if not hb[s, wy]]
             who = f"step {late[0]} ({self.steps[late[0]].name})" if late else "the plan's outputs"
             return (f"{who} uses tensor {x} without happening before step {wy} "
@@ -653,9 +730,10 @@ class LanePlan:
         """
         if not isinstance(d, Mapping) or d.get("format") != FORMAT_NAME:
             raise InvalidScheduleError("not a lane plan document (format field missing)")
-        if d.get("version") != FORMAT_VERSION:
+        if d.get("version") not in READ_VERSIONS or isinstance(d.get("version"), bool):
             raise InvalidScheduleError(f"lane plan format version {_short(d.get('version'))} is "
-                                       f"not supported (this tvm_sched reads {FORMAT_VERSION})")
+                                       f"not supported (this tvm_sched reads versions "
+                                       f"{READ_VERSIONS})")
         meta = d.get("meta") or {}
         if not isinstance(meta, Mapping):
             raise InvalidScheduleError(f"malformed lane plan document: meta is a "
