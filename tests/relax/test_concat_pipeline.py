@@ -26,6 +26,12 @@ def _fused(name: str):
     return fusion_prefix()(mod), imp
 
 
+@pytest.fixture(scope="module")
+def darts():
+    """The zoo's darts (small), fused after BatchNorm is decomposed, and its import."""
+    return _fused("darts")
+
+
 def _lower(mod, zero_copy: bool):
     arena = PlanArena(zero_copy_concat=zero_copy)
     with tvm.target.Target("llvm"):
@@ -49,11 +55,10 @@ def _concat_names(mod) -> set[str]:
     return {gv.name_hint for gv, f in mod.functions.items() if concat_layout(f) is not None}
 
 
-@pytest.mark.parametrize("name", ["darts"])
-def test_pipeline_removes_concatenates_bit_identically(name):
+def test_pipeline_removes_concatenates_bit_identically(darts):
     from tvm_sched.relax.frontend import run_module
 
-    mod, imp = _fused(name)
+    mod, imp = darts
     names = _concat_names(mod)
     low_copy, rep_copy = _lower(mod, False)
     low_zero, rep_zero = _lower(mod, True)
@@ -63,15 +68,14 @@ def test_pipeline_removes_concatenates_bit_identically(name):
     assert rep_zero.arena_bytes <= rep_zero.copying_arena_bytes == rep_copy.arena_bytes
     zero = run_module(mod, imp, relax_pipeline=arena_pipeline(PlanArena()))
     copy = run_module(mod, imp, relax_pipeline=arena_pipeline(PlanArena(zero_copy_concat=False)))
-    ref = run_module(mod, imp)
-    for a, b, c in zip(zero, copy, ref, strict=True):
-        assert np.array_equal(a, b) and np.array_equal(a, c)
+    for a, b in zip(zero, copy, strict=True):  # the copying plan itself: test_arena_pass
+        assert np.array_equal(a, b)
 
 
-def test_registered_pipeline_takes_the_switch():
+def test_registered_pipeline_takes_the_switch(darts):
     from tvm_sched.relax.passes import pipeline
 
-    mod, _ = _fused("darts")
+    mod, _ = darts
     with tvm.target.Target("llvm"):
         on = pipeline(solver="lpmf", baselines=(), budget=0.2)(mod)
         off = pipeline(solver="lpmf", baselines=(), budget=0.2, zero_copy_concat=False)(mod)
@@ -148,10 +152,10 @@ def test_concat_layout_reads_pure_concatenates_only():
     assert concat_layout(None) is None
 
 
-def test_sites_and_the_fusion_switch_on_a_zoo_model():
+def test_sites_and_the_fusion_switch_on_a_zoo_model(darts):
     from tvm_sched.relax.extract import extract
 
-    mod, _ = _fused("darts")
+    mod, imp = darts
     (graph,) = extract(mod, "main", skip_symbolic=False)
     sites = concat_sites(mod, graph)
     assert len(sites) >= 2
@@ -159,9 +163,7 @@ def test_sites_and_the_fusion_switch_on_a_zoo_model():
         assert len({(u, k) for u, k, _ in s.inputs}) == len(s.inputs)
         assert [o for _, _, o in s.inputs] == sorted(o for _, _, o in s.inputs)
     # KeepConcatUnfused: every pure concatenate kernel is opaque to FuseOps
-    from tvm_sched import zoo
-
-    raw = relax.transform.LiftTransformParams()(zoo.load("darts", size="small").mod)
+    raw = relax.transform.LiftTransformParams()(imp.mod)
     legal = relax.transform.AnnotateTIROpPattern()(relax.transform.LegalizeOps()(raw))
     marked = KeepConcatUnfused()(legal)
     pure = [f for _, f in marked.functions.items()
