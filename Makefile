@@ -19,7 +19,7 @@ install: $(STAMP)
 
 # The native lane engine (C++ in tvm_sched/runtime/native, CMake files in cmake/), built against
 # the headers and libtvm_ffi.so of the installed apache-tvm-ffi wheel into the package, where
-# tvm_sched.runtime.native finds it; rebuilt when a source changes. Without cmake or a C++
+# tvm_sched.runtime.native_engine finds it; rebuilt when a source changes. Without cmake or a C++
 # compiler (or with NATIVE=0) it is skipped with one line and the Python engine is used.
 NATIVE ?= 1
 NATIVE_BUILD := build/native

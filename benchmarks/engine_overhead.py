@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import tvm
 
-    from tvm_sched.runtime import native
+    from tvm_sched.runtime import native_engine as native
     from tvm_sched.runtime.engine_python import PythonEngine
 
     load_before = os.getloadavg()

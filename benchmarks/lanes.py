@@ -252,8 +252,8 @@ def main(argv=None) -> int:
     import tvm
 
     from tvm_sched import zoo
-    from tvm_sched.runtime import native
-    from tvm_sched.runtime.engine_python import usable_cores
+    from tvm_sched.runtime import native_engine as native
+    from tvm_sched.runtime.cores import usable_cores
 
     args.lanes = [int(x) for x in args.lanes.split(",")]
     args.solvers = [s for s in args.solvers.split(",") if s]

@@ -60,8 +60,8 @@ from tvm_sched.runtime.plan import LanePlan  # noqa: E402
 @pytest.mark.integration
 @pytest.mark.parametrize("engine", ["python", "native"])
 def test_a_module_runs_on_its_lanes_or_on_one_thread_with_the_same_outputs(compiled, engine):
-    from tvm_sched.runtime import native
-    from tvm_sched.runtime.engine_python import usable_cores
+    from tvm_sched.runtime import native_engine as native
+    from tvm_sched.runtime.cores import usable_cores
 
     if engine == "native" and not native.available():
         pytest.skip("the native engine is not built")

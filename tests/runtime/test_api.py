@@ -75,11 +75,11 @@ def test_unknown_kernel_and_cyclic_plan(compiled):
 
 
 def test_more_lanes_than_cores_and_non_cpu_targets(monkeypatch):
-    import tvm_sched.runtime.builder as builder
+    import tvm_sched.runtime.cores as cores
     from tvm_sched import runtime
     from tvm_sched.tune import load_model
 
-    monkeypatch.setattr(builder, "usable_cores", lambda: [0])
+    monkeypatch.setattr(cores, "usable_cores", lambda: [0])
     model = load_model(model="inception")
     with pytest.raises(InvalidScheduleError, match="2 lanes x 1 thread.*may use 1"):
         runtime.build(model.mod, lanes=2, params=model.params)
@@ -204,7 +204,7 @@ def test_auto_engine_says_once_when_it_falls_back(monkeypatch, caplog):
     import logging
 
     import tvm_sched.runtime.module as module
-    from tvm_sched.runtime import native
+    from tvm_sched.runtime import native_engine as native
 
     monkeypatch.setattr(native, "available", lambda: False)
     monkeypatch.setattr(module, "_warned_python", False)

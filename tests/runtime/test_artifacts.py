@@ -105,7 +105,7 @@ def _arrays(members) -> dict[str, np.ndarray]:
 # -- item 4: one module, two threads -------------------------------------------------------------
 
 def _engines():
-    from tvm_sched.runtime import native
+    from tvm_sched.runtime import native_engine as native
 
     return ["python", pytest.param("native", marks=pytest.mark.skipif(
         not native.available(), reason="the native lane engine is not built"))]

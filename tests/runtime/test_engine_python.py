@@ -12,7 +12,8 @@ import time
 import pytest
 
 from tvm_sched.errors import CycleError, InvalidScheduleError
-from tvm_sched.runtime.engine_python import LaneError, PythonEngine, lane_cores
+from tvm_sched.runtime.cores import lane_cores
+from tvm_sched.runtime.engine_python import LaneError, PythonEngine
 
 
 class Recorder:
@@ -115,9 +116,9 @@ def test_unknown_function_index():
 
 
 def test_more_lanes_than_cores_needs_permission(monkeypatch):
-    import tvm_sched.runtime.engine_python as ep
+    import tvm_sched.runtime.cores as cores
 
-    monkeypatch.setattr(ep, "usable_cores", lambda: [0, 1])
+    monkeypatch.setattr(cores, "usable_cores", lambda: [0, 1])
     steps = [(0, []) for _ in range(3)]
     with pytest.raises(InvalidScheduleError, match="3 lanes x 1 thread.*may use 2"):
         PythonEngine([lambda: None], steps, [[0], [1], [2]], [[], [], []])

@@ -16,7 +16,7 @@ MODELS = ("inception", "nasnet", "transformer")
 def _engines():
     kinds = ["python"]
     try:
-        from tvm_sched.runtime import native
+        from tvm_sched.runtime import native_engine as native
 
         if native.available():
             kinds.append("native")

@@ -1,5 +1,6 @@
-"""The native lane engine (tvm_sched.runtime.native): plan validation, ordering, errors, lifetime,
-and multi-lane runs of real TVM kernels checked against sequential execution (race stress).
+"""The native lane engine (tvm_sched.runtime.native_engine): plan validation, ordering, errors,
+lifetime, and multi-lane runs of real TVM kernels checked against sequential execution (race
+stress).
 
 Skipped as a whole only when the library was not built (``make`` builds it).
 """
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from tvm_sched.errors import CycleError, InvalidScheduleError
-from tvm_sched.runtime import native
+from tvm_sched.runtime import native_engine as native
 from tvm_sched.runtime.engine_python import LaneError
 
 pytestmark = pytest.mark.skipif(

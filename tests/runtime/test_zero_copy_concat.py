@@ -56,7 +56,7 @@ def _same(outs, ref):
 def _engines():
     kinds = ["python"]
     try:
-        from tvm_sched.runtime import native
+        from tvm_sched.runtime import native_engine as native
 
         if native.available():
             kinds.append("native")

@@ -90,7 +90,7 @@ def test_bert_through_the_pass_matches_the_default_pipeline(bert):
 
 def test_bert_on_two_lanes_matches_the_vm(bert):
     import tvm_sched.runtime as rt
-    from tvm_sched.runtime import native
+    from tvm_sched.runtime import native_engine as native
     from tvm_sched.tune import load_model
 
     model = load_model(model="bert")

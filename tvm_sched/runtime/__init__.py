@@ -7,7 +7,8 @@ engine="auto", threads_per_lane=1, database=None, ...)`` -> :class:`LaneModule`,
 ``__call__(*inputs)`` (numpy or TVM tensors in, a list of numpy outputs out),
 ``time(number, repeat)`` (median seconds), ``export(path)``; ``load(path, device)`` reads an
 exported module back. :class:`LanePlan` is the device-neutral plan (JSON round trip);
-:class:`PythonEngine` the reference engine (the native one is :mod:`tvm_sched.runtime.native`).
+:class:`PythonEngine` the reference engine (the native one is
+:mod:`tvm_sched.runtime.native_engine`).
 
 Importing this package is cheap (no TVM, no torch): ``build`` and ``load`` import TVM when called.
 """

@@ -38,7 +38,7 @@ from tvm import relax
 from tvm_sched.errors import InvalidScheduleError
 from tvm_sched.relax.frontend import flatten_values, prepare
 from tvm_sched.relax.passes import is_fused
-from tvm_sched.runtime.engine_python import usable_cores
+from tvm_sched.runtime.cores import check_cores
 from tvm_sched.runtime.lower import main_graph, module_constants, plan_module
 from tvm_sched.runtime.module import LaneModule
 from tvm_sched.runtime.plan import LanePlan
@@ -391,13 +391,7 @@ class LaneKernels:
 def _check_cores(m: int, threads_per_lane: int, allow_oversubscribe: bool) -> None:
     if m < 1:
         raise InvalidScheduleError(f"lanes must be >= 1, got {m}")
-    if threads_per_lane < 1:
-        raise InvalidScheduleError(f"threads_per_lane must be >= 1, got {threads_per_lane}")
-    cores = len(usable_cores())
-    if not allow_oversubscribe and m * threads_per_lane > cores:
-        raise InvalidScheduleError(
-            f"{m} lanes x {threads_per_lane} thread(s) need {m * threads_per_lane} cores; this "
-            f"process may use {cores} (pass allow_oversubscribe=True to run anyway)")
+    check_cores(m, threads_per_lane, allow_oversubscribe)
 
 
 def build(mod: tvm.IRModule, target: str | tvm.target.Target = "llvm",

@@ -1,7 +1,7 @@
 """The Python reference lane engine: one persistent thread per lane, one event per step.
 
-Contract (shared with the native engine, :mod:`tvm_sched.runtime.native`)
--------------------------------------------------------------------------
+Contract (shared with the native engine, :mod:`tvm_sched.runtime.native_engine`)
+--------------------------------------------------------------------------------
 ``PythonEngine(funcs, steps, lanes, waits, *, threads_per_lane=1, pin=True,
 allow_oversubscribe=False)``
 
@@ -11,8 +11,9 @@ allow_oversubscribe=False)``
   lanes that must finish before it starts.
 - Construction validates everything (each step on exactly one lane, ids in range, no wait on
   the own lane, lane orders and waits acyclic, no more lanes than usable cores unless
-  ``allow_oversubscribe``) and raises :class:`~tvm_sched.errors.InvalidScheduleError` or
-  :class:`~tvm_sched.errors.CycleError`; an engine that exists cannot deadlock.
+  ``allow_oversubscribe``: :func:`~tvm_sched.runtime.cores.check_cores`) and raises
+  :class:`~tvm_sched.errors.InvalidScheduleError` or :class:`~tvm_sched.errors.CycleError`;
+  an engine that exists cannot deadlock.
 - ``run()`` runs every lane once, concurrently, and blocks until all are done. A kernel that
   raises stops every lane (lanes waiting on an event are woken and give up) and ``run`` raises
   :class:`LaneError` naming the step, its lane and the cause. The engine stays usable.
@@ -38,47 +39,9 @@ from typing import Any
 
 from tvm_sched.errors import CycleError, InvalidScheduleError, LaneError
 from tvm_sched.graph.algorithms import find_cycle, kahn_lists
+from tvm_sched.runtime.cores import check_cores, lane_cores, usable_cores
 
-__all__ = ["PythonEngine", "LaneError", "check_lanes", "usable_cores", "lane_cores"]
-
-
-def usable_cores() -> list[int]:
-    """The CPU ids this process may run on (``os.sched_getaffinity`` where it exists).
-
-    Returns
-    -------
-    list of int
-        Sorted CPU ids; ``0..cpu_count-1`` where affinity is unknown.
-    """
-    try:
-        return sorted(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return list(range(os.cpu_count() or 1))
-
-
-def lane_cores(lane: int, threads_per_lane: int, cores: Sequence[int] | None = None
-               ) -> list[int] | None:
-    """Cores for ``lane`` (disjoint blocks of ``threads_per_lane``); None when they run out.
-
-    Parameters
-    ----------
-    lane
-        The lane index.
-    threads_per_lane
-        Cores per lane.
-    cores
-        The cores to share out; default :func:`usable_cores`.
-
-    Returns
-    -------
-    list of int or None
-        The lane's ``threads_per_lane`` cores.
-    """
-    cores = usable_cores() if cores is None else list(cores)
-    lo = lane * threads_per_lane
-    if lo + threads_per_lane > len(cores):
-        return None
-    return cores[lo:lo + threads_per_lane]
+__all__ = ["PythonEngine", "LaneError", "check_lanes"]
 
 
 def check_lanes(num_steps: int, lanes: Sequence[Sequence[int]], waits: Sequence[Sequence[int]],
@@ -116,14 +79,7 @@ def check_lanes(num_steps: int, lanes: Sequence[Sequence[int]], waits: Sequence[
     def name(s: int) -> str:
         return f"step {s}" + (f" ({names[s]})" if names is not None and s < len(names) else "")
 
-    if threads_per_lane < 1:
-        raise InvalidScheduleError(f"threads_per_lane must be >= 1, got {threads_per_lane}")
-    cores = len(usable_cores())
-    if not allow_oversubscribe and len(lanes) * threads_per_lane > cores:
-        raise InvalidScheduleError(
-            f"{len(lanes)} lanes x {threads_per_lane} thread(s) need "
-            f"{len(lanes) * threads_per_lane} cores; this process may use {cores} "
-            "(pass allow_oversubscribe=True to run anyway)")
+    check_cores(len(lanes), threads_per_lane, allow_oversubscribe)
     if len(waits) != num_steps:
         raise InvalidScheduleError(f"{len(waits)} wait lists for {num_steps} steps")
     lane_of = [-1] * num_steps

@@ -67,8 +67,8 @@ def make_engine(kind: str, funcs, steps, lanes, waits, *, threads_per_lane: int 
                 pin: bool = True, allow_oversubscribe: bool = False, step_names=None):
     """An engine of ``kind`` (``"auto"``, ``"native"``, ``"python"``) with the shared interface.
 
-    ``"auto"`` takes the native engine when :func:`tvm_sched.runtime.native.available` says it
-    was built, else the Python engine, and says so once (a log warning).
+    ``"auto"`` takes the native engine when :func:`tvm_sched.runtime.native_engine.available`
+    says it was built, else the Python engine, and says so once (a log warning).
 
     Parameters
     ----------
@@ -101,7 +101,7 @@ def make_engine(kind: str, funcs, steps, lanes, waits, *, threads_per_lane: int 
     native = None
     if kind in ("auto", "native"):
         try:
-            from tvm_sched.runtime import native as native_mod
+            from tvm_sched.runtime import native_engine as native_mod
 
             native = native_mod if native_mod.available() else None
         except ImportError:

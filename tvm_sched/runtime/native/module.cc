@@ -1,24 +1,28 @@
 /*!
  * \file module.cc
- * \brief The library's one exported function, `lanes_create`, and the engine handle it returns.
+ * \brief The library's FFI surface: the typed engine object and `lanes_create`, which makes one.
  *
  * lanes_create(funcs, step_funcs, step_args, lanes, waits, threads_per_lane, pin, spin_ns,
- *              step_names, steal_ns)
- * validates the plan (ffi::Error ValueError naming the problem), builds a LaneEngine and
- * returns a handle: an ffi::Function owning the engine, called with a command string:
- *   "run"            run every lane once (RuntimeError naming the failed step on error)
- *   "close"          join the lane threads (idempotent)
- *   "closed"         whether close ran
- *   "pinned_cores"   per lane, the cores it is pinned to (empty: not pinned)
- *   "pools_configured"  whether each lane's TVM thread pool was sized
- *   "num_waits"      cross-lane waits kept after dropping implied ones
- *   "stolen"         steps run by another lane's thread (work sharing) since creation
- * The engine is destroyed (threads joined) when the last reference to the handle goes.
- * Loaded from Python with tvm_ffi.load_module (tvm_sched.runtime.native).
+ *              step_names, steal_ns) -> tvm_sched.lanes.LaneEngine
+ * validates the plan (ffi::Error ValueError naming the problem), builds a LaneEngine and returns
+ * it as a tvm-ffi object of type "tvm_sched.lanes.LaneEngine" whose reflected methods are
+ *   run()               run every lane once (RuntimeError naming the failed step on error)
+ *   close()             join the lane threads (idempotent)
+ *   closed()            whether close ran
+ *   pinned_cores()      per lane, the cores it is pinned to (empty: not pinned)
+ *   pools_configured()  whether each lane's TVM thread pool was sized
+ *   num_lanes(), num_steps()
+ *   num_waits()         cross-lane waits kept after dropping implied ones
+ *   stolen()            steps run by another lane's thread (work sharing) since creation
+ * The engine is destroyed (threads joined) when the last reference to the object goes.
+ * Loaded from Python with tvm_ffi.load_module (tvm_sched.runtime.native_engine, which registers
+ * the Python class of the type).
  */
 #include <tvm/ffi/container/array.h>
 #include <tvm/ffi/error.h>
 #include <tvm/ffi/function.h>
+#include <tvm/ffi/object.h>
+#include <tvm/ffi/reflection/registry.h>
 #include <tvm/ffi/string.h>
 
 #include <memory>
@@ -34,44 +38,48 @@ namespace lanes {
 
 namespace ffi = tvm::ffi;
 
-namespace {
+/*! \brief The engine as a tvm-ffi object: owns one LaneEngine, methods registered below. */
+class LaneEngineObj : public ffi::Object {
+ public:
+  explicit LaneEngineObj(std::unique_ptr<LaneEngine> engine) : engine_(std::move(engine)) {}
 
-std::vector<int64_t> ToVector(const ffi::Array<int64_t>& values) {
-  return std::vector<int64_t>(values.begin(), values.end());
-}
-
-ffi::Any Dispatch(const std::shared_ptr<LaneEngine>& engine, const ffi::String& command) {
-  if (command == "run") {
-    engine->Run();
-    return ffi::Any();
-  }
-  if (command == "close") {
-    engine->Close();
-    return ffi::Any();
-  }
-  if (command == "closed") return engine->closed();
-  if (command == "pinned_cores") {
+  void Run() { engine_->Run(); }
+  void Close() { engine_->Close(); }
+  bool Closed() const { return engine_->closed(); }
+  int64_t NumLanes() const { return engine_->num_lanes(); }
+  int64_t NumSteps() const { return engine_->num_steps(); }
+  int64_t NumWaits() const { return engine_->num_waits(); }
+  int64_t Stolen() const { return engine_->stolen(); }
+  bool PoolsConfigured() const { return engine_->pools_configured(); }
+  ffi::Array<ffi::Array<int64_t>> PinnedCores() const {
     ffi::Array<ffi::Array<int64_t>> out;
-    for (const std::vector<int>& cores : engine->pinned_cores()) {
+    for (const std::vector<int>& cores : engine_->pinned_cores()) {
       ffi::Array<int64_t> lane;
       for (int c : cores) lane.push_back(c);
       out.push_back(lane);
     }
     return out;
   }
-  if (command == "pools_configured") return engine->pools_configured();
-  if (command == "num_waits") return engine->num_waits();
-  if (command == "stolen") return engine->stolen();
-  TVM_FFI_THROW(ValueError) << "unknown lane engine command '" << command << "'";
-  TVM_FFI_UNREACHABLE();
+
+  static constexpr bool _type_mutable = true;
+  TVM_FFI_DECLARE_OBJECT_INFO_FINAL("tvm_sched.lanes.LaneEngine", LaneEngineObj, ffi::Object);
+
+ private:
+  std::unique_ptr<LaneEngine> engine_;
+};
+
+namespace {
+
+std::vector<int64_t> ToVector(const ffi::Array<int64_t>& values) {
+  return std::vector<int64_t>(values.begin(), values.end());
 }
 
-ffi::Function CreateLaneEngine(ffi::Array<ffi::Function> funcs, ffi::Array<int64_t> step_funcs,
-                               ffi::Array<ffi::Array<ffi::Any>> step_args,
-                               ffi::Array<ffi::Array<int64_t>> lanes,
-                               ffi::Array<ffi::Array<int64_t>> waits, int64_t threads_per_lane,
-                               bool pin, int64_t spin_ns, ffi::Array<ffi::String> step_names,
-                               int64_t steal_ns) {
+ffi::ObjectRef CreateLaneEngine(ffi::Array<ffi::Function> funcs, ffi::Array<int64_t> step_funcs,
+                                ffi::Array<ffi::Array<ffi::Any>> step_args,
+                                ffi::Array<ffi::Array<int64_t>> lanes,
+                                ffi::Array<ffi::Array<int64_t>> waits, int64_t threads_per_lane,
+                                bool pin, int64_t spin_ns, ffi::Array<ffi::String> step_names,
+                                int64_t steal_ns) {
   if (threads_per_lane < 1 || threads_per_lane > 4096) {
     TVM_FFI_THROW(ValueError) << "threads_per_lane must be in 1..4096, got " << threads_per_lane;
   }
@@ -103,15 +111,32 @@ ffi::Function CreateLaneEngine(ffi::Array<ffi::Function> funcs, ffi::Array<int64
   options.pin = pin;
   options.spin_ns = spin_ns;
   options.steal_ns = steal_ns;
-  auto engine = std::make_shared<LaneEngine>(
+  auto engine = std::make_unique<LaneEngine>(
       std::vector<ffi::Function>(funcs.begin(), funcs.end()), std::move(plan),
       std::move(flat_args),
       std::vector<std::string>(step_names.begin(), step_names.end()), options);
-  return ffi::Function::FromTyped(
-      [engine](const ffi::String& command) -> ffi::Any { return Dispatch(engine, command); });
+  return ffi::ObjectRef(ffi::make_object<LaneEngineObj>(std::move(engine)));
 }
 
 }  // namespace
+
+TVM_FFI_STATIC_INIT_BLOCK() {
+  namespace refl = tvm::ffi::reflection;
+  refl::ObjectDef<LaneEngineObj>(refl::init(false))
+      .def("run", &LaneEngineObj::Run, "Run every lane once; block until all finished.")
+      .def("close", &LaneEngineObj::Close, "Join the lane threads (idempotent).")
+      .def("closed", &LaneEngineObj::Closed, "Whether close() ran.")
+      .def("num_lanes", &LaneEngineObj::NumLanes, "Lanes of the plan.")
+      .def("num_steps", &LaneEngineObj::NumSteps, "Steps of the plan.")
+      .def("num_waits", &LaneEngineObj::NumWaits,
+           "Cross-lane waits kept after dropping implied ones.")
+      .def("stolen", &LaneEngineObj::Stolen,
+           "Steps run by another lane's thread (work sharing) since creation.")
+      .def("pools_configured", &LaneEngineObj::PoolsConfigured,
+           "Whether every lane's TVM thread pool was sized.")
+      .def("pinned_cores", &LaneEngineObj::PinnedCores,
+           "Per lane, the cores its thread is pinned to (empty: not pinned).");
+}
 
 }  // namespace lanes
 }  // namespace tvm_sched

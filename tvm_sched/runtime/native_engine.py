@@ -14,14 +14,22 @@ allow_oversubscribe=False, step_names=None, spin_us=None)`` behaves like
 - Construction validates the plan: every step on exactly one lane, ids in range, no wait on the
   own lane, no cycle through lane orders and waits (:class:`~tvm_sched.errors.CycleError`),
   otherwise :class:`~tvm_sched.errors.InvalidScheduleError`; no more ``lanes ×
-  threads_per_lane`` than usable cores unless ``allow_oversubscribe``. The C++ side validates
-  again, so no plan can crash or hang the engine.
+  threads_per_lane`` than usable cores unless ``allow_oversubscribe``
+  (:func:`~tvm_sched.runtime.cores.check_cores`). The plan's structure is validated once, by the
+  C++ side, so no plan can crash or hang the engine.
 - ``run()`` runs every lane once and blocks until all finished, with the GIL released. A kernel
   error stops every lane before its next step; ``run`` raises
   :class:`~tvm_sched.runtime.engine_python.LaneError` naming the step, its lane and the kernel's
   message. The engine stays usable.
 - ``close()`` joins the lane threads (idempotent; also on ``with`` exit and when the engine is
   garbage collected).
+
+The C++ engine is a typed tvm-ffi object (type ``tvm_sched.lanes.LaneEngine``, registered by the
+library; its Python class is bound when the library loads) with the
+reflected methods ``run``, ``close``, ``closed``, ``num_lanes``, ``num_steps``, ``num_waits``,
+``stolen``, ``pools_configured`` and ``pinned_cores``; the library's one exported function,
+``lanes_create``, validates a plan and returns one. :class:`NativeEngine` wraps it with the
+Python-side checks and the tvm_sched error types.
 
 Engine (``tvm_sched/runtime/native/``): steps are resolved at construction (function handles
 and packed argument arrays, so a step's call allocates nothing); one persistent thread per
@@ -39,20 +47,21 @@ whether it was built and loads; callers then fall back to the Python engine.
 from __future__ import annotations
 
 import functools
-import os
 import re
 from collections.abc import Callable, Sequence
 from numbers import Integral
 from pathlib import Path
 from typing import Any
 
-from tvm_sched.errors import CycleError, InvalidScheduleError, TvmSchedError
-from tvm_sched.runtime.engine_python import LaneError
+from tvm_sched.errors import CycleError, InvalidScheduleError, LaneError, TvmSchedError
+from tvm_sched.runtime.cores import check_cores
 
 __all__ = ["NativeEngine", "NativeEngineUnavailableError", "available", "library_path",
-           "unavailable_reason"]
+           "unavailable_reason", "TYPE_KEY"]
 
 _LIB_NAME = "libtvm_sched_lanes.so"
+#: The tvm-ffi type key of the C++ engine object (``tvm_sched/runtime/native/module.cc``).
+TYPE_KEY = "tvm_sched.lanes.LaneEngine"
 _DEFAULT_SPIN_US = 50.0
 _DEFAULT_STEAL_US = 20.0
 _CYCLE_PREFIX = "invalid lane plan: lane orders and waits form a cycle"
@@ -73,6 +82,22 @@ def library_path() -> Path:
     return Path(__file__).resolve().parent / "_lib" / _LIB_NAME
 
 
+def _bind_object_class(tvm_ffi) -> type:
+    """The Python class of :data:`TYPE_KEY` (registered once the library has loaded)."""
+
+    @tvm_ffi.register_object(TYPE_KEY, init=False)
+    class LaneEngineObject(tvm_ffi.Object):
+        """The C++ lane engine (made by ``lanes_create``); methods ``run()``, ``close()``,
+        ``closed()``, ``num_lanes()``, ``num_steps()``, ``num_waits()``, ``stolen()``,
+        ``pools_configured()``, ``pinned_cores()`` (see ``native/module.cc``)."""
+
+    # run() and close() must not hold the GIL (Python kernels on the lanes may need it), whatever
+    # TVM_FFI_RELEASE_GIL_BY_DEFAULT says; the class's methods call these very functions.
+    for method in LaneEngineObject.__tvm_ffi_type_info__.methods:
+        method.func.release_gil = True
+    return LaneEngineObject
+
+
 @functools.lru_cache(maxsize=1)
 def _load() -> tuple[Any, str]:
     """The loaded library's ``lanes_create`` function and "" or (None, why it is unavailable)."""
@@ -83,7 +108,9 @@ def _load() -> tuple[Any, str]:
     try:
         import tvm_ffi
 
-        return tvm_ffi.load_module(str(path))["lanes_create"], ""
+        create = tvm_ffi.load_module(str(path))["lanes_create"]
+        _bind_object_class(tvm_ffi)
+        return create, ""
     except Exception as err:  # noqa: BLE001 - any load failure means "not available"
         return None, f"{path} does not load: {type(err).__name__}: {err}"
 
@@ -113,13 +140,6 @@ def unavailable_reason() -> str:
         A sentence naming the missing or unloadable library, or ``""``.
     """
     return _load()[1]
-
-
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def _plan_error(err: Exception) -> InvalidScheduleError:
@@ -204,22 +224,14 @@ class NativeEngine:
                  threads_per_lane: int = 1, pin: bool = True, allow_oversubscribe: bool = False,
                  step_names: Sequence[str] | None = None, spin_us: float | None = None,
                  steal_us: float | None = None):
-        self._handle = None
+        self._engine = None
         create, why = _load()
         if create is None:
             raise NativeEngineUnavailableError(f"the native lane engine is unavailable: {why}")
         import tvm_ffi
 
         threads_per_lane = int(threads_per_lane)
-        if threads_per_lane < 1:
-            raise InvalidScheduleError(f"threads_per_lane must be >= 1, got {threads_per_lane}")
-        cores = _usable_cores()
-        oversubscribed = len(lanes) * threads_per_lane > cores
-        if oversubscribed and not allow_oversubscribe:
-            raise InvalidScheduleError(
-                f"{len(lanes)} lanes x {threads_per_lane} thread(s) need "
-                f"{len(lanes) * threads_per_lane} cores; this process may use {cores} "
-                "(pass allow_oversubscribe=True to run anyway)")
+        oversubscribed = check_cores(len(lanes), threads_per_lane, allow_oversubscribe)
         if spin_us is None:
             spin_us = 0.0 if oversubscribed else _DEFAULT_SPIN_US
         if spin_us < 0:
@@ -246,13 +258,12 @@ class NativeEngine:
         wait_lists = [[int(w) for w in ws] for ws in waits]
         names = [str(n) for n in step_names] if step_names is not None else []
         try:
-            handle = create(table, step_funcs, step_args, lane_lists, wait_lists, threads_per_lane,
-                            bool(pin), int(round(spin_us * 1000)), names,
+            engine = create(table, step_funcs, step_args, lane_lists, wait_lists,
+                            threads_per_lane, bool(pin), int(round(spin_us * 1000)), names,
                             -1 if steal_us < 0 else int(round(steal_us * 1000)))
         except ValueError as err:
             raise _plan_error(err) from err
-        handle.release_gil = True  # run() must not hold the GIL: Python kernels may need it
-        self._handle = handle
+        self._engine = engine
         self.threads_per_lane = threads_per_lane
         self.pin = bool(pin)
         self.num_lanes = len(lane_lists)
@@ -261,31 +272,32 @@ class NativeEngine:
     @property
     def pinned_cores(self) -> list[list[int]]:
         """Per lane, the cores its thread is pinned to (empty: not pinned or no thread)."""
-        return [list(c) for c in self._live()("pinned_cores")]
+        return [list(c) for c in self._live().pinned_cores()]
 
     @property
     def pools_configured(self) -> bool:
         """Whether every lane's TVM thread pool was sized to ``threads_per_lane``."""
-        return bool(self._live()("pools_configured"))
+        return bool(self._live().pools_configured())
 
     @property
     def num_waits(self) -> int:
         """Cross-lane waits the engine keeps (waits implied by earlier ones are dropped)."""
-        return int(self._live()("num_waits"))
+        return int(self._live().num_waits())
 
     @property
     def stolen(self) -> int:
         """Steps run by another lane's thread (work sharing) since the engine started."""
-        return int(self._live()("stolen"))
+        return int(self._live().stolen())
 
     @property
     def closed(self) -> bool:
-        return self._handle is None
+        """Whether :meth:`close` ran."""
+        return self._engine is None
 
     def _live(self):
-        if self._handle is None:
+        if self._engine is None:
             raise RuntimeError("the engine is closed")
-        return self._handle
+        return self._engine
 
     def run(self) -> None:
         """Run every lane once; block until all are done (the GIL is released meanwhile).
@@ -297,18 +309,18 @@ class NativeEngine:
         RuntimeError
             The engine is closed.
         """
-        handle = self._live()
+        engine = self._live()
         try:
-            handle("run")
+            engine.run()  # a tvm-ffi call: the GIL is released while the lanes run
         except RuntimeError as err:
             raise LaneError(str(err).strip()) from err
 
     def close(self) -> None:
         """Join the lane threads (idempotent)."""
-        handle = self._handle
-        if handle is not None:
-            handle("close")  # raises (and keeps the engine) when called from one of its lanes
-            self._handle = None
+        engine = self._engine
+        if engine is not None:
+            engine.close()  # raises (and keeps the engine) when called from one of its lanes
+            self._engine = None
 
     def __enter__(self) -> NativeEngine:
         return self
