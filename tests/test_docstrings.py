@@ -18,6 +18,10 @@ NOT_PYTHON = {
     "tvm_sched.compare": "the module's old name, cited as history",
     "tvm_sched.tune.lane_run": "a global function the tvm_sched RPC server registers",
     "tvm_sched.tune.num_cores": "a global function the tvm_sched RPC server registers",
+    "tvm_sched.runtime.num_cores": "a global function the tvm_sched RPC server registers",
+    "tvm_sched.runtime.run_exported": "a global function the tvm_sched RPC server registers",
+    "tvm_sched.runtime.time_step": "a global function the tvm_sched RPC server registers",
+    "tvm_sched.lanes.LaneEngine": "the tvm-ffi type key of the native engine object",
 }
 
 

@@ -188,7 +188,7 @@ try:
     # ---------------------------
     # The lane runtime (``tvm_sched.runtime``) runs kernels on several lanes (threads) at once;
     # ``TuneConfig(lanes="auto")`` tunes lane schedules for it: ``auto`` reads the cores each
-    # device offers over RPC (the tvm_sched server registers ``tvm_sched.tune.num_cores``), the
+    # device offers over RPC (the tvm_sched server registers ``tvm_sched.runtime.num_cores``), the
     # kernels are timed on a device before any solver runs, every makespan solver proposes with
     # the same sample budget, and the Relax VM, the executor on one lane and list scheduling
     # are measured with the top k by predicted makespan in the same interleaved rounds -- here

@@ -1,5 +1,5 @@
 """Kernel durations on the device: the one-lane plan run one kernel at a time on the data each
-kernel really receives (``LaneRunner.profile`` + ``tvm_sched.tune.lane_step``); a device lost
+kernel really receives (``LaneRunner.profile`` + ``tvm_sched.runtime.time_step``); a device lost
 while profiling is reopened once and then named, with the kernel that was running."""
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from tvm_sched.errors import DeviceUnavailableError, MeasureError
+from tvm_sched.runtime import rpc
+from tvm_sched.runtime.cores import num_cores
 from tvm_sched.runtime.plan import LanePlan, Step, TensorSpec
-from tvm_sched.tune import lane_remote
 from tvm_sched.tune.lane_runner import LaneRunner
 
 
@@ -43,7 +44,7 @@ class _Device:
         return "cpu"
 
     def get_function(self, name):
-        assert name == lane_remote.LANE_STEP
+        assert name == rpc.TIME_STEP
 
         def step(path, p):
             self.log.append(("step", p))
@@ -242,7 +243,7 @@ def test_a_server_killed_while_profiling_is_restarted_and_the_run_finishes(
                         os.killpg(runner.server.pid, signal.SIGKILL)
                     return fn(path, p)
 
-                return step if name == lane_remote.LANE_STEP else fn
+                return step if name == rpc.TIME_STEP else fn
 
         self.sess = KillAtStep3()
         try:
@@ -272,7 +273,7 @@ def test_a_bert_with_token_ids_and_a_padding_mask_tunes_over_lanes(tmp_path):
     assert all(x.dtype == np.int64 for x in model.inputs)
     with EmbeddedRunner(lifetime=300) as runner:
         res = tune(model, "llvm", runner, tmp_path,
-                   _config(lanes=min(2, lane_remote.num_cores())))
+                   _config(lanes=min(2, num_cores())))
     assert res.info["reconnects"] == 0
     bad = [(r.candidate, r.error) for r in res.records if r.error]
     assert not bad, bad

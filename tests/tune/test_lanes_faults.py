@@ -19,7 +19,7 @@ class _Session:
         self.cores = cores
 
     def get_function(self, name):
-        if name != "tvm_sched.tune.num_cores":
+        if name != "tvm_sched.runtime.num_cores":
             raise AttributeError(name)
         return lambda: self.cores
 
@@ -124,11 +124,11 @@ def test_in_process_lane_tuning_leaves_no_lane_threads_behind(small_model, tmp_p
 
 
 def test_auto_takes_the_lanes_the_cores_offer_now():
-    from tvm_sched.tune.lane_remote import lanes_for
+    from tvm_sched.runtime.cores import lanes_for
 
     class Probed(_Session):
         def get_function(self, name):
-            if name == "tvm_sched.tune.parallelism":
+            if name == "tvm_sched.runtime.parallelism":
                 return lambda work_ms: json.dumps(self.probe)
             return super().get_function(name)
 
@@ -148,7 +148,7 @@ def test_auto_takes_the_lanes_the_cores_offer_now():
 
 
 def test_the_parallelism_probe_measures_this_machine():
-    from tvm_sched.tune.lane_remote import num_cores, parallelism
+    from tvm_sched.runtime.cores import num_cores, parallelism
 
     probe = parallelism(work_ms=5.0, trials=1)
     assert probe["cores"] == num_cores() == len(probe["efficiency"])

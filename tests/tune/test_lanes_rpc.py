@@ -25,7 +25,7 @@ class _Session:
 
 
 def test_resolve_lanes_auto_reads_the_device_cores():
-    sess = _Session({"tvm_sched.tune.num_cores": lambda: 6})
+    sess = _Session({"tvm_sched.runtime.num_cores": lambda: 6})
     assert resolve_lanes("auto", sess) == 6
     assert resolve_lanes("AUTO ", sess) == 6
     assert resolve_lanes(3, sess) == 3 and resolve_lanes("2", sess) == 2
@@ -86,15 +86,15 @@ def test_lanes_through_a_loopback_server_resume_and_export(small_model, server, 
 
     from tvm_sched import runtime
     from tvm_sched.runtime.builder import LaneKernels
-    from tvm_sched.tune import ServerRunner, lane_remote, tune
-    from tvm_sched.tune.lane_remote import num_cores
+    from tvm_sched.runtime.cores import lanes_for, num_cores
+    from tvm_sched.tune import ServerRunner, tune
 
     runner = ServerRunner(server.address)
     res = tune(small_model, "llvm", runner, tmp_path, _config())
     # auto: the lanes the server's cores offer at connect (same machine here), as measured
     (cond,) = res.info["conditions"].values()
     assert cond["cores"] == num_cores() and len(cond["efficiency"]) == num_cores()
-    assert res.lanes == lane_remote.lanes_for(cond) and 1 <= res.lanes <= num_cores()
+    assert res.lanes == lanes_for(cond) and 1 <= res.lanes <= num_cores()
     assert "Conditions on" in (tmp_path / "report.md").read_text()
     names = {r.candidate for r in res.records}
     assert {"relax-vm", "executor m=1"} <= names

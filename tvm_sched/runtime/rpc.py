@@ -1,38 +1,82 @@
-"""Lane modules over TVM RPC: the server side registers global functions, the client uploads.
+"""Lane modules over TVM RPC: the one set of global functions a device serves, and the client.
 
 Contract
 --------
-:func:`register` (called by the tvm_sched RPC server, :mod:`tvm_sched.tune.server`, at start)
-registers in the calling process:
+:func:`register` (called by the tvm_sched RPC server, :mod:`tvm_sched.tune.server`, at start, and
+by the lane tuner itself for in-process sessions) registers in the calling process:
 
+- ``tvm_sched.runtime.num_cores()`` -> the CPU cores this process may run on
+  (:func:`tvm_sched.runtime.cores.num_cores`);
+- ``tvm_sched.runtime.parallelism(work_ms)`` -> JSON ``{"cores", "efficiency", "load"}``: what
+  the cores really offer now (:func:`tvm_sched.runtime.cores.parallelism`);
+- ``tvm_sched.runtime.run_exported(path, index, *inputs)`` -> output ``index`` of one run of the
+  exported lane module at ``path`` on ``inputs`` (tensors on the server's device); the inputs
+  stay set for later timings;
 - ``tvm_sched.runtime.time_exported(path, number, repeat, engine, allow_oversubscribe)`` ->
-  median seconds of one run of the exported lane module at ``path`` (a name in the RPC
-  server's work directory, as ``session.upload`` left it, or an absolute path), timed by
-  :meth:`~tvm_sched.runtime.module.LaneModule.time` on the server's CPU;
-- ``tvm_sched.runtime.run_exported(path, index, *inputs)`` -> output ``index`` of one run on
-  ``inputs`` (tensors on the server's device).
+  median seconds of one run, timed by :meth:`~tvm_sched.runtime.module.LaneModule.time` (with
+  warm-up) on the server's CPU;
+- ``tvm_sched.runtime.time_runs(path, number)`` -> seconds of one run, averaged over ``number``
+  back-to-back runs on the inputs last set (no warm-up: the lane tuner warms up and
+  interleaves);
+- ``tvm_sched.runtime.time_step(path, position)`` -> seconds of one call of the kernel at
+  ``position`` of the (one-lane) module's lane, run on the tensors as they are now. Called for
+  positions 0, 1, 2, ... in turn after a ``run_exported`` set the inputs, it is the module's own
+  run, one kernel at a time: every kernel reads the bytes its producers just wrote, never bytes
+  a later step has since reused (the arena), so the durations are those of a real run. The
+  client drives the positions (:meth:`tvm_sched.tune.lane_runner.LaneRunner.profile`), so a
+  device that dies names the kernel that was running.
 
-Loaded modules are cached per path (and file modification time) in the serving process, so a
-timing after a run reuses the lane threads. Errors reach the client as TVM RPC errors carrying
-the message. The client helpers :func:`time_remote` and :func:`run_remote` upload a module
-(a :class:`LaneModule` is exported first) and call them.
+The names the lane tuner used before (``tvm_sched.tune.num_cores``, ``parallelism``,
+``lane_run``, ``lane_time``, ``lane_step``) are registered too, as aliases (:data:`ALIASES`).
+
+``path`` is a name in the RPC server's work directory (as ``session.upload`` left it) or an
+absolute path. Loaded modules are kept in one cache in the serving process, per path, engine,
+oversubscription and adaptivity, and closed when a newer file replaces them or :func:`forget`
+is called; so a timing after a run reuses the lane threads. The module runs its plan as
+planned (``adaptive=False``) and may have more lanes than the server's cores (the plan's lane
+count is the client's explicit choice), except through ``time_exported``, which loads it as
+:func:`~tvm_sched.runtime.module.load` does by default (adaptive) with the caller's engine and
+oversubscription.
+Errors reach the client as TVM RPC errors carrying the message.
+
+The client helpers :func:`time_remote` and :func:`run_remote` upload a module (a
+:class:`~tvm_sched.runtime.module.LaneModule` is exported first) and call the functions.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["register", "time_remote", "run_remote", "TIME_FUNC", "RUN_FUNC"]
+from tvm_sched.runtime.cores import num_cores, parallelism
 
-TIME_FUNC = "tvm_sched.runtime.time_exported"
+__all__ = ["register", "forget", "time_remote", "run_remote", "NUM_CORES", "PARALLELISM",
+           "RUN_FUNC", "TIME_FUNC", "TIME_RUNS", "TIME_STEP", "ALIASES"]
+
+NUM_CORES = "tvm_sched.runtime.num_cores"
+PARALLELISM = "tvm_sched.runtime.parallelism"
 RUN_FUNC = "tvm_sched.runtime.run_exported"
+TIME_FUNC = "tvm_sched.runtime.time_exported"
+TIME_RUNS = "tvm_sched.runtime.time_runs"
+TIME_STEP = "tvm_sched.runtime.time_step"
 
-_CACHE: dict[tuple[str, str, bool], tuple[float, object]] = {}
+#: Older names of the same functions (registered as well): old name -> name.
+ALIASES = {
+    "tvm_sched.tune.num_cores": NUM_CORES,
+    "tvm_sched.tune.parallelism": PARALLELISM,
+    "tvm_sched.tune.lane_run": RUN_FUNC,
+    "tvm_sched.tune.lane_time": TIME_RUNS,
+    "tvm_sched.tune.lane_step": TIME_STEP,
+}
+
+# (full path, engine, allow_oversubscribe, adaptive) -> (modification time, LaneModule)
+_CACHE: dict[tuple[str, str, bool, bool], tuple[float, object]] = {}
 
 
 def _resolve(path: str) -> str:
@@ -44,41 +88,82 @@ def _resolve(path: str) -> str:
     return workpath(path) if workpath is not None else os.path.abspath(path)
 
 
-def _loaded(path: str, engine: str = "auto", allow_oversubscribe: bool = True):
+def _module(path, engine: str = "auto", allow_oversubscribe: bool = True,
+            adaptive: bool = False):
+    """The loaded module at ``path`` from the cache (loaded again when the file changed)."""
     from tvm_sched.runtime.module import load
 
-    full = _resolve(path)
+    full = _resolve(str(path))
     mtime = os.path.getmtime(full)
-    key = (full, engine, bool(allow_oversubscribe))
+    key = (full, str(engine), bool(allow_oversubscribe), bool(adaptive))
     hit = _CACHE.get(key)
     if hit is not None and hit[0] == mtime:
         return hit[1]
     if hit is not None:
         hit[1].close()
-    mod = load(full, "cpu", engine=engine, allow_oversubscribe=allow_oversubscribe)
+    mod = load(full, "cpu", engine=key[1], allow_oversubscribe=key[2], adaptive=key[3])
     _CACHE[key] = (mtime, mod)
     return mod
 
 
-def _time_exported(path, number, repeat, engine="auto", allow_oversubscribe=True) -> float:
-    mod = _loaded(str(path), str(engine), bool(allow_oversubscribe))
-    return float(mod.time(int(number), int(repeat)))
+def forget() -> None:
+    """Close and drop every cached module."""
+    for _, mod in _CACHE.values():
+        mod.close()
+    _CACHE.clear()
+
+
+def _parallelism_json(work_ms=20.0) -> str:
+    return json.dumps(parallelism(float(work_ms)))
 
 
 def _run_exported(path, index, *inputs):
     import tvm
 
-    mod = _loaded(str(path))
+    mod = _module(path)
     outs = mod(*[x.numpy() if hasattr(x, "numpy") else np.asarray(x) for x in inputs])
     return tvm.runtime.tensor(outs[int(index)], tvm.cpu(0))
 
 
+def _time_exported(path, number, repeat, engine="auto", allow_oversubscribe=True) -> float:
+    mod = _module(path, str(engine), bool(allow_oversubscribe), adaptive=True)
+    return float(mod.time(int(number), int(repeat)))
+
+
+def _time_runs(path, number) -> float:
+    mod = _module(path)
+    n = max(1, int(number))
+    t0 = time.perf_counter()
+    for _ in range(n):
+        mod.run()
+    return (time.perf_counter() - t0) / n
+
+
+def _time_step(path, position) -> float:
+    mod = _module(path)
+    plan = mod.plan
+    if plan.num_lanes != 1:
+        raise ValueError(f"time_step profiles a one-lane plan; {path} has {plan.num_lanes} lanes")
+    chain = plan.lanes[0]
+    p = int(position)
+    if not 0 <= p < len(chain):
+        raise IndexError(f"position {p} is not a step of the {len(chain)}-step lane")
+    return mod.run_step(chain[p])
+
+
+_FUNCS = {NUM_CORES: num_cores, PARALLELISM: _parallelism_json, RUN_FUNC: _run_exported,
+          TIME_FUNC: _time_exported, TIME_RUNS: _time_runs, TIME_STEP: _time_step}
+
+
 def register() -> None:
-    """Register :data:`TIME_FUNC` and :data:`RUN_FUNC` in this process (idempotent)."""
+    """Register the functions of the module docstring, and their :data:`ALIASES`, in this
+    process (idempotent)."""
     import tvm_ffi
 
-    tvm_ffi.register_global_func(TIME_FUNC, _time_exported, override=True)
-    tvm_ffi.register_global_func(RUN_FUNC, _run_exported, override=True)
+    for name, func in _FUNCS.items():
+        tvm_ffi.register_global_func(name, func, override=True)
+    for old, name in ALIASES.items():
+        tvm_ffi.register_global_func(old, _FUNCS[name], override=True)
 
 
 def _upload(session, module, name: str) -> str:

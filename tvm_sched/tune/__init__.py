@@ -10,7 +10,7 @@ objectives' rules and the ask/tell ``search`` both paths run), :mod:`~tvm_sched.
 :mod:`~tvm_sched.tune.workdir` (check, lock, atomic writes), :mod:`~tvm_sched.tune.tuner`
 (propose, search, export); the lane objective (``TuneConfig(lanes=...)``):
 :mod:`~tvm_sched.tune.lanes` (its builder and runner), :mod:`~tvm_sched.tune.lane_report`,
-:mod:`~tvm_sched.tune.lane_remote` (the functions the tvm_sched RPC server registers).
+:mod:`~tvm_sched.runtime.rpc` (the functions the tvm_sched RPC server registers).
 
 Names are imported on first use, so ``python -m tvm_sched.tune.server`` (the embedded RPC
 server) starts without importing torch or the rest of the tuner.
