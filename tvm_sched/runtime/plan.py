@@ -31,7 +31,11 @@ objects); anything else raises :class:`~tvm_sched.errors.InvalidScheduleError`.
 
 :meth:`LanePlan.validate` proves a plan from an untrusted source safe to run, and raises
 :class:`~tvm_sched.errors.InvalidScheduleError` (or :class:`~tvm_sched.errors.CycleError`)
-naming the first problem; engines never see an invalid plan:
+naming the first problem; engines never see an invalid plan. A plan is immutable, so it is
+proven once: a plan that passed remembers it, and validating it again (as the lane module does
+with the number of constants it binds) only checks the constant indices. So a plan is
+validated once on each side of the wire: where it is made (from a
+:class:`~tvm_sched.schedule.Schedule`) and where it is read back (:meth:`LanePlan.from_json`):
 
 - ids in range, known kinds and dtypes, every tensor at most :data:`MAX_TENSOR_BYTES`; every
   step on exactly one lane, waits only on other lanes, no cycle through lanes and waits;
@@ -328,7 +332,10 @@ class LanePlan:
         """
         if threads_per_lane < 1:
             raise InvalidScheduleError(f"threads_per_lane must be >= 1, got {threads_per_lane}")
-        return replace(self, threads_per_lane=int(threads_per_lane))
+        plan = replace(self, threads_per_lane=int(threads_per_lane))
+        if getattr(self, "_proven", False):  # nothing validate() checks depends on the count
+            object.__setattr__(plan, "_proven", True)
+        return plan
 
     def param_specs(self) -> list[TensorSpec | None]:
         """Per parameter of ``main``, the spec the plan expects (None: unused by the plan).
@@ -417,7 +424,17 @@ class LanePlan:
             The first problem found, named.
         CycleError
             Lane orders and waits form a cycle (the message names its steps).
+
+        Notes
+        -----
+        The proof is done once per plan: once it passed, a further call checks only the
+        constant indices against ``num_consts`` (the one check that depends on the caller).
         """
+        if getattr(self, "_proven", False):
+            for i, t in enumerate(self.tensors):
+                if t.kind == "const":
+                    self._check_tensor(i, t, num_consts)
+            return
         if self.threads_per_lane < 1:
             raise InvalidScheduleError(
                 f"threads_per_lane must be >= 1, got {self.threads_per_lane}")
@@ -434,6 +451,18 @@ class LanePlan:
         self._check_lanes()
         hb = self.happens_before()  # raises CycleError first
         self._check_memory(hb)
+        if self._immutable():  # nothing can change under the proof: remember it
+            object.__setattr__(self, "_proven", True)
+
+    def _immutable(self) -> bool:
+        """Whether every container of the plan is a tuple (a plan built with lists could be
+        changed after it was validated, so its proof is not remembered)."""
+        tops = (self.kernels, self.tensors, self.steps, self.lanes, self.waits, self.outputs)
+        return (all(isinstance(x, tuple) for x in tops)
+                and all(isinstance(x, tuple) for x in self.lanes + self.waits)
+                and all(isinstance(t.shape, tuple) for t in self.tensors)
+                and all(isinstance(s.args, tuple) and isinstance(s.scalars, tuple)
+                        for s in self.steps))
 
     def _check_tensor(self, i: int, t: TensorSpec, num_consts: int | None) -> None:
         nt = len(self.tensors)
