@@ -54,7 +54,8 @@ _HIGH_LEVEL_OK = {
 
 
 def fusion_prefix() -> tvm.transform.Pass:
-    """Legalise, annotate, fold, fuse, fuse TIR, eliminate dead code (DESIGN.md's prefix).
+    """Decompose inference-only ops, legalise, annotate, fold, fuse, fuse TIR, eliminate dead
+    code (DESIGN.md's prefix): the one prefix of the pass, the tuner and the lane runtime.
 
     In-place calls, and the calls that read a tensor before an in-place call overwrites it, stay
     unfused (:class:`~tvm_sched.relax.inplace.KeepInplaceCallsUnfused`).
@@ -65,6 +66,10 @@ def fusion_prefix() -> tvm.transform.Pass:
         A fresh ``Sequential`` of the seven passes.
     """
     return tvm.transform.Sequential([
+        # inference-only ops first: BatchNorm becomes a multiply-add that FuseOps folds into
+        # the convolution before it (its epilogue) instead of a kernel of its own
+        relax.transform.DecomposeOpsForInference(),
+        relax.transform.CanonicalizeBindings(),
         relax.transform.LegalizeOps(),
         relax.transform.AnnotateTIROpPattern(),
         KeepInplaceCallsUnfused(),

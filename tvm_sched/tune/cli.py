@@ -69,6 +69,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="with --lanes: the sample budget of every solver")
     t.add_argument("--per-solver", type=int, default=2,
                    help="with --lanes: schedules each solver hands in")
+    t.add_argument("--kernel-trials", type=int, default=0, metavar="N",
+                   help="MetaSchedule trials per thread count to tune the kernels on the "
+                        "device (0: TVM's untuned kernels; the database in the work dir is "
+                        "resumed, nothing is tuned twice)")
     t.add_argument("--size", default="small", choices=["small", "bench"],
                    help="zoo model size (bench: 20-300 ms per inference)")
     t.add_argument("--candidates", type=int, default=64, help="orders proposed in all")
@@ -179,7 +183,7 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
                          solver_budget=args.solver_budget, timeout=args.timeout, seed=args.seed,
                          cache_bytes=args.cache_kib * 1024 if args.cache_kib else None,
                          arena=args.arena, lanes=args.lanes, samples=args.samples,
-                         per_solver=args.per_solver)
+                         per_solver=args.per_solver, kernel_trials=args.kernel_trials)
         cfg.check()
         runner = runner_from_args(rpc_server=args.rpc_server, rpc_tracker=args.rpc_tracker,
                                   rpc_key=args.rpc_key, in_process=args.in_process,

@@ -4,8 +4,8 @@ Contract
 --------
 :class:`LaneRunner` (one device session): the Relax VM executable (the kernel library the lane
 plans share) is uploaded once and its outputs on the device are the reference; each lane
-candidate's exported module is uploaded, run through ``tvm_sched.tune.lane_run`` and its outputs
-checked against the VM's before anything is timed; one warm-up each; then ``repeats`` rounds
+candidate's exported module is uploaded, run through ``tvm_sched.runtime.run_exported`` and its
+outputs checked against the VM's before anything is timed; one warm-up each; then ``repeats`` rounds
 over the VM and the candidates in turn (VM A B C VM A B C ...), each sample ``number`` runs
 (set so that the VM's sample lasts ``min_repeat_ms``). Every result carries the VM's samples of
 the same rounds. A failure of one candidate is its result, told at once; every device call has
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from tvm_sched.errors import DeviceUnavailableError, MeasureError, one_line
-from tvm_sched.tune import lane_remote
+from tvm_sched.runtime import rpc
 from tvm_sched.tune.objective import LaneCandidate, MeasureResult
 
 __all__ = ["LaneRunner", "SpreadRunner"]
@@ -69,10 +69,10 @@ class LaneRunner:
             import tvm
             from tvm import relax
 
-            self.sess.upload(str(self.builder.lib_path), "tvm_sched_vm.so")
+            self.sess.upload(str(self.builder.vm_lib_path), "tvm_sched_vm.so")
             self._vm = relax.VirtualMachine(self.sess.load_module("tvm_sched_vm.so"), self.dev)
             self._vm_args = [tvm.runtime.tensor(np.asarray(a), self.dev)
-                             for a in self.inputs + list(self.builder.k.weights)]
+                             for a in self.inputs + list(self.builder.vm_k.weights)]
             self._vm.set_input("main", *self._vm_args)
         return self._vm
 
@@ -96,12 +96,12 @@ class LaneRunner:
     def lane_outputs(self, name: str, count: int) -> list[np.ndarray]:
         import tvm
 
-        fn = self.sess.get_function(lane_remote.LANE_RUN)
+        fn = self.sess.get_function(rpc.RUN_FUNC)
         args = [tvm.runtime.tensor(x, self.dev) for x in self.inputs]
         return [fn(name, k, *args).numpy() for k in range(count)]
 
     def lane_time(self, name: str, number: int) -> float:
-        return float(self.sess.get_function(lane_remote.LANE_TIME)(name, number))
+        return float(self.sess.get_function(rpc.TIME_RUNS)(name, number))
 
     def profile(self, path: Path, plan, *, repeat: int = 5) -> dict[str, float]:
         """Seconds per kernel of the one-lane ``plan`` (exported at ``path``), timed on the device
@@ -109,7 +109,7 @@ class LaneRunner:
 
         The module is uploaded and run once on the model's inputs (a warm-up that sets the
         inputs); then ``repeat`` times the lane is run again one kernel at a time, the client
-        calling ``lane_step`` for position 0, 1, 2, ... (each kernel reads what
+        calling ``time_step`` for position 0, 1, 2, ... (each kernel reads what
         its producers have just written, as in a real run). A kernel's duration is the median of
         its samples (over the steps that call it). A device lost on the way is reopened once,
         as :meth:`measure` does, and the profile run again there.
@@ -156,7 +156,7 @@ class LaneRunner:
         at[0] = -2
         name = self._call(self.upload, path)
         self._call(self.lane_outputs, name, 1)  # the inputs set, one whole run (warm-up)
-        step = self._call(self.sess.get_function, lane_remote.LANE_STEP)
+        step = self._call(self.sess.get_function, rpc.TIME_STEP)
         samples: list[list[float]] = [[] for _ in chain]
 
         def one_run() -> None:

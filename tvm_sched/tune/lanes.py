@@ -3,14 +3,14 @@
 Contract (``tune(..., TuneConfig(lanes=...))`` and ``tvm-sched tune --lanes auto|M`` land here)
 -------------------------------------------------------------------------------------------
 1. The device session is opened first (the embedded server starts before anything slow) and
-   asked what its cores offer now (:func:`~tvm_sched.tune.lane_remote.parallelism`, run by the
+   asked what its cores offer now (:func:`~tvm_sched.runtime.cores.parallelism`, run by the
    tvm_sched RPC server): the lane count ``auto`` is the most threads
    that run at once with at least 75% parallel efficiency (all cores of a quiet machine, fewer
    when other processes hold cores); the report records these conditions.
 2. The model is compiled once (:class:`tvm_sched.runtime.builder.LaneKernels`); that one kernel
    library serves the Relax VM and every lane plan.
 3. Kernel durations are measured on the device before any solver runs: the one-lane plan is
-   uploaded, run on the model's inputs, then run again one kernel at a time (``lane_step``), so
+   uploaded, run on the model's inputs, then run again one kernel at a time (``time_step``), so
    each kernel is timed on the data it really receives
    (:meth:`~tvm_sched.tune.lane_runner.LaneRunner.profile`).
 4. Every makespan solver proposes with the same sample budget (``samples``; ``top_k`` schedules
@@ -33,11 +33,9 @@ Contract (``tune(..., TuneConfig(lanes=...))`` and ``tvm-sched tune --lanes auto
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -47,9 +45,12 @@ from typing import Any
 
 import numpy as np
 
+from tvm_sched.console import filtered_stderr
 from tvm_sched.errors import DeviceUnavailableError, TuneInputError, one_line
-from tvm_sched.tune import lane_remote
+from tvm_sched.runtime import rpc
+from tvm_sched.runtime.cores import lanes_for, num_cores
 from tvm_sched.tune.database import Database
+from tvm_sched.tune.kernels import device_facts, prepare_kernels
 from tvm_sched.tune.lane_runner import LaneRunner, SpreadRunner
 from tvm_sched.tune.objective import (
     LaneCandidate,
@@ -70,9 +71,9 @@ LANE_SOLVERS = ("gflownet", "gaus", "cpsat", "list", "random-list")
 
 def device_conditions(session) -> dict | None:
     """What the device's cores offer now, measured over the session
-    (:func:`tvm_sched.tune.lane_remote.parallelism`), or None on a server without it."""
+    (:func:`tvm_sched.runtime.cores.parallelism`), or None on a server without it."""
     try:
-        fn = session.get_function(lane_remote.PARALLELISM)
+        fn = session.get_function(rpc.PARALLELISM)
     except Exception:  # noqa: BLE001 - TVM raises its own error kinds for a missing function
         fn = None
     return None if fn is None else json.loads(str(fn(20.0)))
@@ -87,20 +88,21 @@ def resolve_lanes(lanes: int | str, session, conditions: dict | None = None) -> 
     Raises
     ------
     TuneInputError
-        Not ``auto`` or an integer >= 1; ``auto`` on a server without ``tvm_sched.tune.num_cores``;
+        Not ``auto`` or an integer >= 1; ``auto`` on a server without
+        ``tvm_sched.runtime.num_cores``;
         more lanes than the cores the device offers.
     """
     try:
-        fn = session.get_function(lane_remote.NUM_CORES)
+        fn = session.get_function(rpc.NUM_CORES)
     except Exception:  # noqa: BLE001 - TVM raises its own error kinds for a missing function
         fn = None
     if isinstance(lanes, str) and lanes.strip().lower() == "auto":
         if fn is None:
             raise TuneInputError("--lanes auto needs the tvm_sched RPC server on the device "
                                  "(python -m tvm_sched.tune.server): this server does not offer "
-                                 f"{lane_remote.NUM_CORES}")
+                                 f"{rpc.NUM_CORES}")
         if conditions is not None:
-            return lane_remote.lanes_for(conditions)
+            return lanes_for(conditions)
         return max(1, int(fn()))
     try:
         m = int(lanes)
@@ -119,7 +121,7 @@ def resolve_lanes(lanes: int | str, session, conditions: dict | None = None) -> 
 def _require_lane_functions(name: str, session) -> None:
     """The device runs the tvm_sched RPC server (it registers the lane functions), or a
     :class:`TuneInputError` saying how to start one."""
-    for func in (lane_remote.LANE_RUN, lane_remote.LANE_TIME, lane_remote.LANE_STEP):
+    for func in (rpc.RUN_FUNC, rpc.TIME_RUNS, rpc.TIME_STEP):
         try:
             ok = session.get_function(func) is not None
         except Exception:  # noqa: BLE001 - TVM raises its own error kinds for a missing function
@@ -141,48 +143,42 @@ class BuiltLane:
     seconds: float = 0.0
 
 
-@contextlib.contextmanager
 def _without_scope_warnings():
     """Drop TVM's per-function ``Warning: Scope Saving:`` / ``Scope Loaded:`` lines (hundreds of
-    them, printed by
-    the C++ executable writer on fd 2) and pass every other line of fd 2 through."""
-    import sys
+    them, printed by the C++ executable writer on fd 2); every other line passes."""
+    return filtered_stderr("Warning: Scope Saving", "Warning: Scope Loaded")
 
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # no real fd (captured): nothing to filter
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), fd)
-        try:
-            yield
-        finally:
-            os.dup2(saved, fd)
-            os.close(saved)
-            tmp.seek(0)
-            kept = [ln for ln in tmp.read().decode(errors="replace").splitlines(True)
-                    if "Warning: Scope Saving" not in ln and "Warning: Scope Loaded" not in ln]
-            if kept:
-                sys.stderr.write("".join(kept))
+
+def _export(kernels, path: Path) -> Path:
+    """``kernels``' executable exported to ``path`` unless the file is there already."""
+    from tvm_sched.tune.workdir import atomic_path
+
+    if not path.exists():
+        with _without_scope_warnings(), atomic_path(path) as part:
+            kernels.exe.export_library(str(part))
+    return path
 
 
 class LaneBuilder:
-    """Plans and exports lane candidates from one :class:`LaneKernels` compilation."""
+    """Plans and exports lane candidates from one :class:`LaneKernels` compilation (and the
+    Relax VM anchor from another when its kernels are tuned for a different thread count)."""
 
-    def __init__(self, kernels, tmp: Path, lib_path: Path | None = None):
-        from tvm_sched.tune.workdir import atomic_path
-
+    def __init__(self, kernels, tmp: Path, lib_path: Path | None = None, *,
+                 threads_per_lane: int = 1, vm_kernels=None, vm_lib_path: Path | None = None):
         self.k = kernels
         self.tmp = Path(tmp)
-        #: The kernel library (the VM executable): ``lib_path`` when given (kept, e.g. in the
+        #: The kernel library of the lane plans: ``lib_path`` when given (kept, e.g. in the
         #: work dir for a resumed run), else in ``tmp``; exported unless it exists.
-        self.lib_path = Path(lib_path) if lib_path is not None else self.tmp / "kernels.so"
-        if not self.lib_path.exists():
-            with _without_scope_warnings(), atomic_path(self.lib_path) as part:
-                kernels.exe.export_library(str(part))
+        self.lib_path = _export(kernels, Path(lib_path) if lib_path is not None
+                                else self.tmp / "kernels.so")
+        #: Threads each lane runs its kernels with (the kernels were tuned for as many).
+        self.threads_per_lane = int(threads_per_lane)
+        #: The Relax VM's kernels (the anchor, all cores; tuned for them) and their library:
+        #: the lane plans' own when not given.
+        self.vm_k = vm_kernels if vm_kernels is not None else kernels
+        self.vm_lib_path = (self.lib_path if vm_kernels is None else _export(
+            vm_kernels, Path(vm_lib_path) if vm_lib_path is not None
+            else self.tmp / "vm_kernels.so"))
         self._plans: dict[str, Any] = {}
 
     def schedule(self, c: LaneCandidate):
@@ -192,8 +188,9 @@ class LaneBuilder:
 
     def plan(self, c: LaneCandidate):
         if c.hash not in self._plans:
-            self._plans[c.hash] = self.k.plan(self.schedule(c), meta={"candidate": c.name,
-                                                                      "source": c.source})
+            self._plans[c.hash] = self.k.plan(self.schedule(c),
+                                              threads_per_lane=self.threads_per_lane,
+                                              meta={"candidate": c.name, "source": c.source})
         return self._plans[c.hash]
 
     def export(self, c: LaneCandidate, path: Path) -> Path:
@@ -241,7 +238,7 @@ def propose_lanes(graph, lanes: int, solvers: Sequence[str], *, samples: int, pe
     # CP-SAT: a portfolio of workers no larger than the machine
     got = propose(graph, make_objective("makespan", lanes=lanes), names, budget=budget,
                   seed=seed, samples=samples, per_solver=max(1, per_solver),
-                  options={"cpsat": {"num_workers": max(1, min(8, lane_remote.num_cores()))}},
+                  options={"cpsat": {"num_workers": max(1, min(8, num_cores()))}},
                   progress=progress)
     for p in got:
         c = LaneCandidate(p.name, p.source, "lanes", lanes,
@@ -331,11 +328,43 @@ def _read_pool(state: dict, graph) -> list[LaneCandidate]:
     return pool
 
 
+def _survey(devices, lanes_asked) -> tuple[dict, int, str | None, int]:
+    """What the devices offer now (the report says under which conditions it measured), the
+    lanes (``auto``: the fewest any device offers: a plan must fit every device it is timed
+    on), LLVM's name for the first device's CPU and the fewest cores of any device. The
+    sessions are only borrowed: none is kept here (a one-client server must be free again for
+    kernel tuning)."""
+    conditions = {name: device_conditions(s) for name, s in devices}
+    lanes = min(resolve_lanes(lanes_asked, s, conditions[name]) for name, s in devices)
+    for name, s in devices:
+        _require_lane_functions(name, s)
+    facts = [device_facts(s) for _, s in devices]
+    cores = min(c or num_cores() for _, c in facts)
+    return conditions, lanes, facts[0][0], cores
+
+
+def _lane_kernels(model, kernel_set, threads: int, work: Path):
+    """The compiled kernels for ``threads`` threads (tuned where ``kernel_set`` has a database)
+    and the work-dir file of their library: an earlier run's library (same model, target,
+    database and TVM) is loaded instead of compiled again."""
+    from tvm_sched.runtime.builder import LaneKernels
+    from tvm_sched.tune.kernels import trials_done
+
+    target = kernel_set.target(threads)
+    db = kernel_set.database(threads)
+    cache = work / kernel_library_name(model.hash, f"{target} db={db} "
+                                       f"trials={trials_done(db) if db else 0}")
+    with _without_scope_warnings():
+        exe = LaneKernels.load_executable(cache) if cache.exists() else None
+    if exe is None:
+        cache.unlink(missing_ok=True)  # a torn or stale file: exported again
+    return LaneKernels(model.mod, target, params=model.params, exe=exe, database=db), cache
+
+
 def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
                progress: Callable | None = None):
     """The lane objective end to end (see the module docstring); returns a
     :class:`~tvm_sched.tune.lane_report.LaneTuneResult`."""
-    from tvm_sched.runtime.builder import LaneKernels
     from tvm_sched.tune.lane_report import LaneTuneResult, write_lane_report
     from tvm_sched.tune.pick import parse_memory_budget
     from tvm_sched.tune.workdir import atomic_path, atomic_write
@@ -343,38 +372,48 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
     prog = progress or (lambda *a: None)
     secs: dict[str, float] = {}
     t_start = time.perf_counter()
-    lane_remote.register()  # in-process sessions call these in this process
+    rpc.register()  # in-process sessions call these in this process
     runner.prepare()
     t0 = time.perf_counter()
     prog("connect", 0, 1, "device")
     devices = runner.open()
     if not devices:
         raise DeviceUnavailableError("the runner offers no device")
-    dev_name, sess = devices[0]
-    # what each device offers now (the report says under which conditions it measured); auto:
-    # the fewest lanes any device offers (a plan must fit every device it is timed on)
-    conditions = {name: device_conditions(s) for name, s in devices}
-    lanes = min(resolve_lanes(cfg.lanes, s, conditions[name]) for name, s in devices)
-    for name, s in devices:
-        _require_lane_functions(name, s)
+    conditions, lanes, cpu, cores = _survey(devices, cfg.lanes)
     secs["connect"] = time.perf_counter() - t0
     prog("connect", 1, 1, f"{len(devices)} device(s): {lanes} lanes")
 
+    threads = max(1, cores // lanes)  # each lane's share of the cores: m lanes x t threads
     t0 = time.perf_counter()
-    # the kernel library of an earlier run on this work dir (same model, target and TVM) is
-    # loaded instead of compiled again
-    cache = work / kernel_library_name(model.hash, key_target)
-    with _without_scope_warnings():
-        exe = LaneKernels.load_executable(cache) if cache.exists() else None
-    if exe is None:
-        cache.unlink(missing_ok=True)  # a torn or stale file: exported again below
-    prog("build", 0, 1, "kernels (one compilation)" if exe is None else "kernels (from the "
-         "work dir)")
-    k = LaneKernels(model.mod, target, params=model.params, exe=exe)
+    if cfg.kernel_trials > 0:
+        # a TVM RPC server serves one client at a time: MetaSchedule's measurements open their
+        # own sessions, so ours are let go while it tunes and opened again after
+        devices = []
+        kernel_set = prepare_kernels(model.mod, target, cpu, {cores, threads}, work=work,
+                                     trials=cfg.kernel_trials, model_hash=model.hash,
+                                     runner=runner, seed=cfg.seed, timeout=cfg.timeout,
+                                     progress=prog)
+        devices = runner.open()
+        if not devices:
+            raise DeviceUnavailableError("the runner offers no device after kernel tuning")
+    else:
+        # untuned kernels do not depend on the thread count: one compilation serves all
+        kernel_set = prepare_kernels(model.mod, target, cpu, {cores}, work=work, trials=0,
+                                     model_hash=model.hash)
+        kernel_set.tunings[threads] = kernel_set.tunings[cores]
+    secs["kernels"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    prog("build", 0, 1, "kernels")
+    k_vm, vm_cached = _lane_kernels(model, kernel_set, cores, work)
+    k, cached = ((k_vm, vm_cached) if kernel_set.tunings[threads] is kernel_set.tunings[cores]
+                 else _lane_kernels(model, kernel_set, threads, work))
     tmp_dir = tempfile.TemporaryDirectory(prefix="tvm_sched_lanes_tune_")
     devs: list[LaneRunner] = []
     try:
-        builder = LaneBuilder(k, Path(tmp_dir.name), lib_path=cache)
+        builder = LaneBuilder(k, Path(tmp_dir.name), lib_path=cached, threads_per_lane=threads,
+                              vm_kernels=None if k is k_vm else k_vm,
+                              vm_lib_path=None if k is k_vm else vm_cached)
         secs["compile"] = time.perf_counter() - t0
         prog("build", 1, 1, "kernels")
         devs += [LaneRunner(name, se, builder, model.inputs, repeats=cfg.repeats,
@@ -456,7 +495,7 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
             fastest if fastest is not None and fastest.kind == "lanes" else None)
         if cfg.export:
             with atomic_path(work / "best.so") as p:
-                shutil.copyfile(builder.lib_path, p)
+                shutil.copyfile(builder.vm_lib_path, p)
             if lane_pick is not None:
                 cand = next(c for c in out.chosen if c.hash == lane_pick.order_hash)
                 with atomic_path(work / "best_lanes.tar") as p:
@@ -467,7 +506,7 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
         for d in devs:
             d.close()
         # lane modules that in-process sessions loaded here: their engines' threads end now
-        lane_remote.forget()
+        rpc.forget()
         tmp_dir.cleanup()
     secs["total"] = time.perf_counter() - t_start
     result = LaneTuneResult(
@@ -481,7 +520,9 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
               "top_k": cfg.top_k, "repeats": cfg.repeats, "solver_budget": cfg.solver_budget,
               "sum_durations_s": float(np.sum(k.graph.duration)),
               "records_skipped": db.skipped, "model_hash": model.hash,
-              "kernels_from_work_dir": exe is not None,
+              "kernels_from_work_dir": k.compile_s < 1e-3,
+              "cores": cores, "threads_per_lane": threads,
+              "kernel_tuning": kernel_set.describe(),
               "reconnects": sum(d.reconnects for d in devs), "conditions": conditions})
     write_lane_report(result)
     return result

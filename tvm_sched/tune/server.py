@@ -349,11 +349,9 @@ def _start(args: argparse.Namespace, life: _Life, prctl) -> int:
     """Register our functions, bind, start serving; the port."""
     from tvm.rpc.server import _listen_loop  # here: answering when the ready line is out
 
-    from tvm_sched.runtime.rpc import register as register_lane_runtime
-    from tvm_sched.tune.lane_remote import register as register_lane_tuning
+    from tvm_sched.runtime.rpc import register as register_lane_functions
 
-    register_lane_runtime()  # tvm_sched.runtime.time_exported / run_exported for clients
-    register_lane_tuning()  # tvm_sched.tune.num_cores / lane_run / lane_time / lane_profile
+    register_lane_functions()  # tvm_sched.runtime.num_cores / run_exported / time_step / ...
     if os.environ.get(FAULTS_ENV) == "1":
         _register_faults()
     logging.getLogger("RPCServer").setLevel(logging.ERROR)  # TVM's per-session info lines
@@ -386,6 +384,11 @@ def main(argv: list[str] | None = None) -> int:
                          " removed on exit either way)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # TVM's CPU pool takes half the x86 cores by default (it assumes hyper-threads): the Relax
+    # VM anchor runs on every core the server may use unless the user said otherwise
+    from tvm_sched.runtime.cores import num_cores
+
+    os.environ.setdefault("TVM_NUM_THREADS", str(num_cores()))
     life = _Life(args.parent or os.getppid(), args.root)
     prctl = _prctl()
     life.watch_parent(prctl)

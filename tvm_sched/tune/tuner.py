@@ -107,6 +107,10 @@ class TuneConfig:
     samples: int = 256
     #: Lanes: schedules each solver hands in (its best first).
     per_solver: int = 2
+    #: MetaSchedule trials per thread count the kernels run with (0: TVM's untuned kernels);
+    #: the databases stay in the work dir, so a resumed run tunes nothing again
+    #: (:mod:`tvm_sched.tune.kernels`).
+    kernel_trials: int = 0
 
     def check(self) -> None:
         """Reject options no run can use, before any work.
@@ -138,6 +142,10 @@ class TuneConfig:
         if self.cache_bytes is not None and self.cache_bytes <= 0:
             raise TuneInputError(f"the cache size (--cache-kib) must be > 0, got "
                                  f"{self.cache_bytes} bytes")
+        if isinstance(self.kernel_trials, bool) or not isinstance(self.kernel_trials, int) \
+                or self.kernel_trials < 0:
+            raise TuneInputError(f"--kernel-trials must be an integer >= 0, got "
+                                 f"{self.kernel_trials!r}")
         if self.seed < 0:
             raise TuneInputError(f"--seed must be >= 0, got {self.seed}")
         if self.lanes is not None:
@@ -235,6 +243,8 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work
         target = check_target(target)
     # the full target string: targets that differ in any attribute do not share records
     key_target = target_key(target)
+    if cfg.kernel_trials:  # other kernels, other timings: records and state apart
+        key_target = f"{key_target} kernel-trials={cfg.kernel_trials}"
     check_work_dir(work_dir)
     with lock_work_dir(work_dir) if lock else contextlib.nullcontext(Path(work_dir)) as work:
         if cfg.lanes is not None:

@@ -1,0 +1,539 @@
+"""Kernel tuning with TVM's MetaSchedule, measured on the tuner's own devices.
+
+Contract
+--------
+:func:`device_target` turns the user's target into the one kernels are built for: the device's
+own CPU (``mcpu``: LLVM's name for it, asked over the session with
+``target.llvm_get_system_cpu``) and the threads the kernels will run with (``num-cores``).
+A target the device cannot name a CPU for stays generic, and :class:`DeviceTarget` says so
+(the report prints it): without ``mcpu`` LLVM emits generic x86-64 code, a silent ~1.7× loss.
+
+:func:`tune_kernels` tunes the module's fused TIR kernels with MetaSchedule (tasks from
+``relax_integration.extract_tasks``, the gradient task scheduler, evolutionary search, the
+xgboost cost model) into a JSON database under the work dir, one database per model, target
+and thread count (:func:`database_dir`). It is resumable: every measured trial is in the
+database as soon as it completes, a finished tuning writes ``done.json``, and a later run with
+the same or a smaller budget tunes nothing; a larger budget tunes only the difference (the
+search starts from the records already there). ``trials == 0`` tunes nothing (the untuned
+kernels). The database is applied by :class:`tvm_sched.runtime.builder.LaneKernels`
+(``database=``), so the exported ``best.so`` / ``best_lanes.tar`` carry the tuned kernels and
+load without it.
+
+Measurement runs on the same device(s) as the rest of the run, through MetaSchedule's own
+runners: ``RPCRunner`` against the tvm_sched server (embedded or ``--rpc-server``; a session
+factory connects straight to it) or the RPC tracker (TVM's distributed engine: a farm of
+devices measures in parallel, one worker per free device), ``LocalRunner`` for the in-process
+runner. Each measurement first sizes the device's thread pool to the kernels' thread count
+(``runtime.config_threadpool``), so kernels are timed with the threads they will run with.
+
+Builder: MetaSchedule's ``LocalBuilder`` starts a fresh process pool for every batch (each
+worker imports TVM again: ~23 s per batch on two cores, more than the builds). Kernels are
+therefore built in this process by :class:`InProcessBuilder`, a small ``PyBuilder`` (the C++
+task scheduler calls it, which is what TVM's ``derived_object`` exists for), one candidate
+after the other: LLVM code generation of one small kernel takes a fraction of a second and the
+machine's cores are busy measuring meanwhile.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tvm
+
+from tvm_sched.console import filtered_stderr
+from tvm_sched.errors import TuneInputError, one_line
+
+__all__ = ["DeviceTarget", "KernelTuning", "device_target", "database_dir", "tune_kernels",
+           "InProcessBuilder", "measure_runner", "trials_done"]
+
+log = logging.getLogger(__name__)
+
+#: Population of the evolutionary search (TVM's default 512 costs minutes of cost-model
+#: scoring per round on two cores; 64 found the same kernels on the zoo models).
+POPULATION = 64
+
+
+# --------------------------------------------------------------------------------------------
+# the target
+@dataclass(frozen=True)
+class DeviceTarget:
+    """A target for the device's own CPU and a thread count.
+
+    Attributes
+    ----------
+    target
+        The target kernels are built and tuned for.
+    cpu
+        LLVM's name for the device's CPU (``mcpu``), or None when the device did not say and
+        the target given has none (then the code is generic).
+    threads
+        Threads the kernels run with (``num-cores``).
+    source
+        Where ``cpu`` came from: ``"target"`` (given), ``"device"`` (asked) or ``"generic"``.
+    """
+
+    target: tvm.target.Target
+    cpu: str | None
+    threads: int
+    source: str
+
+
+def _device_cpu(session) -> str | None:
+    """LLVM's name for the CPU on the other end of ``session``, or None."""
+    try:
+        fn = session.get_function("target.llvm_get_system_cpu")
+        return str(fn()) if fn is not None else None
+    except Exception:  # noqa: BLE001 - a runtime-only server has no LLVM: no name
+        return None
+
+
+def device_target(target: tvm.target.Target, cpu: str | None, threads: int) -> DeviceTarget:
+    """``target`` for a device whose CPU LLVM calls ``cpu``: ``mcpu`` = ``cpu`` (unless the
+    target sets one) and ``num-cores`` = ``threads``.
+
+    Parameters
+    ----------
+    target
+        The user's target (an LLVM CPU target).
+    cpu
+        The device's CPU (:func:`device_facts`), or None when it did not say.
+    threads
+        Threads the kernels will run with.
+
+    Returns
+    -------
+    DeviceTarget
+        ``source == "generic"`` when neither the target nor the device names a CPU.
+
+    Raises
+    ------
+    TuneInputError
+        ``threads`` < 1.
+    """
+    if threads < 1:
+        raise TuneInputError(f"kernels need at least one thread, got {threads}")
+    attrs = dict(target.export())
+    if target.kind.name != "llvm":
+        return DeviceTarget(target, None, threads, "generic")
+    given = str(attrs.get("mcpu") or "") or None
+    cpu = given or cpu
+    spec: dict[str, Any] = {"kind": "llvm", "num-cores": int(threads)}
+    for key in ("mtriple", "mattr", "mabi", "opt-level", "fast-math", "tag"):
+        if attrs.get(key) not in (None, "", [], 0) and key != "tag":
+            spec[key] = attrs[key]
+    if cpu:
+        spec["mcpu"] = cpu
+    source = "target" if given else ("device" if cpu else "generic")
+    if source == "generic":
+        log.warning("the device did not name its CPU and the target has no mcpu: kernels are "
+                    "generic x86-64 code (often ~1.7x slower); give --target with mcpu")
+    return DeviceTarget(tvm.target.Target(spec), cpu, int(threads), source)
+
+
+# --------------------------------------------------------------------------------------------
+# where the records go
+def database_dir(work: Path, model_hash: str, target: tvm.target.Target) -> Path:
+    """The JSON database of one model, target (CPU and thread count included) and TVM version
+    under ``work/kernels``."""
+    text = json.dumps([model_hash, str(target), tvm.__version__])
+    threads = int(dict(target.export()).get("num-cores") or 0)
+    digest = hashlib.sha1(text.encode()).hexdigest()[:12]
+    return Path(work) / "kernels" / f"{threads}t-{digest}"
+
+
+def _database(path: Path):
+    from tvm.s_tir import meta_schedule as ms
+
+    path.mkdir(parents=True, exist_ok=True)
+    return ms.database.JSONDatabase(work_dir=str(path), allow_missing=True)
+
+
+def trials_done(path: Path) -> int:
+    """Trials a database directory holds: the budget of a finished tuning (``done.json``) or,
+    for an interrupted one, the records committed so far."""
+    done = 0
+    try:
+        done = int(json.loads((Path(path) / "done.json").read_text())["trials"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    records = Path(path) / "database_tuning_record.json"
+    if records.exists():
+        with records.open("rb") as f:
+            done = max(done, sum(1 for line in f if line.strip()))
+    return done
+
+
+# --------------------------------------------------------------------------------------------
+# builder and runner
+def _build_one(mod, target):
+    import tvm.s_tir.tensor_intrin  # noqa: F401 - registers the intrinsics schedules use
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+    from tvm.support.tar import tar
+
+    mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
+    built = tvm.tirx.build(mod, target=target) if hasattr(tvm, "tirx") and hasattr(
+        tvm.tirx, "build") else tvm.compile(mod, target=target)
+    path = os.path.join(tempfile.mkdtemp(prefix="tvm_sched_ms_"), "kernel." + tar.output_format)
+    built.export_library(path, fcompile=tar)
+    return path
+
+
+def _make_builder(on_batch: Callable[[int], None] | None):
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
+
+    @derived_object
+    class _InProcessBuilder(PyBuilder):
+        def build(self, build_inputs):
+            results = []
+            for inp in build_inputs:
+                try:
+                    results.append(BuilderResult(_build_one(inp.mod, inp.target), None))
+                except Exception as err:  # noqa: BLE001 - a candidate that fails is a result
+                    results.append(BuilderResult(None, one_line(err, limit=300)))
+            if on_batch is not None:
+                on_batch(len(build_inputs))
+            return results
+
+    return _InProcessBuilder()
+
+
+def InProcessBuilder(on_batch: Callable[[int], None] | None = None):  # noqa: N802 - a class
+    """A MetaSchedule builder that builds every candidate in this process, one after the other
+    (see the module docstring); ``on_batch(n)`` is called after each batch of ``n``."""
+    return _make_builder(on_batch)
+
+
+def _threads_then_evaluate(threads, session, rt_mod, device, evaluator_config, repeated_args):
+    """RPCRunner's evaluator: the device's thread pool sized to ``threads``, then MetaSchedule's
+    own timing."""
+    from tvm.s_tir.meta_schedule.runner.utils import run_evaluator_common
+
+    session.get_function("runtime.config_threadpool")(-3, int(threads), [])
+    return run_evaluator_common(rt_mod, device, evaluator_config, repeated_args)
+
+
+def _threads_then_evaluate_local(threads, rt_mod, device, evaluator_config, repeated_args):
+    """LocalRunner's evaluator: this worker's thread pool sized, then MetaSchedule's timing."""
+    from tvm.s_tir.meta_schedule.runner.utils import run_evaluator_common
+
+    tvm.get_global_func("runtime.config_threadpool")(-3, int(threads), [])
+    return run_evaluator_common(rt_mod, device, evaluator_config, repeated_args)
+
+
+def _connect(host: str, port: int, key: str, timeout: float, _rpc_config):
+    """RPCRunner's session factory for one server (no tracker in between)."""
+    from tvm import rpc
+
+    return rpc.connect(host, port, key="" if key in ("local", f"{host}:{port}") else key,
+                       session_timeout=timeout)
+
+
+def measure_runner(runner, threads: int, *, timeout: float = 60.0, number: int = 3,
+                   repeat: int = 1, min_repeat_ms: float = 40.0, workers: int | None = None):
+    """MetaSchedule's runner for the devices of a tvm_sched ``runner`` (see the module
+    docstring).
+
+    Parameters
+    ----------
+    runner
+        A :class:`tvm_sched.tune.runners.base.Runner` (embedded, server, tracker or in-process).
+    threads
+        Threads each kernel is timed with.
+    timeout
+        Seconds a measurement may take.
+    number, repeat, min_repeat_ms
+        MetaSchedule's evaluator settings.
+    workers
+        Parallel measurements (tracker: the free devices; otherwise 1).
+
+    Returns
+    -------
+    tvm.s_tir.meta_schedule.runner.Runner
+
+    Raises
+    ------
+    TuneInputError
+        A runner kind kernel tuning cannot measure on.
+    """
+    from tvm.s_tir.meta_schedule import runner as msr
+
+    evaluator = msr.EvaluatorConfig(number=number, repeat=repeat,
+                                    min_repeat_ms=int(min_repeat_ms),
+                                    enable_cpu_cache_flush=False)
+    kind = type(runner).__name__
+    if kind == "InProcessRunner":
+        return msr.LocalRunner(timeout_sec=timeout, evaluator_config=evaluator,
+                               f_run_evaluator=functools.partial(_threads_then_evaluate_local,
+                                                                 threads))
+    f_eval = functools.partial(_threads_then_evaluate, threads)
+    if kind == "TrackerRunner":
+        config = msr.RPCConfig(tracker_host=runner.host, tracker_port=runner.port,
+                               tracker_key=runner.key, session_priority=1,
+                               session_timeout_sec=int(timeout))
+        return msr.RPCRunner(config, evaluator, f_run_evaluator=f_eval,
+                             max_workers=max(1, workers or 1))
+    if hasattr(runner, "host") and getattr(runner, "port", None) is not None:
+        # RPCConfig insists on tracker fields; the session factory connects to the server
+        config = msr.RPCConfig(tracker_host=runner.host, tracker_port=int(runner.port),
+                               tracker_key="server", session_priority=1,
+                               session_timeout_sec=int(timeout))
+        return msr.RPCRunner(config, evaluator, max_workers=1, f_run_evaluator=f_eval,
+                             f_create_session=functools.partial(
+                                 _connect, runner.host, int(runner.port), runner.key,
+                                 int(timeout)))
+    raise TuneInputError(f"kernel tuning cannot measure on a {kind}: use the embedded server, "
+                         "--rpc-server or --rpc-tracker")
+
+
+# --------------------------------------------------------------------------------------------
+# tuning
+@dataclass
+class KernelTuning:
+    """What :func:`tune_kernels` did for one database.
+
+    Attributes
+    ----------
+    path
+        The database directory (None when nothing is tuned: ``trials == 0``).
+    target
+        The target the kernels are tuned and built for.
+    trials
+        The budget asked for.
+    tasks
+        Kernels (MetaSchedule tasks) of the module.
+    trials_before, trials_now
+        Trials the database held before this run, and trials run now.
+    seconds
+        Wall seconds of this run's tuning.
+    """
+
+    path: Path | None
+    target: tvm.target.Target
+    trials: int
+    tasks: int = 0
+    trials_before: int = 0
+    trials_now: int = 0
+    seconds: float = 0.0
+    info: dict = field(default_factory=dict)
+
+    @property
+    def database(self) -> Path | None:
+        """The database to apply, or None for the untuned kernels."""
+        return self.path if self.trials > 0 and self.path is not None else None
+
+
+def tune_kernels(mod: tvm.IRModule, target: tvm.target.Target, work: Path, trials: int, *,
+                 model_hash: str, runner=None, seed: int = 0, timeout: float = 60.0,
+                 workers: int | None = None,
+                 progress: Callable[[str, int, int, str], None] | None = None) -> KernelTuning:
+    """Tune the fused TIR kernels of ``mod`` for ``target`` with ``trials`` MetaSchedule trials,
+    resuming the database of an earlier run (see the module docstring).
+
+    Parameters
+    ----------
+    mod
+        The fused module (``main`` calls its TIR kernels).
+    target
+        The device target (:func:`device_target`); its ``num-cores`` is the thread count.
+    work
+        The tuning work dir; the database goes under ``work/kernels``.
+    trials
+        Trials in all (0: nothing is tuned).
+    model_hash
+        Identifies the model in the database directory name.
+    runner
+        The tvm_sched runner whose devices measure (:func:`measure_runner`).
+    seed
+        Seed of the search.
+    timeout
+        Seconds one measurement may take.
+    workers
+        Parallel measurements (a tracker's free devices).
+    progress
+        ``progress("kernels", done, total, text)`` as batches complete.
+
+    Returns
+    -------
+    KernelTuning
+
+    Raises
+    ------
+    TuneInputError
+        ``trials`` < 0, or a runner kernel tuning cannot measure on.
+    """
+    if trials < 0:
+        raise TuneInputError(f"--kernel-trials must be >= 0, got {trials}")
+    if trials == 0:
+        return KernelTuning(None, target, 0)
+    from tvm.s_tir import meta_schedule as ms
+
+    prog = progress or (lambda *a: None)
+    path = database_dir(work, model_hash, target)
+    before = trials_done(path)
+    tasks = ms.relax_integration.extract_tasks(mod, target)
+    result = KernelTuning(path, target, trials, len(tasks), before)
+    threads = int(dict(target.export()).get("num-cores") or 1)
+    if before >= trials or not tasks:
+        prog("kernels", 1, 1, f"{len(tasks)} kernels, {before} trials in the database "
+             "(nothing to tune)")
+        _database(path)  # an empty database still applies (nothing in it)
+        return result
+    todo = trials - before
+    # every task gets trials in the first rounds: a round of 64 per task would spend a small
+    # budget on the first few tasks and leave the rest untuned (single-threaded loops)
+    per_iter = int(max(4, min(64, todo // max(1, len(tasks)))))
+    done = [0]
+
+    def on_batch(n: int) -> None:
+        done[0] += n
+        prog("kernels", min(done[0], todo), todo,
+             f"{threads} thread(s): {before + done[0]}/{trials} trials, {len(tasks)} kernels")
+
+    prog("kernels", 0, todo, f"{threads} thread(s): {len(tasks)} kernels, {before}/{trials} "
+         "trials in the database")
+    t0 = time.perf_counter()
+    # MetaSchedule logs every round at INFO, and its C++ side warns on fd 2 for every task
+    # about rules the CPU has none of
+    with _quiet_meta_schedule(), filtered_stderr("Unknown schedule rule",
+                                                 "s_tir.meta_schedule.cpu.meta_schedule"):
+        strategy = ms.search_strategy.EvolutionarySearch(
+            population_size=POPULATION, init_min_unmeasured=min(50, POPULATION))
+        contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+            tasks, str(path / "logs"), strategy=strategy,
+            num_threads=max(1, os.cpu_count() or 1), seed=seed)
+        ms_runner = (measure_runner(runner, threads, timeout=timeout, workers=workers)
+                     if runner is not None else "local")
+        ms.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(path),
+                      max_trials_global=todo, max_trials_per_task=todo,
+                      num_trials_per_iter=per_iter, builder=InProcessBuilder(on_batch),
+                      runner=ms_runner, database=_database(path), cost_model="xgb",
+                      task_scheduler="gradient")
+    result.seconds = time.perf_counter() - t0
+    result.trials_now = done[0]
+    (path / "done.json").write_text(json.dumps({"trials": trials, "tasks": len(tasks),
+                                                "target": str(target)}))
+    shutil.rmtree(path / "logs", ignore_errors=True) if not log.isEnabledFor(
+        logging.DEBUG) else None
+    return result
+
+
+class _quiet_meta_schedule:  # noqa: N801 - used as a context manager
+    """MetaSchedule logs every round at INFO to the console; keep its loggers at WARNING."""
+
+    def __enter__(self):
+        self.saved = {}
+        for name in ("tvm.s_tir.meta_schedule", "tvm.meta_schedule"):
+            lg = logging.getLogger(name)
+            self.saved[name] = lg.level
+            lg.setLevel(logging.WARNING)
+        return self
+
+    def __exit__(self, *exc):
+        for name, level in self.saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+
+
+# --------------------------------------------------------------------------------------------
+# the stage the tuner runs
+def device_facts(session) -> tuple[str | None, int | None]:
+    """LLVM's name for the device's CPU and the cores its tvm_sched server may use (None where
+    the server does not say)."""
+    cores = None
+    try:
+        from tvm_sched.runtime import rpc
+
+        fn = session.get_function(rpc.NUM_CORES)
+        cores = int(fn()) if fn is not None else None
+    except Exception:  # noqa: BLE001 - a plain TVM server: no core count
+        cores = None
+    return _device_cpu(session), cores
+
+
+@dataclass
+class KernelSet:
+    """The kernels of a run: for each thread count, its device target and tuning.
+
+    Attributes
+    ----------
+    tunings
+        :class:`KernelTuning` per thread count (``tunings[t].target`` is the target to build
+        with, ``tunings[t].database`` the database to apply or None).
+    cpu, cpu_source
+        The device CPU (``mcpu``) and where it came from (see :class:`DeviceTarget`).
+    """
+
+    tunings: dict[int, KernelTuning]
+    cpu: str | None
+    cpu_source: str
+
+    def target(self, threads: int) -> tvm.target.Target:
+        """The build target of the kernels that run with ``threads`` threads."""
+        return self.tunings[threads].target
+
+    def database(self, threads: int) -> Path | None:
+        """The database of the kernels that run with ``threads`` threads (None: untuned)."""
+        return self.tunings[threads].database
+
+    def describe(self) -> dict:
+        """A JSON-able summary for reports and ``summary.json``."""
+        return {"cpu": self.cpu, "cpu_source": self.cpu_source,
+                "databases": {str(t): {"target": str(k.target), "trials": k.trials,
+                                       "tasks": k.tasks, "trials_before": k.trials_before,
+                                       "trials_now": k.trials_now,
+                                       "seconds": round(k.seconds, 1),
+                                       "path": str(k.path) if k.path else None}
+                              for t, k in sorted(self.tunings.items())}}
+
+
+def prepare_kernels(mod: tvm.IRModule, target: tvm.target.Target, cpu: str | None, threads, *,
+                    work: Path, trials: int, model_hash: str, runner=None, seed: int = 0,
+                    timeout: float = 60.0, progress=None) -> KernelSet:
+    """The device targets for every thread count in ``threads`` and, with ``trials`` > 0, the
+    kernels tuned for each (:func:`tune_kernels`; the largest thread count first: it is the
+    anchor's).
+
+    The caller must not hold a session on a one-client server while this tunes (a TVM RPC
+    server serves one client at a time; the measurements open their own).
+
+    Parameters
+    ----------
+    mod, target
+        The fused module and the user's target.
+    cpu
+        The device's CPU (:func:`device_facts`; None: the target's own ``mcpu`` or generic).
+    threads
+        Thread counts the kernels will run with.
+    work, trials, model_hash, runner, seed, timeout, progress
+        As for :func:`tune_kernels`.
+
+    Returns
+    -------
+    KernelSet
+
+    Raises
+    ------
+    TuneInputError
+        As :func:`tune_kernels` and :func:`device_target`.
+    """
+    counts = sorted({int(t) for t in threads}, reverse=True)
+    targets = {t: device_target(target, cpu, t) for t in counts}
+    tunings = {}
+    for t in counts:
+        tunings[t] = tune_kernels(mod, targets[t].target, work, trials, model_hash=model_hash,
+                                  runner=runner, seed=seed, timeout=timeout, progress=progress)
+    first = targets[counts[0]]
+    return KernelSet(tunings, first.cpu, first.source)
