@@ -57,7 +57,7 @@ import numpy as np
 from tvm_sched.runtime.cores import num_cores, parallelism
 
 __all__ = ["register", "forget", "time_remote", "run_remote", "NUM_CORES", "PARALLELISM",
-           "RUN_FUNC", "TIME_FUNC", "TIME_RUNS", "TIME_STEP", "ALIASES"]
+           "RUN_FUNC", "TIME_FUNC", "TIME_RUNS", "TIME_STEP", "ALIASES", "resolve_path"]
 
 NUM_CORES = "tvm_sched.runtime.num_cores"
 PARALLELISM = "tvm_sched.runtime.parallelism"
@@ -79,7 +79,20 @@ ALIASES = {
 _CACHE: dict[tuple[str, str, bool, bool], tuple[float, object]] = {}
 
 
-def _resolve(path: str) -> str:
+def resolve_path(path: str) -> str:
+    """A file the client uploaded: ``path`` in the RPC server's work directory (an absolute
+    path as given; in-process, relative to the current directory).
+
+    Parameters
+    ----------
+    path
+        The name ``session.upload`` gave, or an absolute path.
+
+    Returns
+    -------
+    str
+        The absolute path.
+    """
     if os.path.isabs(path):
         return path
     import tvm
@@ -93,7 +106,7 @@ def _module(path, engine: str = "auto", allow_oversubscribe: bool = True,
     """The loaded module at ``path`` from the cache (loaded again when the file changed)."""
     from tvm_sched.runtime.module import load
 
-    full = _resolve(str(path))
+    full = resolve_path(str(path))
     mtime = os.path.getmtime(full)
     key = (full, str(engine), bool(allow_oversubscribe), bool(adaptive))
     hit = _CACHE.get(key)

@@ -73,6 +73,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="MetaSchedule trials per thread count to tune the kernels on the "
                         "device (0: TVM's untuned kernels; the database in the work dir is "
                         "resumed, nothing is tuned twice)")
+    t.add_argument("--anchors", default="all", metavar="LIST|all|none",
+                   help="with --lanes: PyTorch / ONNX Runtime measured beside the Relax VM in "
+                        "the same rounds (pytorch-1t, pytorch, onnxruntime, "
+                        "onnxruntime-parallel; default all)")
     t.add_argument("--size", default="small", choices=["small", "bench"],
                    help="zoo model size (bench: 20-300 ms per inference)")
     t.add_argument("--candidates", type=int, default=64, help="orders proposed in all")
@@ -111,6 +115,18 @@ def _console():
     from tvm_sched.console import console
 
     return console()
+
+
+def _anchor_names(text: str) -> tuple[str, ...]:
+    """``--anchors``: ``all``, ``none`` or a comma-separated list (checked by TuneConfig)."""
+    from tvm_sched.tune.anchors import ANCHORS
+
+    text = text.strip().lower()
+    if text == "all":
+        return tuple(ANCHORS)
+    if text in ("none", ""):
+        return ()
+    return tuple(a.strip() for a in text.split(",") if a.strip())
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -160,22 +176,16 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     con = _console()
     try:
         # 1. every argument, before anything is imported, started or written
-        from tvm_sched.solvers import get_solver
         from tvm_sched.tune import TuneConfig, check_target, runner_from_args
         from tvm_sched.tune.model import source_name
         from tvm_sched.tune.workdir import check_work_dir, lock_work_dir
 
         target = check_target(args.target)
-        from tvm_sched.tune.lanes import LANE_SOLVERS
-        from tvm_sched.tune.tuner import DEFAULT_SOLVERS
-
-        text = args.solvers if args.solvers is not None else ",".join(
-            LANE_SOLVERS if args.lanes is not None else DEFAULT_SOLVERS)
-        solvers = [s.strip() for s in text.split(",") if s.strip()]
-        if not solvers:
-            raise TuneInputError(f"--solvers names no solver: {args.solvers!r}")
-        for s in solvers:
-            get_solver(s)
+        solvers = None  # the defaults of the run's kind; the names are checked by TuneConfig
+        if args.solvers is not None:
+            solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
+            if not solvers:
+                raise TuneInputError(f"--solvers names no solver: {args.solvers!r}")
         _check_args(args)
         cfg = TuneConfig(objective=args.objective, memory_budget=args.memory_budget,
                          solvers=solvers, candidates=args.candidates, top_k=args.top_k,
@@ -183,7 +193,8 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
                          solver_budget=args.solver_budget, timeout=args.timeout, seed=args.seed,
                          cache_bytes=args.cache_kib * 1024 if args.cache_kib else None,
                          arena=args.arena, lanes=args.lanes, samples=args.samples,
-                         per_solver=args.per_solver, kernel_trials=args.kernel_trials)
+                         per_solver=args.per_solver, kernel_trials=args.kernel_trials,
+                         anchors=_anchor_names(args.anchors) if args.lanes is not None else ())
         cfg.check()
         runner = runner_from_args(rpc_server=args.rpc_server, rpc_tracker=args.rpc_tracker,
                                   rpc_key=args.rpc_key, in_process=args.in_process,
@@ -286,6 +297,16 @@ def _lane_summary(con, result, work: Path) -> int:
                   f"{result.fastest.speedup['median']:.3f}x) did not beat it beyond the noise")
     sp_text = "n/a" if result.spearman is None else f"{result.spearman:+.2f}"
     con.print(f"Spearman(predicted makespan, measured latency): {sp_text}")
+    from tvm_sched.tune.lane_report import anchor_table, kernels_line
+
+    con.print(kernels_line(result.info))
+    rows = anchor_table(result)
+    if any(row["kind"] == "anchor" for row in rows):
+        con.print("same rounds: " + "; ".join(
+            f"{row['name']} " + (f"{row['median_ms']:.3f} ms" if row["median_ms"] is not None
+                                 else f"({row['error']})")
+            + (f" (pick {row['pick_speedup']:.2f}x)" if row["pick_speedup"] is not None
+               and row["kind"] == "anchor" else "") for row in rows))
     lanes_file = work / "best_lanes.tar"
     con.print(f"report: {work / 'report.md'}  plot: {work / 'pareto.png'}  VM: "
               f"{work / 'best.so'}" + (f"  lane plan: {lanes_file}" if lanes_file.exists()

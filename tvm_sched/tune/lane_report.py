@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tvm_sched.solvers.portfolio import candidate_name
 from tvm_sched.tune.objective import TuneRecord
 
-__all__ = ["LaneTuneResult", "solver_table", "write_lane_report", "rich_lane_table",
+__all__ = ["LaneTuneResult", "solver_table", "anchor_table", "write_lane_report", "rich_lane_table",
            "pareto_front"]
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,9 @@ def solver_table(result: LaneTuneResult) -> list[dict[str, Any]]:
     preds = sorted(r.predicted for r in lanes)
     rows = []
     for name, info in result.solver_info.items():
-        own = [r for r in lanes if r.source == name or any(a.split("#")[0] == name
-                                                           for a in r.aliases)]
+        # the names its proposals had (a proposal equal to an earlier one is only an alias)
+        names = {candidate_name(name, j) for j in range(info.get("proposals", 0))}
+        own = [r for r in lanes if r.source == name or names.intersection(r.aliases)]
         ok = [r for r in own if r.ok and r.speedup]
         best = max(ok, key=lambda r: r.speedup["median"]) if ok else None
         top = min((r.predicted for r in own), default=None)
@@ -118,6 +120,46 @@ def _conditions(info: dict) -> list[str]:
     return out
 
 
+def anchor_table(result: LaneTuneResult) -> list[dict[str, Any]]:
+    """The pick beside the Relax VM and the anchors (PyTorch, ONNX Runtime) of the same rounds:
+    per row the median ms, the error (e.g. "onnxruntime is not installed on the device") and
+    ``pick_speedup``, how many times faster the pick ran (ratio of the median speed-ups over
+    the VM of the same rounds; above 1: the pick is faster)."""
+    rows = []
+    b = result.best
+    pick_sp = result.speedup["median"] if result.speedup else None
+    for r in result.records:
+        if r.kind not in ("vm", "anchor"):
+            continue
+        sp = 1.0 if r.kind == "vm" else (r.speedup["median"] if r.ok and r.speedup else None)
+        rows.append({"name": r.candidate, "kind": r.kind,
+                     "median_ms": r.latency["median"] * 1e3 if r.ok and r.latency else None,
+                     "error": r.error,
+                     "pick_speedup": pick_sp / sp if pick_sp and sp else None})
+    if b is not None and b.kind != "vm" and b.latency:
+        rows.insert(1, {"name": f"pick: {b.candidate}", "kind": b.kind,
+                        "median_ms": b.latency["median"] * 1e3, "error": None,
+                        "pick_speedup": 1.0})
+    return rows
+
+
+def kernels_line(info: dict) -> str:
+    """One sentence on the kernels of a run: tuned (trials, threads, CPU) or untuned."""
+    kt = info.get("kernel_tuning") or {}
+    dbs = kt.get("databases") or {}
+    cpu = kt.get("cpu") or "generic (the device did not name its CPU)"
+    if not dbs or all(d.get("trials", 0) == 0 for d in dbs.values()):
+        return (f"Kernels: TVM's untuned kernels (--kernel-trials 0), built for CPU {cpu}; "
+                f"{info.get('threads_per_lane', 1)} thread(s) per lane, the VM on "
+                f"{info.get('cores', '?')} core(s).")
+    parts = [f"{t} thread(s): {d['trials']} MetaSchedule trials over {d['tasks']} kernels "
+             f"({d['trials_now']} run now, {d['seconds']:.0f} s)" for t, d in dbs.items()]
+    return (f"Kernels tuned on the device for CPU {cpu} ({kt.get('cpu_source')}): "
+            f"{'; '.join(parts)}. Lanes run on the kernels tuned for "
+            f"{info.get('threads_per_lane')} thread(s), the Relax VM on those for "
+            f"{info.get('cores')}.")
+
+
 def _markdown(result: LaneTuneResult) -> str:
     info = result.info
     b = result.best
@@ -133,6 +175,16 @@ def _markdown(result: LaneTuneResult) -> str:
     if result.fastest is not None and result.fastest is not b:
         lines.append(f"Fastest measured: {result.fastest.candidate} "
                      f"{_fmt_sp(result.fastest.speedup)} (not beyond the noise: the VM kept).")
+    lines += ["", kernels_line(info)]
+    rows = anchor_table(result)
+    if any(row["kind"] == "anchor" for row in rows):
+        lines += ["", "## Against the Relax VM, PyTorch and ONNX Runtime (same rounds)", "",
+                  "| | median ms | the pick is ... x faster |", "|---|---|---|"]
+        for row in rows:
+            ms = "-" if row["median_ms"] is None else f"{row['median_ms']:.3f}"
+            ps = row["pick_speedup"]
+            lines.append(f"| {row['name']} | {ms if not row['error'] else row['error']} | "
+                         f"{'-' if ps is None else f'{ps:.2f}'} |")
     sp = result.spearman
     lines += ["", f"Spearman(predicted makespan, measured latency relative to the VM) over the "
                   f"measured lane candidates: {'n/a' if sp is None else f'{sp:+.3f}'}", "",
@@ -216,7 +268,8 @@ def summary(result: LaneTuneResult) -> dict[str, Any]:
         "speedup": result.speedup, "fastest": result.fastest.candidate if result.fastest
         else None, "spearman": result.spearman, "seconds": result.seconds,
         "memory_budget": result.memory_budget, "measured_now": result.measured_now,
-        "solvers": solver_table(result), "info": result.info,
+        "solvers": solver_table(result), "anchors": anchor_table(result),
+        "info": result.info,
         "records": [r.to_dict() for r in result.records],
     }
 

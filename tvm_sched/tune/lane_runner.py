@@ -44,8 +44,15 @@ class LaneRunner:
 
     def __init__(self, name: str, sess, builder, inputs: Sequence[np.ndarray], *,
                  repeats: int = 10, min_repeat_ms: float = 10.0, rtol: float = 1e-4,
-                 timeout: float = 120.0, reopen: Callable[[], object] | None = None):
+                 timeout: float = 120.0, reopen: Callable[[], object] | None = None,
+                 anchors: dict[str, dict] | None = None, upload: Sequence[Path] = (),
+                 anchor_rtol: float = 1e-3):
         self.name = name
+        #: Anchor specs by candidate name (:mod:`tvm_sched.tune.anchors`), and the files they
+        #: need on the device (uploaded with the first anchor).
+        self.anchors = dict(anchors or {})
+        self.anchor_files = [Path(p) for p in upload]
+        self.anchor_rtol = anchor_rtol
         self.reopen = reopen
         #: Sessions reopened after a loss (at most one per stage: profile, measure).
         self.reconnects = 0
@@ -99,6 +106,32 @@ class LaneRunner:
         fn = self.sess.get_function(rpc.RUN_FUNC)
         args = [tvm.runtime.tensor(x, self.dev) for x in self.inputs]
         return [fn(name, k, *args).numpy() for k in range(count)]
+
+    # -- anchors (PyTorch, ONNX Runtime) ------------------------------------------------------
+    def anchor_load(self, name: str) -> str:
+        """Load anchor ``name`` on the device (its files uploaded first); "" or why not."""
+        import json
+
+        from tvm_sched.tune import anchors
+
+        for f in self.anchor_files:
+            self.sess.upload(str(f), f.name)
+        self.anchor_files = []
+        return str(self.sess.get_function(anchors.LOAD)(name, json.dumps(self.anchors[name])))
+
+    def anchor_outputs(self, name: str, count: int) -> list[np.ndarray]:
+        import tvm
+
+        from tvm_sched.tune import anchors
+
+        fn = self.sess.get_function(anchors.RUN)
+        args = [tvm.runtime.tensor(x, self.dev) for x in self.inputs]
+        return [fn(name, k, *args).numpy() for k in range(count)]
+
+    def anchor_time(self, name: str, number: int) -> float:
+        from tvm_sched.tune import anchors
+
+        return float(self.sess.get_function(anchors.TIME)(name, number))
 
     def lane_time(self, name: str, number: int) -> float:
         return float(self.sess.get_function(rpc.TIME_RUNS)(name, number))
@@ -195,8 +228,9 @@ class LaneRunner:
         self._reopened.add("profile")
         self._restart(lost_err)
 
-    def _check(self, outs: list[np.ndarray]) -> str | None:
+    def _check(self, outs: list[np.ndarray], rtol: float | None = None) -> str | None:
         ref = self.reference
+        rtol = self.rtol if rtol is None else rtol
         if len(outs) != len(ref):
             return f"{len(outs)} outputs, the VM gives {len(ref)}"
         for o, r in zip(outs, ref, strict=True):
@@ -204,7 +238,7 @@ class LaneRunner:
                 return f"output shape {o.shape} != the VM's {r.shape}"
             diff = float(np.max(np.abs(o.astype(np.float64) - r))) if o.size else 0.0
             scale = float(np.max(np.abs(r))) if r.size else 0.0
-            if not np.isfinite(diff) or diff > self.rtol * max(scale, 1.0):
+            if not np.isfinite(diff) or diff > rtol * max(scale, 1.0):
                 return f"outputs differ from the VM's (max abs diff {diff:.3g})"
         return None
 
@@ -294,6 +328,9 @@ class LaneRunner:
             if c.kind == "vm":
                 runs.append((c, self.vm_time, res))
                 continue
+            if c.kind == "anchor":
+                self._add_anchor(c, res, runs, tell)
+                continue
             if b.error is not None:
                 res.error = f"build failed: {b.error}"
                 tell(res)
@@ -325,6 +362,32 @@ class LaneRunner:
             if c.kind == "vm" and not report_anchor:
                 continue
             tell(res)
+
+    def _add_anchor(self, c: LaneCandidate, res: MeasureResult, runs: list, tell) -> None:
+        """Load anchor ``c`` on the device and check its outputs; into ``runs`` when it runs,
+        else told with the reason (e.g. "onnxruntime is not installed on the device")."""
+        spec = self.anchors.get(c.name, {"unavailable": "not measured: no anchor spec"})
+        if "unavailable" in spec:
+            res.error = spec["unavailable"]
+            tell(res)
+            return
+        why = self._try(res, "anchor load", self.anchor_load, c.name, done=tell)
+        if why is None:
+            return
+        if why:
+            res.error = why
+            tell(res)
+            return
+        outs = self._try(res, "anchor run", self.anchor_outputs, c.name, len(self.reference),
+                         done=tell)
+        if outs is None:
+            return
+        bad = self._check(outs, self.anchor_rtol)
+        if bad:
+            res.error = bad
+            tell(res)
+            return
+        runs.append((c, (lambda n, name=c.name: self.anchor_time(name, n)), res))
 
     def _alive(self) -> None:
         import tvm

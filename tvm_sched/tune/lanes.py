@@ -49,6 +49,7 @@ from tvm_sched.console import filtered_stderr
 from tvm_sched.errors import DeviceUnavailableError, TuneInputError, one_line
 from tvm_sched.runtime import rpc
 from tvm_sched.runtime.cores import lanes_for, num_cores
+from tvm_sched.tune import anchors
 from tvm_sched.tune.database import Database
 from tvm_sched.tune.kernels import device_facts, prepare_kernels
 from tvm_sched.tune.lane_runner import LaneRunner, SpreadRunner
@@ -205,7 +206,7 @@ class LaneBuilder:
 
     def build(self, c: LaneCandidate) -> BuiltLane:
         t0 = time.perf_counter()
-        if c.kind == "vm":
+        if c.kind in ("vm", "anchor"):  # nothing to build: the device has them
             return BuiltLane(None, None, 0.0)
         try:
             path = self.export(c, self.tmp / f"lane_{c.hash}.tar")
@@ -234,7 +235,7 @@ def propose_lanes(graph, lanes: int, solvers: Sequence[str], *, samples: int, pe
     one = make_objective("makespan", lanes=1)
     pool = [LaneCandidate("executor m=1", "baseline", "lanes", 1, m1.order, m1.lane,
                           float(one.evaluate(graph, m1)), baseline=True)]
-    names = list(dict.fromkeys([*solvers, "list"]))
+    names = [*solvers, "list"]  # propose runs a repeated name once
     # CP-SAT: a portfolio of workers no larger than the machine
     got = propose(graph, make_objective("makespan", lanes=lanes), names, budget=budget,
                   seed=seed, samples=samples, per_solver=max(1, per_solver),
@@ -328,6 +329,22 @@ def _read_pool(state: dict, graph) -> list[LaneCandidate]:
     return pool
 
 
+def _anchors(model, work: Path, wanted, prog) -> tuple[dict[str, dict], list[Path]]:
+    """The anchor specs the run measures (``wanted``: names of
+    :data:`tvm_sched.tune.anchors.ANCHORS`) and the files the devices need for them (the ONNX
+    file, exported from a zoo model once into the work dir)."""
+    if not wanted:
+        return {}, []
+    onnx = None
+    if any(anchors.ANCHORS[n][0] == "ort" for n in wanted):
+        prog("anchors", 0, 1, "ONNX export")
+        onnx = anchors.export_onnx(model.source, work / f"anchor-{model.hash}.onnx")
+        prog("anchors", 1, 1, "ONNX file" if onnx else "no ONNX file")
+    specs = {n: s for n, s in anchors.anchor_specs(model.source, onnx).items() if n in wanted}
+    used = any(s.get("framework") == "ort" for s in specs.values())
+    return specs, [onnx] if used and onnx is not None else []
+
+
 def _survey(devices, lanes_asked) -> tuple[dict, int, str | None, int]:
     """What the devices offer now (the report says under which conditions it measured), the
     lanes (``auto``: the fewest any device offers: a plan must fit every device it is timed
@@ -416,9 +433,11 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
                               vm_lib_path=None if k is k_vm else vm_cached)
         secs["compile"] = time.perf_counter() - t0
         prog("build", 1, 1, "kernels")
+        specs, files = _anchors(model, work, cfg.anchors, prog)
         devs += [LaneRunner(name, se, builder, model.inputs, repeats=cfg.repeats,
                             min_repeat_ms=cfg.min_repeat_ms, timeout=cfg.timeout,
-                            reopen=lambda name=name: runner.reopen(name))
+                            reopen=lambda name=name: runner.reopen(name), anchors=specs,
+                            upload=files)
                  for name, se in devices]
         dev = devs[0]  # profiles the kernels
 
@@ -471,6 +490,8 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
         budget = parse_memory_budget(cfg.memory_budget, tvm_bytes or 0)
         _check_budget(budget, vm, pool)
         secs["plan"] = time.perf_counter() - t0
+        # PyTorch / ONNX Runtime in the same rounds; baselines (always measured), never picked
+        anchor_cands = [LaneCandidate(n, "anchor", "anchor", 1, baseline=True) for n in specs]
 
         objective = LaneObjective()
         db = Database(work / "lane_records.jsonl")
@@ -483,9 +504,9 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
                                    target=key_target, device_key=runner.key)
 
         t0 = time.perf_counter()
-        out = search(objective, [vm, *pool], builder=builder, runner=SpreadRunner(devs),
-                     database=db, key=key,
-                     make_record=make_record, budget=budget, top_k=cfg.top_k, progress=prog)
+        out = search(objective, [vm, *anchor_cands, *pool], builder=builder,
+                     runner=SpreadRunner(devs), database=db, key=key, make_record=make_record,
+                     budget=budget, top_k=cfg.top_k, progress=prog)
         secs["measure"] = time.perf_counter() - t0
 
         # the files next to each other: best.so (the VM), best_lanes.tar (a lane plan)
@@ -507,6 +528,7 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
             d.close()
         # lane modules that in-process sessions loaded here: their engines' threads end now
         rpc.forget()
+        anchors.forget()
         tmp_dir.cleanup()
     secs["total"] = time.perf_counter() - t_start
     result = LaneTuneResult(

@@ -65,6 +65,9 @@ class TuneModel:
     inputs: list[np.ndarray]
     params: list[np.ndarray] = field(default_factory=list)
     reference: list[np.ndarray] = field(default_factory=list)
+    #: Where it came from, for the anchors (:mod:`tvm_sched.tune.anchors`):
+    #: ``{"zoo": name, "size": size, "seed": seed}``, ``{"onnx": path}`` or empty.
+    source: dict = field(default_factory=dict)
 
     @property
     def hash(self) -> str:
@@ -256,9 +259,13 @@ def load_model(*, model: str | None = None, onnx: str | Path | None = None,
         except ValueError as err:
             raise TuneInputError(str(err)) from None
         name = model if size == "small" else f"{model}-{size}"
-        return _finish(name, imp.mod, imp.inputs, imp.params, imp.reference, seed)
+        tm = _finish(name, imp.mod, imp.inputs, imp.params, imp.reference, seed)
+        tm.source = {"zoo": model, "size": size, "seed": seed}
+        return tm
     if onnx is not None:
-        return _load_onnx(Path(onnx), seed)
+        tm = _load_onnx(Path(onnx), seed)
+        tm.source = {"onnx": str(Path(onnx).resolve())}
+        return tm
     return _load_relax_file(Path(relax_file), name, seed)
 
 

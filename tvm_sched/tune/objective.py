@@ -89,7 +89,9 @@ class Candidate:
 
 @dataclass
 class LaneCandidate:
-    """A candidate: the Relax VM (``kind="vm"``) or a lane schedule (``kind="lanes"``)."""
+    """A candidate: the Relax VM (``kind="vm"``), a lane schedule (``kind="lanes"``) or an
+    anchor that is measured but never picked (``kind="anchor"``: PyTorch, ONNX Runtime;
+    :mod:`tvm_sched.tune.anchors`)."""
 
     name: str
     source: str
@@ -106,8 +108,10 @@ class LaneCandidate:
 
     @property
     def hash(self) -> str:
-        text = json.dumps([self.kind, self.lanes, list(self.order or ()),
-                           list(self.lane or ())], separators=(",", ":"))
+        parts = [self.kind, self.lanes, list(self.order or ()), list(self.lane or ())]
+        if self.kind == "anchor":  # PyTorch / ONNX Runtime: told apart by name alone
+            parts.append(self.name)
+        text = json.dumps(parts, separators=(",", ":"))
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
@@ -164,7 +168,7 @@ class LaneObjective(TuneObjective):
         ``budget``, the fastest measured plan that fits (None if none was measured);
         ``fastest`` ignores the noise test."""
         vm = next((r for r in records if r.kind == "vm" and r.ok), None)
-        ok = [r for r in records if r.ok and r.kind != "vm" and r.anchor_samples
+        ok = [r for r in records if r.ok and r.kind not in ("vm", "anchor") and r.anchor_samples
               and (budget is None or (r.arena_bytes is not None and r.arena_bytes <= budget))]
 
         def key(r: TuneRecord) -> tuple:

@@ -48,7 +48,7 @@ __all__ = ["RECORD_FORMAT", "KINDS", "MeasureResult", "TuneRecord", "latency_sta
 RECORD_FORMAT = 1
 
 #: What a record measured (see the module docstring).
-KINDS = ("vm", "order", "lanes")
+KINDS = ("vm", "order", "lanes", "anchor")
 
 
 def latency_stats(samples: Sequence[float]) -> dict[str, float] | None:

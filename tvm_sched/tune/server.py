@@ -352,6 +352,9 @@ def _start(args: argparse.Namespace, life: _Life, prctl) -> int:
     from tvm_sched.runtime.rpc import register as register_lane_functions
 
     register_lane_functions()  # tvm_sched.runtime.num_cores / run_exported / time_step / ...
+    from tvm_sched.tune.anchors import register as register_anchors
+
+    register_anchors()  # PyTorch and ONNX Runtime timed beside the VM (tune/anchors.py)
     if os.environ.get(FAULTS_ENV) == "1":
         _register_faults()
     logging.getLogger("RPCServer").setLevel(logging.ERROR)  # TVM's per-session info lines

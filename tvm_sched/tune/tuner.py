@@ -50,6 +50,7 @@ import tvm
 
 from tvm_sched.errors import TuneInputError
 from tvm_sched.relax.memory import planned_bytes
+from tvm_sched.solvers.registry import check_solver_names
 from tvm_sched.tune.builder import Builder, OrderBuilder
 from tvm_sched.tune.candidates import Candidate, default_cache_bytes, propose, tvm_orders
 from tvm_sched.tune.database import Database
@@ -82,7 +83,10 @@ class TuneConfig:
     objective: str = "latency"
     #: Bytes, or a string "<ratio>x" relative to TVM's order (e.g. "0.9x"); latency only.
     memory_budget: int | str | None = None
-    solvers: Sequence[str] = DEFAULT_SOLVERS
+    #: Registered solver names; ``None``: the defaults of the run's kind
+    #: (:data:`DEFAULT_SOLVERS` for VM orders, :data:`~tvm_sched.tune.lanes.LANE_SOLVERS` for
+    #: lanes; :meth:`solver_names`).
+    solvers: Sequence[str] | None = None
     candidates: int = 64
     top_k: int = 8
     solver_budget: float = 2.0
@@ -111,15 +115,41 @@ class TuneConfig:
     #: the databases stay in the work dir, so a resumed run tunes nothing again
     #: (:mod:`tvm_sched.tune.kernels`).
     kernel_trials: int = 0
+    #: Lanes: the anchors measured beside the Relax VM in the same rounds, by name
+    #: (:data:`tvm_sched.tune.anchors.ANCHORS`: PyTorch eager, ONNX Runtime); never picked.
+    anchors: Sequence[str] = ()
+
+    def solver_names(self) -> tuple[str, ...]:
+        """The solvers a run uses: ``solvers``, or the defaults of its kind when ``None``.
+
+        Returns
+        -------
+        tuple of str
+            ``solvers`` as given; else :data:`~tvm_sched.tune.lanes.LANE_SOLVERS` with
+            ``lanes``, :data:`DEFAULT_SOLVERS` without.
+        """
+        if self.solvers is not None:
+            return tuple(self.solvers)
+        return LANE_SOLVERS if self.lanes is not None else DEFAULT_SOLVERS
 
     def check(self) -> None:
         """Reject options no run can use, before any work.
+
+        Solver names are looked up in the registry without importing any solver (a solver
+        whose package is missing is skipped, with a warning, when the run proposes).
 
         Raises
         ------
         TuneInputError
             The first bad option, named as on the command line.
+        UnknownSolverError
+            A name in ``solvers`` is not a registered solver.
         """
+        if self.solvers is not None:
+            if isinstance(self.solvers, str) or not self.solvers:
+                raise TuneInputError(f"--solvers must name at least one solver (a sequence of "
+                                     f"names), got {self.solvers!r}")
+            check_solver_names(self.solvers)
         if self.objective not in OBJECTIVES:
             raise TuneInputError(f"objective must be one of {', '.join(OBJECTIVES)}, "
                                  f"got {self.objective!r}")
@@ -146,6 +176,12 @@ class TuneConfig:
                 or self.kernel_trials < 0:
             raise TuneInputError(f"--kernel-trials must be an integer >= 0, got "
                                  f"{self.kernel_trials!r}")
+        from tvm_sched.tune.anchors import ANCHORS
+
+        unknown = [a for a in self.anchors if a not in ANCHORS]
+        if unknown:
+            raise TuneInputError(f"unknown anchor(s) {', '.join(map(repr, unknown))}; known: "
+                                 f"{', '.join(ANCHORS)}")
         if self.seed < 0:
             raise TuneInputError(f"--seed must be >= 0, got {self.seed}")
         if self.lanes is not None:
@@ -234,11 +270,14 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work
         (checked before anything is proposed, built or measured); a memory budget that no
         proposed order meets (checked before building); a model that does not build in its own
         order.
+    UnknownSolverError
+        A name in ``config.solvers`` is not a registered solver (checked before any work).
     DeviceUnavailableError
         Devices were lost and could not be reopened (records so far are kept).
     """
     cfg = config or TuneConfig()
     cfg.check()
+    cfg = replace(cfg, solvers=cfg.solver_names())
     if not isinstance(target, tvm.target.Target):
         target = check_target(target)
     # the full target string: targets that differ in any attribute do not share records
@@ -250,8 +289,6 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work
         if cfg.lanes is not None:
             from tvm_sched.tune.lanes import tune_lanes
 
-            if tuple(cfg.solvers) == DEFAULT_SOLVERS:
-                cfg = replace(cfg, solvers=LANE_SOLVERS)
             return tune_lanes(model, target, key_target, runner, work, cfg, progress)
         return _tune(model, target, key_target, runner, work, cfg, progress)
 
