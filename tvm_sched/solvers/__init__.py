@@ -14,11 +14,18 @@ from tvm_sched.solvers.base import (
     Status,
     resolve_device,
 )
-from tvm_sched.solvers.registry import get_solver, register, solve, solver_class, solver_names
+from tvm_sched.solvers.registry import (
+    check_solver_names,
+    get_solver,
+    register,
+    solve,
+    solver_class,
+    solver_names,
+)
 
 __all__ = [
     "Candidate", "Deadline", "Proposal", "SolveResult", "Solver", "Status", "resolve_device",
-    "get_solver", "register", "solve", "solver_class", "solver_names",
+    "check_solver_names", "get_solver", "register", "solve", "solver_class", "solver_names",
     "load_checkpoint", "sample_schedules", "train_gflownet",
 ]
 

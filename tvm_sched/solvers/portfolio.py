@@ -46,31 +46,65 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tvm_sched.cost import Objective, make_objective
-from tvm_sched.errors import UnknownSolverError, one_line
+from tvm_sched.errors import one_line
 from tvm_sched.graph import OpGraph
 from tvm_sched.schedule import Schedule
 from tvm_sched.solvers.base import first_of_each, schedule_key
-from tvm_sched.solvers.registry import get_solver, solver_class, solver_names
+from tvm_sched.solvers.registry import check_solver_names, get_solver, solver_class
 
-__all__ = ["Proposed", "Portfolio", "propose", "MEMORY_FALLBACKS"]
+__all__ = ["Proposed", "Portfolio", "propose", "candidate_name", "MEMORY_FALLBACKS"]
 
 log = logging.getLogger(__name__)
 
 #: Where a memory objective falls back to, in turn.
 MEMORY_FALLBACKS = ("planned_memory", "peak_memory")
 
+
+def candidate_name(source: str, index: int) -> str:
+    """The name of a solver's ``index``-th best schedule: ``source``, then ``source#j``.
+
+    The one place such a name is made; callers keep ``source`` and ``index`` as fields and
+    never parse a name back.
+
+    Parameters
+    ----------
+    source
+        The solver's name.
+    index
+        Rank of the schedule among the solver's, 0 for its best.
+
+    Returns
+    -------
+    str
+        ``source`` for ``index`` 0, else ``f"{source}#{index}"``.
+
+    Examples
+    --------
+    >>> candidate_name("gaus", 0), candidate_name("gaus", 2)
+    ('gaus', 'gaus#2')
+    """
+    return source if index == 0 else f"{source}#{index}"
+
+
 @dataclass
 class Proposed:
-    """One distinct schedule: ``name`` is ``solver`` or ``solver#j`` (its j-th best)."""
+    """One distinct schedule: the ``index``-th best of the solver ``source``."""
 
-    name: str
     source: str
+    #: Rank among the solver's schedules (0: its best).
+    index: int
     schedule: Schedule
     #: The exact value on the requested objective.
     value: float
     #: The objective the solver searched on (the requested one or a fallback).
     solved_on: str
+    #: Names of the later proposals of the same schedule.
     aliases: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """``source`` or ``source#index`` (:func:`candidate_name`)."""
+        return candidate_name(self.source, self.index)
 
 
 @dataclass
@@ -157,10 +191,7 @@ def propose(graph: OpGraph, objective: Objective | str, solvers: Sequence[str], 
     """
     objective = make_objective(objective)
     names = list(dict.fromkeys(solvers))
-    unknown = [n for n in names if n not in solver_names()]
-    if unknown:
-        raise UnknownSolverError(f"unknown solver {unknown[0]!r}; choose one of: "
-                                 f"{', '.join(solver_names())}")
+    check_solver_names(names)
     if fallbacks is None:
         fallbacks = () if objective.name in ("makespan", "stage") else MEMORY_FALLBACKS
     alternatives = [objective, *(make_objective(f) for f in fallbacks if f != objective.name)]
@@ -193,8 +224,7 @@ def propose(graph: OpGraph, objective: Objective | str, solvers: Sequence[str], 
                         s = objective.complete(graph, s)
                     if on is not objective:  # valued on the requested objective
                         v = objective.evaluate(graph, s)
-                    proposed.append(Proposed(name if j == 0 else f"{name}#{j}", name, s,
-                                             float(v), on.name))
+                    proposed.append(Proposed(name, j, s, float(v), on.name))
                 info[name] = {"seconds": time.perf_counter() - t0, "proposals": len(kept),
                               "objective": on.name, "status": str(res.status)}
         if progress is not None:

@@ -16,6 +16,7 @@ Examples
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from typing import Any
 
 from tvm_sched.cost import Objective, make_objective
@@ -23,7 +24,8 @@ from tvm_sched.errors import SolverUnavailableError, UnknownSolverError
 from tvm_sched.graph import OpGraph
 from tvm_sched.solvers.base import Solver, SolveResult
 
-__all__ = ["register", "get_solver", "solver_names", "solve", "solver_class"]
+__all__ = ["register", "get_solver", "solver_names", "check_solver_names", "solve",
+           "solver_class"]
 
 # name -> "module:Class" (lazy) or a class (registered at run time)
 _REGISTRY: dict[str, str | type[Solver]] = {
@@ -87,6 +89,25 @@ def solver_names() -> list[str]:
     return list(_REGISTRY)
 
 
+def check_solver_names(names: Iterable[str]) -> None:
+    """Check that every name is a registered solver, without importing any solver's module.
+
+    Parameters
+    ----------
+    names
+        Solver names.
+
+    Raises
+    ------
+    UnknownSolverError
+        The first name that is not registered (the message lists the known ones).
+    """
+    for name in names:
+        if name not in _REGISTRY:
+            raise UnknownSolverError(
+                f"unknown solver {name!r}; choose one of: {', '.join(_REGISTRY)}")
+
+
 def solver_class(name: str) -> type[Solver]:
     """The class registered under ``name``.
 
@@ -109,12 +130,8 @@ def solver_class(name: str) -> type[Solver]:
     SolverUnavailableError
         The solver needs a package that is not installed.
     """
-    try:
-        entry = _REGISTRY[name]
-    except KeyError:
-        raise UnknownSolverError(
-            f"unknown solver {name!r}; choose one of: {', '.join(_REGISTRY)}"
-        ) from None
+    check_solver_names([name])
+    entry = _REGISTRY[name]
     if isinstance(entry, type):
         return entry
     module, _, cls_name = entry.partition(":")

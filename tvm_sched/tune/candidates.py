@@ -28,7 +28,8 @@ from tvm_sched.cost import cache_miss_bytes, peak_memory_batch, planned_memory_b
 from tvm_sched.graph import priority_orders_batch, program_order
 from tvm_sched.memory import arena_bytes_batch
 from tvm_sched.relax.reorder import node_order
-from tvm_sched.solvers import get_solver, portfolio
+from tvm_sched.solvers import portfolio
+from tvm_sched.solvers.portfolio import candidate_name
 from tvm_sched.tune.model import TuneModel
 from tvm_sched.tune.objective import Candidate
 
@@ -181,15 +182,18 @@ def propose(model: TuneModel, *, solvers: Sequence[str], candidates: int, seed: 
     Raises
     ------
     UnknownSolverError
-        A name in ``solvers`` is not registered (checked before any work).
-    SolverUnavailableError
-        A solver needs a package that is not installed (checked before any work).
+        A name in ``solvers`` is not registered, when its turn comes (a run checks its names
+        first: :meth:`~tvm_sched.tune.tuner.TuneConfig.check`). A solver whose package is
+        missing is skipped with a warning, as :func:`~tvm_sched.solvers.portfolio.propose`
+        does.
     """
     cache_bytes = default_cache_bytes() if cache_bytes is None else cache_bytes
     pool: list[Candidate] = []
     seen: dict[str, Candidate] = {}
 
     def add(c: Candidate) -> None:
+        # whole candidates (an order per block) across baselines, solvers and random fill;
+        # portfolio.propose sees one block and one solver at a time here, so this is no repeat
         if c.hash in seen:
             seen[c.hash].aliases.append(c.name)
         else:
@@ -200,10 +204,8 @@ def propose(model: TuneModel, *, solvers: Sequence[str], candidates: int, seed: 
         add(c)
 
     for name in solvers:
-        get_solver(name)  # unknown names fail here, before any work
-    for name in solvers:
         for j, orders in enumerate(_solver_orders(model, name, budget, seed, arena)):
-            add(Candidate(name if j == 0 else f"{name}#{j}", name, orders))
+            add(Candidate(candidate_name(name, j), name, orders))
         if progress is not None:
             progress(name)
     rng = np.random.default_rng(seed)
@@ -213,7 +215,7 @@ def propose(model: TuneModel, *, solvers: Sequence[str], candidates: int, seed: 
         per_graph = [priority_orders_batch(g, rng.random((need, g.num_nodes)))
                      for g in model.graphs]
         for j in range(need):
-            add(Candidate(f"random#{len(pool)}", "random",
+            add(Candidate(candidate_name("random", len(pool)), "random",
                           tuple(tuple(int(v) for v in p[j]) for p in per_graph)))
         tries += 1
     _score(model, pool, cache_bytes, arena)
