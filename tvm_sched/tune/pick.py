@@ -31,6 +31,18 @@ def parse_memory_budget(value: int | str | None, tvm_planned: int) -> int | None
     """Bytes from an int, ``"123456"``, ``"64KiB"``/``"2MiB"``/``"1GiB"`` or ``"0.9x"`` of
     ``tvm_planned`` (TVM's order's planned bytes).
 
+    Parameters
+    ----------
+    value
+        The budget as given; ``None``: no budget.
+    tvm_planned
+        Bytes TVM's own order plans, the base of a ratio.
+
+    Returns
+    -------
+    int or None
+        The budget in bytes, ``None`` when ``value`` is.
+
     Raises
     ------
     TuneInputError
@@ -72,7 +84,24 @@ def parse_memory_budget(value: int | str | None, tvm_planned: int) -> int | None
 
 def rank(cands: list[Any], objective: str, budget: int | None, top_k: int) -> list[Any]:
     """Baselines, then the top k of the other candidates by the objective's proxy (those over
-    the memory budget left out). A candidate has ``baseline`` and ``proxy`` attributes."""
+    the memory budget left out). A candidate has ``baseline`` and ``proxy`` attributes.
+
+    Parameters
+    ----------
+    cands
+        The candidates, proxies filled in.
+    objective
+        ``"memory"`` ranks by planned bytes, anything else by cache misses first.
+    budget
+        Bytes a candidate may plan; ``None``: no limit.
+    top_k
+        How many non-baseline candidates to keep.
+
+    Returns
+    -------
+    list
+        The baselines, then the ``top_k`` best others, best first.
+    """
     base = [c for c in cands if c.baseline]
     rest = [c for c in cands if not c.baseline]
     if budget is not None:
@@ -85,7 +114,18 @@ def rank(cands: list[Any], objective: str, budget: int | None, top_k: int) -> li
 
 
 def relative_latency(r: TuneRecord) -> float:
-    """Latency relative to TVM's order measured in the same batch (the median if no anchor)."""
+    """Latency relative to TVM's order measured in the same batch (the median if no anchor).
+
+    Parameters
+    ----------
+    r
+        A record measured without error.
+
+    Returns
+    -------
+    float
+        The ratio to the batch's TVM order, or the median latency in seconds without one.
+    """
     rel = r.relative
     return rel if rel is not None else r.latency["median"]
 
@@ -94,7 +134,20 @@ def beyond_noise(fast: TuneRecord, slow: TuneRecord) -> bool:
     """Whether ``fast`` beats ``slow`` by more than the noise: its upper quartile of latency
     lies below ``slow``'s lower quartile. When ``slow`` is TVM's order and ``fast`` carries the
     anchor of its own batch (TVM's order interleaved with it on the same device), that anchor
-    is the comparison."""
+    is the comparison.
+
+    Parameters
+    ----------
+    fast
+        The record that should be faster.
+    slow
+        The record it is compared with.
+
+    Returns
+    -------
+    bool
+        True when ``fast`` is faster beyond the noise.
+    """
     other = fast.anchor if slow.kind == "vm" and fast.anchor else slow.latency
     return fast.latency["q3"] < other["q1"]
 
@@ -109,7 +162,25 @@ def pick(records: list[TuneRecord], objective: str, budget: int | None,
     noise, else TVM's order. Memory: the fewest planned bytes, TVM's order when it ties. A
     reorder must earn its place. Latencies are compared relative to TVM's order measured in
     the same batch on the same device. Only records measured without error, and under the
-    memory budget when there is one, take part (for memory: only those with planned bytes)."""
+    memory budget when there is one, take part (for memory: only those with planned bytes).
+
+    Parameters
+    ----------
+    records
+        The measured records of the run.
+    objective
+        ``"latency"`` or ``"memory"``.
+    budget
+        Bytes the pick may plan; ``None``: no limit.
+    keep_default
+        Keep TVM's order unless a candidate beats it beyond noise (latency) or plans fewer
+        bytes (memory).
+
+    Returns
+    -------
+    tuple
+        ``(pick, fastest)``; both ``None`` when no record takes part.
+    """
     ok = [r for r in records if r.ok]
     if budget is not None or objective == "memory":
         ok = [r for r in ok if r.planned_bytes is not None

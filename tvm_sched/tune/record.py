@@ -54,6 +54,17 @@ KINDS = ("vm", "order", "lanes", "anchor")
 def latency_stats(samples: Sequence[float]) -> dict[str, float] | None:
     """Median, quartiles, extremes and count of latency samples (``None`` for none).
 
+    Parameters
+    ----------
+    samples
+        Seconds per run.
+
+    Returns
+    -------
+    dict or None
+        ``median``, ``q1``, ``q3``, ``min``, ``max`` (seconds) and ``n``; ``None`` without
+        samples.
+
     Examples
     --------
     >>> latency_stats([1.0, 2.0, 3.0, 4.0, 5.0])["q1"], latency_stats([])
@@ -70,7 +81,20 @@ def latency_stats(samples: Sequence[float]) -> dict[str, float] | None:
 def paired_ratio(samples: Sequence[float], anchor: Sequence[float]
                  ) -> dict[str, float] | None:
     """Quartiles of ``anchor[i] / samples[i]`` over rounds measured side by side: the speed-up
-    over the anchor, robust to drift (each round's pair saw the same machine state)."""
+    over the anchor, robust to drift (each round's pair saw the same machine state).
+
+    Parameters
+    ----------
+    samples
+        The candidate's seconds per round.
+    anchor
+        The anchor's seconds in the same rounds (the shorter list sets the rounds).
+
+    Returns
+    -------
+    dict or None
+        ``median``, ``q1``, ``q3`` of the ratio and ``n`` rounds; ``None`` without rounds.
+    """
     n = min(len(samples), len(anchor))
     if n == 0:
         return None
@@ -180,7 +204,28 @@ class TuneRecord:
     def make(cls, c, m: MeasureResult, *, model: str, model_hash: str, target: str,
              device_key: str) -> TuneRecord:
         """The record of lane candidate ``c``
-        (:class:`~tvm_sched.tune.objective.LaneCandidate`) measured as ``m``."""
+        (:class:`~tvm_sched.tune.objective.LaneCandidate`) measured as ``m``.
+
+        Parameters
+        ----------
+        c
+            The lane candidate.
+        m
+            Its measurement.
+        model
+            The model's name.
+        model_hash
+            The model's hash (the records' key).
+        target
+            The full target string.
+        device_key
+            The device's key.
+
+        Returns
+        -------
+        TuneRecord
+            The record, stamped with the current time.
+        """
         return cls(model_hash, c.hash, target, device_key, c.name, c.source, c.kind,
                    c.baseline, list(m.samples), list(m.anchor), _finite_or_none(m.check),
                    m.error, m.device, model, list(c.aliases), _now(), lanes=c.lanes,
@@ -193,7 +238,36 @@ class TuneRecord:
                    device_key: str, planned_bytes: int | None, build_s: float,
                    fast_build: bool, cache_bytes: int) -> TuneRecord:
         """The record of VM-order candidate ``c`` (:class:`~tvm_sched.tune.objective.Candidate`)
-        measured as ``m``; the build's facts are given."""
+        measured as ``m``; the build's facts are given.
+
+        Parameters
+        ----------
+        c
+            The VM-order candidate.
+        m
+            Its measurement.
+        model
+            The model's name.
+        model_hash
+            The model's hash (the records' key).
+        target
+            The full target string.
+        device_key
+            The device's key.
+        planned_bytes
+            Bytes the build plans; ``None`` when it did not build.
+        build_s
+            Seconds the build took.
+        fast_build
+            Whether the fast build path was used.
+        cache_bytes
+            Cache size of the cache-miss proxy.
+
+        Returns
+        -------
+        TuneRecord
+            The record, stamped with the current time.
+        """
         return cls(model_hash, c.hash, target, device_key, c.name, c.source, c.kind,
                    c.baseline, list(m.samples), list(m.anchor), _finite_or_none(m.check),
                    m.error, m.device, model, list(c.aliases), _now(),
@@ -202,6 +276,14 @@ class TuneRecord:
                    build_s=round(build_s, 4), fast_build=fast_build)
 
     def to_dict(self) -> dict[str, Any]:
+        """The database line of this record.
+
+        Returns
+        -------
+        dict
+            Every field, plus the ``latency``, ``anchor``, ``relative`` and ``speedup``
+            summaries.
+        """
         d = asdict(self)
         # the summaries travel with the samples, for readers of the JSONL that do not recompute
         d.update(latency=self.latency, anchor=self.anchor, relative=self.relative,
@@ -211,6 +293,16 @@ class TuneRecord:
     @classmethod
     def from_dict(cls, d: Any) -> TuneRecord:
         """The record of one database line (see the module docstring).
+
+        Parameters
+        ----------
+        d
+            The parsed JSON line.
+
+        Returns
+        -------
+        TuneRecord
+            The record; unknown keys are ignored.
 
         Raises
         ------
