@@ -43,7 +43,24 @@ __all__ = ["Candidate", "LaneCandidate", "MeasureResult", "TuneRecord", "TuneObj
 
 
 def spearman_or_none(x: Sequence[float], y: Sequence[float]) -> float | None:
-    """Spearman's rank correlation (average ranks for ties); None under 3 points or constant."""
+    """Spearman's rank correlation (average ranks for ties); None under 3 points or constant.
+
+    Parameters
+    ----------
+    x, y
+        Paired values.
+
+    Returns
+    -------
+    float or None
+        The correlation; ``None`` under 3 points, when either side is constant or it is not
+        finite.
+
+    Examples
+    --------
+    >>> spearman_or_none([1, 2, 3], [10, 30, 20]), spearman_or_none([1, 2], [1, 2])
+    (0.5, None)
+    """
     if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
         return None
 
@@ -125,11 +142,38 @@ class TuneObjective:
     columns: tuple[str, ...] = ()
 
     def proxy(self, c: LaneCandidate) -> float:
+        """The candidate's proxy value; smaller ranks first.
+
+        Parameters
+        ----------
+        c
+            A candidate.
+
+        Returns
+        -------
+        float
+            The proxy.
+        """
         raise NotImplementedError
 
     def rank(self, cands: Sequence[LaneCandidate], budget: int | None, top_k: int
              ) -> list[LaneCandidate]:
-        """Baselines, then the ``top_k`` proposals by the proxy (over-budget ones left out)."""
+        """Baselines, then the ``top_k`` proposals by the proxy (over-budget ones left out).
+
+        Parameters
+        ----------
+        cands
+            The proposals.
+        budget
+            Arena bytes a proposal may take; ``None``: no limit.
+        top_k
+            How many non-baseline proposals to keep.
+
+        Returns
+        -------
+        list
+            The candidates to measure, baselines first.
+        """
         base = [c for c in cands if c.baseline]
         rest = [c for c in cands if not c.baseline
                 and (budget is None or (c.arena_bytes or 0) <= budget)]
@@ -138,10 +182,35 @@ class TuneObjective:
 
     def pick(self, records: Sequence[TuneRecord], budget: int | None
              ) -> tuple[TuneRecord | None, TuneRecord | None]:
+        """The pick of the measured records, and the fastest.
+
+        Parameters
+        ----------
+        records
+            The records of the run.
+        budget
+            Bytes the pick may take; ``None``: no limit.
+
+        Returns
+        -------
+        tuple
+            ``(pick, fastest)``, either ``None`` when nothing qualifies.
+        """
         raise NotImplementedError
 
     def spearman(self, records: Sequence[TuneRecord]) -> Any:
-        """How well the proxy ranked the measured candidates (None: not measured)."""
+        """How well the proxy ranked the measured candidates (None: not measured).
+
+        Parameters
+        ----------
+        records
+            The records of the run.
+
+        Returns
+        -------
+        Any
+            The subclass's correlation(s); ``None`` here.
+        """
         return None
 
 
@@ -154,11 +223,34 @@ class LaneObjective(TuneObjective):
                "arena bytes")
 
     def proxy(self, c: LaneCandidate) -> float:
+        """The predicted makespan, infinite when there is none.
+
+        Parameters
+        ----------
+        c
+            A lane candidate.
+
+        Returns
+        -------
+        float
+            Seconds.
+        """
         return c.predicted if c.predicted is not None else math.inf
 
     @staticmethod
     def beyond_noise(r: TuneRecord) -> bool:
-        """Its upper quartile lies below the VM's lower quartile (same batches)."""
+        """Its upper quartile lies below the VM's lower quartile (same batches).
+
+        Parameters
+        ----------
+        r
+            A lane record with its VM anchor samples.
+
+        Returns
+        -------
+        bool
+            True when it beats the VM beyond noise.
+        """
         lat, anc = r.latency, r.anchor
         return bool(lat and anc and lat["q3"] < anc["q1"])
 
@@ -166,7 +258,15 @@ class LaneObjective(TuneObjective):
         """(pick, fastest): the fastest lane candidate (median paired speed-up) that beats the
         VM beyond noise and fits ``budget``, else the VM; when the VM's own bytes exceed
         ``budget``, the fastest measured plan that fits (None if none was measured);
-        ``fastest`` ignores the noise test."""
+        ``fastest`` ignores the noise test.
+
+        Parameters
+        ----------
+        records
+            The records of the run.
+        budget
+            Arena bytes the pick may take; ``None``: no limit.
+        """
         vm = next((r for r in records if r.kind == "vm" and r.ok), None)
         ok = [r for r in records if r.ok and r.kind not in ("vm", "anchor") and r.anchor_samples
               and (budget is None or (r.arena_bytes is not None and r.arena_bytes <= budget))]
@@ -183,7 +283,18 @@ class LaneObjective(TuneObjective):
 
     def spearman(self, records) -> float | None:
         """Predicted makespan against the measured latency relative to the VM of its own
-        rounds (comparable across runs)."""
+        rounds (comparable across runs).
+
+        Parameters
+        ----------
+        records
+            The records of the run.
+
+        Returns
+        -------
+        float or None
+            As :func:`spearman_or_none`.
+        """
         ok = [r for r in records if r.ok and r.predicted is not None and r.kind != "vm"
               and r.anchor_samples]
         return spearman_or_none([r.predicted for r in ok],
@@ -193,7 +304,20 @@ class LaneObjective(TuneObjective):
 class OrderObjective(TuneObjective):
     """The VM-order objectives (``latency``, ``memory``) of :mod:`tvm_sched.tune.tuner`; the
     rules are :mod:`tvm_sched.tune.pick`'s, on :class:`~tvm_sched.tune.objective.Candidate`
-    proposals and :class:`TuneRecord` records."""
+    proposals and :class:`TuneRecord` records.
+
+    Parameters
+    ----------
+    name
+        ``"latency"`` or ``"memory"``.
+    keep_default
+        Keep TVM's order unless a candidate earns its place (:func:`~tvm_sched.tune.pick.pick`).
+
+    Raises
+    ------
+    ValueError
+        ``name`` is neither.
+    """
 
     solver_objective = "arena_memory"  # solvers propose on memory (see candidates.propose)
     #: The proxies whose rank correlation with the measured latency is reported.
@@ -208,18 +332,61 @@ class OrderObjective(TuneObjective):
                         "IQR ms", "TVM / this", "status")
 
     def proxy(self, c) -> tuple:
+        """The objective's proxies, the main one first.
+
+        Parameters
+        ----------
+        c
+            A VM-order candidate, proxies filled in.
+
+        Returns
+        -------
+        tuple
+            ``(planned, cache_miss)`` for memory, ``(cache_miss, planned)`` for latency.
+        """
         p = c.proxy
         return (p["planned"], p["cache_miss"]) if self.name == "memory" else \
             (p["cache_miss"], p["planned"])
 
     def rank(self, cands, budget, top_k):
+        """As :func:`~tvm_sched.tune.pick.rank`.
+
+        Parameters
+        ----------
+        cands
+            The proposals, proxies filled in.
+        budget
+            Planned bytes a proposal may take; ``None``: no limit.
+        top_k
+            How many non-baseline proposals to keep.
+        """
         return rank(list(cands), self.name, budget, top_k)
 
     def pick(self, records, budget):
+        """As :func:`~tvm_sched.tune.pick.pick`.
+
+        Parameters
+        ----------
+        records
+            The records of the run.
+        budget
+            Planned bytes the pick may take; ``None``: no limit.
+        """
         return pick(list(records), self.name, budget, self.keep_default)
 
     def spearman(self, records) -> dict[str, float | None]:
-        """Each proxy against the measured median latency (records measured without error)."""
+        """Each proxy against the measured median latency (records measured without error).
+
+        Parameters
+        ----------
+        records
+            The records of the run.
+
+        Returns
+        -------
+        dict
+            Per proxy name, as :func:`spearman_or_none`.
+        """
         ok = [r for r in records if r.ok]
         return {p: spearman_or_none([r.proxy[p] for r in ok if p in r.proxy],
                                     [r.latency["median"] for r in ok if p in r.proxy])
@@ -227,25 +394,92 @@ class OrderObjective(TuneObjective):
 
 
 def objective_for(name: str, *, lanes=None, keep_default: bool = True) -> TuneObjective:
-    """The objective a run uses: lanes -> :class:`LaneObjective`, else the VM-order one."""
+    """The objective a run uses: lanes -> :class:`LaneObjective`, else the VM-order one.
+
+    Parameters
+    ----------
+    name
+        The VM-order objective, ``"latency"`` or ``"memory"`` (ignored with ``lanes``).
+    lanes
+        The run's lanes; ``None``: a VM-order run.
+    keep_default
+        As :class:`OrderObjective`.
+
+    Returns
+    -------
+    TuneObjective
+        A new objective.
+
+    Raises
+    ------
+    ValueError
+        A VM-order ``name`` that is neither objective.
+    """
     return LaneObjective() if lanes is not None else OrderObjective(name, keep_default)
 
 
 # --------------------------------------------------------------------------------------------
 # the loop
 class Builder(Protocol):
-    def build(self, c: Any) -> Any: ...
+    """What :func:`search` builds with."""
+
+    def build(self, c: Any) -> Any:
+        """Build one candidate.
+
+        Parameters
+        ----------
+        c
+            The candidate.
+
+        Returns
+        -------
+        Any
+            What the runner measures.
+        """
+        ...
 
 
 class Runner(Protocol):
+    """What :func:`search` measures with."""
+
     def measure(self, built: Sequence[tuple[Any, Any]], anchor: tuple[Any, Any],
-                done: Callable[[MeasureResult], None]) -> None: ...
+                done: Callable[[MeasureResult], None]) -> None:
+        """Measure built candidates interleaved with the anchor.
+
+        Parameters
+        ----------
+        built
+            ``(candidate, built)`` pairs.
+        anchor
+            The VM's ``(candidate, built)`` pair, measured in every batch.
+        done
+            Called with each candidate's result.
+        """
+        ...
 
 
 class Database(Protocol):
-    def records(self) -> dict[tuple, TuneRecord]: ...
+    """Where :func:`search` keeps its records."""
 
-    def append(self, rec: TuneRecord) -> None: ...
+    def records(self) -> dict[tuple, TuneRecord]:
+        """The records held.
+
+        Returns
+        -------
+        dict
+            Per key, its record.
+        """
+        ...
+
+    def append(self, rec: TuneRecord) -> None:
+        """Keep one more record.
+
+        Parameters
+        ----------
+        rec
+            The record.
+        """
+        ...
 
 
 @dataclass
@@ -276,6 +510,34 @@ def search(objective: TuneObjective, proposals: Iterable[Any], *, builder: Build
     among the baselines, is the anchor of every batch. Records the database already holds are
     not measured again; when nothing is left to measure, nothing is built and no batch runs.
     ``progress(stage, done, total, name)`` follows the ``build`` and ``measure`` stages.
+
+    Parameters
+    ----------
+    objective
+        Ranks the proposals and picks among the records.
+    proposals
+        The candidates.
+    builder
+        Builds each candidate to measure.
+    runner
+        Measures the built candidates.
+    database
+        Records already measured, and where new ones go.
+    key
+        The database key of a candidate.
+    make_record
+        The record of a candidate and its measurement.
+    budget
+        Bytes a candidate may take; ``None``: no limit.
+    top_k
+        Non-baseline proposals measured.
+    progress
+        Called as ``progress(stage, done, total, name)``.
+
+    Returns
+    -------
+    SearchOutcome
+        The measured candidates, their records, the pick and the fastest.
 
     Raises
     ------
