@@ -41,6 +41,18 @@ RUNNER_KINDS = {"local": InProcessRunner, "server": ServerRunner, "tracker": Tra
 def create_runner(kind: str = "embedded", **options: Any) -> Runner:
     """A runner of ``kind`` (see the module docstring) made with ``options``.
 
+    Parameters
+    ----------
+    kind
+        A key of ``RUNNER_KINDS``.
+    **options
+        The runner class's constructor arguments.
+
+    Returns
+    -------
+    Runner
+        A new, not yet opened runner.
+
     Raises
     ------
     TuneInputError

@@ -43,7 +43,30 @@ _PROBE_KEY = b"client:tvm_sched-health-check"
 
 
 def parse_address(text: str, what: str) -> tuple[str, int]:
-    """``"host:port"`` -> ``(host, port)``, or a :class:`TuneInputError` naming ``what``."""
+    """``"host:port"`` -> ``(host, port)``, or a :class:`TuneInputError` naming ``what``.
+
+    Parameters
+    ----------
+    text
+        The address.
+    what
+        The option it came from, for the message (e.g. ``"--rpc-server"``).
+
+    Returns
+    -------
+    tuple
+        ``(host, port)``.
+
+    Raises
+    ------
+    TuneInputError
+        No ``:``, an empty host, or a port that is not an integer in 1..65535.
+
+    Examples
+    --------
+    >>> parse_address("127.0.0.1:9190", "--rpc-server")
+    ('127.0.0.1', 9190)
+    """
     host, sep, port = str(text).rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise TuneInputError(f"{what} must be HOST:PORT, got {text!r}")
@@ -196,12 +219,29 @@ class Runner:
         """Start slow things early (the tuner calls this before proposing and building)."""
 
     def open(self) -> list[tuple[str, Any]]:
-        """``(device name, rpc session)`` for every device to use."""
+        """``(device name, rpc session)`` for every device to use.
+
+        Returns
+        -------
+        list of tuple
+            One ``(name, session)`` per device.
+        """
         raise NotImplementedError
 
     def reopen(self, name: str) -> Any:
         """A new session to device ``name`` after its session was lost (one try, within a
-        deadline)."""
+        deadline).
+
+        Parameters
+        ----------
+        name
+            The device's name, as :meth:`open` gave it.
+
+        Returns
+        -------
+        Any
+            The new RPC session.
+        """
         raise NotImplementedError
 
     def close(self) -> None:

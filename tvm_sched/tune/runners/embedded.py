@@ -63,6 +63,13 @@ class EmbeddedRunner(ServerRunner):
         return [("embedded", self._session())]
 
     def reopen(self, name):
+        """A new session, as :meth:`Runner.reopen <tvm_sched.tune.runners.base.Runner.reopen>`.
+
+        Parameters
+        ----------
+        name
+            The device's name.
+        """
         return self._session()
 
     def _session(self):

@@ -19,4 +19,11 @@ class InProcessRunner(Runner):
         return [("in-process", rpc.LocalSession())]
 
     def reopen(self, name):
+        """A new session, as :meth:`Runner.reopen <tvm_sched.tune.runners.base.Runner.reopen>`.
+
+        Parameters
+        ----------
+        name
+            The device's name.
+        """
         return rpc.LocalSession()

@@ -77,6 +77,13 @@ class ServerRunner(Runner):
         return [(f"{self.host}:{self.port}", self._connect())]
 
     def reopen(self, name):
+        """A new session, as :meth:`Runner.reopen <tvm_sched.tune.runners.base.Runner.reopen>`.
+
+        Parameters
+        ----------
+        name
+            The device's name.
+        """
         return self._connect()
 
 

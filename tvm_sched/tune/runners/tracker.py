@@ -114,6 +114,13 @@ class TrackerRunner(Runner):
                                       on_timeout=drop, discard=_close_session)
 
     def free_devices(self) -> int:
+        """How many devices of the key are free now, as the tracker says.
+
+        Returns
+        -------
+        int
+            The tracker's free count for ``key`` (0 when it lists none).
+        """
         summary = self._ask(lambda t: t.summary(),
                             f"the RPC tracker at {self.host}:{self.port} gave no queue summary")
         info = summary.get("queue_info", {})
@@ -151,6 +158,13 @@ class TrackerRunner(Runner):
         return [(f"{self.key}#{i}", self._request()) for i in range(free)]
 
     def reopen(self, name):
+        """A new session, as :meth:`Runner.reopen <tvm_sched.tune.runners.base.Runner.reopen>`.
+
+        Parameters
+        ----------
+        name
+            The device's name.
+        """
         self._wait_free()
         return self._request()
 
