@@ -63,7 +63,13 @@ _PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    """A TCP port on 127.0.0.1 that was free a moment ago.
+
+    Returns
+    -------
+    int
+        The port number.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
@@ -106,15 +112,39 @@ class EmbeddedServer:
         return HOST, self.port
 
     def alive(self) -> bool:
+        """Whether the server process runs.
+
+        Returns
+        -------
+        bool
+            True between a launch and the process's end.
+        """
         return self.proc is not None and self.proc.poll() is None
 
     def start(self) -> EmbeddedServer:
-        """Launch and wait until the server listens (:meth:`wait_ready`)."""
+        """Launch and wait until the server listens (:meth:`wait_ready`).
+
+        Returns
+        -------
+        EmbeddedServer
+            This server.
+
+        Raises
+        ------
+        DeviceUnavailableError
+            As :meth:`wait_ready`.
+        """
         return self.launch().wait_ready()
 
     def launch(self) -> EmbeddedServer:
         """Start the process without waiting (:meth:`wait_ready` waits); lets the server import
-        TVM while the caller does other work."""
+        TVM while the caller does other work.
+
+        Returns
+        -------
+        EmbeddedServer
+            This server.
+        """
         if self.proc is not None:
             return self
         port = free_port()
@@ -131,6 +161,11 @@ class EmbeddedServer:
 
     def wait_ready(self) -> EmbeddedServer:
         """Wait for the ready line.
+
+        Returns
+        -------
+        EmbeddedServer
+            This server.
 
         Raises
         ------
@@ -194,6 +229,18 @@ class EmbeddedServer:
         self._root = None
 
     def restart(self) -> EmbeddedServer:
+        """Stop the server and start a new one (on a new port).
+
+        Returns
+        -------
+        EmbeddedServer
+            This server.
+
+        Raises
+        ------
+        DeviceUnavailableError
+            As :meth:`wait_ready`.
+        """
         self.stop()
         return self.start()
 
@@ -374,6 +421,22 @@ def _start(args: argparse.Namespace, life: _Life, prctl) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the server process (``python -m tvm_sched.tune.server``).
+
+    Prints the ready line with its port, then serves until its lifetime ends or its parent is
+    gone.
+
+    Parameters
+    ----------
+    argv
+        The command line without the program name; ``None``: ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        Never returns normally: the process exits with 0 at the end of its lifetime, 1 after
+        an error (printed as one line on stderr).
+    """
     ap = argparse.ArgumentParser(prog="python -m tvm_sched.tune.server")
     ap.add_argument("--port", type=int, default=9090)
     ap.add_argument("--port-end", type=int, default=None)
