@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first and pinned: an unpinned torch pulls several GB of CUDA packages.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,rpc,onnx,vision]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,rpc,onnx,vision,anchors]"
 	touch $(STAMP)
 
 install: $(STAMP)
