@@ -1,0 +1,344 @@
+"""Kernel tuning (issue 22): the device target, the CPU name read over RPC, MetaSchedule on a
+tiny model resumed from its database, the RPC runners (embedded server, tracker) and the CLI's
+``--kernel-trials``.
+
+The target and facts tests are fast; every test that tunes is in the slow tier and tunes a
+module of one kernel (a matmul with its ReLU epilogue) with a handful of trials, except the CLI
+test, which tunes the smallest zoo model.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tvm
+
+from tvm_sched.errors import TuneInputError
+from tvm_sched.tune.kernels import (
+    database_dir,
+    device_facts,
+    device_target,
+    trials_done,
+    tune_kernels,
+)
+
+LLVM = tvm.target.Target("llvm")
+HOST_CPU = str(tvm.target.codegen.llvm_get_system_cpu())
+
+
+def _records(path: Path) -> int:
+    """Tuning records committed in a JSON database directory."""
+    f = Path(path) / "database_tuning_record.json"
+    if not f.exists():
+        return 0
+    return sum(1 for line in f.read_text().splitlines() if line.strip())
+
+
+# --------------------------------------------------------------------------------------------
+# device_target (fast)
+def test_target_gets_the_device_cpu_and_the_thread_count():
+    dt = device_target(LLVM, "skylake-avx512", 3)
+    attrs = dict(dt.target.export())
+    assert str(attrs["mcpu"]) == "skylake-avx512"
+    assert int(attrs["num-cores"]) == 3
+    assert (dt.cpu, dt.threads, dt.source) == ("skylake-avx512", 3, "device")
+
+
+def test_the_targets_own_mcpu_wins_over_the_device():
+    dt = device_target(tvm.target.Target({"kind": "llvm", "mcpu": "znver3"}), "skylake-avx512", 2)
+    attrs = dict(dt.target.export())
+    assert str(attrs["mcpu"]) == "znver3"
+    assert int(attrs["num-cores"]) == 2
+    assert (dt.cpu, dt.source) == ("znver3", "target")
+
+
+def test_no_cpu_anywhere_is_generic_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="tvm_sched.tune.kernels"):
+        dt = device_target(LLVM, None, 1)
+    assert dt.source == "generic" and dt.cpu is None
+    assert not dict(dt.target.export()).get("mcpu")
+    assert int(dict(dt.target.export())["num-cores"]) == 1
+    assert any("generic" in r.getMessage() and r.levelno == logging.WARNING
+               for r in caplog.records)
+
+
+def test_a_device_cpu_gives_no_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="tvm_sched.tune.kernels"):
+        device_target(LLVM, HOST_CPU, 1)
+    assert not caplog.records
+
+
+@pytest.mark.parametrize("threads", [0, -2])
+def test_fewer_than_one_thread_is_an_input_error(threads):
+    with pytest.raises(TuneInputError, match="at least one thread"):
+        device_target(LLVM, HOST_CPU, threads)
+
+
+def test_the_database_is_per_model_target_and_threads(tmp_path):
+    one = device_target(LLVM, HOST_CPU, 1).target
+    two = device_target(LLVM, HOST_CPU, 2).target
+    a = database_dir(tmp_path, "m", one)
+    assert a == database_dir(tmp_path, "m", one)
+    assert a.parent == tmp_path / "kernels" and a.name.startswith("1t-")
+    assert database_dir(tmp_path, "m", two).name.startswith("2t-")
+    assert database_dir(tmp_path, "other", one) != a
+    assert trials_done(a) == 0  # nothing there yet
+
+
+def test_negative_trials_is_an_input_error_and_zero_tunes_nothing(tmp_path):
+    target = device_target(LLVM, HOST_CPU, 1).target
+    mod = tvm.IRModule()
+    with pytest.raises(TuneInputError, match="--kernel-trials must be >= 0"):
+        tune_kernels(mod, target, tmp_path, -1, model_hash="m")
+    done = tune_kernels(mod, target, tmp_path, 0, model_hash="m")
+    assert done.database is None and done.trials_now == 0
+    assert not (tmp_path / "kernels").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# the CPU name read over RPC
+def test_facts_over_a_local_session():
+    from tvm import rpc
+
+    from tvm_sched.runtime import rpc as lane_rpc
+    from tvm_sched.runtime.cores import num_cores
+
+    lane_rpc.register()
+    assert device_facts(rpc.LocalSession()) == (HOST_CPU, num_cores())
+
+
+@pytest.mark.integration
+@pytest.mark.rpc
+def test_facts_over_the_embedded_server():
+    from tvm_sched.runtime.cores import num_cores
+    from tvm_sched.tune.runners import create_runner
+
+    runner = create_runner("embedded")
+    try:
+        runner.prepare()
+        [(name, session)] = runner.open()
+        cpu, cores = device_facts(session)
+        del session
+    finally:
+        runner.close()
+    assert name == "embedded"
+    assert cpu == HOST_CPU
+    assert cores == num_cores()
+
+
+# --------------------------------------------------------------------------------------------
+# tuning a one-kernel model
+@pytest.fixture(scope="module")
+def tiny():
+    """A model of one kernel: relu(x @ w + b) (no weight transform, so one MetaSchedule task)."""
+    import torch
+
+    from tvm_sched.relax.frontend import from_torch, prepare
+
+    class MatmulRelu(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            g = torch.Generator().manual_seed(0)
+            self.w = torch.nn.Parameter(torch.randn(64, 32, generator=g))
+            self.b = torch.nn.Parameter(torch.randn(32, generator=g))
+
+        def forward(self, x):
+            return torch.relu(x @ self.w + self.b)
+
+    x = torch.randn(16, 64, generator=torch.Generator().manual_seed(1))
+    imported = from_torch(MatmulRelu(), (x,), name="matmul-relu")
+    return imported, prepare(imported.mod)
+
+
+def _tune(tiny, work, trials, runner, threads=1):
+    _, mod = tiny
+    target = device_target(LLVM, HOST_CPU, threads).target
+    return tune_kernels(mod, target, work, trials, model_hash="matmul-relu", runner=runner,
+                        timeout=30)
+
+
+@pytest.fixture
+def unnamed_handler():
+    """A handler without a name on MetaSchedule's logger (as pytest attaches to every
+    non-propagating logger): MetaSchedule's ``create_loggers`` failed on it."""
+    lg = logging.getLogger("tvm.s_tir.meta_schedule")
+    handler = logging.NullHandler()
+    lg.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        lg.removeHandler(handler)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_tuning_in_process_resumes_and_the_tuned_build_matches(tiny, tmp_path,
+                                                               unnamed_handler):
+    from tvm_sched.runtime.builder import LaneKernels
+    from tvm_sched.tune.runners import InProcessRunner
+
+    first = _tune(tiny, tmp_path, 8, InProcessRunner())
+    assert first.tasks == 1 and first.trials_before == 0 and first.trials_now >= 8
+    assert first.path == database_dir(tmp_path, "matmul-relu", first.target)
+    assert first.database == first.path
+    done = json.loads((first.path / "done.json").read_text())
+    assert done["trials"] == 8 and done["tasks"] == 1
+    records = _records(first.path)
+    assert records > 0 and trials_done(first.path) >= 8
+
+    # the same budget again: nothing is tuned, nothing is added
+    again = _tune(tiny, tmp_path, 8, InProcessRunner())
+    assert again.trials_now == 0 and again.trials_before == trials_done(first.path)
+    assert again.seconds < 1.0
+    assert _records(first.path) == records and again.database == first.path
+
+    # a larger budget tunes only the difference
+    before = trials_done(first.path)
+    more = _tune(tiny, tmp_path, before + 4, InProcessRunner())
+    assert more.trials_before == before
+    assert 0 < more.trials_now <= 4
+    assert _records(first.path) > records
+    assert trials_done(first.path) >= before + 4
+
+    # tuning left the logger's own handlers where they were
+    assert unnamed_handler in logging.getLogger("tvm.s_tir.meta_schedule").handlers
+
+    # the tuned kernels compute what the untuned ones do
+    imported, mod = tiny
+    tuned = LaneKernels(mod, first.target, params=imported.params, database=first.path)
+    plain = LaneKernels(mod, first.target, params=imported.params)
+    got, want = tuned.reference(*imported.inputs), plain.reference(*imported.inputs)
+    assert len(got) == len(want) == 1
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got[0], imported.reference[0], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.rpc
+def test_tuning_on_the_embedded_server(tiny, tmp_path):
+    from tvm_sched.tune.runners import EmbeddedRunner
+
+    runner = EmbeddedRunner(lifetime=300)
+    try:
+        runner.prepare()
+        sessions = runner.open()  # the address; the session is let go (one client at a time)
+        del sessions
+        gc.collect()
+        result = _tune(tiny, tmp_path, 4, runner)
+    finally:
+        runner.close()
+    assert result.trials_now >= 4
+    assert _records(result.path) > 0
+    assert (result.path / "done.json").exists()
+
+
+@pytest.fixture
+def tracker():
+    pytest.importorskip("tornado")  # the tracker needs the rpc extra
+    from tvm.rpc.tracker import Tracker
+
+    tr = Tracker(host="127.0.0.1", port=9190, port_end=9390, silent=True)
+    try:
+        yield tr
+    finally:
+        tr.terminate()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.rpc
+def test_tuning_through_a_tracker(tiny, tmp_path, tracker):
+    from tvm_sched.tune import TrackerRunner
+    from tvm_sched.tune.server import EmbeddedServer
+
+    server = EmbeddedServer(tracker=("127.0.0.1", tracker.port), key="kernel-test",
+                            lifetime=300).start()
+    try:
+        runner = TrackerRunner(("127.0.0.1", tracker.port), "kernel-test", wait=60)
+        result = _tune(tiny, tmp_path, 4, runner)
+    finally:
+        server.stop()
+    assert result.trials_now >= 4
+    assert _records(result.path) > 0
+    assert (result.path / "done.json").exists()
+
+
+def test_a_runner_kernel_tuning_cannot_measure_on_is_an_input_error():
+    from tvm_sched.tune.kernels import measure_runner
+
+    class PaperRunner:  # no host, no port, not in-process
+        pass
+
+    with pytest.raises(TuneInputError, match="cannot measure on a PaperRunner"):
+        measure_runner(PaperRunner(), 1)
+
+
+# --------------------------------------------------------------------------------------------
+# the command line
+def _kernel_records(work: Path) -> dict[str, int]:
+    return {d.name: _records(d) for d in sorted((work / "kernels").iterdir())}
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_cli_tunes_kernels_once_and_resumes(tmp_path, capsys):
+    from tvm_sched.cli import main
+
+    work = tmp_path / "w"
+    argv = ["tune", "--model", "inception", "--lanes", "2", "--kernel-trials", "8",
+            "--in-process", "--repeats", "2", "--min-repeat-ms", "1", "--solver-budget", "0.5",
+            "--samples", "16", "--solvers", "list", "--quiet", "--work-dir", str(work)]
+    assert main(argv) == 0, capsys.readouterr()
+    first_out = capsys.readouterr().out
+    first = json.loads((work / "summary.json").read_text())
+    records = _kernel_records(work)
+    assert records and all(n > 0 for n in records.values())
+    tuning = _find(first, "kernel_tuning")
+    assert tuning and all(d["trials"] == 8 and d["trials_now"] >= 8
+                          for d in tuning["databases"].values())
+    assert tuning["cpu"] == HOST_CPU
+
+    assert main(argv) == 0, capsys.readouterr()
+    second_out = capsys.readouterr().out
+    second = json.loads((work / "summary.json").read_text())
+    assert _kernel_records(work) == records  # nothing tuned twice
+    tuning = _find(second, "kernel_tuning")
+    assert all(d["trials_now"] == 0 and d["trials_before"] >= 8
+               for d in tuning["databases"].values())
+    # the printed kernels line says what ran (rich wraps long lines: compare words)
+    first_out, second_out = " ".join(first_out.split()), " ".join(second_out.split())
+    assert "Kernels tuned on the device for CPU" in first_out
+    assert "(0 run now" not in first_out
+    assert "Kernels tuned on the device for CPU" in second_out
+    assert second_out.count("(0 run now") == len(records)
+
+
+def _find(tree, key):
+    """The value of ``key`` anywhere in a JSON tree, or None."""
+    if isinstance(tree, dict):
+        if key in tree:
+            return tree[key]
+        tree = list(tree.values())
+    if isinstance(tree, list):
+        for item in tree:
+            found = _find(item, key)
+            if found is not None:
+                return found
+    return None
+
+
+def test_cli_negative_kernel_trials_is_one_line_exit_2(tmp_path, capsys):
+    from tvm_sched.cli import main
+
+    work = tmp_path / "w"
+    rc = main(["tune", "--model", "inception", "--lanes", "2", "--kernel-trials", "-1",
+               "--work-dir", str(work)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--kernel-trials" in err and len(err.strip().splitlines()) == 1, err
+    assert not work.exists()
