@@ -23,7 +23,7 @@ def test_zoo_model_matches_torch(name):
     assert "main_transform_params" in names
     blocks = prepared["main"].body.blocks
     assert isinstance(blocks[0], relax.DataflowBlock)
-    assert len(blocks[0].bindings) >= 20
+    assert len(blocks[0].bindings) >= 15  # BatchNorm folded into the conv epilogues
     outputs = run_module(prepared, imported)
     assert len(outputs) == len(imported.reference)
     for out, ref in zip(outputs, imported.reference, strict=True):

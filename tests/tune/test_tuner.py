@@ -61,7 +61,9 @@ def test_tune_measures_baselines_and_top_k_picks_the_fastest_and_resumes(model, 
     vm = relax.VirtualMachine(tvm.runtime.load_module(str(tmp_path / "best.so")), tvm.cpu())
     vm.set_input("main", *[tvm.runtime.tensor(a) for a in args])
     vm.invoke_stateful("main")
-    np.testing.assert_array_equal(vm.get_outputs("main").numpy(), ref[0])
+    # (the tuner builds for the device's own CPU, mcpu; the fixture for generic llvm: FMA and
+    # vector widths change the last bits)
+    np.testing.assert_allclose(vm.get_outputs("main").numpy(), ref[0], rtol=1e-5, atol=1e-6)
     # the same command again, with the target as an object, measures nothing and reads the
     # same records back
     again = tune(model, tvm.target.Target("llvm"), InProcessRunner(), tmp_path, config())

@@ -16,9 +16,11 @@ from tvm_sched.solvers import solve
 
 pytestmark = pytest.mark.integration
 
-# fused operators of main's block at bench size (benchmarks/results/zoo_sizes.md), TVM 0.27
-BENCH_OPS = {"inception": 44, "resnet": 30, "transformer": 80, "randwire": 88, "nasnet": 128,
-             "unet": 27, "densenet": 53, "darts": 277, "hrnet": 162, "bert": 58}
+# fused operators of main's block at bench size, TVM 0.27, with BatchNorm decomposed before
+# fusion (it becomes the epilogue of the convolution before it; benchmarks/results/zoo_sizes.md
+# counted before that)
+BENCH_OPS = {"inception": 35, "resnet": 17, "transformer": 80, "randwire": 60, "nasnet": 117,
+             "unet": 17, "densenet": 40, "darts": 226, "hrnet": 100, "bert": 58}
 MULTI_BRANCH = ("darts", "hrnet")
 
 
@@ -32,7 +34,7 @@ def test_multi_branch_model_matches_torch_and_is_wide(name):
     imported = zoo.load(name)
     mod = prepare(imported.mod)
     g = extract(mod)[0]
-    assert 40 <= g.num_nodes <= 120
+    assert 30 <= g.num_nodes <= 120  # BatchNorm folded into the conv epilogues
     assert _speedup2(g) > 1.4  # independent branches: two lanes nearly halve the makespan
     outputs = run_module(mod, imported)
     assert len(outputs) == len(imported.reference) == 1

@@ -28,10 +28,12 @@ runner. Each measurement first sizes the device's thread pool to the kernels' th
 
 Builder: MetaSchedule's ``LocalBuilder`` starts a fresh process pool for every batch (each
 worker imports TVM again: ~23 s per batch on two cores, more than the builds). Kernels are
-therefore built in this process by :class:`InProcessBuilder`, a small ``PyBuilder`` (the C++
-task scheduler calls it, which is what TVM's ``derived_object`` exists for), one candidate
-after the other: LLVM code generation of one small kernel takes a fraction of a second and the
-machine's cores are busy measuring meanwhile.
+therefore built by :func:`PersistentBuilder`, a small ``PyBuilder`` (the C++ task scheduler
+calls it, which is what TVM's ``derived_object`` exists for) over one TVM ``PopenPoolExecutor``
+kept for the whole tuning: the workers import TVM once, and a build that runs past its time
+limit (LLVM on a heavily unrolled candidate can take minutes) is a failed candidate, its worker
+replaced. Building in the tuner's own process was tried first and hung for minutes on such a
+candidate, with nothing to stop it.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from tvm_sched.console import filtered_stderr
 from tvm_sched.errors import TuneInputError, one_line
 
 __all__ = ["DeviceTarget", "KernelTuning", "device_target", "database_dir", "tune_kernels",
-           "InProcessBuilder", "measure_runner", "trials_done"]
+           "PersistentBuilder", "measure_runner", "trials_done"]
 
 log = logging.getLogger(__name__)
 
@@ -189,30 +191,44 @@ def _build_one(mod, target):
     return path
 
 
-def _make_builder(on_batch: Callable[[int], None] | None):
+def _make_builder(on_batch: Callable[[int], None] | None, workers: int, timeout: float):
+    import concurrent.futures as cf
+
     from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
+    from tvm.support.popen_pool import PopenPoolExecutor
 
     @derived_object
-    class _InProcessBuilder(PyBuilder):
+    class _PersistentBuilder(PyBuilder):
+        def __init__(self):
+            super().__init__()
+            self.pool = None
+
         def build(self, build_inputs):
+            if self.pool is None:
+                self.pool = PopenPoolExecutor(max_workers=workers, timeout=timeout)
+            futs = [self.pool.submit(_build_one, inp.mod, inp.target) for inp in build_inputs]
             results = []
-            for inp in build_inputs:
+            for fut in futs:
                 try:
-                    results.append(BuilderResult(_build_one(inp.mod, inp.target), None))
+                    results.append(BuilderResult(fut.result(), None))
+                except (TimeoutError, cf.TimeoutError):
+                    results.append(BuilderResult(None, f"build timed out after {timeout:.0f} s"))
                 except Exception as err:  # noqa: BLE001 - a candidate that fails is a result
                     results.append(BuilderResult(None, one_line(err, limit=300)))
             if on_batch is not None:
                 on_batch(len(build_inputs))
             return results
 
-    return _InProcessBuilder()
+    return _PersistentBuilder()
 
 
-def InProcessBuilder(on_batch: Callable[[int], None] | None = None):  # noqa: N802 - a class
-    """A MetaSchedule builder that builds every candidate in this process, one after the other
-    (see the module docstring); ``on_batch(n)`` is called after each batch of ``n``."""
-    return _make_builder(on_batch)
+def PersistentBuilder(on_batch: Callable[[int], None] | None = None, *,  # noqa: N802
+                      workers: int = 2, timeout: float = 60.0):
+    """A MetaSchedule builder whose worker processes live for the whole tuning (see the module
+    docstring); a build over ``timeout`` seconds (LLVM on a heavily unrolled candidate) is a
+    failed candidate and its worker is replaced; ``on_batch(n)`` after each batch of ``n``."""
+    return _make_builder(on_batch, workers, timeout)
 
 
 def _threads_then_evaluate(threads, session, rt_mod, device, evaluator_config, repeated_args):
@@ -417,7 +433,8 @@ def tune_kernels(mod: tvm.IRModule, target: tvm.target.Target, work: Path, trial
                      if runner is not None else "local")
         ms.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(path),
                       max_trials_global=todo, max_trials_per_task=todo,
-                      num_trials_per_iter=per_iter, builder=InProcessBuilder(on_batch),
+                      num_trials_per_iter=per_iter,
+                      builder=PersistentBuilder(on_batch, workers=min(4, os.cpu_count() or 1)),
                       runner=ms_runner, database=_database(path), cost_model="xgb",
                       task_scheduler="gradient")
     result.seconds = time.perf_counter() - t0
@@ -430,7 +447,13 @@ def tune_kernels(mod: tvm.IRModule, target: tvm.target.Target, work: Path, trial
 
 
 class _quiet_meta_schedule:  # noqa: N801 - used as a context manager
-    """MetaSchedule logs every round at INFO to the console; keep its loggers at WARNING."""
+    """MetaSchedule logs every round at INFO to the console; keep its loggers at WARNING.
+
+    MetaSchedule's ``create_loggers`` lists its logger's handlers by name and fails on a
+    handler without one (``AttributeError: 'NoneType' object has no attribute 'format'``):
+    such handlers (pytest attaches its capture handler to every non-propagating logger, which
+    MetaSchedule's becomes after a first tuning) are taken off while it tunes.
+    """
 
     def __enter__(self):
         self.saved = {}
@@ -438,11 +461,17 @@ class _quiet_meta_schedule:  # noqa: N801 - used as a context manager
             lg = logging.getLogger(name)
             self.saved[name] = lg.level
             lg.setLevel(logging.WARNING)
+        lg = logging.getLogger("tvm.s_tir.meta_schedule")
+        self.unnamed = [h for h in lg.handlers if h.get_name() is None]
+        for h in self.unnamed:
+            lg.removeHandler(h)
         return self
 
     def __exit__(self, *exc):
         for name, level in self.saved.items():
             logging.getLogger(name).setLevel(level)
+        for h in self.unnamed:
+            logging.getLogger("tvm.s_tir.meta_schedule").addHandler(h)
 
 
 

@@ -154,10 +154,13 @@ def kernels_line(info: dict) -> str:
                 f"{info.get('cores', '?')} core(s).")
     parts = [f"{t} thread(s): {d['trials']} MetaSchedule trials over {d['tasks']} kernels "
              f"({d['trials_now']} run now, {d['seconds']:.0f} s)" for t, d in dbs.items()]
+    small = any(d["trials"] < 8 * max(1, d["tasks"]) for d in dbs.values())
     return (f"Kernels tuned on the device for CPU {cpu} ({kt.get('cpu_source')}): "
             f"{'; '.join(parts)}. Lanes run on the kernels tuned for "
             f"{info.get('threads_per_lane')} thread(s), the Relax VM on those for "
-            f"{info.get('cores')}.")
+            f"{info.get('cores')}."
+            + (" A small trial budget (under 8 per kernel): many kernels keep TVM's default "
+               "schedule; raise --kernel-trials for kernels worth deploying." if small else ""))
 
 
 def _markdown(result: LaneTuneResult) -> str:

@@ -50,7 +50,7 @@ import tvm
 
 from tvm_sched.errors import TuneInputError
 from tvm_sched.relax.memory import planned_bytes
-from tvm_sched.solvers.registry import check_solver_names
+from tvm_sched.solvers import check_solver_names
 from tvm_sched.tune.builder import Builder, OrderBuilder
 from tvm_sched.tune.candidates import Candidate, default_cache_bytes, propose, tvm_orders
 from tvm_sched.tune.database import Database
@@ -293,6 +293,35 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work
         return _tune(model, target, key_target, runner, work, cfg, progress)
 
 
+def _device_kernels(model: TuneModel, target: tvm.target.Target, runner: Runner, work: Path,
+                    cfg: TuneConfig, prog: Callable) -> tuple:
+    """The VM-order path's kernels: the target for the device's CPU and cores (asked over one
+    session, let go before tuning: a TVM RPC server serves one client at a time) and, with
+    ``cfg.kernel_trials``, ``model`` with the kernels tuned for every core applied.
+
+    Returns
+    -------
+    (target, model, info)
+        ``info``: the kernel set's description (:meth:`KernelSet.describe`) and the seconds.
+    """
+    from tvm_sched.runtime.builder import apply_database
+    from tvm_sched.runtime.cores import num_cores
+    from tvm_sched.tune.kernels import device_facts, prepare_kernels
+
+    t0 = time.perf_counter()
+    devices = runner.open()
+    cpu, cores = device_facts(devices[0][1]) if devices else (None, None)
+    devices.clear()
+    cores = cores or num_cores()
+    ks = prepare_kernels(model.mod, target, cpu, {cores}, work=work, trials=cfg.kernel_trials,
+                         model_hash=model.hash, runner=runner, seed=cfg.seed,
+                         timeout=cfg.timeout, progress=prog)
+    db = ks.database(cores)
+    if db is not None:
+        model = replace(model, mod=apply_database(model.mod, ks.target(cores), str(db)))
+    return ks.target(cores), model, dict(ks.describe(), seconds=time.perf_counter() - t0)
+
+
 def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: Runner,
           work: Path, cfg: TuneConfig, progress: Callable | None) -> TuneResult:
     """The loop of :func:`tune`, with the work dir checked and locked."""
@@ -329,6 +358,8 @@ def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: 
 
     # 2. the kernels once; main's arguments in TVM's order
     t0 = time.perf_counter()
+    target, model, kernel_info = _device_kernels(model, target, runner, work, cfg, prog)
+    secs["kernels_tuning"] = kernel_info["seconds"]
     builder = Builder(model, target, fast=cfg.fast_build, arena=cfg.arena)
     prog("build", 0, 1, "kernels")
     builder.build_kernels()
@@ -382,6 +413,7 @@ def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: 
                             "reconnects": order_runner.reconnects,
                             "records_skipped": db.skipped,
                             "model_hash": model.hash, "nodes": model.num_nodes,
+                            "kernel_tuning": kernel_info,
                             "host": platform.node(), "solvers": list(cfg.solvers),
                             "top_k": cfg.top_k, "repeats": cfg.repeats,
                             "fastest": fastest.candidate if fastest else None,
