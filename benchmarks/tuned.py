@@ -6,7 +6,7 @@ machine):
 1. ``--stage kernels``: the kernels tuned with MetaSchedule on the device, ``--kernel-trials``
    per thread count (all cores for the Relax VM, cores / lanes for each lane), into
    ``<work>/<model>/kernels`` (resumable: a second call tunes nothing);
-2. ``--stage measure``: one ``tune(..., TuneConfig(lanes="auto", kernel_trials=N,
+2. ``--stage measure``: one ``tune(..., TuneConfig(lanes=M, kernel_trials=N,
    anchors=all))`` on those kernels (it tunes nothing again), earlier lane records removed so
    that every candidate is measured in the same interleaved rounds: the tuned Relax VM on every
    core (the anchor), the lane plans (m lanes x t threads on kernels tuned for t), PyTorch eager
@@ -33,7 +33,7 @@ RESULTS = Path(__file__).parent / "results"
 MODELS = ("nasnet", "inception", "darts", "hrnet", "resnet")
 
 
-def _kernels(name: str, size: str, trials: int, work: Path, runner) -> dict:
+def _kernels(name: str, size: str, trials: int, work: Path, runner, lanes_asked: str) -> dict:
     import tvm
 
     from tvm_sched.runtime.cores import lanes_for
@@ -46,7 +46,7 @@ def _kernels(name: str, size: str, trials: int, work: Path, runner) -> dict:
     cond = device_conditions(sess)
     cpu, cores = device_facts(sess)
     del sess
-    lanes = lanes_for(cond) if cond else cores
+    lanes = (lanes_for(cond) if cond else cores) if lanes_asked == "auto" else int(lanes_asked)
     t0 = time.perf_counter()
     ks = prepare_kernels(model.mod, tvm.target.Target("llvm"), cpu,
                          {cores, max(1, cores // lanes)}, work=work, trials=trials,
@@ -55,7 +55,8 @@ def _kernels(name: str, size: str, trials: int, work: Path, runner) -> dict:
             "lanes_for_kernels": lanes}
 
 
-def _measure(name: str, size: str, trials: int, work: Path, runner, repeats: int) -> dict:
+def _measure(name: str, size: str, trials: int, work: Path, runner, repeats: int,
+             lanes: str) -> dict:
     from tvm_sched.tune import TuneConfig, load_model, tune
     from tvm_sched.tune.anchors import ANCHORS
     from tvm_sched.tune.lane_report import anchor_table
@@ -65,7 +66,7 @@ def _measure(name: str, size: str, trials: int, work: Path, runner, repeats: int
     model = load_model(model=name, size=size)
     t0 = time.perf_counter()
     res = tune(model, "llvm", runner, work, TuneConfig(
-        lanes="auto", kernel_trials=trials, anchors=tuple(ANCHORS), repeats=repeats,
+        lanes=lanes, kernel_trials=trials, anchors=tuple(ANCHORS), repeats=repeats,
         min_repeat_ms=20.0))
     rows = {r["name"]: r for r in anchor_table(res)}
     vm = next(r for r in res.records if r.kind == "vm")
@@ -139,6 +140,7 @@ def main() -> None:
     ap.add_argument("--kernel-trials", type=int, default=200)
     ap.add_argument("--stage", default="all", choices=["kernels", "measure", "all"])
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--lanes", default="2", help="auto or M (the kernels stage tunes for it)")
     ap.add_argument("--work", default="tvm-sched-runs/bench-tuned")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
@@ -160,11 +162,12 @@ def main() -> None:
         try:
             runner.prepare()
             if args.stage in ("kernels", "all"):
-                row.update(_kernels(name, args.size, args.kernel_trials, work, runner))
+                row.update(_kernels(name, args.size, args.kernel_trials, work, runner,
+                                    args.lanes))
             if args.stage in ("measure", "all"):
                 row.pop("error", None)
                 row.update(_measure(name, args.size, args.kernel_trials, work, runner,
-                                    args.repeats))
+                                    args.repeats, args.lanes))
         except Exception as err:  # noqa: BLE001 - one model's failure is its row
             traceback.print_exc()
             row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
