@@ -25,6 +25,9 @@ by the lane tuner itself for in-process sessions) registers in the calling proce
   a later step has since reused (the arena), so the durations are those of a real run. The
   client drives the positions (:meth:`tvm_sched.tune.lane_runner.LaneRunner.profile`), so a
   device that dies names the kernel that was running.
+- ``tvm_sched.runtime.config_threads(n)`` -> ``n``: the calling thread's TVM pool set to ``n``
+  threads sharing every usable core (:func:`config_threads`; kernel tuning times each kernel
+  with the threads it will run with).
 
 The names the lane tuner used before (``tvm_sched.tune.num_cores``, ``parallelism``,
 ``lane_run``, ``lane_time``, ``lane_step``) are registered too, as aliases (:data:`ALIASES`).
@@ -57,7 +60,8 @@ import numpy as np
 from tvm_sched.runtime.cores import num_cores, parallelism
 
 __all__ = ["register", "forget", "time_remote", "run_remote", "NUM_CORES", "PARALLELISM",
-           "RUN_FUNC", "TIME_FUNC", "TIME_RUNS", "TIME_STEP", "ALIASES", "resolve_path"]
+           "RUN_FUNC", "TIME_FUNC", "TIME_RUNS", "TIME_STEP", "ALIASES", "resolve_path",
+           "CONFIG_THREADS", "config_threads"]
 
 NUM_CORES = "tvm_sched.runtime.num_cores"
 PARALLELISM = "tvm_sched.runtime.parallelism"
@@ -65,6 +69,7 @@ RUN_FUNC = "tvm_sched.runtime.run_exported"
 TIME_FUNC = "tvm_sched.runtime.time_exported"
 TIME_RUNS = "tvm_sched.runtime.time_runs"
 TIME_STEP = "tvm_sched.runtime.time_step"
+CONFIG_THREADS = "tvm_sched.runtime.config_threads"
 
 #: Older names of the same functions (registered as well): old name -> name.
 ALIASES = {
@@ -164,8 +169,35 @@ def _time_step(path, position) -> float:
     return mod.run_step(chain[p])
 
 
+def config_threads(n: int) -> int:
+    """Set the calling thread's TVM CPU pool to ``n`` threads that share every usable core.
+
+    TVM's ``runtime.config_threadpool`` ignores the thread count unless it is given the CPUs
+    (an empty list keeps the pool as it is), and its default pool takes half the x86 cores.
+
+    Parameters
+    ----------
+    n
+        Threads.
+
+    Returns
+    -------
+    int
+        ``n``.
+    """
+    import tvm
+
+    from tvm_sched.runtime.cores import usable_cores
+
+    share_all = -3  # ThreadGroup::kSpecifyThreadShareAllCore
+    tvm.get_global_func("runtime.config_threadpool")(share_all, int(n),
+                                                     [str(c) for c in usable_cores()])
+    return int(n)
+
+
 _FUNCS = {NUM_CORES: num_cores, PARALLELISM: _parallelism_json, RUN_FUNC: _run_exported,
-          TIME_FUNC: _time_exported, TIME_RUNS: _time_runs, TIME_STEP: _time_step}
+          TIME_FUNC: _time_exported, TIME_RUNS: _time_runs, TIME_STEP: _time_step,
+          CONFIG_THREADS: config_threads}
 
 
 def register() -> None:

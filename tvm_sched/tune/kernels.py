@@ -147,7 +147,22 @@ def device_target(target: tvm.target.Target, cpu: str | None, threads: int) -> D
 # where the records go
 def database_dir(work: Path, model_hash: str, target: tvm.target.Target) -> Path:
     """The JSON database of one model, target (CPU and thread count included) and TVM version
-    under ``work/kernels``."""
+    under ``work/kernels``.
+
+    Parameters
+    ----------
+    work
+        The tuning work dir.
+    model_hash
+        Identifies the model.
+    target
+        The device target (:func:`device_target`); its ``num-cores`` starts the name.
+
+    Returns
+    -------
+    Path
+        ``work/kernels/<threads>t-<digest>`` (not created here).
+    """
     text = json.dumps([model_hash, str(target), tvm.__version__])
     threads = int(dict(target.export()).get("num-cores") or 0)
     digest = hashlib.sha1(text.encode()).hexdigest()[:12]
@@ -163,7 +178,18 @@ def _database(path: Path):
 
 def trials_done(path: Path) -> int:
     """Trials a database directory holds: the budget of a finished tuning (``done.json``) or,
-    for an interrupted one, the records committed so far."""
+    for an interrupted one, the records committed so far.
+
+    Parameters
+    ----------
+    path
+        A database directory (:func:`database_dir`); it need not exist.
+
+    Returns
+    -------
+    int
+        The larger of the two counts; 0 for a missing or empty directory.
+    """
     done = 0
     try:
         done = int(json.loads((Path(path) / "done.json").read_text())["trials"])
@@ -227,7 +253,23 @@ def PersistentBuilder(on_batch: Callable[[int], None] | None = None, *,  # noqa:
                       workers: int = 2, timeout: float = 60.0):
     """A MetaSchedule builder whose worker processes live for the whole tuning (see the module
     docstring); a build over ``timeout`` seconds (LLVM on a heavily unrolled candidate) is a
-    failed candidate and its worker is replaced; ``on_batch(n)`` after each batch of ``n``."""
+    failed candidate and its worker is replaced; ``on_batch(n)`` after each batch of ``n``.
+
+    Parameters
+    ----------
+    on_batch
+        Called with the number of candidates after each batch is built (None: nothing).
+    workers
+        Worker processes building at once (started with the first batch).
+    timeout
+        Seconds one build may take.
+
+    Returns
+    -------
+    tvm.s_tir.meta_schedule.builder.PyBuilder
+        The builder; a build that fails or times out is a ``BuilderResult`` with its error,
+        never raised.
+    """
     return _make_builder(on_batch, workers, timeout)
 
 
@@ -480,7 +522,19 @@ class _quiet_meta_schedule:  # noqa: N801 - used as a context manager
 # the stage the tuner runs
 def device_facts(session) -> tuple[str | None, int | None]:
     """LLVM's name for the device's CPU and the cores its tvm_sched server may use (None where
-    the server does not say)."""
+    the server does not say).
+
+    Parameters
+    ----------
+    session
+        An open ``tvm.rpc`` session to the device.
+
+    Returns
+    -------
+    tuple
+        ``(cpu, cores)``; each None where the device does not say (no LLVM in its runtime, a
+        plain TVM server).
+    """
     cores = None
     try:
         from tvm_sched.runtime import rpc
@@ -510,15 +564,54 @@ class KernelSet:
     cpu_source: str
 
     def target(self, threads: int) -> tvm.target.Target:
-        """The build target of the kernels that run with ``threads`` threads."""
+        """The build target of the kernels that run with ``threads`` threads.
+
+        Parameters
+        ----------
+        threads
+            A thread count of :attr:`tunings`.
+
+        Returns
+        -------
+        tvm.target.Target
+            The device target with ``num-cores`` = ``threads``.
+
+        Raises
+        ------
+        KeyError
+            When ``threads`` is not one of the prepared thread counts.
+        """
         return self.tunings[threads].target
 
     def database(self, threads: int) -> Path | None:
-        """The database of the kernels that run with ``threads`` threads (None: untuned)."""
+        """The database of the kernels that run with ``threads`` threads (None: untuned).
+
+        Parameters
+        ----------
+        threads
+            A thread count of :attr:`tunings`.
+
+        Returns
+        -------
+        Path or None
+            :attr:`KernelTuning.database` of that thread count.
+
+        Raises
+        ------
+        KeyError
+            When ``threads`` is not one of the prepared thread counts.
+        """
         return self.tunings[threads].database
 
     def describe(self) -> dict:
-        """A JSON-able summary for reports and ``summary.json``."""
+        """A JSON-able summary for reports and ``summary.json``.
+
+        Returns
+        -------
+        dict
+            ``cpu``, ``cpu_source`` and ``databases``: per thread count (as text), its target,
+            trial counts, tasks, seconds and database path (None when untuned).
+        """
         return {"cpu": self.cpu, "cpu_source": self.cpu_source,
                 "databases": {str(t): {"target": str(k.target), "trials": k.trials,
                                        "tasks": k.tasks, "trials_before": k.trials_before,
