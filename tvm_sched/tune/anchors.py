@@ -57,7 +57,22 @@ ANCHORS = {
 def export_onnx(source: dict, path: Path) -> Path | None:
     """The ONNX file of a zoo source (exported once to ``path``; kept for later runs), the
     source's own ONNX file, or None when the source has neither (a Relax file) or the export
-    fails (logged)."""
+    fails (logged).
+
+    Parameters
+    ----------
+    source
+        The model's source: ``{"zoo": name, "size": ..., "seed": ...}`` or ``{"onnx": file}``
+        (any other source has no ONNX file).
+    path
+        Where a zoo model's export is written (and found by a later run).
+
+    Returns
+    -------
+    Path or None
+        The ONNX file, or ``None`` when there is none (the export's failure is logged, not
+        raised).
+    """
     if source.get("onnx"):
         return Path(source["onnx"])
     if not source.get("zoo"):
@@ -84,7 +99,20 @@ def export_onnx(source: dict, path: Path) -> Path | None:
 
 def anchor_specs(source: dict, onnx_path: Path | None) -> dict[str, dict]:
     """Every anchor, as a spec for :data:`LOAD` (the ONNX file by its name on the device: the
-    caller uploads it), or ``{"unavailable": why}`` where the source does not allow it."""
+    caller uploads it), or ``{"unavailable": why}`` where the source does not allow it.
+
+    Parameters
+    ----------
+    source
+        The model's source (the torch anchors need its ``"zoo"`` name).
+    onnx_path
+        :func:`export_onnx`'s result (``None``: no ONNX Runtime anchors).
+
+    Returns
+    -------
+    dict
+        Anchor name (every key of :data:`ANCHORS`, in its order) to its spec.
+    """
     specs: dict[str, dict] = {}
     for name, (framework, mode) in ANCHORS.items():
         if framework == "torch":

@@ -124,7 +124,27 @@ class Builder:
             return self._pipeline()(mod)
 
     def module(self, orders) -> tvm.IRModule:
-        """The fused module rewritten into ``orders`` (one order per graph)."""
+        """The fused module rewritten into ``orders`` (one order per graph).
+
+        Parameters
+        ----------
+        orders
+            One binding order per operator graph of the model, in the model's graph order.
+
+        Returns
+        -------
+        tvm.IRModule
+            The reordered Relax module (not lowered).
+
+        Raises
+        ------
+        ValueError
+            When the number of orders differs from the number of graphs.
+        InvalidScheduleError
+            When an order is not a topological order of its graph.
+        ExtractionError
+            When a graph no longer matches the model's module.
+        """
         return apply(self.model.mod, list(zip(self.model.graphs, orders, strict=True)))
 
     # -- building ----------------------------------------------------------------------------
@@ -146,7 +166,20 @@ class Builder:
         log.info("built %d kernels in %.2f s", len(tir.get_global_vars()), self.kernel_seconds)
 
     def build(self, orders) -> Built:
-        """Build one candidate; errors come back in :attr:`Built.error`, never raised."""
+        """Build one candidate; errors come back in :attr:`Built.error`, never raised.
+
+        Parameters
+        ----------
+        orders
+            One binding order per operator graph (as for :meth:`module`).
+
+        Returns
+        -------
+        Built
+            The executable (bytecode only, ``needs_kernels``, on the fast path), the build's
+            seconds and the bytes it allocates; or ``executable=None`` and the error's first
+            line.
+        """
         t0 = time.perf_counter()
         try:
             mod = self.module(orders)
@@ -192,12 +225,30 @@ class OrderBuilder:
     """:func:`~tvm_sched.tune.objective.search`'s builder for VM orders: ``build(c)`` builds
     ``c.orders`` of a :class:`~tvm_sched.tune.objective.Candidate` with ``builder`` and keeps
     the :class:`Built` in :attr:`built` under ``c.hash`` (a record reads the bytes the
-    executable allocates and the build's seconds from it)."""
+    executable allocates and the build's seconds from it).
+
+    Parameters
+    ----------
+    builder
+        The :class:`Builder` of the model and target.
+    """
 
     def __init__(self, builder: Builder):
         self.builder = builder
         self.built: dict[str, Built] = {}
 
     def build(self, c) -> Built:
+        """Build ``c.orders`` and keep the result under ``c.hash``.
+
+        Parameters
+        ----------
+        c
+            The candidate.
+
+        Returns
+        -------
+        Built
+            :meth:`Builder.build`'s result (an error is in it, not raised).
+        """
         self.built[c.hash] = b = self.builder.build(c.orders)
         return b

@@ -137,6 +137,11 @@ class Database:
         ----------
         rec
             The record; its values must be finite (``allow_nan=False``).
+
+        Raises
+        ------
+        ValueError
+            When a value of the record is not finite (nothing is written).
         """
         line = json.dumps(rec.to_dict(), separators=(",", ":"), allow_nan=False) + "\n"
         with self._lock:

@@ -59,6 +59,18 @@ class LaneTuneResult:
         return self.best.speedup
 
     def by_name(self, name: str) -> TuneRecord | None:
+        """The record of the candidate called ``name``.
+
+        Parameters
+        ----------
+        name
+            A candidate name (``TuneRecord.candidate``).
+
+        Returns
+        -------
+        TuneRecord or None
+            The first such record, or ``None`` when no record has that name.
+        """
         return next((r for r in self.records if r.candidate == name), None)
 
 
@@ -67,7 +79,20 @@ def _relative(r: TuneRecord) -> float:
 
 
 def solver_table(result: LaneTuneResult) -> list[dict[str, Any]]:
-    """One row per solver that proposed (see the module docstring)."""
+    """One row per solver that proposed (see the module docstring).
+
+    Parameters
+    ----------
+    result
+        The lane tuning run.
+
+    Returns
+    -------
+    list of dict
+        Per solver of ``result.solver_info``, in its order: ``solver``, ``error``,
+        ``seconds``, ``proposals``, ``measured``, ``best_predicted_ms``, ``proxy_rank``,
+        ``best_candidate``, ``best_speedup`` and ``best_median_ms`` (None where it has none).
+    """
     lanes = [r for r in result.records if r.kind == "lanes" and r.predicted is not None]
     preds = sorted(r.predicted for r in lanes)
     rows = []
@@ -91,7 +116,19 @@ def solver_table(result: LaneTuneResult) -> list[dict[str, Any]]:
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats on both coordinates (lower is better)."""
+    """Indices of the points no other point beats on both coordinates (lower is better).
+
+    Parameters
+    ----------
+    points
+        (x, y) pairs, e.g. (latency relative to the VM, arena bytes).
+
+    Returns
+    -------
+    list of int
+        Indices into ``points``, sorted by their points (x, then y); equal points are all
+        kept.
+    """
     front = []
     for i, (x, y) in enumerate(points):
         if not any((a <= x and b <= y) and (a < x or b < y) for a, b in points):
@@ -124,7 +161,19 @@ def anchor_table(result: LaneTuneResult) -> list[dict[str, Any]]:
     """The pick beside the Relax VM and the anchors (PyTorch, ONNX Runtime) of the same rounds:
     per row the median ms, the error (e.g. "onnxruntime is not installed on the device") and
     ``pick_speedup``, how many times faster the pick ran (ratio of the median speed-ups over
-    the VM of the same rounds; above 1: the pick is faster)."""
+    the VM of the same rounds; above 1: the pick is faster).
+
+    Parameters
+    ----------
+    result
+        The lane tuning run.
+
+    Returns
+    -------
+    list of dict
+        ``name``, ``kind``, ``median_ms``, ``error`` and ``pick_speedup`` per row: the VM and
+        anchor records in record order, the pick second when it is not the VM.
+    """
     rows = []
     b = result.best
     pick_sp = result.speedup["median"] if result.speedup else None
@@ -144,7 +193,19 @@ def anchor_table(result: LaneTuneResult) -> list[dict[str, Any]]:
 
 
 def kernels_line(info: dict) -> str:
-    """One sentence on the kernels of a run: tuned (trials, threads, CPU) or untuned."""
+    """One sentence on the kernels of a run: tuned (trials, threads, CPU) or untuned.
+
+    Parameters
+    ----------
+    info
+        The run's ``info`` (:attr:`LaneTuneResult.info`): ``kernel_tuning``
+        (:meth:`~tvm_sched.tune.kernels.KernelSet.describe`), ``threads_per_lane``, ``cores``.
+
+    Returns
+    -------
+    str
+        The sentence, with a warning when the trial budget is under 8 per kernel.
+    """
     kt = info.get("kernel_tuning") or {}
     dbs = kt.get("databases") or {}
     cpu = kt.get("cpu") or "generic (the device did not name its CPU)"
@@ -264,6 +325,19 @@ def _plot(result: LaneTuneResult) -> bytes | None:
 
 
 def summary(result: LaneTuneResult) -> dict[str, Any]:
+    """The run as JSON-able data (``summary.json``).
+
+    Parameters
+    ----------
+    result
+        The lane tuning run.
+
+    Returns
+    -------
+    dict
+        The model, pick, speed-up, Spearman, stage seconds, :func:`solver_table`,
+        :func:`anchor_table`, the run's ``info`` and every record (``TuneRecord.to_dict``).
+    """
     return {
         "model": result.model, "objective": "lanes", "lanes": result.lanes,
         "pick": result.best.candidate if result.best else None,
@@ -278,7 +352,13 @@ def summary(result: LaneTuneResult) -> dict[str, Any]:
 
 
 def write_lane_report(result: LaneTuneResult) -> None:
-    """``report.md``, ``summary.json`` and ``pareto.png`` in the work dir (atomically)."""
+    """``report.md``, ``summary.json`` and ``pareto.png`` in the work dir (atomically).
+
+    Parameters
+    ----------
+    result
+        The lane tuning run; the files go to ``result.work_dir``.
+    """
     from tvm_sched.tune.workdir import atomic_write
 
     work = Path(result.work_dir)
@@ -290,7 +370,19 @@ def write_lane_report(result: LaneTuneResult) -> None:
 
 
 def rich_lane_table(result: LaneTuneResult):
-    """The per-solver table as a ``rich.table.Table``."""
+    """The per-solver table as a ``rich.table.Table``.
+
+    Parameters
+    ----------
+    result
+        The lane tuning run.
+
+    Returns
+    -------
+    rich.table.Table
+        One row per :func:`solver_table` row (a solver that failed: ``skipped`` and its
+        error).
+    """
     from rich.table import Table
 
     t = Table(title=f"{result.model}: {result.lanes} lanes, speed-up over the Relax VM "

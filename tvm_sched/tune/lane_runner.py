@@ -40,7 +40,38 @@ log = logging.getLogger(__name__)
 
 
 class LaneRunner:
-    """Measures VM and lane candidates on one device session, in interleaved rounds."""
+    """Measures VM and lane candidates on one device session, in interleaved rounds.
+
+    Parameters
+    ----------
+    name
+        The device's name (in results, messages and the worker thread's name).
+    sess
+        The open ``tvm.rpc`` session.
+    builder
+        The :class:`~tvm_sched.tune.lanes.LaneBuilder` (its ``vm_lib_path`` is the Relax VM
+        uploaded, with its weights after ``inputs`` as the VM's arguments).
+    inputs
+        The model's inputs.
+    repeats
+        Interleaved rounds after the warm-up.
+    min_repeat_ms
+        The least milliseconds one VM sample lasts (it sets the runs per sample of every
+        candidate, from the VM's warm-up).
+    rtol
+        Output tolerance of a lane candidate against the VM's outputs: its largest absolute
+        difference may be ``rtol * max(1, largest |VM output|)``.
+    timeout
+        Seconds one device call may take before the device counts as lost.
+    reopen
+        Returns a new session to the same device (``None``: a lost device ends the run).
+    anchors
+        Anchor specs by candidate name (:func:`~tvm_sched.tune.anchors.anchor_specs`).
+    upload
+        Files the anchors need on the device (uploaded with the first anchor).
+    anchor_rtol
+        As ``rtol``, for the anchors (other kernels, other rounding).
+    """
 
     def __init__(self, name: str, sess, builder, inputs: Sequence[np.ndarray], *,
                  repeats: int = 10, min_repeat_ms: float = 10.0, rtol: float = 1e-4,
@@ -72,6 +103,13 @@ class LaneRunner:
 
     # -- the VM (also the reference: its outputs on this device) -----------------------------
     def vm(self):
+        """The Relax VM on the device, its arguments set (uploaded on the first call).
+
+        Returns
+        -------
+        tvm.relax.VirtualMachine
+            The remote VM; ``main``'s inputs are the model's inputs, then its weights.
+        """
         if self._vm is None:
             import tvm
             from tvm import relax
@@ -84,6 +122,13 @@ class LaneRunner:
         return self._vm
 
     def vm_outputs(self) -> list[np.ndarray]:
+        """Run the Relax VM once on the device.
+
+        Returns
+        -------
+        list of numpy.ndarray
+            Its outputs, flattened (the reference of this device).
+        """
         from tvm_sched.relax.frontend import flatten_values
 
         vm = self.vm()
@@ -91,16 +136,54 @@ class LaneRunner:
         return [o.numpy() for o in flatten_values(vm.get_outputs("main"))]
 
     def vm_time(self, number: int) -> float:
+        """Time the Relax VM on the device.
+
+        Parameters
+        ----------
+        number
+            Runs averaged into the sample.
+
+        Returns
+        -------
+        float
+            Seconds per run.
+        """
         f = self.vm().time_evaluator("invoke_stateful", self.dev, number=number, repeat=1)
         return float(f("main").results[0])
 
     # -- lanes --------------------------------------------------------------------------------
     def upload(self, path: Path) -> str:
+        """Upload a file to the device's work dir under its own name.
+
+        Parameters
+        ----------
+        path
+            The local file (an exported lane module).
+
+        Returns
+        -------
+        str
+            Its name on the device.
+        """
         name = path.name
         self.sess.upload(str(path), name)
         return name
 
     def lane_outputs(self, name: str, count: int) -> list[np.ndarray]:
+        """Run an uploaded lane module on the model's inputs and read its outputs.
+
+        Parameters
+        ----------
+        name
+            The module's name on the device (:meth:`upload`).
+        count
+            Outputs to read (the VM's output count).
+
+        Returns
+        -------
+        list of numpy.ndarray
+            Outputs ``0 .. count - 1``.
+        """
         import tvm
 
         fn = self.sess.get_function(rpc.RUN_FUNC)
@@ -109,7 +192,23 @@ class LaneRunner:
 
     # -- anchors (PyTorch, ONNX Runtime) ------------------------------------------------------
     def anchor_load(self, name: str) -> str:
-        """Load anchor ``name`` on the device (its files uploaded first); "" or why not."""
+        """Load anchor ``name`` on the device (its files uploaded first); "" or why not.
+
+        Parameters
+        ----------
+        name
+            An anchor with a spec in ``anchors``.
+
+        Returns
+        -------
+        str
+            ``""`` when it loaded, else the reason it cannot run there.
+
+        Raises
+        ------
+        KeyError
+            When ``name`` has no spec.
+        """
         import json
 
         from tvm_sched.tune import anchors
@@ -120,6 +219,20 @@ class LaneRunner:
         return str(self.sess.get_function(anchors.LOAD)(name, json.dumps(self.anchors[name])))
 
     def anchor_outputs(self, name: str, count: int) -> list[np.ndarray]:
+        """Run a loaded anchor on the model's inputs and read its outputs.
+
+        Parameters
+        ----------
+        name
+            The anchor (:meth:`anchor_load`).
+        count
+            Outputs to read (the VM's output count).
+
+        Returns
+        -------
+        list of numpy.ndarray
+            Outputs ``0 .. count - 1``.
+        """
         import tvm
 
         from tvm_sched.tune import anchors
@@ -129,11 +242,39 @@ class LaneRunner:
         return [fn(name, k, *args).numpy() for k in range(count)]
 
     def anchor_time(self, name: str, number: int) -> float:
+        """Time a loaded anchor on the device (on the inputs :meth:`anchor_outputs` set).
+
+        Parameters
+        ----------
+        name
+            The anchor.
+        number
+            Runs averaged into the sample.
+
+        Returns
+        -------
+        float
+            Seconds per run.
+        """
         from tvm_sched.tune import anchors
 
         return float(self.sess.get_function(anchors.TIME)(name, number))
 
     def lane_time(self, name: str, number: int) -> float:
+        """Time an uploaded lane module on the device.
+
+        Parameters
+        ----------
+        name
+            The module's name on the device (:meth:`upload`).
+        number
+            Runs averaged into the sample.
+
+        Returns
+        -------
+        float
+            Seconds per run.
+        """
         return float(self.sess.get_function(rpc.TIME_RUNS)(name, number))
 
     def profile(self, path: Path, plan, *, repeat: int = 5) -> dict[str, float]:
@@ -279,7 +420,26 @@ class LaneRunner:
         """Check, warm up, then ``repeats`` interleaved rounds over the anchor (the VM) and
         every candidate; each candidate ends in ``done`` once (errors as results; a candidate
         that fails is told at once, so a device lost right after keeps its record). A lost
-        device is reopened once (see the module docstring)."""
+        device is reopened once (see the module docstring).
+
+        Parameters
+        ----------
+        built
+            (:class:`~tvm_sched.tune.objective.LaneCandidate`, built) pairs; a build's
+            ``error`` is told as the candidate's result.
+        anchor
+            The Relax VM's (candidate, built) pair; its result is told only when it is among
+            ``built``.
+        done
+            Called once per candidate with its
+            :class:`~tvm_sched.tune.record.MeasureResult`.
+
+        Raises
+        ------
+        DeviceUnavailableError
+            The device was lost twice, or once without ``reopen`` (the results told so far
+            stand).
+        """
         told: set[str] = set()
 
         def tell(res: MeasureResult) -> None:
@@ -406,12 +566,33 @@ class LaneRunner:
 
 class SpreadRunner:
     """Several devices (a tracker's): candidates dealt round-robin, each device's batch
-    anchored on its own VM run, the devices measuring at the same time; ``done`` serialised."""
+    anchored on its own VM run, the devices measuring at the same time; ``done`` serialised.
+
+    Parameters
+    ----------
+    runners
+        One :class:`LaneRunner` per device.
+    """
 
     def __init__(self, runners: Sequence[LaneRunner]):
         self.runners = list(runners)
 
     def measure(self, built, anchor, done: Callable[[MeasureResult], None]) -> None:
+        """Deal ``built`` over the devices and measure them at once.
+
+        Parameters
+        ----------
+        built, anchor
+            As for :meth:`LaneRunner.measure`; the anchor is in every device's batch, and its
+            own result (when among ``built``) comes from the first device.
+        done
+            Called once per candidate, from one thread at a time.
+
+        Raises
+        ------
+        DeviceUnavailableError
+            As :meth:`LaneRunner.measure`, from any device.
+        """
         import concurrent.futures as cf
         import threading
 

@@ -72,7 +72,18 @@ LANE_SOLVERS = ("gflownet", "gaus", "cpsat", "list", "random-list")
 
 def device_conditions(session) -> dict | None:
     """What the device's cores offer now, measured over the session
-    (:func:`tvm_sched.runtime.cores.parallelism`), or None on a server without it."""
+    (:func:`tvm_sched.runtime.cores.parallelism`), or None on a server without it.
+
+    Parameters
+    ----------
+    session
+        An open ``tvm.rpc`` session to the device.
+
+    Returns
+    -------
+    dict or None
+        The device's answer (cores, parallel efficiency per thread count, load), or ``None``.
+    """
     try:
         fn = session.get_function(rpc.PARALLELISM)
     except Exception:  # noqa: BLE001 - TVM raises its own error kinds for a missing function
@@ -85,6 +96,20 @@ def resolve_lanes(lanes: int | str, session, conditions: dict | None = None) -> 
     a parallel efficiency of at least 0.75 in ``conditions`` (:func:`device_conditions`; e.g. 1
     on two cores while a busy process holds one), else its cores; an int (or its text) as
     given, at most the device's cores.
+
+    Parameters
+    ----------
+    lanes
+        ``"auto"`` or a lane count (an int or its text).
+    session
+        An open ``tvm.rpc`` session to the device.
+    conditions
+        The device's :func:`device_conditions` (``None``: ``auto`` is its core count).
+
+    Returns
+    -------
+    int
+        The lanes, at least 1.
 
     Raises
     ------
@@ -162,7 +187,23 @@ def _export(kernels, path: Path) -> Path:
 
 class LaneBuilder:
     """Plans and exports lane candidates from one :class:`LaneKernels` compilation (and the
-    Relax VM anchor from another when its kernels are tuned for a different thread count)."""
+    Relax VM anchor from another when its kernels are tuned for a different thread count).
+
+    Parameters
+    ----------
+    kernels
+        The lane plans' :class:`~tvm_sched.runtime.builder.LaneKernels`.
+    tmp
+        A directory for the exported candidates (and the libraries not given a path).
+    lib_path
+        Where the lane plans' kernel library is (or is exported to, when missing).
+    threads_per_lane
+        Threads each lane runs its kernels with.
+    vm_kernels
+        The Relax VM's own compilation (``None``: the VM uses ``kernels``).
+    vm_lib_path
+        Where its library is (or is exported to), as ``lib_path``.
+    """
 
     def __init__(self, kernels, tmp: Path, lib_path: Path | None = None, *,
                  threads_per_lane: int = 1, vm_kernels=None, vm_lib_path: Path | None = None):
@@ -183,11 +224,35 @@ class LaneBuilder:
         self._plans: dict[str, Any] = {}
 
     def schedule(self, c: LaneCandidate):
+        """The schedule of a lane candidate.
+
+        Parameters
+        ----------
+        c
+            A candidate with ``kind="lanes"`` (its ``order`` and ``lane`` set).
+
+        Returns
+        -------
+        tvm_sched.schedule.Schedule
+            Its order and lane assignment.
+        """
         from tvm_sched.schedule import Schedule
 
         return Schedule(order=tuple(c.order), lane=tuple(c.lane))
 
     def plan(self, c: LaneCandidate):
+        """The lane plan of a candidate (made once per candidate hash, then kept).
+
+        Parameters
+        ----------
+        c
+            A candidate with ``kind="lanes"``.
+
+        Returns
+        -------
+        tvm_sched.runtime.plan.LanePlan
+            Its plan on the lane kernels, ``threads_per_lane`` threads per lane.
+        """
         if c.hash not in self._plans:
             self._plans[c.hash] = self.k.plan(self.schedule(c),
                                               threads_per_lane=self.threads_per_lane,
@@ -195,7 +260,20 @@ class LaneBuilder:
         return self._plans[c.hash]
 
     def export(self, c: LaneCandidate, path: Path) -> Path:
-        """Write candidate ``c`` as a lane artifact (no engine is started for it)."""
+        """Write candidate ``c`` as a lane artifact (no engine is started for it).
+
+        Parameters
+        ----------
+        c
+            A candidate with ``kind="lanes"``.
+        path
+            The artifact to write.
+
+        Returns
+        -------
+        Path
+            The artifact written.
+        """
         from tvm_sched.runtime.artifact import write_artifact
 
         plan = self.plan(c)
@@ -205,6 +283,19 @@ class LaneBuilder:
         return write_artifact(path, plan, arrays, lambda p: shutil.copyfile(self.lib_path, p))
 
     def build(self, c: LaneCandidate) -> BuiltLane:
+        """Export a lane candidate into ``tmp``; errors come back in the result, never raised.
+
+        Parameters
+        ----------
+        c
+            The candidate; the VM and the anchors need no build.
+
+        Returns
+        -------
+        BuiltLane
+            The artifact's path and the seconds it took, the error's first line, or neither
+            (the VM, an anchor).
+        """
         t0 = time.perf_counter()
         if c.kind in ("vm", "anchor"):  # nothing to build: the device has them
             return BuiltLane(None, None, 0.0)
@@ -225,7 +316,34 @@ def propose_lanes(graph, lanes: int, solvers: Sequence[str], *, samples: int, pe
     """Every solver's schedules at ``lanes`` lanes (same samples, same time budget) by the shared
     generator (:func:`tvm_sched.solvers.portfolio.propose`), list scheduling always among them,
     plus the executor at m = 1; deduplicated (aliases kept). ``info`` per solver: seconds,
-    proposals, or the error that skipped it."""
+    proposals, or the error that skipped it.
+
+    Parameters
+    ----------
+    graph
+        The model's operator graph (kernel durations as node durations).
+    lanes
+        Lanes the solvers schedule for.
+    solvers
+        Solver names, run in this order (``list`` is added when missing).
+    samples
+        Each sampler's ``samples`` option.
+    per_solver
+        Schedules kept per solver (at least 1).
+    budget
+        Seconds per solver.
+    seed
+        Seed of every solve.
+    progress
+        Called with each solver's name once it is done.
+
+    Returns
+    -------
+    tuple
+        ``(pool, info)``: the candidates, the executor at m = 1 first, then the distinct
+        proposals in solver order; and per solver name its ``info`` with ``in_budget``
+        (``False`` for a ``list`` added here).
+    """
     from tvm_sched.cost import make_objective
     from tvm_sched.schedule import Schedule
     from tvm_sched.solvers.portfolio import propose
@@ -258,7 +376,20 @@ def propose_lanes(graph, lanes: int, solvers: Sequence[str], *, samples: int, pe
 # --------------------------------------------------------------------------------------------
 # the run
 def kernel_library_name(model_hash: str, target: str) -> str:
-    """The work-dir file of a model's compiled kernels: one per model, target and TVM version."""
+    """The work-dir file of a model's compiled kernels: one per model, target and TVM version.
+
+    Parameters
+    ----------
+    model_hash
+        Identifies the model.
+    target
+        The target text (with whatever else sets the kernels apart, e.g. the database).
+
+    Returns
+    -------
+    str
+        ``kernels-<digest>.so``.
+    """
     import hashlib
 
     import tvm
@@ -381,7 +512,38 @@ def _lane_kernels(model, kernel_set, threads: int, work: Path):
 def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
                progress: Callable | None = None):
     """The lane objective end to end (see the module docstring); returns a
-    :class:`~tvm_sched.tune.lane_report.LaneTuneResult`."""
+    :class:`~tvm_sched.tune.lane_report.LaneTuneResult`.
+
+    Parameters
+    ----------
+    model
+        The :class:`~tvm_sched.tune.model.TuneModel`.
+    target
+        The user's target (the device targets are made from it).
+    key_target
+        The target text records and the proposal state are keyed by.
+    runner
+        The runner whose devices measure.
+    work
+        The work dir (locked by the caller).
+    cfg
+        The :class:`~tvm_sched.tune.tuner.TuneConfig` (``cfg.lanes`` set).
+    progress
+        ``progress(stage, done, total, text)`` as the run goes on.
+
+    Returns
+    -------
+    LaneTuneResult
+        The records, the pick and the report's data (also written to the work dir).
+
+    Raises
+    ------
+    DeviceUnavailableError
+        The runner offers no device, or devices were lost and could not be reopened.
+    TuneInputError
+        Lanes that are not valid or more than a device offers, a device without the
+        tvm_sched RPC server's lane functions, or a memory budget nothing fits.
+    """
     from tvm_sched.tune.lane_report import LaneTuneResult, write_lane_report
     from tvm_sched.tune.pick import parse_memory_budget
     from tvm_sched.tune.workdir import atomic_path, atomic_write

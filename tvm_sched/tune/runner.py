@@ -179,6 +179,20 @@ class Measurer:
         [-1, 1]), or is not finite, or its count or shapes differ. ``None``: the reference is
         computed on each measured device, as the outputs of the anchor (TVM's order) there,
         which :meth:`measure` then requires.
+    device_type
+        The device to run on in each session (``"cpu"`` or a device type code).
+    repeats
+        Interleaved rounds over the candidates after the warm-up.
+    number
+        Runs per timed sample (the sample is their mean).
+    min_repeat_ms
+        The least milliseconds one sample takes (``number`` grows to reach it).
+    timeout
+        Seconds one device call may take before its session counts as lost.
+    rtol
+        The output tolerance (see ``reference``).
+    batch
+        Candidates measured in one interleaved batch on a device.
     """
 
     def __init__(self, runner: Runner, *, kernels: tvm.runtime.Module | None,
@@ -209,6 +223,13 @@ class Measurer:
 
     # -- devices ------------------------------------------------------------------------------
     def open(self) -> list[str]:
+        """Open the runner's sessions and upload the kernels and arguments to each.
+
+        Returns
+        -------
+        list of str
+            The names of the devices opened.
+        """
         for name, sess in self.runner.open():
             d = _Device(name, sess, self)
             d.setup()
@@ -334,8 +355,20 @@ class Measurer:
         result carries the anchor's samples from its own batch: medians from different devices
         or batches are compared through their ratio to the anchor, not directly.
 
+        Parameters
+        ----------
+        items
+            (index, :class:`Built`, tag) triples; the index names the item in its
+            :class:`Measurement`, the tag its files on the device.
+        done
+            Called once per item with its :class:`Measurement` (from the devices' threads).
+        anchor
+            TVM's order as such a triple; required when there are no ``reference`` outputs.
+
         Raises
         ------
+        ValueError
+            When there are neither ``reference`` outputs nor an ``anchor``.
         DeviceUnavailableError
             A device was lost and could not be reopened.
         """
@@ -382,6 +415,14 @@ class OrderRunner:
     docstring). ``options`` are :class:`Measurer`'s, but ``reference``: each device's run of
     the anchor (TVM's order, in every batch) is the reference there.
 
+    Parameters
+    ----------
+    runner
+        Where to measure.
+    **options
+        :class:`Measurer`'s keyword arguments (``kernels`` and ``args`` among them), but
+        ``reference``.
+
     Attributes
     ----------
     reconnects
@@ -398,6 +439,16 @@ class OrderRunner:
         """Measure ``built`` ((candidate, :class:`Built`) pairs) with ``anchor`` in every
         batch; ``done`` gets each candidate's result once (the anchor's only when it is among
         ``built``).
+
+        Parameters
+        ----------
+        built
+            (candidate, :class:`Built`) pairs to measure.
+        anchor
+            TVM's order as a (candidate, :class:`Built`) pair.
+        done
+            Called once per candidate of ``built`` with its
+            :class:`~tvm_sched.tune.record.MeasureResult`.
 
         Raises
         ------
