@@ -147,7 +147,6 @@ def missing_sections(package: str) -> tuple[int, list[str]]:
     return total, missing
 
 
-@pytest.mark.xfail(strict=False, reason="issue 19 item 7: docstring sections still being added")
 @pytest.mark.parametrize("package", SECTIONED)
 def test_public_definitions_have_parameters_and_returns_sections(package):
     total, missing = missing_sections(package)

@@ -388,7 +388,13 @@ class PlanArena:
 
     def note_inplace_kernels(self, names) -> None:
         """Record the names of the kernels the module calls in place (a method, so that it
-        reaches the pass object behind TVM's pass wrapper)."""
+        reaches the pass object behind TVM's pass wrapper).
+
+        Parameters
+        ----------
+        names
+            The kernels' names (any iterable of strings); they replace the recorded set.
+        """
         self.inplace_kernels = set(names)
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:

@@ -129,6 +129,18 @@ def _load_shift(load, ivars, axis: int, params) -> tuple[int, int] | None:
 def concat_layout(prim) -> ConcatLayout | None:
     """The :class:`ConcatLayout` of ``prim`` when it is a pure concatenate whose inputs are
     contiguous, 64-byte-aligned slices of its output (see the module docstring); else ``None``.
+
+    Parameters
+    ----------
+    prim
+        The function to inspect; anything other than a ``PrimFunc`` with at least two
+        parameters gives ``None``.
+
+    Returns
+    -------
+    ConcatLayout or None
+        The axis and the byte offset and size of each input in the output, or ``None`` when
+        ``prim`` is not such a concatenate.
     """
     if not isinstance(prim, tvm.tirx.PrimFunc) or len(prim.params) < 2:
         return None
@@ -229,6 +241,20 @@ def concat_sites(mod: tvm.IRModule, graph: OpGraph) -> list[ConcatSite]:
 
     ``graph`` is one extracted from ``mod`` (:func:`tvm_sched.relax.extract.extract`; its
     ``meta`` names the function, the block and each node's binding position).
+
+    Parameters
+    ----------
+    mod
+        The module ``graph`` was extracted from; its PrimFuncs are read to find the pure
+        concatenates.
+    graph
+        The graph of one dataflow block, with the planner's metadata (``meta["planner"]``).
+
+    Returns
+    -------
+    list[ConcatSite]
+        The concatenates that can vanish, in program order; empty when ``graph`` carries no
+        planner metadata or binding positions.
     """
     meta = graph.meta
     info = meta.get("planner")
@@ -307,7 +333,21 @@ def concat_sites(mod: tvm.IRModule, graph: OpGraph) -> list[ConcatSite]:
 
 def merge_concats(graph: OpGraph, sites) -> OpGraph:
     """A copy of ``graph`` whose ``meta["planner"]["merged"]`` lists ``sites`` as
-    ``[node, [[producer, field, byte offset], ...]]`` (what the arena planner reads)."""
+    ``[node, [[producer, field, byte offset], ...]]`` (what the arena planner reads).
+
+    Parameters
+    ----------
+    graph
+        A graph with planner metadata (``meta["planner"]``); it is not modified.
+    sites
+        The concatenates to merge, as :func:`concat_sites` returns them.
+
+    Returns
+    -------
+    OpGraph
+        A new graph with the same structure and attributes, its planner metadata copied and
+        given the ``"merged"`` entry.
+    """
     meta = dict(graph.meta)
     info = dict(meta["planner"])
     info["merged"] = [[s.node, [list(x) for x in s.inputs]] for s in sites]
@@ -324,6 +364,20 @@ class KeepConcatUnfused:
     themselves. Run it between ``AnnotateTIROpPattern`` and ``FuseOps``."""
 
     def transform_module(self, mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        """Give every pure concatenate PrimFunc of ``mod`` the opaque operator pattern.
+
+        Parameters
+        ----------
+        mod
+            The module to rewrite, its kernels annotated by ``AnnotateTIROpPattern``.
+        ctx
+            The pass context (unused).
+
+        Returns
+        -------
+        tvm.IRModule
+            ``mod`` itself when it has no pure concatenate, else a new module.
+        """
         updates = {}
         for gv, func in mod.functions.items():
             if isinstance(func, tvm.tirx.PrimFunc) and concat_layout(func) is not None:

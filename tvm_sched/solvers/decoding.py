@@ -115,7 +115,19 @@ def list_schedule(
 
 def event_driven_applies(objective: Objective) -> bool:
     """Whether ``objective`` is ``makespan`` without communication cost (where the sampled
-    orders are also decoded event-driven)."""
+    orders are also decoded event-driven).
+
+    Parameters
+    ----------
+    objective
+        The objective the solver minimises.
+
+    Returns
+    -------
+    bool
+        True for a :class:`~tvm_sched.cost.Makespan` with no communication cost (none, or a
+        zero one).
+    """
     return isinstance(objective, Makespan) and (objective.comm is None or objective.comm.is_zero)
 
 
@@ -198,7 +210,24 @@ class EventDecoded:
 
     def add(self, graph: OpGraph, orders: np.ndarray, objective: Makespan,
             origin: str = "sample") -> bool:
-        """Decode a batch of orders (S, n); True when the best value improved."""
+        """Decode a batch of orders and keep the best decodings.
+
+        Parameters
+        ----------
+        graph
+            The graph.
+        orders
+            (S, n) int, each row a topological order.
+        objective
+            The makespan objective (its ``lanes``; it values the schedules).
+        origin
+            The ``origin`` recorded in each decoding's ``info``.
+
+        Returns
+        -------
+        bool
+            True when the best value kept improved.
+        """
         scheds, values = event_decode(graph, orders, objective, self._top.k, origin=origin)
         return self._top.add_all(scheds, values, tier=1)
 
@@ -208,5 +237,11 @@ class EventDecoded:
         return self._top.best
 
     def candidates(self) -> list[Candidate]:
-        """The kept schedules as candidates, best first (ties: first kept)."""
+        """The kept schedules as candidates, best first (ties: first kept).
+
+        Returns
+        -------
+        list[Candidate]
+            One candidate per kept schedule, claiming its exact value.
+        """
         return self._top.candidates()

@@ -98,6 +98,12 @@ def sample_orders(graph: OpGraph, objective: Objective, deadline: Deadline,
         Whether the candidates claim their values (False for an objective whose
         ``evaluate_orders`` is not exact).
 
+    Returns
+    -------
+    Sampled
+        The kept candidates, best first (at most ``top_k``), and the counts of orders and
+        batches drawn, their mean value and how many were distinct.
+
     Raises
     ------
     ValueError

@@ -64,7 +64,26 @@ class TopK:
 
     def add(self, schedule: Schedule, value: float, *, tier: int = 0, payload: Any = None
             ) -> bool:
-        """Offer one schedule; True when it is kept (new, or a lower value of a kept one)."""
+        """Offer one schedule.
+
+        Parameters
+        ----------
+        schedule
+            The schedule offered.
+        value
+            Its value (lower is better).
+        tier
+            0 when the objective decodes the schedule from its order, 1 when it has its own
+            start times and lanes; breaks ties in value.
+        payload
+            Anything to keep with the schedule (see :attr:`best_payload`).
+
+        Returns
+        -------
+        bool
+            True when it is kept: new and among the ``k`` best, or a kept schedule offered
+            with a lower value.
+        """
         value = float(value)
         key = schedule_key(schedule)
         have = self._items.get(key)
@@ -85,8 +104,24 @@ class TopK:
     def add_orders(self, orders: np.ndarray, values: np.ndarray, *, tier: int = 0,
                    info: Callable[[int], Mapping[str, Any]] | None = None) -> bool:
         """Offer a batch of orders (S, n) with their values (S,), the best first (ties: the
-        first drawn); ``info(i)`` becomes row ``i``'s ``Schedule.info``. True when the best
-        value improved."""
+        first drawn); ``info(i)`` becomes row ``i``'s ``Schedule.info``.
+
+        Parameters
+        ----------
+        orders
+            (S, n) int, each row an order; a row repeated within the batch is offered once.
+        values
+            (S,) the rows' values.
+        tier
+            The tier of every row (see :meth:`add`).
+        info
+            Maps a row index to that schedule's ``info``; ``None`` for empty ones.
+
+        Returns
+        -------
+        bool
+            True when the best value kept improved.
+        """
         before = self.best
         seen: set[bytes] = set()
         for i in np.argsort(values, kind="stable"):
@@ -104,7 +139,28 @@ class TopK:
 
     def add_all(self, schedules: Iterable[Schedule], values: Iterable[float], *, tier: int = 0
                 ) -> bool:
-        """Offer schedules in turn; True when the best value improved."""
+        """Offer schedules in turn.
+
+        Parameters
+        ----------
+        schedules
+            The schedules offered, in order.
+        values
+            Their values, one per schedule.
+        tier
+            The tier of every schedule (see :meth:`add`).
+
+        Returns
+        -------
+        bool
+            True when the best value kept improved.
+
+        Raises
+        ------
+        ValueError
+            If ``schedules`` and ``values`` differ in length (the schedules before the
+            shorter one ran out have been offered).
+        """
         before = self.best
         for s, v in zip(schedules, values, strict=True):
             self.add(s, v, tier=tier)
@@ -125,9 +181,26 @@ class TopK:
         return ranked[0][4] if ranked else None
 
     def values(self) -> list[float]:
-        """The kept values, best first."""
+        """The kept values, best first.
+
+        Returns
+        -------
+        list[float]
+            One value per kept schedule.
+        """
         return [it[0] for it in self._ranked()]
 
     def candidates(self, claim: bool = True) -> list[Candidate]:
-        """The kept schedules as candidates, best first, claiming their values if ``claim``."""
+        """The kept schedules as candidates, best first.
+
+        Parameters
+        ----------
+        claim
+            Whether each candidate claims its kept value (else its claim is ``None``).
+
+        Returns
+        -------
+        list[Candidate]
+            One candidate per kept schedule.
+        """
         return [Candidate(it[3], it[0] if claim else None) for it in self._ranked()]

@@ -65,6 +65,17 @@ class Task:
     def of(cls, objective: Objective) -> Task:
         """The task the policy samples ``objective``'s orders for.
 
+        Parameters
+        ----------
+        objective
+            Any objective; a ``Makespan`` is its own task, an order-based memory objective
+            or ``stage`` maps to the memory task.
+
+        Returns
+        -------
+        Task
+            The makespan task for ``objective`` itself, or the memory task (``PeakMemory()``).
+
         Raises
         ------
         ValueError
@@ -94,13 +105,44 @@ class Task:
         return None if self.memory else self.objective.comm
 
     def condition(self, log_sigma: float) -> torch.Tensor:
-        """The raw conditioning vector of this task at temperature ``exp(log_sigma)``."""
+        """The raw conditioning vector of this task at temperature ``exp(log_sigma)``.
+
+        Parameters
+        ----------
+        log_sigma
+            The natural logarithm of the reward temperature.
+
+        Returns
+        -------
+        torch.Tensor
+            (COND_FEATURES,) float32 on the CPU: the log temperature, the task kind, the lanes
+            and whether the task has a communication cost.
+        """
         return condition(log_sigma, self.memory, self.lanes, self.comm is not None)
 
 
 def log_reward(graph: OpGraph, task: Task, orders: np.ndarray, sigma: float,
                mem_ref: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Log-rewards (B,) and objective values (B,) (makespans or liveness peaks) of orders (B, n).
+
+    Parameters
+    ----------
+    graph
+        The graph.
+    task
+        The task whose objective values the orders.
+    orders
+        (B, n) int, each row a topological order.
+    sigma
+        The reward temperature (the log-rewards are divided by it).
+    mem_ref
+        For a memory task, the reference peak the values are compared with; ``None`` for the
+        batch's lowest. Unused for a makespan task.
+
+    Returns
+    -------
+    tuple
+        The log-rewards and the objective values, both (B,).
 
     Examples
     --------

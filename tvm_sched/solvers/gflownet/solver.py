@@ -101,7 +101,26 @@ def cached_model(path: str | Path, device: torch.device) -> tuple[PolicyNet, dic
 @torch.no_grad()
 def node_logits(net: PolicyNet, enc: GraphEncoding, task: Task, *, sigma: float,
                 device: str | torch.device = "cpu") -> np.ndarray:
-    """The policy's node logits (n,) float64 for one graph, task and temperature."""
+    """The policy's node logits (n,) float64 for one graph, task and temperature.
+
+    Parameters
+    ----------
+    net
+        The trained policy.
+    enc
+        The graph's encoding (:func:`~tvm_sched.solvers.gflownet.features.encode_graph`).
+    task
+        The task the policy is conditioned on.
+    sigma
+        The reward temperature.
+    device
+        Where the policy runs.
+
+    Returns
+    -------
+    np.ndarray
+        (n,) float64 on the CPU, one logit per node.
+    """
     dev = torch.device(device)
     c = net.embed_condition(task.condition(float(np.log(sigma))).to(dev))
     h = net.encode(torch.as_tensor(enc.static, device=dev), attention_blocks(enc, net.cfg, dev), c)
@@ -115,12 +134,36 @@ def sample_schedules(net: PolicyNet, graph: OpGraph, objective: Objective, *,
     """Draw ``samples`` orders for ``objective`` and score them (a helper for scripts; the
     solver paces itself).
 
+    Parameters
+    ----------
+    net
+        The trained policy.
+    graph
+        The graph.
+    objective
+        The objective the orders are drawn for and valued by.
+    sigma
+        The reward temperature.
+    samples
+        How many orders to draw.
+    batch
+        The largest batch of orders drawn at once.
+    seed
+        Seed of the random generator.
+    device
+        Where the policy runs.
+
     Returns
     -------
     dict
         ``orders`` (S, n) int64, ``lanes`` (S, n) int64 (of the list decoding; zeros for a
         memory task), ``makespan`` (S,) (None for a memory task), ``values`` (S,) (the
         objective's exact values), ``seconds`` and ``samples_per_s``.
+
+    Raises
+    ------
+    ValueError
+        The policy has no task for ``objective`` (see ``Task.of``), e.g. ``pipeline``.
     """
     from tvm_sched.cost.makespan import times_batch
 
