@@ -91,3 +91,19 @@ def test_a_plan_is_proven_once_and_constants_still_checked(monkeypatch):
     listed.validate()
     listed.validate()
     assert len(calls) == 4
+
+
+def test_config_threads_gives_the_pool_the_cpus_it_needs(monkeypatch):
+    """TVM's runtime.config_threadpool keeps the pool as it is when given no CPUs: the thread
+    count only takes with the list, which config_threads always passes (the usable cores)."""
+    import tvm
+
+    seen = []
+    real = tvm.get_global_func("runtime.config_threadpool")
+    monkeypatch.setattr(tvm, "get_global_func",
+                        lambda name, *a, **k: (lambda *args: seen.append(args))
+                        if name == "runtime.config_threadpool" else real(name, *a, **k))
+    monkeypatch.setattr(cores, "usable_cores", lambda: [0, 3])
+    assert rpc.config_threads(1) == 1
+    assert seen == [(-3, 1, ["0", "3"])]
+    assert rpc.CONFIG_THREADS in rpc._FUNCS
