@@ -54,7 +54,7 @@ from typing import Any
 import tvm
 
 from tvm_sched.console import filtered_stderr
-from tvm_sched.errors import TuneInputError, one_line
+from tvm_sched.errors import MeasureError, TuneInputError, one_line
 
 __all__ = ["DeviceTarget", "KernelTuning", "device_target", "database_dir", "tune_kernels",
            "PersistentBuilder", "measure_runner", "trials_done"]
@@ -176,6 +176,25 @@ def _database(path: Path):
     return ms.database.JSONDatabase(work_dir=str(path), allow_missing=True)
 
 
+def valid_records(path: Path) -> tuple[int, int]:
+    """(records with a measured time, records) of a database directory; a failed measurement
+    is recorded with MetaSchedule's 1e10 s."""
+    good = total = 0
+    records = Path(path) / "database_tuning_record.json"
+    if records.exists():
+        with records.open() as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                total += 1
+                try:
+                    secs = json.loads(line)[1][1]
+                except (ValueError, IndexError, TypeError):
+                    continue
+                good += bool(secs) and all(float(s) < 1e9 for s in secs)
+    return good, total
+
+
 def trials_done(path: Path) -> int:
     """Trials a database directory holds: the budget of a finished tuning (``done.json``) or,
     for an interrupted one, the records committed so far.
@@ -278,7 +297,14 @@ def _threads_then_evaluate(threads, session, rt_mod, device, evaluator_config, r
     own timing."""
     from tvm.s_tir.meta_schedule.runner.utils import run_evaluator_common
 
-    session.get_function("runtime.config_threadpool")(-3, int(threads), [])
+    from tvm_sched.runtime import rpc
+
+    try:  # an int crosses the wire; the CPU list runtime.config_threadpool needs does not
+        fn = session.get_function(rpc.CONFIG_THREADS)
+    except Exception:  # noqa: BLE001 - a plain TVM server: its pool as it comes
+        fn = None
+    if fn is not None:
+        fn(int(threads))
     return run_evaluator_common(rt_mod, device, evaluator_config, repeated_args)
 
 
@@ -286,7 +312,9 @@ def _threads_then_evaluate_local(threads, rt_mod, device, evaluator_config, repe
     """LocalRunner's evaluator: this worker's thread pool sized, then MetaSchedule's timing."""
     from tvm.s_tir.meta_schedule.runner.utils import run_evaluator_common
 
-    tvm.get_global_func("runtime.config_threadpool")(-3, int(threads), [])
+    from tvm_sched.runtime.rpc import config_threads
+
+    config_threads(threads)
     return run_evaluator_common(rt_mod, device, evaluator_config, repeated_args)
 
 
@@ -481,6 +509,10 @@ def tune_kernels(mod: tvm.IRModule, target: tvm.target.Target, work: Path, trial
                       task_scheduler="gradient")
     result.seconds = time.perf_counter() - t0
     result.trials_now = done[0]
+    good, total = valid_records(path)
+    if total and not good:  # every measurement failed: say why instead of untuned kernels
+        raise MeasureError(f"kernel tuning measured none of its {total} candidates "
+                           f"successfully; MetaSchedule's logs: {path / 'logs'}")
     (path / "done.json").write_text(json.dumps({"trials": trials, "tasks": len(tasks),
                                                 "target": str(target)}))
     shutil.rmtree(path / "logs", ignore_errors=True) if not log.isEnabledFor(
