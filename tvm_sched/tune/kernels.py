@@ -177,8 +177,19 @@ def _database(path: Path):
 
 
 def valid_records(path: Path) -> tuple[int, int]:
-    """(records with a measured time, records) of a database directory; a failed measurement
-    is recorded with MetaSchedule's 1e10 s."""
+    """Records with a measured time, and all records, of a database directory (a failed
+    measurement is recorded too, with MetaSchedule's 1e10 s).
+
+    Parameters
+    ----------
+    path
+        The database directory.
+
+    Returns
+    -------
+    (int, int)
+        Measured records, records.
+    """
     good = total = 0
     records = Path(path) / "database_tuning_record.json"
     if records.exists():
