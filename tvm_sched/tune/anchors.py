@@ -88,7 +88,8 @@ def export_onnx(source: dict, path: Path) -> Path | None:
                                   size=source.get("size", "small"))
         part = path.with_suffix(".part.onnx")
         with torch.no_grad():
-            torch.onnx.export(model, tuple(args), str(part), dynamo=True, external_data=False)
+            torch.onnx.export(model, tuple(args), str(part), dynamo=True, external_data=False,
+                              verbose=False)
         part.replace(path)
         return path
     except Exception as err:  # noqa: BLE001 - no exporter, or one that fails: no ORT anchor
