@@ -184,11 +184,7 @@ class LaneRunner:
         list of numpy.ndarray
             Outputs ``0 .. count - 1``.
         """
-        import tvm
-
-        fn = self.sess.get_function(rpc.RUN_FUNC)
-        args = [tvm.runtime.tensor(x, self.dev) for x in self.inputs]
-        return [fn(name, k, *args).numpy() for k in range(count)]
+        return self._outputs(rpc.RUN_FUNC, name, count)
 
     # -- anchors (PyTorch, ONNX Runtime) ------------------------------------------------------
     def anchor_load(self, name: str) -> str:
@@ -233,11 +229,16 @@ class LaneRunner:
         list of numpy.ndarray
             Outputs ``0 .. count - 1``.
         """
-        import tvm
-
         from tvm_sched.tune import anchors
 
-        fn = self.sess.get_function(anchors.RUN)
+        return self._outputs(anchors.RUN, name, count)
+
+    def _outputs(self, func: str, name: str, count: int) -> list[np.ndarray]:
+        """Outputs ``0 .. count - 1`` of device function ``func(name, index, *inputs)`` run on
+        the model's inputs (a lane module's or an anchor's)."""
+        import tvm
+
+        fn = self.sess.get_function(func)
         args = [tvm.runtime.tensor(x, self.dev) for x in self.inputs]
         return [fn(name, k, *args).numpy() for k in range(count)]
 
