@@ -227,6 +227,69 @@ def test_tuning_in_process_resumes_and_the_tuned_build_matches(tiny, tmp_path,
     np.testing.assert_allclose(got[0], imported.reference[0], rtol=1e-5, atol=1e-4)
 
 
+@pytest.fixture(scope="module")
+def three():
+    """A model of three kernels of very different cost: a large and a small matmul, each with
+    its epilogue, and a softmax."""
+    import torch
+
+    from tvm_sched.relax.frontend import from_torch, prepare
+
+    class Three(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            g = torch.Generator().manual_seed(0)
+            self.big = torch.nn.Parameter(torch.randn(256, 256, generator=g))
+            self.small = torch.nn.Parameter(torch.randn(256, 8, generator=g))
+
+        def forward(self, x):
+            return torch.softmax(torch.relu(x @ self.big) @ self.small, dim=-1)
+
+    x = torch.randn(64, 256, generator=torch.Generator().manual_seed(1))
+    return prepare(from_torch(Three(), (x,), name="three").mod)
+
+
+def test_the_heaviest_kernels_are_tuned_first(three):
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.analysis import estimate_tir_flops
+
+    from tvm_sched.tune.kernels import _heaviest_first
+
+    target = device_target(LLVM, HOST_CPU, 1).target
+    tasks = ms.relax_integration.extract_tasks(three, target)
+    assert len(tasks) == 3
+    order = [t.task_name for t in _heaviest_first(tasks)]
+    assert "matmul" in order[0] and "softmax" not in order[0]
+    flops = [float(t.weight) * float(estimate_tir_flops(t.dispatched[0]))
+             for t in _heaviest_first(tasks)]
+    assert flops == sorted(flops, reverse=True) and flops[0] > 10 * flops[-1]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_budget_of_one_trial_per_kernel_tunes_every_kernel(three, tmp_path, caplog):
+    """The budget is spread over every kernel before any gets a second round (a round of 64 on
+    the first task once left most of a model's kernels untuned)."""
+    from tvm_sched.tune.runners import InProcessRunner
+
+    target = device_target(LLVM, HOST_CPU, 1).target
+    result = tune_kernels(three, target, tmp_path, 3, model_hash="three",
+                          runner=InProcessRunner(), timeout=30)
+    assert result.tasks == 3
+    measured = set()
+    with (result.path / "database_tuning_record.json").open() as f:
+        for line in f:
+            workload, (_, secs, *_rest) = json.loads(line)
+            if secs and all(float(s) < 1e9 for s in secs):
+                measured.add(workload)
+    assert len(measured) == 3
+    # a budget below one trial per kernel says which stay untuned
+    with caplog.at_level(logging.WARNING, logger="tvm_sched.tune.kernels"):
+        tune_kernels(three, target, tmp_path / "less", 2, model_hash="three",
+                     runner=InProcessRunner(), timeout=30)
+    assert "the 1 lightest stay untuned" in caplog.text
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.rpc

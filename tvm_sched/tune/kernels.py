@@ -488,9 +488,16 @@ def tune_kernels(mod: tvm.IRModule, target: tvm.target.Target, work: Path, trial
         _database(path)  # an empty database still applies (nothing in it)
         return result
     todo = trials - before
-    # every task gets trials in the first rounds: a round of 64 per task would spend a small
-    # budget on the first few tasks and leave the rest untuned (single-threaded loops)
-    per_iter = int(max(4, min(64, todo // max(1, len(tasks)))))
+    # the gradient scheduler starts with one round per task, in task order, so every task gets
+    # a measured schedule when the budget allows a round each (a round of 64 would spend a small
+    # budget on the first few tasks and leave the rest as untuned single-threaded loops), and
+    # the heaviest tasks come first for when it does not
+    tasks = _heaviest_first(tasks)
+    per_iter = int(max(1, min(64, todo // len(tasks))))
+    if todo < len(tasks):
+        log.warning("%d kernel trials cannot tune each of the %d kernels once: the %d lightest "
+                    "stay untuned (--kernel-trials %d tunes every kernel)", todo, len(tasks),
+                    len(tasks) - todo, before + len(tasks))
     done = [0]
 
     def on_batch(n: int) -> None:
@@ -529,6 +536,18 @@ def tune_kernels(mod: tvm.IRModule, target: tvm.target.Target, work: Path, trial
     shutil.rmtree(path / "logs", ignore_errors=True) if not log.isEnabledFor(
         logging.DEBUG) else None
     return result
+
+
+def _heaviest_first(tasks):
+    """``tasks`` by weight x estimated FLOPs, heaviest first (ties keep their order)."""
+    from tvm.s_tir.analysis import estimate_tir_flops
+
+    def cost(task) -> float:
+        try:
+            return float(task.weight) * float(estimate_tir_flops(task.dispatched[0]))
+        except Exception:  # noqa: BLE001 - a kernel FLOPs cannot be counted for sorts last
+            return 0.0
+    return sorted(tasks, key=cost, reverse=True)
 
 
 class _quiet_meta_schedule:  # noqa: N801 - used as a context manager
