@@ -97,7 +97,8 @@ def _md(meta: dict, rows: list[dict]) -> str:
              "'x' = how many times faster the pick ran than that row's module "
              "(ratio of the median per-round speed-ups over the tuned VM).", "",
              "| model | nodes | lanes x threads | tuned VM ms | pick | pick ms | over VM [IQR] | "
-             "PyTorch 1t | PyTorch all | ORT seq | ORT par | pick vs best ORT | load |",
+             "PyTorch 1t | PyTorch all | ORT seq | ORT par | pick vs best ORT | load before / "
+             "at measure |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def cell(a: dict | None) -> str:
@@ -123,7 +124,7 @@ def _md(meta: dict, rows: list[dict]) -> str:
             f"{sp.get('median', 1):.3f} [{sp.get('q1', 1):.3f}, {sp.get('q3', 1):.3f}] | "
             f"{cell(a.get('pytorch-1t'))} | {cell(a.get('pytorch'))} | "
             f"{cell(a.get('onnxruntime'))} | {cell(a.get('onnxruntime-parallel'))} | {vs} | "
-            f"{r.get('load_1min', 0):.2f} |")
+            f"{r.get('load_1min', 0):.2f} / {r.get('load_1min_measure', 0):.2f} |")
     lines += ["", "Kernel tuning per model (trials per thread count, seconds):", ""]
     for r in rows:
         kt = (r.get("kernel_tuning") or {}).get("databases", {})
@@ -166,6 +167,7 @@ def main() -> None:
                                     args.lanes))
             if args.stage in ("measure", "all"):
                 row.pop("error", None)
+                row["load_1min_measure"] = os.getloadavg()[0]  # kernel tuning's own load
                 row.update(_measure(name, args.size, args.kernel_trials, work, runner,
                                     args.repeats, args.lanes))
         except Exception as err:  # noqa: BLE001 - one model's failure is its row
