@@ -164,6 +164,58 @@ def run(args: argparse.Namespace) -> int:
         return _run(args, stack)
 
 
+def _config(args: argparse.Namespace):
+    """The :class:`~tvm_sched.tune.TuneConfig` of the options, checked."""
+    from tvm_sched.errors import TuneInputError
+    from tvm_sched.tune import TuneConfig
+
+    solvers = None  # the defaults of the run's kind; the names are checked by TuneConfig
+    if args.solvers is not None:
+        solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
+        if not solvers:
+            raise TuneInputError(f"--solvers names no solver: {args.solvers!r}")
+    _check_args(args)
+    cfg = TuneConfig(objective=args.objective, memory_budget=args.memory_budget,
+                     solvers=solvers, candidates=args.candidates, top_k=args.top_k,
+                     repeats=args.repeats, min_repeat_ms=args.min_repeat_ms,
+                     solver_budget=args.solver_budget, timeout=args.timeout, seed=args.seed,
+                     cache_bytes=args.cache_kib * 1024 if args.cache_kib else None,
+                     arena=args.arena, lanes=args.lanes, samples=args.samples,
+                     per_solver=args.per_solver, kernel_trials=args.kernel_trials,
+                     anchors=_anchor_names(args.anchors) if args.lanes is not None else ())
+    cfg.check()
+    return cfg
+
+
+def _prepare(args: argparse.Namespace, stack: contextlib.ExitStack, con):
+    """Every argument checked before anything is imported, started or written; the work dir
+    locked; the devices asked whether they answer at all (seconds, not the minutes of import,
+    propose and build); then the model imported. Returns (target, cfg, runner, work, model)."""
+    from tvm_sched.tune import check_target, runner_from_args
+    from tvm_sched.tune.model import source_name
+    from tvm_sched.tune.workdir import check_work_dir, lock_work_dir
+
+    target = check_target(args.target)
+    cfg = _config(args)
+    runner = runner_from_args(rpc_server=args.rpc_server, rpc_tracker=args.rpc_tracker,
+                              rpc_key=args.rpc_key, in_process=args.in_process,
+                              tracker_wait=args.tracker_wait,
+                              min_devices=args.min_devices, timeout=args.timeout,
+                              status=lambda text: con.print(f"[yellow]{text}"))
+    name = source_name(model=args.model, onnx=args.onnx, relax_file=args.relax)
+    if args.model and args.size != "small":
+        name = f"{name}-{args.size}"
+    work = check_work_dir(args.work_dir or Path("tvm-sched-runs") / name)
+    stack.enter_context(lock_work_dir(work))  # in use by another run?
+    runner.check()
+    from tvm_sched import tune as tune_pkg
+
+    with con.status(f"importing {args.model or args.onnx or args.relax}"):
+        model = tune_pkg.load_model(model=args.model, onnx=args.onnx, relax_file=args.relax,
+                                    seed=args.seed, size=args.size)
+    return target, cfg, runner, work, model
+
+
 def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     from tvm_sched.errors import (
         DeviceUnavailableError,
@@ -175,45 +227,7 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     con = _console()
     try:
-        # 1. every argument, before anything is imported, started or written
-        from tvm_sched.tune import TuneConfig, check_target, runner_from_args
-        from tvm_sched.tune.model import source_name
-        from tvm_sched.tune.workdir import check_work_dir, lock_work_dir
-
-        target = check_target(args.target)
-        solvers = None  # the defaults of the run's kind; the names are checked by TuneConfig
-        if args.solvers is not None:
-            solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
-            if not solvers:
-                raise TuneInputError(f"--solvers names no solver: {args.solvers!r}")
-        _check_args(args)
-        cfg = TuneConfig(objective=args.objective, memory_budget=args.memory_budget,
-                         solvers=solvers, candidates=args.candidates, top_k=args.top_k,
-                         repeats=args.repeats, min_repeat_ms=args.min_repeat_ms,
-                         solver_budget=args.solver_budget, timeout=args.timeout, seed=args.seed,
-                         cache_bytes=args.cache_kib * 1024 if args.cache_kib else None,
-                         arena=args.arena, lanes=args.lanes, samples=args.samples,
-                         per_solver=args.per_solver, kernel_trials=args.kernel_trials,
-                         anchors=_anchor_names(args.anchors) if args.lanes is not None else ())
-        cfg.check()
-        runner = runner_from_args(rpc_server=args.rpc_server, rpc_tracker=args.rpc_tracker,
-                                  rpc_key=args.rpc_key, in_process=args.in_process,
-                                  tracker_wait=args.tracker_wait,
-                                  min_devices=args.min_devices, timeout=args.timeout,
-                                  status=lambda text: con.print(f"[yellow]{text}"))
-        name = source_name(model=args.model, onnx=args.onnx, relax_file=args.relax)
-        if args.model and args.size != "small":
-            name = f"{name}-{args.size}"
-        work = check_work_dir(args.work_dir or Path("tvm-sched-runs") / name)
-        stack.enter_context(lock_work_dir(work))  # in use by another run?
-        # 2. the devices answer at all (seconds, not the minutes of import, propose, build)
-        runner.check()
-        # 3. the first expensive step
-        from tvm_sched import tune as tune_pkg
-
-        with con.status(f"importing {args.model or args.onnx or args.relax}"):
-            model = tune_pkg.load_model(model=args.model, onnx=args.onnx, relax_file=args.relax,
-                                        seed=args.seed, size=args.size)
+        target, cfg, runner, work, model = _prepare(args, stack, con)
     except (TuneInputError, UnknownSolverError) as err:
         print(f"tvm-sched tune: error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -223,7 +237,6 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     con.print(f"[bold]tvm-sched tune[/bold] {model.name}: {model.num_nodes} operators in "
               f"{len(model.graphs)} block(s), target {args.target}, objective {args.objective}, "
               f"runner {type(runner).__name__} (device key {runner.key!r}), work dir {work}")
-    from tvm_sched.tune.report import rich_table
     from tvm_sched.tune.tuner import tune
 
     records_file = "lane_records.jsonl" if cfg.lanes is not None else "records.jsonl"
@@ -244,6 +257,12 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         return EXIT_INTERRUPT
     if cfg.lanes is not None:
         return _lane_summary(con, result, work)
+    return _order_summary(con, result, work)
+
+
+def _order_summary(con, result, work: Path) -> int:
+    from tvm_sched.tune.report import rich_table
+
     con.print(rich_table(result))
     if result.best is None:
         planned = [r.planned_bytes for r in result.records

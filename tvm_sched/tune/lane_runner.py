@@ -32,6 +32,7 @@ import numpy as np
 
 from tvm_sched.errors import DeviceUnavailableError, MeasureError, one_line
 from tvm_sched.runtime import rpc
+from tvm_sched.tune.measure import compare_outputs, deal, serialised, spread
 from tvm_sched.tune.objective import LaneCandidate, MeasureResult
 
 __all__ = ["LaneRunner", "SpreadRunner"]
@@ -371,18 +372,8 @@ class LaneRunner:
         self._restart(lost_err)
 
     def _check(self, outs: list[np.ndarray], rtol: float | None = None) -> str | None:
-        ref = self.reference
-        rtol = self.rtol if rtol is None else rtol
-        if len(outs) != len(ref):
-            return f"{len(outs)} outputs, the VM gives {len(ref)}"
-        for o, r in zip(outs, ref, strict=True):
-            if o.shape != r.shape:
-                return f"output shape {o.shape} != the VM's {r.shape}"
-            diff = float(np.max(np.abs(o.astype(np.float64) - r))) if o.size else 0.0
-            scale = float(np.max(np.abs(r))) if r.size else 0.0
-            if not np.isfinite(diff) or diff > rtol * max(scale, 1.0):
-                return f"outputs differ from the VM's (max abs diff {diff:.3g})"
-        return None
+        return compare_outputs(outs, self.reference, self.rtol if rtol is None else rtol,
+                               whose="the VM's")[1]
 
     # -- the protocol -------------------------------------------------------------------------
     def _call(self, fn, *args):
@@ -594,24 +585,12 @@ class SpreadRunner:
         DeviceUnavailableError
             As :meth:`LaneRunner.measure`, from any device.
         """
-        import concurrent.futures as cf
-        import threading
-
         if len(self.runners) == 1:
             self.runners[0].measure(built, anchor, done)
             return
-        lock = threading.Lock()
-
-        def once(m: MeasureResult) -> None:
-            with lock:
-                done(m)
-
         rest = [(c, b) for c, b in built if c.hash != anchor[0].hash]
-        shares = [rest[i::len(self.runners)] for i in range(len(self.runners))]
+        shares = deal(rest, len(self.runners))
         if len(rest) < len(built):  # the VM itself is to be recorded: by the first device
             shares[0] = [anchor, *shares[0]]
-        with cf.ThreadPoolExecutor(len(self.runners)) as ex:
-            futs = [ex.submit(r.measure, share, anchor, once)
-                    for r, share in zip(self.runners, shares, strict=True) if share]
-            for f in futs:
-                f.result()
+        once = serialised(done)
+        spread(self.runners, shares, lambda r, share: r.measure(share, anchor, once))

@@ -33,6 +33,7 @@ Contract (``tune(..., TuneConfig(lanes=...))`` and ``tvm-sched tune --lanes auto
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -56,7 +57,6 @@ from tvm_sched.tune.lane_runner import LaneRunner, SpreadRunner
 from tvm_sched.tune.objective import (
     LaneCandidate,
     LaneObjective,
-    MeasureResult,
     TuneRecord,
     search,
 )
@@ -509,6 +509,145 @@ def _lane_kernels(model, kernel_set, threads: int, work: Path):
     return LaneKernels(model.mod, target, params=model.params, exe=exe, database=db), cache
 
 
+class _Stages:
+    """The progress callback and the seconds each named stage of :func:`tune_lanes` took."""
+
+    def __init__(self, progress: Callable | None):
+        self.prog = progress or (lambda *a: None)
+        self.secs: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def timed(self, name: str):
+        """Adds the time of the ``with`` body to stage ``name``."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.secs[name] = self.secs.get(name, 0.0) + time.perf_counter() - t0
+
+
+def _open_devices(runner, lanes_asked, prog) -> tuple[list, dict, int, str | None, int]:
+    """Stage *connect*: the devices' sessions and what they offer (:func:`_survey`)."""
+    prog("connect", 0, 1, "device")
+    devices = runner.open()
+    if not devices:
+        raise DeviceUnavailableError("the runner offers no device")
+    conditions, lanes, cpu, cores = _survey(devices, lanes_asked)
+    prog("connect", 1, 1, f"{len(devices)} device(s): {lanes} lanes")
+    return devices, conditions, lanes, cpu, cores
+
+
+def _kernel_stage(model, target, runner, work: Path, cfg, devices, cpu, cores: int,
+                  threads: int, prog):
+    """Stage *kernels*: the kernels tuned (or not) for the VM's and the lanes' thread counts;
+    returns the devices' sessions (opened again after tuning) and the
+    :class:`~tvm_sched.tune.kernels.KernelSet`."""
+    if cfg.kernel_trials <= 0:
+        # untuned kernels do not depend on the thread count: one compilation serves all
+        kernel_set = prepare_kernels(model.mod, target, cpu, {cores}, work=work, trials=0,
+                                     model_hash=model.hash)
+        kernel_set.tunings[threads] = kernel_set.tunings[cores]
+        return devices, kernel_set
+    # a TVM RPC server serves one client at a time: MetaSchedule's measurements open their own
+    # sessions, so ours are let go while it tunes and opened again after
+    devices.clear()
+    kernel_set = prepare_kernels(model.mod, target, cpu, {cores, threads}, work=work,
+                                 trials=cfg.kernel_trials, model_hash=model.hash, runner=runner,
+                                 seed=cfg.seed, timeout=cfg.timeout, progress=prog)
+    devices = runner.open()
+    if not devices:
+        raise DeviceUnavailableError("the runner offers no device after kernel tuning")
+    return devices, kernel_set
+
+
+def _compile_stage(model, kernel_set, cores: int, threads: int, work: Path, tmp: Path, prog):
+    """Stage *compile*: the lanes' and the VM's kernel libraries (from the work dir when an
+    earlier run compiled them) and the :class:`LaneBuilder` over them."""
+    prog("build", 0, 1, "kernels")
+    k_vm, vm_cached = _lane_kernels(model, kernel_set, cores, work)
+    k, cached = ((k_vm, vm_cached) if kernel_set.tunings[threads] is kernel_set.tunings[cores]
+                 else _lane_kernels(model, kernel_set, threads, work))
+    builder = LaneBuilder(k, tmp, lib_path=cached, threads_per_lane=threads,
+                          vm_kernels=None if k is k_vm else k_vm,
+                          vm_lib_path=None if k is k_vm else vm_cached)
+    prog("build", 1, 1, "kernels")
+    return k, builder
+
+
+def _profile_stage(dev: LaneRunner, builder: LaneBuilder, k, saved: dict | None, prog) -> list:
+    """Stage *profile*: the kernels' durations on the device (the one-lane plan, each kernel
+    on its real inputs), or those of the resumed state; ``k``'s graph gets them."""
+    if saved is not None:
+        kernel_times = saved["kernel_times"]
+    else:
+        prog("profile", 0, 1, "kernels on the device")
+        n = k.graph.num_nodes
+        m1 = LaneCandidate("executor m=1", "baseline", "lanes", 1, tuple(range(n)), (0,) * n)
+        kernel_times = dev.profile(builder.export(m1, builder.tmp / "profile.tar"),
+                                   builder.plan(m1))
+    k.profile(kernel_times)
+    prog("profile", 1, 1, f"{len(kernel_times)} kernels")
+    return kernel_times
+
+
+def _propose_stage(graph, lanes: int, cfg, saved: dict | None, state: dict, work: Path,
+                   prog) -> tuple[list[LaneCandidate], dict]:
+    """Stage *propose*: every solver's lane schedules (:func:`propose_lanes`), or those of the
+    resumed state; a new proposal is saved in ``lane_state.json`` with the kernel durations
+    (``state``) it was made on."""
+    from tvm_sched.tune.workdir import atomic_write
+
+    if saved is not None:
+        return saved["pool"], saved["solver_info"]
+    solvers = list(cfg.solvers)
+    proposed: list[str] = []
+
+    def solver_done(name: str) -> None:
+        proposed.append(name)
+        prog("propose", len(proposed), len(dict.fromkeys([*solvers, "list"])), name)
+
+    pool, solver_info = propose_lanes(
+        graph, lanes, solvers, samples=cfg.samples, per_solver=max(1, cfg.per_solver),
+        budget=cfg.solver_budget, seed=cfg.seed, progress=solver_done)
+    atomic_write(work / "lane_state.json", json.dumps(
+        {**state, "pool": [dataclasses.asdict(c) for c in pool], "solver_info": solver_info}))
+    return pool, solver_info
+
+
+def _plan_stage(builder: LaneBuilder, k, pool: Sequence[LaneCandidate], memory_budget):
+    """Stage *plan*: each proposal's arena bytes, the VM anchor candidate and the memory
+    budget (checked: something fits)."""
+    from tvm_sched.tune.pick import parse_memory_budget
+
+    tvm_bytes = k.tvm_planned_bytes
+    for c in pool:
+        c.arena_bytes = int(builder.plan(c).arena_bytes)
+    vm = LaneCandidate("relax-vm", "baseline", "vm", 1, None, None,
+                       float(np.sum(k.graph.duration)), tvm_bytes, baseline=True)
+    budget = parse_memory_budget(memory_budget, tvm_bytes or 0)
+    _check_budget(budget, vm, pool)
+    return vm, budget
+
+
+def _export_stage(out, builder: LaneBuilder, work: Path, export: bool):
+    """Stage *export*: ``best.so`` (the VM), ``best_lanes.tar`` and ``best_plan.json`` (the
+    pick, or the fastest lane plan when the VM is the pick); returns that lane plan's record."""
+    from tvm_sched.tune.workdir import atomic_path, atomic_write
+
+    best, fastest = out.best, out.fastest
+    lane_pick = best if best is not None and best.kind == "lanes" else (
+        fastest if fastest is not None and fastest.kind == "lanes" else None)
+    if export:
+        with atomic_path(work / "best.so") as p:
+            shutil.copyfile(builder.vm_lib_path, p)
+        if lane_pick is not None:
+            cand = next(c for c in out.chosen if c.hash == lane_pick.order_hash)
+            with atomic_path(work / "best_lanes.tar") as p:
+                builder.export(cand, p)
+            atomic_write(work / "best_plan.json", builder.plan(cand).to_json(indent=1))
+    return lane_pick
+
+
 def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
                progress: Callable | None = None):
     """The lane objective end to end (see the module docstring); returns a
@@ -545,64 +684,29 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
         tvm_sched RPC server's lane functions, or a memory budget nothing fits.
     """
     from tvm_sched.tune.lane_report import LaneTuneResult, write_lane_report
-    from tvm_sched.tune.pick import parse_memory_budget
-    from tvm_sched.tune.workdir import atomic_path, atomic_write
 
-    prog = progress or (lambda *a: None)
-    secs: dict[str, float] = {}
+    st = _Stages(progress)
     t_start = time.perf_counter()
     rpc.register()  # in-process sessions call these in this process
     runner.prepare()
-    t0 = time.perf_counter()
-    prog("connect", 0, 1, "device")
-    devices = runner.open()
-    if not devices:
-        raise DeviceUnavailableError("the runner offers no device")
-    conditions, lanes, cpu, cores = _survey(devices, cfg.lanes)
-    secs["connect"] = time.perf_counter() - t0
-    prog("connect", 1, 1, f"{len(devices)} device(s): {lanes} lanes")
-
+    with st.timed("connect"):
+        devices, conditions, lanes, cpu, cores = _open_devices(runner, cfg.lanes, st.prog)
     threads = max(1, cores // lanes)  # each lane's share of the cores: m lanes x t threads
-    t0 = time.perf_counter()
-    if cfg.kernel_trials > 0:
-        # a TVM RPC server serves one client at a time: MetaSchedule's measurements open their
-        # own sessions, so ours are let go while it tunes and opened again after
-        devices = []
-        kernel_set = prepare_kernels(model.mod, target, cpu, {cores, threads}, work=work,
-                                     trials=cfg.kernel_trials, model_hash=model.hash,
-                                     runner=runner, seed=cfg.seed, timeout=cfg.timeout,
-                                     progress=prog)
-        devices = runner.open()
-        if not devices:
-            raise DeviceUnavailableError("the runner offers no device after kernel tuning")
-    else:
-        # untuned kernels do not depend on the thread count: one compilation serves all
-        kernel_set = prepare_kernels(model.mod, target, cpu, {cores}, work=work, trials=0,
-                                     model_hash=model.hash)
-        kernel_set.tunings[threads] = kernel_set.tunings[cores]
-    secs["kernels"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    prog("build", 0, 1, "kernels")
-    k_vm, vm_cached = _lane_kernels(model, kernel_set, cores, work)
-    k, cached = ((k_vm, vm_cached) if kernel_set.tunings[threads] is kernel_set.tunings[cores]
-                 else _lane_kernels(model, kernel_set, threads, work))
+    with st.timed("kernels"):
+        devices, kernel_set = _kernel_stage(model, target, runner, work, cfg, devices, cpu,
+                                            cores, threads, st.prog)
     tmp_dir = tempfile.TemporaryDirectory(prefix="tvm_sched_lanes_tune_")
     devs: list[LaneRunner] = []
     try:
-        builder = LaneBuilder(k, Path(tmp_dir.name), lib_path=cached, threads_per_lane=threads,
-                              vm_kernels=None if k is k_vm else k_vm,
-                              vm_lib_path=None if k is k_vm else vm_cached)
-        secs["compile"] = time.perf_counter() - t0
-        prog("build", 1, 1, "kernels")
-        specs, files = _anchors(model, work, cfg.anchors, prog)
+        with st.timed("compile"):
+            k, builder = _compile_stage(model, kernel_set, cores, threads, work,
+                                        Path(tmp_dir.name), st.prog)
+        specs, files = _anchors(model, work, cfg.anchors, st.prog)
         devs += [LaneRunner(name, se, builder, model.inputs, repeats=cfg.repeats,
                             min_repeat_ms=cfg.min_repeat_ms, timeout=cfg.timeout,
                             reopen=lambda name=name: runner.reopen(name), anchors=specs,
                             upload=files)
                  for name, se in devices]
-        dev = devs[0]  # profiles the kernels
-
         # kernel durations on the device, before any solver runs; the proposals made on them.
         # Both are kept in the work dir, so a resumed run re-measures and re-proposes nothing.
         state_key = {"model_hash": model.hash, "target": key_target, "device_key": runner.key,
@@ -610,81 +714,28 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
                      "per_solver": cfg.per_solver, "solver_budget": cfg.solver_budget,
                      "seed": cfg.seed}
         saved = _load_state(work / "lane_state.json", state_key, k.graph)
-        t0 = time.perf_counter()
-        n = k.graph.num_nodes
-        if saved is not None:
-            kernel_times = saved["kernel_times"]
-        else:
-            prog("profile", 0, 1, "kernels on the device")
-            m1 = LaneCandidate("executor m=1", "baseline", "lanes", 1, tuple(range(n)),
-                               (0,) * n)
-            kernel_times = dev.profile(builder.export(m1, builder.tmp / "profile.tar"),
-                                       builder.plan(m1))
-        k.profile(kernel_times)
-        secs["profile"] = time.perf_counter() - t0
-        prog("profile", 1, 1, f"{len(kernel_times)} kernels")
-
-        t0 = time.perf_counter()
-        solvers = list(cfg.solvers)
-        proposed: list[str] = []
-
-        def solver_done(name: str) -> None:
-            proposed.append(name)
-            prog("propose", len(proposed), len(dict.fromkeys([*solvers, "list"])), name)
-
-        if saved is not None:
-            pool = saved["pool"]
-            solver_info = saved["solver_info"]
-        else:
-            pool, solver_info = propose_lanes(
-                k.graph, lanes, solvers, samples=cfg.samples, per_solver=max(1, cfg.per_solver),
-                budget=cfg.solver_budget, seed=cfg.seed, progress=solver_done)
-            atomic_write(work / "lane_state.json", json.dumps(
-                {"key": state_key, "kernel_times": kernel_times,
-                 "pool": [dataclasses.asdict(c) for c in pool], "solver_info": solver_info}))
-        secs["propose"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        tvm_bytes = k.tvm_planned_bytes
-        for c in pool:
-            c.arena_bytes = int(builder.plan(c).arena_bytes)
-        vm = LaneCandidate("relax-vm", "baseline", "vm", 1, None, None,
-                           float(np.sum(k.graph.duration)), tvm_bytes, baseline=True)
-        budget = parse_memory_budget(cfg.memory_budget, tvm_bytes or 0)
-        _check_budget(budget, vm, pool)
-        secs["plan"] = time.perf_counter() - t0
+        with st.timed("profile"):
+            kernel_times = _profile_stage(devs[0], builder, k, saved, st.prog)
+        with st.timed("propose"):
+            pool, solver_info = _propose_stage(
+                k.graph, lanes, cfg, saved, {"key": state_key, "kernel_times": kernel_times},
+                work, st.prog)
+        with st.timed("plan"):
+            vm, budget = _plan_stage(builder, k, pool, cfg.memory_budget)
         # PyTorch / ONNX Runtime in the same rounds; baselines (always measured), never picked
-        anchor_cands = [LaneCandidate(n, "anchor", "anchor", 1, baseline=True) for n in specs]
-
-        objective = LaneObjective()
+        anchor_cands = [LaneCandidate(a, "anchor", "anchor", 1, baseline=True) for a in specs]
         db = Database(work / "lane_records.jsonl")
-
-        def key(c: LaneCandidate) -> tuple:
-            return (model.hash, c.hash, key_target, runner.key)
-
-        def make_record(c: LaneCandidate, m: MeasureResult) -> TuneRecord:
-            return TuneRecord.make(c, m, model=model.name, model_hash=model.hash,
-                                   target=key_target, device_key=runner.key)
-
-        t0 = time.perf_counter()
-        out = search(objective, [vm, *anchor_cands, *pool], builder=builder,
-                     runner=SpreadRunner(devs), database=db, key=key, make_record=make_record,
-                     budget=budget, top_k=cfg.top_k, progress=prog)
-        secs["measure"] = time.perf_counter() - t0
-
-        # the files next to each other: best.so (the VM), best_lanes.tar (a lane plan)
-        t0 = time.perf_counter()
-        best, fastest = out.best, out.fastest
-        lane_pick = best if best is not None and best.kind == "lanes" else (
-            fastest if fastest is not None and fastest.kind == "lanes" else None)
-        if cfg.export:
-            with atomic_path(work / "best.so") as p:
-                shutil.copyfile(builder.vm_lib_path, p)
-            if lane_pick is not None:
-                cand = next(c for c in out.chosen if c.hash == lane_pick.order_hash)
-                with atomic_path(work / "best_lanes.tar") as p:
-                    builder.export(cand, p)
-                atomic_write(work / "best_plan.json", builder.plan(cand).to_json(indent=1))
-        secs["export"] = time.perf_counter() - t0
+        with st.timed("measure"):
+            out = search(
+                LaneObjective(), [vm, *anchor_cands, *pool], builder=builder,
+                runner=SpreadRunner(devs), database=db,
+                key=lambda c: (model.hash, c.hash, key_target, runner.key),
+                make_record=lambda c, m: TuneRecord.make(
+                    c, m, model=model.name, model_hash=model.hash, target=key_target,
+                    device_key=runner.key),
+                budget=budget, top_k=cfg.top_k, progress=st.prog)
+        with st.timed("export"):
+            lane_pick = _export_stage(out, builder, work, cfg.export)
     finally:
         for d in devs:
             d.close()
@@ -692,16 +743,18 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
         rpc.forget()
         anchors.forget()
         tmp_dir.cleanup()
-    secs["total"] = time.perf_counter() - t_start
+    st.secs["total"] = time.perf_counter() - t_start
     result = LaneTuneResult(
-        model=model.name, lanes=lanes, records=out.records, best=best, fastest=fastest,
-        lane_pick=lane_pick, spearman=out.spearman, work_dir=work, seconds=secs,
-        memory_budget=budget, measured_now=out.measured_now, solver_info=solver_info,
+        model=model.name, lanes=lanes, records=out.records, best=out.best,
+        fastest=out.fastest, lane_pick=lane_pick, spearman=out.spearman, work_dir=work,
+        seconds=st.secs, memory_budget=budget, measured_now=out.measured_now,
+        solver_info=solver_info,
         info={"target": key_target, "device_key": runner.key,
               "device": ", ".join(d.name for d in devs),
-              "nodes": int(n), "kernels": len(kernel_times), "tvm_planned": tvm_bytes,
-              "proposed": len(pool), "chosen": len(out.chosen), "samples": cfg.samples,
-              "top_k": cfg.top_k, "repeats": cfg.repeats, "solver_budget": cfg.solver_budget,
+              "nodes": int(k.graph.num_nodes), "kernels": len(kernel_times),
+              "tvm_planned": vm.arena_bytes, "proposed": len(pool),
+              "chosen": len(out.chosen), "samples": cfg.samples, "top_k": cfg.top_k,
+              "repeats": cfg.repeats, "solver_budget": cfg.solver_budget,
               "sum_durations_s": float(np.sum(k.graph.duration)),
               "records_skipped": db.skipped, "model_hash": model.hash,
               "kernels_from_work_dir": k.compile_s < 1e-3,

@@ -37,6 +37,7 @@ from tvm import relax
 from tvm_sched.errors import DeviceUnavailableError, one_line
 from tvm_sched.relax.frontend import flatten_values as _flatten
 from tvm_sched.tune.builder import Built
+from tvm_sched.tune.measure import compare_outputs, deal, serialised, spread
 from tvm_sched.tune.record import MeasureResult
 from tvm_sched.tune.runners import (  # one runner per module; re-exported here
     EmbeddedRunner,
@@ -263,19 +264,7 @@ class Measurer:
         reference = self.reference if reference is None else reference
         if reference is None:
             return float("inf"), "no reference outputs on this device (TVM's order failed)"
-        if len(outs) != len(reference):
-            return float("inf"), (f"{len(outs)} outputs, the reference has "
-                                  f"{len(reference)}")
-        worst = 0.0
-        for o, r in zip(outs, reference, strict=True):
-            if o.shape != r.shape:
-                return float("inf"), f"output shape {o.shape} != reference {r.shape}"
-            diff = float(np.max(np.abs(o.astype(np.float64) - r))) if o.size else 0.0
-            worst = max(worst, diff)
-            scale = float(np.max(np.abs(r))) if r.size else 0.0
-            if not np.isfinite(diff) or diff > self.rtol * max(scale, 1.0):
-                return diff, f"outputs differ from the reference (max abs diff {diff:.3g})"
-        return worst, None
+        return compare_outputs(outs, reference, self.rtol)
 
     def _batch(self, d: _Device, items: list[tuple[int, Built, str]],
                done: Callable[[Measurement], None], anchor: int | None = None,
@@ -377,19 +366,13 @@ class Measurer:
                              "order), whose outputs on each device are the reference")
         if not self.devices:
             self.open()
-        lock = threading.Lock()
         seen: set[int] = set()
 
-        def once(meas: Measurement) -> None:
-            with lock:
-                if meas.index in seen:
-                    return
+        def first(meas: Measurement) -> None:
+            if meas.index not in seen:
                 seen.add(meas.index)
                 done(meas)
-
-        shares: list[list] = [[] for _ in self.devices]
-        for k, item in enumerate(items):
-            shares[k % len(self.devices)].append(item)
+        once = serialised(first)
 
         def work(d: _Device, share: list) -> None:
             for s in range(0, len(share), self.batch):
@@ -401,13 +384,7 @@ class Measurer:
                 else:
                     self._batch(d, [anchor, *chunk], once, anchor[0], False)
 
-        if len(self.devices) == 1:
-            work(self.devices[0], shares[0])
-            return
-        with cf.ThreadPoolExecutor(len(self.devices)) as ex:
-            futs = [ex.submit(work, d, sh) for d, sh in zip(self.devices, shares, strict=True)]
-            for f in futs:
-                f.result()
+        spread(self.devices, deal(list(items), len(self.devices)), work)
 
 
 class OrderRunner:

@@ -322,18 +322,9 @@ def _device_kernels(model: TuneModel, target: tvm.target.Target, runner: Runner,
     return ks.target(cores), model, dict(ks.describe(), seconds=time.perf_counter() - t0)
 
 
-def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: Runner,
-          work: Path, cfg: TuneConfig, progress: Callable | None) -> TuneResult:
-    """The loop of :func:`tune`, with the work dir checked and locked."""
-    prog = progress or (lambda *a: None)
-    t_start = time.perf_counter()
-    secs: dict[str, float] = {}
-
-    runner.prepare()  # e.g. the embedded server imports TVM meanwhile
-
-    # 1. propose
-    t0 = time.perf_counter()
-    cache_bytes = cfg.cache_bytes or default_cache_bytes()
+def _propose_orders(model: TuneModel, cfg: TuneConfig, cache_bytes: int, prog):
+    """Stage *propose* of the order objective: the solvers' orders and the memory budget
+    (checked: some order fits); returns (pool, budget, TVM's planned bytes)."""
     prog("propose", 0, len(cfg.solvers), "proposing candidates")
     done_solvers = []
 
@@ -353,13 +344,14 @@ def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: 
                 f"no candidate fits the memory budget of {budget:,} B: the fewest planned bytes "
                 f"among the {len(pool)} proposed orders is {least or 0:,} B (TVM's order "
                 f"{tvm_planned:,} B); raise --memory-budget")
-    objective = objective_for(cfg.objective, keep_default=cfg.keep_default_within_noise)
-    secs["propose"] = time.perf_counter() - t0
+    return pool, budget, tvm_planned
 
-    # 2. the kernels once; main's arguments in TVM's order
-    t0 = time.perf_counter()
+
+def _build_kernels(model: TuneModel, target: tvm.target.Target, runner: Runner, work: Path,
+                   cfg: TuneConfig, prog):
+    """Stage *kernels*: the kernels tuned for the device (:func:`_device_kernels`) and built
+    once; returns (builder, main's arguments, TVM's outputs, model, target, kernel info)."""
     target, model, kernel_info = _device_kernels(model, target, runner, work, cfg, prog)
-    secs["kernels_tuning"] = kernel_info["seconds"]
     builder = Builder(model, target, fast=cfg.fast_build, arena=cfg.arena)
     prog("build", 0, 1, "kernels")
     builder.build_kernels()
@@ -369,19 +361,50 @@ def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: 
         diffs = [float(np.max(np.abs(a - b))) for a, b in zip(reference, model.reference,
                                                               strict=False)]
         log.info("TVM vs %s reference: max abs diff %.3g", model.name, max(diffs, default=0.0))
+    return builder, args, model, target, kernel_info
+
+
+def _export_order(builder: Builder, model: TuneModel, best: TuneRecord, work: Path) -> None:
+    """Stage *export* of the order objective: ``best.so`` and ``best_order.json``."""
+    final = builder.build([tuple(o) for o in best.orders])
+    if final.error:
+        raise RuntimeError(f"the pick no longer builds: {final.error}")
+    if final.needs_kernels:
+        final.executable.mod.import_module(builder.kernels)
+    with atomic_path(work / "best.so") as tmp:
+        final.executable.export_library(str(tmp))
+    atomic_write(work / "best_order.json", json.dumps(
+        {"model": model.name, "model_hash": model.hash, "candidate": best.candidate,
+         "orders": best.orders}, indent=1))
+
+
+def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: Runner,
+          work: Path, cfg: TuneConfig, progress: Callable | None) -> TuneResult:
+    """The stages of :func:`tune` for VM orders, with the work dir checked and locked:
+    propose, kernels, search (rank, build and measure what the database lacks), export."""
+    prog = progress or (lambda *a: None)
+    t_start = time.perf_counter()
+    secs: dict[str, float] = {}
+    runner.prepare()  # e.g. the embedded server imports TVM meanwhile
+
+    t0 = time.perf_counter()
+    cache_bytes = cfg.cache_bytes or default_cache_bytes()
+    pool, budget, tvm_planned = _propose_orders(model, cfg, cache_bytes, prog)
+    objective = objective_for(cfg.objective, keep_default=cfg.keep_default_within_noise)
+    secs["propose"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    builder, args, model, target, kernel_info = _build_kernels(model, target, runner, work,
+                                                               cfg, prog)
+    secs["kernels_tuning"] = kernel_info["seconds"]
     secs["build"] = time.perf_counter() - t0
 
-    # 3. rank, build and measure what the database lacks (records appended as they complete),
-    # pick
     db = Database(work / "records.jsonl", canonical_target=target_key)
     order_builder = OrderBuilder(builder)
     order_runner = OrderRunner(runner, kernels=builder.kernels, args=args,
                                device_type=target.get_target_device_type(),
                                repeats=cfg.repeats, number=cfg.number,
                                min_repeat_ms=cfg.min_repeat_ms, timeout=cfg.timeout)
-
-    def key(c: Candidate) -> tuple:
-        return (model.hash, c.hash, key_target, runner.key)
 
     def make_record(c: Candidate, m: MeasureResult) -> TuneRecord:
         b = order_builder.built[c.hash]
@@ -391,19 +414,18 @@ def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: 
             build_s=b.seconds, fast_build=b.needs_kernels, cache_bytes=cache_bytes)
 
     out = search(objective, pool, builder=order_builder, runner=order_runner, database=db,
-                 key=key, make_record=make_record, budget=budget, top_k=cfg.top_k,
-                 progress=prog)
+                 key=lambda c: (model.hash, c.hash, key_target, runner.key),
+                 make_record=make_record, budget=budget, top_k=cfg.top_k, progress=prog)
     secs["build"] += out.seconds["build"]
     secs["kernels"] = builder.kernel_seconds
     secs["measure"] = out.seconds["measure"]
     log.info("%d candidates (%d baselines), %d measured now", len(out.chosen),
              sum(c.baseline for c in out.chosen), out.measured_now)
 
-    # 4. the result; export the pick
     best, fastest = out.best, out.fastest
-    base = next((r for r in out.records if r.kind == "vm"), None)
-    result = TuneResult(model.name, cfg.objective, out.records, best, base, out.spearman, work,
-                        secs, budget, out.measured_now, info={
+    result = TuneResult(model.name, cfg.objective, out.records, best,
+                        next((r for r in out.records if r.kind == "vm"), None), out.spearman,
+                        work, secs, budget, out.measured_now, info={
                             "target": key_target, "device_key": runner.key,
                             "candidates_proposed": len(pool),
                             "candidates_chosen": len(out.chosen),
@@ -422,16 +444,7 @@ def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: 
                                 and best.kind == "vm")})
     if best is not None and cfg.export:
         t0 = time.perf_counter()
-        final = builder.build([tuple(o) for o in best.orders])
-        if final.error:
-            raise RuntimeError(f"the pick no longer builds: {final.error}")
-        if final.needs_kernels:
-            final.executable.mod.import_module(builder.kernels)
-        with atomic_path(work / "best.so") as tmp:
-            final.executable.export_library(str(tmp))
-        atomic_write(work / "best_order.json", json.dumps(
-            {"model": model.name, "model_hash": model.hash, "candidate": best.candidate,
-             "orders": best.orders}, indent=1))
+        _export_order(builder, model, best, work)
         secs["export"] = time.perf_counter() - t0
     secs["total"] = time.perf_counter() - t_start
     write_report(result)
