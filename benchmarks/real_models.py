@@ -71,14 +71,14 @@ def _memory(row: dict, name: str, size: str) -> None:
 
 
 def _lanes(row: dict, name: str, size: str, args) -> None:
-    from tvm_sched.tune import EmbeddedRunner, TuneConfig, load_model, tune
+    from tvm_sched.tune import EmbeddedDevices, TuneConfig, load_model, tune
 
     t0 = time.perf_counter()
     model = load_model(model=name, size=size)
     cfg = TuneConfig(lanes="auto", samples=args.samples, top_k=args.top_k,
                      repeats=args.repeats, solver_budget=args.solver_budget)
     with tempfile.TemporaryDirectory(prefix="tvm_sched_real_") as work, \
-            EmbeddedRunner() as runner:
+            EmbeddedDevices() as runner:
         res = tune(model, "llvm", runner, work, cfg)
     row["tune_s"] = time.perf_counter() - t0
     sum_s = res.info["sum_durations_s"]

@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tvm_sched import zoo
-from tvm_sched.tune import EmbeddedRunner, InProcessRunner, TuneConfig, load_model, tune
+from tvm_sched.tune import EmbeddedDevices, InProcessDevices, TuneConfig, load_model, tune
 from tvm_sched.tune.tuner import DEFAULT_SOLVERS, OBJECTIVES
 
 STAGES = ("propose", "build", "kernels", "measure", "export")
@@ -117,7 +117,7 @@ def run_one(model, objective: str, args) -> dict:
             stage["now"] = name
             print(f"    {name} ({total})", flush=True)
 
-    runner = InProcessRunner() if args.runner == "in-process" else EmbeddedRunner()
+    runner = InProcessDevices() if args.runner == "in-process" else EmbeddedDevices()
     with tempfile.TemporaryDirectory(prefix=f"tune_{model.name}_{objective}_") as work, runner:
         return tune(model, "llvm", runner, work, cfg, progress=progress)
 

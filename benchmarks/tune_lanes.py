@@ -40,7 +40,7 @@ def _limit_cores(n: int | None) -> list[int]:
 
 
 def run_model(name: str, args) -> dict:
-    from tvm_sched.tune import EmbeddedRunner, TuneConfig, load_model, tune
+    from tvm_sched.tune import EmbeddedDevices, TuneConfig, load_model, tune
     from tvm_sched.tune.lane_report import solver_table
 
     t0 = time.perf_counter()
@@ -50,7 +50,7 @@ def run_model(name: str, args) -> dict:
                      top_k=args.top_k, repeats=args.repeats, solver_budget=args.solver_budget,
                      seed=args.seed)
     with tempfile.TemporaryDirectory(prefix="tvm_sched_bench_lanes_") as work, \
-            EmbeddedRunner() as runner:
+            EmbeddedDevices() as runner:
         res = tune(model, "llvm", runner, work, cfg)
     ok = [r for r in res.records if r.ok and r.kind == "lanes" and r.speedup]
     best_measured = max(ok, key=lambda r: r.speedup["median"]) if ok else None

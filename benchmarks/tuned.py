@@ -130,7 +130,8 @@ def _md(meta: dict, rows: list[dict]) -> str:
         kt = (r.get("kernel_tuning") or {}).get("databases", {})
         lines.append(f"- {r['model']}: " + "; ".join(
             f"{t} thread(s): {d['trials']} trials over {d['tasks']} kernels, "
-            f"{d['seconds']:.0f} s this run" for t, d in kt.items()))
+            f"{d['seconds']:.0f} s this run, {d.get('seconds_total', d['seconds']):.0f} s in all"
+            for t, d in kt.items()))
     return "\n".join(lines) + "\n"
 
 
@@ -147,7 +148,7 @@ def main() -> None:
     args = ap.parse_args()
     from profile_accuracy import run_meta
 
-    from tvm_sched.tune.runners import create_runner
+    from tvm_sched.tune.devices import create_devices
 
     meta = run_meta("tuned.py", args)
     out = Path(args.out)
@@ -159,7 +160,7 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         row = dict(rows.get(name, {}), model=name, size=args.size)
         row["load_1min"] = os.getloadavg()[0]
-        runner = create_runner("embedded")
+        runner = create_devices("embedded")
         try:
             runner.prepare()
             if args.stage in ("kernels", "all"):

@@ -37,7 +37,7 @@ from tvm_sched import runtime
 from tvm_sched.tune import (
     LANE_SOLVERS,
     EmbeddedServer,
-    TrackerRunner,
+    TrackerDevices,
     TuneConfig,
     load_model,
     rich_lane_table,
@@ -99,7 +99,7 @@ try:
     ######################################################################
     # Tune against the tracker
     # ------------------------
-    # ``TrackerRunner`` asks the tracker for every free device of the key (one RPC session
+    # ``TrackerDevices`` asks the tracker for every free device of the key (one RPC session
     # each). The tuner's stages: *propose* -- the solvers and uniformly random orders fill a
     # pool of candidates; *rank* -- each candidate's latency proxy (bytes re-read after they
     # left an L1-sized LRU cache) picks the top ``top_k``, and TVM's own order and the
@@ -112,7 +112,7 @@ try:
     # ...) says which device measured it.
 
     config = TuneConfig(objective="latency", **SIZES)
-    with TrackerRunner((HOST, tracker.port), key=KEY, wait=60.0) as runner:
+    with TrackerDevices((HOST, tracker.port), key=KEY, wait=60.0) as runner:
         result = tune(model, "llvm", runner, work.name, config)
 
     by_device = defaultdict(list)
@@ -161,7 +161,7 @@ try:
     # missing: here nothing, so no device is even asked for. A run stopped half way (Ctrl-C, a
     # lost device) resumes the same way.
 
-    with TrackerRunner((HOST, tracker.port), key=KEY, wait=60.0) as runner:
+    with TrackerDevices((HOST, tracker.port), key=KEY, wait=60.0) as runner:
         again = tune(model, "llvm", runner, work.name, config)
     print(f"resume: {again.measured_now} measured now, {len(again.records)} read from the "
           f"database; same pick: {again.best.order_hash == best.order_hash}")
@@ -174,7 +174,7 @@ try:
     # the saving costs in latency. The records are not tied to an objective, so in the same
     # work dir the candidates measured above are reused.
 
-    with TrackerRunner((HOST, tracker.port), key=KEY, wait=60.0) as runner:
+    with TrackerDevices((HOST, tracker.port), key=KEY, wait=60.0) as runner:
         memory = tune(model, "llvm", runner, work.name, TuneConfig(objective="memory", **SIZES))
     mbest = memory.best
     print(f"memory pick: {mbest.candidate}, planned {mbest.planned_bytes:,} B against "
@@ -200,7 +200,7 @@ try:
                              solvers=("gaus", "list", "random-list") if SMALL else LANE_SOLVERS,
                              top_k=2 if SMALL else 8, repeats=3 if SMALL else 10,
                              solver_budget=0.3 if SMALL else 2.0)
-    with TrackerRunner((HOST, tracker.port), key=KEY, wait=60.0) as runner:
+    with TrackerDevices((HOST, tracker.port), key=KEY, wait=60.0) as runner:
         lanes = tune(model, "llvm", runner, Path(work.name) / "lanes", lane_config)
     Console(width=150).print(rich_lane_table(lanes))
     sp = lanes.speedup

@@ -77,13 +77,13 @@ def test_device_functions_run_torch_on_the_device_session():
 def test_lane_tuning_reports_the_anchors_beside_the_pick(tmp_path):
     pytest.importorskip("onnxruntime")
     from tvm_sched.tune import TuneConfig, load_model, tune
+    from tvm_sched.tune.devices import create_devices
     from tvm_sched.tune.lane_report import anchor_table
-    from tvm_sched.tune.runners import create_runner
 
     model = load_model(model="inception", size="small")
     cfg = TuneConfig(lanes=2, anchors=tuple(ANCHORS), repeats=2, top_k=1, samples=16,
                      solvers=("list",), min_repeat_ms=1.0)
-    res = tune(model, "llvm", create_runner("local"), tmp_path, cfg)
+    res = tune(model, "llvm", create_devices("local"), tmp_path, cfg)
     got = {r.candidate: r for r in res.records if r.kind == "anchor"}
     assert set(got) == set(ANCHORS)
     for r in got.values():  # every anchor ran and matched the VM's outputs

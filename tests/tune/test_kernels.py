@@ -117,9 +117,9 @@ def test_facts_over_a_local_session():
 @pytest.mark.rpc
 def test_facts_over_the_embedded_server():
     from tvm_sched.runtime.cores import num_cores
-    from tvm_sched.tune.runners import create_runner
+    from tvm_sched.tune.devices import create_devices
 
-    runner = create_runner("embedded")
+    runner = create_devices("embedded")
     try:
         runner.prepare()
         [(name, session)] = runner.open()
@@ -181,9 +181,9 @@ def unnamed_handler():
 def test_tuning_in_process_resumes_and_the_tuned_build_matches(tiny, tmp_path,
                                                                unnamed_handler):
     from tvm_sched.runtime.builder import LaneKernels
-    from tvm_sched.tune.runners import InProcessRunner
+    from tvm_sched.tune.devices import InProcessDevices
 
-    first = _tune(tiny, tmp_path, 8, InProcessRunner())
+    first = _tune(tiny, tmp_path, 8, InProcessDevices())
     assert first.tasks == 1 and first.trials_before == 0 and first.trials_now >= 8
     assert first.path == database_dir(tmp_path, "matmul-relu", first.target)
     assert first.database == first.path
@@ -193,18 +193,23 @@ def test_tuning_in_process_resumes_and_the_tuned_build_matches(tiny, tmp_path,
     assert records > 0 and trials_done(first.path) >= 8
 
     # the same budget again: nothing is tuned, nothing is added
-    again = _tune(tiny, tmp_path, 8, InProcessRunner())
+    again = _tune(tiny, tmp_path, 8, InProcessDevices())
     assert again.trials_now == 0 and again.trials_before == trials_done(first.path)
     assert again.seconds < 1.0
     assert _records(first.path) == records and again.database == first.path
 
     # a larger budget tunes only the difference
     before = trials_done(first.path)
-    more = _tune(tiny, tmp_path, before + 4, InProcessRunner())
+    more = _tune(tiny, tmp_path, before + 4, InProcessDevices())
     assert more.trials_before == before
     assert 0 < more.trials_now <= 4
     assert _records(first.path) > records
     assert trials_done(first.path) >= before + 4
+    # the tuning seconds of every run add up in done.json
+    assert again.seconds_total == pytest.approx(first.seconds, abs=0.05)
+    assert more.seconds_total == pytest.approx(first.seconds + more.seconds, abs=0.05)
+    assert json.loads((first.path / "done.json").read_text())["seconds_total"] == \
+        pytest.approx(more.seconds_total)
 
     # tuning left the logger's own handlers where they were
     assert unnamed_handler in logging.getLogger("tvm.s_tir.meta_schedule").handlers
@@ -270,11 +275,11 @@ def test_the_heaviest_kernels_are_tuned_first(three):
 def test_a_budget_of_one_trial_per_kernel_tunes_every_kernel(three, tmp_path, caplog):
     """The budget is spread over every kernel before any gets a second round (a round of 64 on
     the first task once left most of a model's kernels untuned)."""
-    from tvm_sched.tune.runners import InProcessRunner
+    from tvm_sched.tune.devices import InProcessDevices
 
     target = device_target(LLVM, HOST_CPU, 1).target
     result = tune_kernels(three, target, tmp_path, 3, model_hash="three",
-                          runner=InProcessRunner(), timeout=30)
+                          runner=InProcessDevices(), timeout=30)
     assert result.tasks == 3
     measured = set()
     with (result.path / "database_tuning_record.json").open() as f:
@@ -286,7 +291,7 @@ def test_a_budget_of_one_trial_per_kernel_tunes_every_kernel(three, tmp_path, ca
     # a budget below one trial per kernel says which stay untuned
     with caplog.at_level(logging.WARNING, logger="tvm_sched.tune.kernels"):
         tune_kernels(three, target, tmp_path / "less", 2, model_hash="three",
-                     runner=InProcessRunner(), timeout=30)
+                     runner=InProcessDevices(), timeout=30)
     assert "the 1 lightest stay untuned" in caplog.text
 
 
@@ -294,9 +299,9 @@ def test_a_budget_of_one_trial_per_kernel_tunes_every_kernel(three, tmp_path, ca
 @pytest.mark.slow
 @pytest.mark.rpc
 def test_tuning_on_the_embedded_server(tiny, tmp_path):
-    from tvm_sched.tune.runners import EmbeddedRunner
+    from tvm_sched.tune.devices import EmbeddedDevices
 
-    runner = EmbeddedRunner(lifetime=300)
+    runner = EmbeddedDevices(lifetime=300)
     try:
         runner.prepare()
         sessions = runner.open()  # the address; the session is let go (one client at a time)
@@ -326,13 +331,13 @@ def tracker():
 @pytest.mark.slow
 @pytest.mark.rpc
 def test_tuning_through_a_tracker(tiny, tmp_path, tracker):
-    from tvm_sched.tune import TrackerRunner
+    from tvm_sched.tune import TrackerDevices
     from tvm_sched.tune.server import EmbeddedServer
 
     server = EmbeddedServer(tracker=("127.0.0.1", tracker.port), key="kernel-test",
                             lifetime=300).start()
     try:
-        runner = TrackerRunner(("127.0.0.1", tracker.port), "kernel-test", wait=60)
+        runner = TrackerDevices(("127.0.0.1", tracker.port), "kernel-test", wait=60)
         result = _tune(tiny, tmp_path, 4, runner)
     finally:
         server.stop()

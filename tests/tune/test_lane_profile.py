@@ -203,10 +203,10 @@ def _index_bytes_reused(model) -> bool:
 @pytest.mark.rpc
 def test_a_take_on_indices_made_in_the_block_profiles_and_tunes(take_model, tmp_path):
     from tvm_sched.tune import tune
-    from tvm_sched.tune.runners import EmbeddedRunner
+    from tvm_sched.tune.devices import EmbeddedDevices
 
     assert _index_bytes_reused(take_model)  # the test is about this situation
-    with EmbeddedRunner(lifetime=300) as runner:
+    with EmbeddedDevices(lifetime=300) as runner:
         res = tune(take_model, "llvm", runner, tmp_path, _config())
     assert res.info["reconnects"] == 0  # the server never died
     bad = [(r.candidate, r.error) for r in res.records if r.error]
@@ -220,7 +220,7 @@ def test_a_take_on_indices_made_in_the_block_profiles_and_tunes(take_model, tmp_
 def test_a_server_killed_while_profiling_is_restarted_and_the_run_finishes(
         take_model, tmp_path, monkeypatch):
     from tvm_sched.tune import tune
-    from tvm_sched.tune.runners import EmbeddedRunner
+    from tvm_sched.tune.devices import EmbeddedDevices
 
     killed = []
     original = LaneRunner._profile_once
@@ -253,7 +253,7 @@ def test_a_server_killed_while_profiling_is_restarted_and_the_run_finishes(
                 self.sess = real
 
     monkeypatch.setattr(LaneRunner, "_profile_once", profile_once)
-    with EmbeddedRunner(lifetime=300) as runner:
+    with EmbeddedDevices(lifetime=300) as runner:
         res = tune(take_model, "llvm", runner, tmp_path, _config())
         assert killed and runner.server.pid != killed[0]  # restarted
     assert res.info["reconnects"] == 1
@@ -267,11 +267,11 @@ def test_a_server_killed_while_profiling_is_restarted_and_the_run_finishes(
 def test_a_bert_with_token_ids_and_a_padding_mask_tunes_over_lanes(tmp_path):
     # transformers-style: int64 ids, token types and a mask as inputs; embedding takes
     from tvm_sched.tune import load_model, tune
-    from tvm_sched.tune.runners import EmbeddedRunner
+    from tvm_sched.tune.devices import EmbeddedDevices
 
     model = load_model(model="bert")
     assert all(x.dtype == np.int64 for x in model.inputs)
-    with EmbeddedRunner(lifetime=300) as runner:
+    with EmbeddedDevices(lifetime=300) as runner:
         res = tune(model, "llvm", runner, tmp_path,
                    _config(lanes=min(2, num_cores())))
     assert res.info["reconnects"] == 0

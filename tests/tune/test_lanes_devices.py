@@ -33,7 +33,7 @@ def test_lanes_on_a_tracker_with_two_servers(tmp_path):
     pytest.importorskip("tornado")
     from tvm.rpc.tracker import Tracker
 
-    from tvm_sched.tune import TrackerRunner, TuneConfig, load_model, tune
+    from tvm_sched.tune import TrackerDevices, TuneConfig, load_model, tune
 
     model = load_model(model="inception")
     tracker = Tracker(host="127.0.0.1", port=9190, port_end=9390, silent=True)
@@ -41,7 +41,7 @@ def test_lanes_on_a_tracker_with_two_servers(tmp_path):
     try:
         servers = [EmbeddedServer(tracker=("127.0.0.1", tracker.port), key="lanes-test",
                                   lifetime=300).start() for _ in range(2)]
-        runner = TrackerRunner(("127.0.0.1", tracker.port), "lanes-test", wait=60,
+        runner = TrackerDevices(("127.0.0.1", tracker.port), "lanes-test", wait=60,
                                min_devices=2)
         cfg = TuneConfig(lanes="auto", solvers=("list", "random-list"), solver_budget=0.5,
                          samples=32, top_k=4, repeats=2, min_repeat_ms=1.0)
@@ -61,14 +61,14 @@ def test_lanes_on_a_plain_tvm_server_say_what_to_start(tmp_path):
     from tvm import rpc
 
     from tvm_sched.errors import TuneInputError
-    from tvm_sched.tune import ServerRunner, TuneConfig, load_model, tune
+    from tvm_sched.tune import ServerDevices, TuneConfig, load_model, tune
 
     model = load_model(model="inception")
     server = rpc.Server(host="127.0.0.1", port=9391, port_end=9490, silent=True)
     try:
         for lanes in ("auto", 2):
             with pytest.raises(TuneInputError, match="tvm_sched RPC server"):
-                tune(model, "llvm", ServerRunner(("127.0.0.1", server.port)), tmp_path,
+                tune(model, "llvm", ServerDevices(("127.0.0.1", server.port)), tmp_path,
                      TuneConfig(lanes=lanes, solvers=("list",)))
         assert not (tmp_path / "lane_records.jsonl").exists()
     finally:

@@ -51,10 +51,10 @@ def _config(**kw):
 
 @pytest.mark.integration
 def test_a_memory_budget_nothing_fits_is_refused_before_measuring(small_model, tmp_path):
-    from tvm_sched.tune import InProcessRunner, tune
+    from tvm_sched.tune import InProcessDevices, tune
 
     with pytest.raises(TuneInputError, match="nothing fits the memory budget of 9 B"):
-        tune(small_model, "llvm", InProcessRunner(), tmp_path,
+        tune(small_model, "llvm", InProcessDevices(), tmp_path,
              _config(memory_budget=9))
     assert not (tmp_path / "lane_records.jsonl").exists()
 
@@ -84,9 +84,9 @@ def _threads() -> int:
 @pytest.mark.parametrize("fault", ["nan kernel time", "node twice", "broken edge"])
 def test_a_state_file_that_does_not_fit_is_recomputed_with_a_warning(small_model, tmp_path,
                                                                       caplog, fault):
-    from tvm_sched.tune import InProcessRunner, tune
+    from tvm_sched.tune import InProcessDevices, tune
 
-    tune(small_model, "llvm", InProcessRunner(), tmp_path, _config())
+    tune(small_model, "llvm", InProcessDevices(), tmp_path, _config())
     path = tmp_path / "lane_state.json"
     state = json.loads(path.read_text())
     good = json.loads(path.read_text())
@@ -102,7 +102,7 @@ def test_a_state_file_that_does_not_fit_is_recomputed_with_a_warning(small_model
     path.write_text(json.dumps(state))
     (tmp_path / "lane_records.jsonl").unlink()
     with caplog.at_level(logging.WARNING, logger="tvm_sched.tune.lanes"):
-        res = tune(small_model, "llvm", InProcessRunner(), tmp_path, _config())
+        res = tune(small_model, "llvm", InProcessDevices(), tmp_path, _config())
     assert any(str(path) in r.getMessage() and "profiling and proposing again" in r.getMessage()
                for r in caplog.records)
     assert res.best is not None
@@ -113,11 +113,11 @@ def test_a_state_file_that_does_not_fit_is_recomputed_with_a_warning(small_model
 
 @pytest.mark.integration
 def test_in_process_lane_tuning_leaves_no_lane_threads_behind(small_model, tmp_path):
-    from tvm_sched.tune import InProcessRunner, tune
+    from tvm_sched.tune import InProcessDevices, tune
 
     counts = []
     for i in range(3):
-        tune(small_model, "llvm", InProcessRunner(), tmp_path / str(i),
+        tune(small_model, "llvm", InProcessDevices(), tmp_path / str(i),
              _config(lanes="auto", top_k=2))
         counts.append(_threads())
     assert counts[2] <= counts[0], counts

@@ -87,9 +87,9 @@ def test_lanes_through_a_loopback_server_resume_and_export(small_model, server, 
     from tvm_sched import runtime
     from tvm_sched.runtime.builder import LaneKernels
     from tvm_sched.runtime.cores import lanes_for, num_cores
-    from tvm_sched.tune import ServerRunner, tune
+    from tvm_sched.tune import ServerDevices, tune
 
-    runner = ServerRunner(server.address)
+    runner = ServerDevices(server.address)
     res = tune(small_model, "llvm", runner, tmp_path, _config())
     # auto: the lanes the server's cores offer at connect (same machine here), as measured
     (cond,) = res.info["conditions"].values()
@@ -127,7 +127,7 @@ def test_lanes_through_a_loopback_server_resume_and_export(small_model, server, 
     # resume: nothing measured, profiled or proposed again
     lines = (tmp_path / "lane_records.jsonl").read_text().count("\n")
     # (the same lane count: auto follows the load, which may change between two runs)
-    again = tune(small_model, "llvm", ServerRunner(server.address), tmp_path,
+    again = tune(small_model, "llvm", ServerDevices(server.address), tmp_path,
                  _config(lanes=res.lanes))
     assert again.measured_now == 0
     assert (tmp_path / "lane_records.jsonl").read_text().count("\n") == lines
@@ -138,7 +138,7 @@ def test_lanes_through_a_loopback_server_resume_and_export(small_model, server, 
 
     # a memory budget that nothing fits (the VM included) is refused before measuring
     with pytest.raises(TuneInputError, match="nothing fits the memory budget of 64 B"):
-        tune(small_model, "llvm", ServerRunner(server.address), tmp_path / "tight",
+        tune(small_model, "llvm", ServerDevices(server.address), tmp_path / "tight",
              _config(memory_budget=64))
     assert not (tmp_path / "tight" / "lane_records.jsonl").exists()
 

@@ -11,7 +11,7 @@ import pytest
 
 from tvm_sched.errors import DeviceUnavailableError
 from tvm_sched.graph import priority_orders_batch
-from tvm_sched.tune import EmbeddedRunner, InProcessRunner, Measurer, ServerRunner
+from tvm_sched.tune import EmbeddedDevices, InProcessDevices, Measurer, ServerDevices
 from tvm_sched.tune.builder import Built
 from tvm_sched.tune.runner import _Device
 from tvm_sched.tune.server import EmbeddedServer
@@ -41,7 +41,7 @@ def measure(runner, builder, reference, items, **kw):
 
 
 def test_in_process_interleaved_repeats_and_output_check(builder, reference, items):
-    got, _ = measure(InProcessRunner(), builder, reference, items)
+    got, _ = measure(InProcessDevices(), builder, reference, items)
     assert sorted(got) == [0, 1, 2, 3]
     for meas in got.values():
         assert meas.error is None and len(meas.samples) == 3
@@ -51,12 +51,12 @@ def test_in_process_interleaved_repeats_and_output_check(builder, reference, ite
 def test_build_error_and_wrong_outputs_are_recorded_and_the_rest_measured(builder, reference,
                                                                          items):
     broken = (9, Built(None, False, 0.0, "ValueError: boom"), "t9")
-    got, _ = measure(InProcessRunner(), builder, reference, [*items[:2], broken])
+    got, _ = measure(InProcessDevices(), builder, reference, [*items[:2], broken])
     assert got[9].error == "build failed: ValueError: boom" and not got[9].samples
     assert got[0].error is None and got[1].error is None
     args, ref = reference
     wrong = ([r + 1.0 for r in ref])
-    got, _ = measure(InProcessRunner(), builder, (args, wrong), items[:2])
+    got, _ = measure(InProcessDevices(), builder, (args, wrong), items[:2])
     assert all("outputs differ from the reference" in m.error for m in got.values())
 
 
@@ -78,7 +78,7 @@ def test_a_candidate_that_hangs_times_out_and_the_session_is_reopened(builder, r
 
     monkeypatch.setattr(_Device, "load", patched_load)
     monkeypatch.setattr(_Device, "time", patched_time)
-    got, m = measure(InProcessRunner(), builder, reference, items[:3], timeout=1.0)
+    got, m = measure(InProcessDevices(), builder, reference, items[:3], timeout=1.0)
     assert "timed out after 1 s" in got[1].error
     assert got[0].error is None and got[2].error is None and len(got[2].samples) == 3
     assert m.reconnects == 1
@@ -87,7 +87,7 @@ def test_a_candidate_that_hangs_times_out_and_the_session_is_reopened(builder, r
 @pytest.mark.rpc
 def test_a_crashed_embedded_server_is_restarted_and_the_culprit_recorded(builder, reference,
                                                                           items, monkeypatch):
-    runner = EmbeddedRunner(lifetime=300)
+    runner = EmbeddedDevices(lifetime=300)
     load = _Device.load
     pids = []
 
@@ -122,7 +122,7 @@ def test_a_server_that_stays_dead_stops_the_run_with_records_kept(builder, refer
     monkeypatch.setattr(_Device, "load", crashing_load)
     args, ref = reference
     got = {}
-    m = Measurer(ServerRunner(server.address), kernels=builder.kernels, args=args, reference=ref,
+    m = Measurer(ServerDevices(server.address), kernels=builder.kernels, args=args, reference=ref,
                  repeats=2, min_repeat_ms=1, batch=1)
     try:
         with pytest.raises(DeviceUnavailableError, match="cannot connect to the RPC server"):

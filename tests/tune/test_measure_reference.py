@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tvm_sched.graph import priority_orders_batch
-from tvm_sched.tune import InProcessRunner, Measurer
+from tvm_sched.tune import InProcessDevices, Measurer
 from tvm_sched.tune.runner import _Device
 
 pytestmark = [pytest.mark.integration]
@@ -32,7 +32,7 @@ def _measure(builder, reference, items, anchor, monkeypatch=None, bad_tag=None):
 
         monkeypatch.setattr(_Device, "load", perturbed)
     got = {}
-    m = Measurer(InProcessRunner(), kernels=builder.kernels, args=args, reference=None,
+    m = Measurer(InProcessDevices(), kernels=builder.kernels, args=args, reference=None,
                  repeats=2, min_repeat_ms=1)
     try:
         m.measure(items, lambda meas: got.__setitem__(meas.index, meas), anchor=anchor)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tvm_sched.errors import TuneInputError
-from tvm_sched.tune import InProcessRunner, TuneConfig, load_model, tune
+from tvm_sched.tune import InProcessDevices, TuneConfig, load_model, tune
 
 pytestmark = [pytest.mark.integration]
 
@@ -60,7 +60,7 @@ def test_onnx_model_tunes_with_generated_inputs(tmp_path):
     branches_onnx(tmp_path / "m.onnx")
     m = load_model(onnx=tmp_path / "m.onnx")
     assert m.num_nodes == 4 and [x.shape for x in m.inputs] == [(1, 4, 8, 8)] and not m.params
-    res = tune(m, "llvm", InProcessRunner(), tmp_path / "w", quick())
+    res = tune(m, "llvm", InProcessDevices(), tmp_path / "w", quick())
     assert res.best is not None and all(r.error is None for r in res.records)
 
 
@@ -69,7 +69,7 @@ def test_relax_file_with_inputs_and_params(tmp_path):
     path.write_text(RELAX_FILE)
     m = load_model(relax_file=path)
     assert m.num_nodes == 3 and m.name.startswith("mod-")
-    res = tune(m, "llvm", InProcessRunner(), tmp_path / "w", quick())
+    res = tune(m, "llvm", InProcessDevices(), tmp_path / "w", quick())
     assert res.best is not None and len(res.records) >= 2
 
 

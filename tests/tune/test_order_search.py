@@ -311,14 +311,14 @@ def test_a_target_string_and_its_target_object_share_the_record_key(tmp_path, mo
 
     from tvm_sched.tune import tuner
     from tvm_sched.tune.model import target_key
-    from tvm_sched.tune.runner import Runner
+    from tvm_sched.tune.runner import Devices
 
     assert target_key("llvm") == target_key(tvm.target.Target("llvm")) != "llvm"
     seen = []
     monkeypatch.setattr(tuner, "_tune", lambda model, target, key_target, *a: seen.append(
         key_target))
     for target in ("llvm", tvm.target.Target("llvm")):
-        tuner.tune(object(), target, Runner(), tmp_path)
+        tuner.tune(object(), target, Devices(), tmp_path)
     assert seen == [target_key("llvm")] * 2
     # records written under the short form are read under the full one
     c = cands()[0]

@@ -23,8 +23,8 @@ import pytest
 import tvm_sched.tune
 from tvm_sched.cli import main
 from tvm_sched.errors import DeviceUnavailableError
-from tvm_sched.tune.runners import EmbeddedRunner, ServerRunner, TrackerRunner
-from tvm_sched.tune.runners.base import call_with_deadline, check_answers
+from tvm_sched.tune.devices import EmbeddedDevices, ServerDevices, TrackerDevices
+from tvm_sched.tune.devices.base import call_with_deadline, check_answers
 from tvm_sched.tune.server import FAULT_FUNC, FAULTS_ENV, READY, EmbeddedServer, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.rpc]
@@ -162,13 +162,13 @@ def test_a_call_past_its_deadline_is_an_error_and_its_late_result_is_discarded()
 
 
 def test_the_runners_deadlines_follow_the_tuners_timeout():
-    from tvm_sched.tune.runners import runner_from_args
+    from tvm_sched.tune.devices import devices_from_args
 
-    srv = runner_from_args(rpc_server="127.0.0.1:9", timeout=10)
+    srv = devices_from_args(rpc_server="127.0.0.1:9", timeout=10)
     assert (srv.connect_timeout, srv.check_timeout) == (10, 3)
-    tr = runner_from_args(rpc_tracker="127.0.0.1:9", rpc_key="cpu", timeout=1)
+    tr = devices_from_args(rpc_tracker="127.0.0.1:9", rpc_key="cpu", timeout=1)
     assert (tr.connect_timeout, tr.check_timeout) == (1, 1)
-    emb = runner_from_args()
+    emb = devices_from_args()
     assert (emb.connect_timeout, emb.check_timeout) == (30, 3)
 
 
@@ -185,7 +185,7 @@ def test_a_server_that_never_starts_is_a_device_error(monkeypatch):
 # -- item 1: a crashed session does not make the server deaf ----------------------------------
 @pytest.mark.parametrize("kind", ["SIGSEGV", "SIGBUS", "exit"])
 def test_a_session_that_crashes_does_not_make_the_server_deaf(faulty_server, kind):
-    runner = ServerRunner(faulty_server.address, connect_timeout=10, check_timeout=5)
+    runner = ServerDevices(faulty_server.address, connect_timeout=10, check_timeout=5)
     sess = runner.open()[0][1]
     first = fault(sess, "pid")
     with pytest.raises(Exception):  # noqa: B017 - TVM's error for a session that died
@@ -209,7 +209,7 @@ def test_a_server_behind_a_tracker_registers_again_after_a_crash(monkeypatch):
     try:
         server = EmbeddedServer(tracker=("127.0.0.1", tracker.port), key="crash-test",
                                 lifetime=300).start()
-        runner = TrackerRunner(("127.0.0.1", tracker.port), "crash-test", wait=30,
+        runner = TrackerDevices(("127.0.0.1", tracker.port), "crash-test", wait=30,
                                connect_timeout=10)
         name, sess = runner.open()[0]
         first = fault(sess, "pid")
@@ -229,7 +229,7 @@ def test_a_server_behind_a_tracker_registers_again_after_a_crash(monkeypatch):
 @pytest.mark.parametrize("deafness", ["stopped", "busy"])
 def test_a_deaf_embedded_server_is_restarted_on_reopen(deafness, monkeypatch):
     monkeypatch.setenv(FAULTS_ENV, "1")
-    runner = EmbeddedRunner(lifetime=300, connect_timeout=10, check_timeout=1)
+    runner = EmbeddedDevices(lifetime=300, connect_timeout=10, check_timeout=1)
     pids, roots = [], []
     try:
         sess = runner.open()[0][1]
@@ -254,7 +254,7 @@ def test_a_deaf_embedded_server_is_restarted_on_reopen(deafness, monkeypatch):
 
 
 def test_a_deaf_user_server_is_one_line_within_the_deadline(deaf_port):
-    runner = ServerRunner(("127.0.0.1", deaf_port), connect_timeout=2, check_timeout=1)
+    runner = ServerDevices(("127.0.0.1", deaf_port), connect_timeout=2, check_timeout=1)
     for step in (runner.check, runner.open, lambda: runner.reopen("x")):
         finished, err = bounded(step, 30)
         assert finished and isinstance(err, DeviceUnavailableError), err
@@ -268,7 +268,7 @@ def test_rpc_connect_itself_has_a_deadline(faulty_server, monkeypatch):
 
     release = threading.Event()
     monkeypatch.setattr(rpc, "connect", lambda *a, **k: release.wait(30))
-    runner = ServerRunner(faulty_server.address, connect_timeout=0.5)
+    runner = ServerDevices(faulty_server.address, connect_timeout=0.5)
     try:
         with pytest.raises(DeviceUnavailableError, match="no answer within 0.5 s"):
             runner.reopen("x")
@@ -312,7 +312,7 @@ def test_a_tracker_that_hands_out_a_deaf_server_is_an_error_in_time():
     try:
         server = EmbeddedServer(tracker=("127.0.0.1", tracker.port), key="deaf-test",
                                 lifetime=300).start()
-        runner = TrackerRunner(("127.0.0.1", tracker.port), "deaf-test", wait=30,
+        runner = TrackerDevices(("127.0.0.1", tracker.port), "deaf-test", wait=30,
                                connect_timeout=3)
         runner.check()
         deadline = time.monotonic() + 30

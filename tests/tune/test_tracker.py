@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("tornado")  # the tracker needs the rpc extra
 
 from tvm_sched.errors import DeviceUnavailableError  # noqa: E402
-from tvm_sched.tune import Measurer, TrackerRunner  # noqa: E402
+from tvm_sched.tune import Measurer, TrackerDevices  # noqa: E402
 from tvm_sched.tune.server import EmbeddedServer  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.rpc]
@@ -30,7 +30,7 @@ def test_two_servers_under_one_tracker_both_receive_work(tracker, builder, refer
     servers = [EmbeddedServer(tracker=("127.0.0.1", tracker.port), key="cpu-test",
                               lifetime=300).start() for _ in range(2)]
     try:
-        runner = TrackerRunner(("127.0.0.1", tracker.port), "cpu-test", wait=60, min_devices=2)
+        runner = TrackerDevices(("127.0.0.1", tracker.port), "cpu-test", wait=60, min_devices=2)
         import numpy as np
 
         g = model.graphs[0]
@@ -56,7 +56,7 @@ def test_two_servers_under_one_tracker_both_receive_work(tracker, builder, refer
 
 def test_no_free_device_of_the_key_waits_then_fails_clearly(tracker):
     seen = []
-    runner = TrackerRunner(("127.0.0.1", tracker.port), "no-such-device", wait=2.0,
+    runner = TrackerDevices(("127.0.0.1", tracker.port), "no-such-device", wait=2.0,
                            status=seen.append)
     with pytest.raises(DeviceUnavailableError,
                        match=r"no free device with key 'no-such-device' .* after 2 s"):

@@ -9,7 +9,7 @@ import pytest
 import tvm
 from tvm import relax
 
-from tvm_sched.tune import InProcessRunner, TuneConfig, tune
+from tvm_sched.tune import InProcessDevices, TuneConfig, tune
 from tvm_sched.tune.database import Database
 from tvm_sched.tune.pick import beyond_noise
 
@@ -24,7 +24,7 @@ def config(**kw) -> TuneConfig:
 
 def test_tune_measures_baselines_and_top_k_picks_the_fastest_and_resumes(model, reference,
                                                                         tmp_path):
-    res = tune(model, "llvm", InProcessRunner(), tmp_path, config())
+    res = tune(model, "llvm", InProcessDevices(), tmp_path, config())
     names = [r.candidate for r in res.records]
     assert names[0] == "tvm" and sum(r.baseline for r in res.records) >= 3
     assert res.records[0].kind == "vm" and {r.kind for r in res.records[1:]} == {"order"}
@@ -66,7 +66,7 @@ def test_tune_measures_baselines_and_top_k_picks_the_fastest_and_resumes(model, 
     np.testing.assert_allclose(vm.get_outputs("main").numpy(), ref[0], rtol=1e-5, atol=1e-6)
     # the same command again, with the target as an object, measures nothing and reads the
     # same records back
-    again = tune(model, tvm.target.Target("llvm"), InProcessRunner(), tmp_path, config())
+    again = tune(model, tvm.target.Target("llvm"), InProcessDevices(), tmp_path, config())
     assert again.measured_now == 0
     assert again.best.order_hash == res.best.order_hash
     assert len(list(Database(tmp_path / "records.jsonl"))) == len(res.records)
@@ -78,20 +78,20 @@ def test_interrupted_run_keeps_complete_records_and_resumes(model, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        tune(model, "llvm", InProcessRunner(), tmp_path, config(), progress=stop_after_two)
+        tune(model, "llvm", InProcessDevices(), tmp_path, config(), progress=stop_after_two)
     kept = list(Database(tmp_path / "records.jsonl"))
     assert len(kept) == 2 and all(r.latency["n"] == 2 for r in kept)
-    res = tune(model, "llvm", InProcessRunner(), tmp_path, config())
+    res = tune(model, "llvm", InProcessDevices(), tmp_path, config())
     assert res.measured_now == len(res.records) - 2
 
 
 def test_memory_objective_and_memory_budget(model, tmp_path):
-    res = tune(model, "llvm", InProcessRunner(), tmp_path / "mem", config(objective="memory",
+    res = tune(model, "llvm", InProcessDevices(), tmp_path / "mem", config(objective="memory",
                                                                          export=False))
     assert res.best.planned_bytes == min(r.planned_bytes for r in res.records)
     assert not (tmp_path / "mem" / "best.so").exists()
     tvm_planned = res.info["tvm_planned"]
-    res = tune(model, "llvm", InProcessRunner(), tmp_path / "budget",
+    res = tune(model, "llvm", InProcessDevices(), tmp_path / "budget",
                config(memory_budget="0.95x", export=False))
     assert res.memory_budget == int(0.95 * tvm_planned)
     assert res.best.planned_bytes <= res.memory_budget

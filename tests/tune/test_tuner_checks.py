@@ -12,12 +12,12 @@ import pytest
 
 from tvm_sched.errors import TuneInputError
 from tvm_sched.tune import tuner as tuner_mod
-from tvm_sched.tune.runner import Runner
+from tvm_sched.tune.runner import Devices
 from tvm_sched.tune.tuner import TuneConfig, tune
 from tvm_sched.tune.workdir import LOCK_NAME, lock_work_dir
 
 
-class NoWorkRunner(Runner):
+class NoWorkRunner(Devices):
     """Fails the test if the tuner gets as far as starting a device."""
 
     def prepare(self):
@@ -92,7 +92,7 @@ def test_an_unsatisfiable_memory_budget_fails_before_building(tmp_path, monkeypa
         return SimpleNamespace(name=name, baseline=baseline, proxy={"planned": planned,
                                                                      "cache_miss": 1})
 
-    class Ready(Runner):
+    class Ready(Devices):
         def prepare(self):
             pass
 

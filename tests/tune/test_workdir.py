@@ -56,10 +56,10 @@ def test_measurer_tolerance_is_the_documented_one():
     """Issue 15 item 13: the docstring promised an ``atol`` that does not exist."""
     import numpy as np
 
-    from tvm_sched.tune.runner import InProcessRunner, Measurer
+    from tvm_sched.tune.runner import InProcessDevices, Measurer
 
     assert "atol" not in Measurer.__doc__
-    m = Measurer(InProcessRunner(), kernels=None, args=[], reference=[np.array([0.5, -0.2]),
+    m = Measurer(InProcessDevices(), kernels=None, args=[], reference=[np.array([0.5, -0.2]),
                                                                      np.array([1000.0])],
                  rtol=1e-4)
     try:

@@ -2,7 +2,8 @@
 
 ``tvm-sched tune`` is its command line. Layers: :mod:`~tvm_sched.tune.model` (what is tuned),
 :mod:`~tvm_sched.tune.candidates` (orders and proxies), :mod:`~tvm_sched.tune.builder`,
-:mod:`~tvm_sched.tune.runner` (RPC runners and the measurement protocol),
+:mod:`~tvm_sched.tune.devices` (where the RPC sessions come from),
+:mod:`~tvm_sched.tune.runner` (the measurement protocol),
 :mod:`~tvm_sched.tune.record` (typed records, one type for both tuning paths),
 :mod:`~tvm_sched.tune.database` (their JSONL file), :mod:`~tvm_sched.tune.objective` (the
 objectives' rules and the ask/tell ``search`` both paths run), :mod:`~tvm_sched.tune.pick`
@@ -26,9 +27,9 @@ _WHERE = {
     "Database": "database",
     "TuneModel": "model", "check_target": "model", "load_model": "model",
     "target_key": "model",
-    "EmbeddedRunner": "runner", "InProcessRunner": "runner", "Measurer": "runner",
-    "Runner": "runner", "ServerRunner": "runner", "TrackerRunner": "runner",
-    "runner_from_args": "runner", "create_runner": "runners",
+    "EmbeddedDevices": "devices", "InProcessDevices": "devices", "Measurer": "runner",
+    "Devices": "devices", "ServerDevices": "devices", "TrackerDevices": "devices",
+    "devices_from_args": "devices", "create_devices": "devices",
     "TuneConfig": "tuner", "tune": "tuner", "TuneResult": "result",
     "rich_table": "report", "write_report": "report",
     "EmbeddedServer": "server",

@@ -191,13 +191,13 @@ def _prepare(args: argparse.Namespace, stack: contextlib.ExitStack, con):
     """Every argument checked before anything is imported, started or written; the work dir
     locked; the devices asked whether they answer at all (seconds, not the minutes of import,
     propose and build); then the model imported. Returns (target, cfg, runner, work, model)."""
-    from tvm_sched.tune import check_target, runner_from_args
+    from tvm_sched.tune import check_target, devices_from_args
     from tvm_sched.tune.model import source_name
     from tvm_sched.tune.workdir import check_work_dir, lock_work_dir
 
     target = check_target(args.target)
     cfg = _config(args)
-    runner = runner_from_args(rpc_server=args.rpc_server, rpc_tracker=args.rpc_tracker,
+    runner = devices_from_args(rpc_server=args.rpc_server, rpc_tracker=args.rpc_tracker,
                               rpc_key=args.rpc_key, in_process=args.in_process,
                               tracker_wait=args.tracker_wait,
                               min_devices=args.min_devices, timeout=args.timeout,

@@ -345,7 +345,7 @@ def measure_runner(runner, threads: int, *, timeout: float = 60.0, number: int =
     Parameters
     ----------
     runner
-        A :class:`tvm_sched.tune.runners.base.Runner` (embedded, server, tracker or in-process).
+        A :class:`tvm_sched.tune.devices.base.Devices` (embedded, server, tracker or in-process).
     threads
         Threads each kernel is timed with.
     timeout
@@ -370,12 +370,12 @@ def measure_runner(runner, threads: int, *, timeout: float = 60.0, number: int =
                                     min_repeat_ms=int(min_repeat_ms),
                                     enable_cpu_cache_flush=False)
     kind = type(runner).__name__
-    if kind == "InProcessRunner":
+    if kind == "InProcessDevices":
         return msr.LocalRunner(timeout_sec=timeout, evaluator_config=evaluator,
                                f_run_evaluator=functools.partial(_threads_then_evaluate_local,
                                                                  threads))
     f_eval = functools.partial(_threads_then_evaluate, threads)
-    if kind == "TrackerRunner":
+    if kind == "TrackerDevices":
         config = msr.RPCConfig(tracker_host=runner.host, tracker_port=runner.port,
                                tracker_key=runner.key, session_priority=1,
                                session_timeout_sec=int(timeout))
@@ -414,6 +414,9 @@ class KernelTuning:
         Trials the database held before this run, and trials run now.
     seconds
         Wall seconds of this run's tuning.
+    seconds_total
+        Wall seconds of every run that tuned this database (``done.json``; a database from
+        before this was recorded counts this run only).
     """
 
     path: Path | None
@@ -424,6 +427,7 @@ class KernelTuning:
     trials_now: int = 0
     seconds: float = 0.0
     info: dict = field(default_factory=dict)
+    seconds_total: float = 0.0
 
     @property
     def database(self) -> Path | None:
@@ -480,7 +484,8 @@ def tune_kernels(mod: tvm.IRModule, target: tvm.target.Target, work: Path, trial
     path = database_dir(work, model_hash, target)
     before = trials_done(path)
     tasks = ms.relax_integration.extract_tasks(mod, target)
-    result = KernelTuning(path, target, trials, len(tasks), before)
+    result = KernelTuning(path, target, trials, len(tasks), before,
+                          seconds_total=_seconds_so_far(path))
     threads = int(dict(target.export()).get("num-cores") or 1)
     if before >= trials or not tasks:
         prog("kernels", 1, 1, f"{len(tasks)} kernels, {before} trials in the database "
@@ -531,11 +536,21 @@ def tune_kernels(mod: tvm.IRModule, target: tvm.target.Target, work: Path, trial
     if total and not good:  # every measurement failed: say why instead of untuned kernels
         raise MeasureError(f"kernel tuning measured none of its {total} candidates "
                            f"successfully; MetaSchedule's logs: {path / 'logs'}")
+    result.seconds_total += result.seconds
     (path / "done.json").write_text(json.dumps({"trials": trials, "tasks": len(tasks),
-                                                "target": str(target)}))
+                                                "target": str(target),
+                                                "seconds_total": result.seconds_total}))
     shutil.rmtree(path / "logs", ignore_errors=True) if not log.isEnabledFor(
         logging.DEBUG) else None
     return result
+
+
+def _seconds_so_far(path: Path) -> float:
+    """The tuning seconds ``done.json`` records for the database at ``path`` (0 without)."""
+    try:
+        return float(json.loads((path / "done.json").read_text()).get("seconds_total", 0.0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0.0
 
 
 def _heaviest_first(tasks):
@@ -672,13 +687,15 @@ class KernelSet:
         -------
         dict
             ``cpu``, ``cpu_source`` and ``databases``: per thread count (as text), its target,
-            trial counts, tasks, seconds and database path (None when untuned).
+            trial counts, tasks, seconds (this run, every run) and database path (None when
+            untuned).
         """
         return {"cpu": self.cpu, "cpu_source": self.cpu_source,
                 "databases": {str(t): {"target": str(k.target), "trials": k.trials,
                                        "tasks": k.tasks, "trials_before": k.trials_before,
                                        "trials_now": k.trials_now,
                                        "seconds": round(k.seconds, 1),
+                                       "seconds_total": round(k.seconds_total, 1),
                                        "path": str(k.path) if k.path else None}
                               for t, k in sorted(self.tunings.items())}}
 

@@ -414,6 +414,14 @@ def _check_budget(budget: int | None, vm: LaneCandidate, pool: Sequence[LaneCand
                     "fastest lane plan that fits", f"{vm.arena_bytes:,}", f"{budget:,}")
 
 
+def _state_key(model_hash: str, key_target: str, device_key: str, lanes: int, cfg) -> dict:
+    """What the kernel durations and proposals in ``lane_state.json`` were made for: a resumed
+    run reuses them only for the same key."""
+    return {"model_hash": model_hash, "target": key_target, "device_key": device_key,
+            "lanes": lanes, "solvers": list(cfg.solvers), "samples": cfg.samples,
+            "per_solver": cfg.per_solver, "solver_budget": cfg.solver_budget, "seed": cfg.seed}
+
+
 def _load_state(path: Path, key: dict, graph) -> dict | None:
     """The kernel durations and proposals of an earlier run with the same ``key``, or None.
 
@@ -709,10 +717,7 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
                  for name, se in devices]
         # kernel durations on the device, before any solver runs; the proposals made on them.
         # Both are kept in the work dir, so a resumed run re-measures and re-proposes nothing.
-        state_key = {"model_hash": model.hash, "target": key_target, "device_key": runner.key,
-                     "lanes": lanes, "solvers": list(cfg.solvers), "samples": cfg.samples,
-                     "per_solver": cfg.per_solver, "solver_budget": cfg.solver_budget,
-                     "seed": cfg.seed}
+        state_key = _state_key(model.hash, key_target, runner.key, lanes, cfg)
         saved = _load_state(work / "lane_state.json", state_key, k.graph)
         with st.timed("profile"):
             kernel_times = _profile_stage(devs[0], builder, k, saved, st.prog)

@@ -1,8 +1,8 @@
-"""Measuring VM orders on a runner's devices (:class:`Measurer`); the runners themselves live one
-per module in :mod:`tvm_sched.tune.runners` (``create_runner(kind)``) and are re-exported here.
+"""Measuring VM orders on the devices (:class:`Measurer`); the device sources live one per module
+in :mod:`tvm_sched.tune.devices` (``create_devices(kind)``) and are re-exported here.
 
-MetaSchedule's split is the model: the builder makes executables, a runner hands out device
-sessions, the :class:`Measurer` runs the protocol on them. Every runner yields ``tvm.rpc``
+MetaSchedule's split is the model: the builder makes executables, a device source hands out
+sessions, the :class:`Measurer` runs the protocol on them. Every source yields ``tvm.rpc``
 sessions (in-process, server, tracker, embedded), so one code path measures everywhere.
 
 Protocol (:class:`Measurer`), per device: upload the kernel library and the inputs once per
@@ -37,22 +37,22 @@ from tvm import relax
 from tvm_sched.errors import DeviceUnavailableError, one_line
 from tvm_sched.relax.frontend import flatten_values as _flatten
 from tvm_sched.tune.builder import Built
+from tvm_sched.tune.devices import (  # one runner per module; re-exported here
+    Devices,
+    EmbeddedDevices,
+    InProcessDevices,
+    ServerDevices,
+    TrackerDevices,
+    create_devices,
+    devices_from_args,
+    parse_address,
+)
 from tvm_sched.tune.measure import compare_outputs, deal, serialised, spread
 from tvm_sched.tune.record import MeasureResult
-from tvm_sched.tune.runners import (  # one runner per module; re-exported here
-    EmbeddedRunner,
-    InProcessRunner,
-    Runner,
-    ServerRunner,
-    TrackerRunner,
-    create_runner,
-    parse_address,
-    runner_from_args,
-)
 
-__all__ = ["Runner", "InProcessRunner", "ServerRunner", "TrackerRunner", "EmbeddedRunner",
-           "Measurer", "Measurement", "OrderRunner", "parse_address", "runner_from_args",
-           "create_runner"]
+__all__ = ["Devices", "InProcessDevices", "ServerDevices", "TrackerDevices", "EmbeddedDevices",
+           "Measurer", "Measurement", "OrderRunner", "parse_address", "devices_from_args",
+           "create_devices"]
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ class Measurer:
         Candidates measured in one interleaved batch on a device.
     """
 
-    def __init__(self, runner: Runner, *, kernels: tvm.runtime.Module | None,
+    def __init__(self, runner: Devices, *, kernels: tvm.runtime.Module | None,
                  args: Sequence[np.ndarray], reference: Sequence[np.ndarray] | None,
                  device_type: str | int = "cpu", repeats: int = 10, number: int = 1,
                  min_repeat_ms: float = 10.0, timeout: float = 120.0, rtol: float = 1e-4,
@@ -406,7 +406,7 @@ class OrderRunner:
         Sessions reopened over every round so far.
     """
 
-    def __init__(self, runner: Runner, **options):
+    def __init__(self, runner: Devices, **options):
         self.runner = runner
         self.options = options
         self.reconnects = 0

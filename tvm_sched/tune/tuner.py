@@ -55,13 +55,14 @@ from tvm_sched.tune.builder import Builder, OrderBuilder
 from tvm_sched.tune.candidates import Candidate, default_cache_bytes, propose, tvm_orders
 from tvm_sched.tune.database import Database
 from tvm_sched.tune.lanes import LANE_SOLVERS
+from tvm_sched.tune.measure import compare_outputs
 from tvm_sched.tune.model import TuneModel, check_target, target_key
 from tvm_sched.tune.objective import objective_for, search
 from tvm_sched.tune.pick import parse_memory_budget
 from tvm_sched.tune.record import MeasureResult, TuneRecord
 from tvm_sched.tune.report import write_report
 from tvm_sched.tune.result import TuneResult
-from tvm_sched.tune.runner import OrderRunner, Runner
+from tvm_sched.tune.runner import Devices, OrderRunner
 from tvm_sched.tune.workdir import atomic_path, atomic_write, check_work_dir, lock_work_dir
 
 __all__ = ["TuneConfig", "TuneResult", "tune", "OBJECTIVES", "parse_memory_budget"]
@@ -227,7 +228,7 @@ def _reference(builder: Builder, model: TuneModel) -> tuple[list[np.ndarray], li
     return [a.numpy() for a in args], outs
 
 
-def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work_dir: str | Path,
+def tune(model: TuneModel, target: str | tvm.target.Target, runner: Devices, work_dir: str | Path,
          config: TuneConfig | None = None, *, progress: Callable | None = None,
          lock: bool = True) -> TuneResult:
     """Tune ``model``'s operator order for ``target`` on ``runner``'s devices (with
@@ -293,7 +294,7 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Runner, work
         return _tune(model, target, key_target, runner, work, cfg, progress)
 
 
-def _device_kernels(model: TuneModel, target: tvm.target.Target, runner: Runner, work: Path,
+def _device_kernels(model: TuneModel, target: tvm.target.Target, runner: Devices, work: Path,
                     cfg: TuneConfig, prog: Callable) -> tuple:
     """The VM-order path's kernels: the target for the device's CPU and cores (asked over one
     session, let go before tuning: a TVM RPC server serves one client at a time) and, with
@@ -347,7 +348,7 @@ def _propose_orders(model: TuneModel, cfg: TuneConfig, cache_bytes: int, prog):
     return pool, budget, tvm_planned
 
 
-def _build_kernels(model: TuneModel, target: tvm.target.Target, runner: Runner, work: Path,
+def _build_kernels(model: TuneModel, target: tvm.target.Target, runner: Devices, work: Path,
                    cfg: TuneConfig, prog):
     """Stage *kernels*: the kernels tuned for the device (:func:`_device_kernels`) and built
     once; returns (builder, main's arguments, TVM's outputs, model, target, kernel info)."""
@@ -358,9 +359,8 @@ def _build_kernels(model: TuneModel, target: tvm.target.Target, runner: Runner, 
     args, reference = _reference(builder, model)
     prog("build", 1, 1, "kernels")
     if model.reference:
-        diffs = [float(np.max(np.abs(a - b))) for a, b in zip(reference, model.reference,
-                                                              strict=False)]
-        log.info("TVM vs %s reference: max abs diff %.3g", model.name, max(diffs, default=0.0))
+        log.info("TVM vs %s reference: max abs diff %.3g", model.name,
+                 compare_outputs(reference, model.reference, float("inf"))[0])
     return builder, args, model, target, kernel_info
 
 
@@ -378,7 +378,7 @@ def _export_order(builder: Builder, model: TuneModel, best: TuneRecord, work: Pa
          "orders": best.orders}, indent=1))
 
 
-def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: Runner,
+def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: Devices,
           work: Path, cfg: TuneConfig, progress: Callable | None) -> TuneResult:
     """The stages of :func:`tune` for VM orders, with the work dir checked and locked:
     propose, kernels, search (rank, build and measure what the database lacks), export."""

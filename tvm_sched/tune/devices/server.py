@@ -1,6 +1,6 @@
-"""``kind="server"``: :class:`ServerRunner`, one RPC server at ``host:port``.
+"""``kind="server"``: :class:`ServerDevices`, one RPC server at ``host:port``.
 
-Every connect is a handshake check (:func:`~tvm_sched.tune.runners.base.check_answers`) then
+Every connect is a handshake check (:func:`~tvm_sched.tune.devices.base.check_answers`) then
 ``rpc.connect`` under a deadline: a server that is gone, hung, or busy with another session is a
 one-line :class:`~tvm_sched.errors.DeviceUnavailableError` within seconds, never a wait for good.
 """
@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from tvm import rpc
 
-from tvm_sched.tune.runners.base import (
+from tvm_sched.tune.devices.base import (
     CHECK_TIMEOUT_S,
     CONNECT_TIMEOUT_S,
-    Runner,
+    Devices,
     call_with_deadline,
     check_answers,
     parse_address,
 )
 
-__all__ = ["ServerRunner"]
+__all__ = ["ServerDevices"]
 
 
-class ServerRunner(Runner):
+class ServerDevices(Devices):
     """One RPC server at ``host:port``.
 
     Parameters
@@ -77,7 +77,7 @@ class ServerRunner(Runner):
         return [(f"{self.host}:{self.port}", self._connect())]
 
     def reopen(self, name):
-        """A new session, as :meth:`Runner.reopen <tvm_sched.tune.runners.base.Runner.reopen>`.
+        """A new session, as :meth:`Devices.reopen <tvm_sched.tune.devices.base.Devices.reopen>`.
 
         Parameters
         ----------

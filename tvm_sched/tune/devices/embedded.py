@@ -1,10 +1,10 @@
-"""``kind="embedded"`` (the default): :class:`EmbeddedRunner`, an RPC server of our own on
+"""``kind="embedded"`` (the default): :class:`EmbeddedDevices`, an RPC server of our own on
 127.0.0.1 (:class:`~tvm_sched.tune.server.EmbeddedServer`), started by :meth:`prepare` before the
 slow work so its start-up overlaps it.
 
 A session is opened after a handshake check; a server that is dead, or alive but deaf (it
 accepts connections and never answers: hung, or still serving a lost session), is restarted
-once, so :meth:`EmbeddedRunner.reopen` ends within ``check_timeout + stop + start_timeout +
+once, so :meth:`EmbeddedDevices.reopen` ends within ``check_timeout + stop + start_timeout +
 check_timeout + connect_timeout`` seconds at most.
 """
 
@@ -13,16 +13,16 @@ from __future__ import annotations
 import logging
 
 from tvm_sched.errors import DeviceUnavailableError
-from tvm_sched.tune.runners.base import CHECK_TIMEOUT_S, CONNECT_TIMEOUT_S
-from tvm_sched.tune.runners.server import ServerRunner
+from tvm_sched.tune.devices.base import CHECK_TIMEOUT_S, CONNECT_TIMEOUT_S
+from tvm_sched.tune.devices.server import ServerDevices
 from tvm_sched.tune.server import EmbeddedServer
 
-__all__ = ["EmbeddedRunner"]
+__all__ = ["EmbeddedDevices"]
 
 log = logging.getLogger(__name__)
 
 
-class EmbeddedRunner(ServerRunner):
+class EmbeddedDevices(ServerDevices):
     """The default: an RPC server of our own on 127.0.0.1, restarted once per loss.
 
     Parameters
@@ -46,7 +46,7 @@ class EmbeddedRunner(ServerRunner):
 
     def check(self) -> None:
         """Nothing to reach before :meth:`prepare` starts the server; afterwards the
-        handshake check of :class:`ServerRunner`."""
+        handshake check of :class:`ServerDevices`."""
         if self.port is not None:
             super().check()
 
@@ -63,7 +63,7 @@ class EmbeddedRunner(ServerRunner):
         return [("embedded", self._session())]
 
     def reopen(self, name):
-        """A new session, as :meth:`Runner.reopen <tvm_sched.tune.runners.base.Runner.reopen>`.
+        """A new session, as :meth:`Devices.reopen <tvm_sched.tune.devices.base.Devices.reopen>`.
 
         Parameters
         ----------

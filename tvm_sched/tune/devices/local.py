@@ -1,16 +1,16 @@
-"""``kind="local"``: :class:`InProcessRunner`, ``rpc.LocalSession()`` in this process (tests,
+"""``kind="local"``: :class:`InProcessDevices`, ``rpc.LocalSession()`` in this process (tests,
 quick looks): the same code path as a server, no sockets."""
 
 from __future__ import annotations
 
 from tvm import rpc
 
-from tvm_sched.tune.runners.base import Runner
+from tvm_sched.tune.devices.base import Devices
 
-__all__ = ["InProcessRunner"]
+__all__ = ["InProcessDevices"]
 
 
-class InProcessRunner(Runner):
+class InProcessDevices(Devices):
     """``rpc.LocalSession`` in this process: the same code path as a server, no sockets."""
 
     key = "local"
@@ -19,7 +19,7 @@ class InProcessRunner(Runner):
         return [("in-process", rpc.LocalSession())]
 
     def reopen(self, name):
-        """A new session, as :meth:`Runner.reopen <tvm_sched.tune.runners.base.Runner.reopen>`.
+        """A new session, as :meth:`Devices.reopen <tvm_sched.tune.devices.base.Devices.reopen>`.
 
         Parameters
         ----------

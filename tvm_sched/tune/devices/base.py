@@ -1,12 +1,12 @@
-"""The runner interface (:class:`Runner`: hands out RPC sessions, one per device) and the helpers
-every runner shares. One runner per module in this package; :func:`create_runner` in
-:mod:`tvm_sched.tune.runners` makes one by kind.
+"""The device-source interface (:class:`Devices`: hands out RPC sessions, one per device) and the
+helpers every source shares. One source per module in this package; :func:`create_devices` in
+:mod:`tvm_sched.tune.devices` makes one by kind.
 
 Deadlines
 ---------
 Nothing on the device path may wait without a deadline: a server that accepts TCP connections
 (its listen backlog does that for it) but never answers would otherwise block a tuner for good.
-:func:`check_answers` is the one health check of every runner: it opens a TCP connection and
+:func:`check_answers` is the one health check of every device source: it opens a TCP connection and
 performs TVM's RPC handshake (or the tracker's) under a socket timeout.
 :func:`call_with_deadline` runs a call that TVM gives no timeout (``rpc.connect``, a tracker's
 ``request``) in a daemon thread joined with a deadline; what such a call returns after its
@@ -24,7 +24,7 @@ from typing import Any
 
 from tvm_sched.errors import DeviceUnavailableError, TuneInputError, one_line
 
-__all__ = ["Runner", "parse_address", "check_answers", "call_with_deadline",
+__all__ = ["Devices", "parse_address", "check_answers", "call_with_deadline",
            "CONNECT_TIMEOUT_S", "CHECK_TIMEOUT_S"]
 
 #: Default deadline of one connect (``rpc.connect``, a tracker request), seconds.
@@ -200,7 +200,7 @@ def call_with_deadline(fn: Callable[[], Any], timeout: float, what: str, *,
     return box["value"]
 
 
-class Runner:
+class Devices:
     """Hands out RPC sessions, one per device."""
 
     #: Device key stored in records (same key = comparable measurements).
@@ -247,7 +247,7 @@ class Runner:
     def close(self) -> None:
         """Release what :meth:`open` started."""
 
-    def __enter__(self) -> Runner:
+    def __enter__(self) -> Devices:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -1,10 +1,10 @@
-"""``kind="tracker"``: :class:`TrackerRunner`, every free device of a key on an RPC tracker (one
+"""``kind="tracker"``: :class:`TrackerDevices`, every free device of a key on an RPC tracker (one
 session each); waits, showing the tracker's queue, up to a timeout when none is free.
 
-Every exchange with the tracker has a deadline: :meth:`TrackerRunner.check` is the tracker's
+Every exchange with the tracker has a deadline: :meth:`TrackerDevices.check` is the tracker's
 handshake under a socket timeout; connecting, the queue summary and each request (which also
 connects to the server the tracker hands out) run under
-:func:`~tvm_sched.tune.runners.base.call_with_deadline`, and the tracker connection is closed
+:func:`~tvm_sched.tune.devices.base.call_with_deadline`, and the tracker connection is closed
 when one runs past it (a session that arrives later is dropped).
 """
 
@@ -19,21 +19,21 @@ from collections.abc import Callable
 from tvm import rpc
 
 from tvm_sched.errors import DeviceUnavailableError, TuneInputError
-from tvm_sched.tune.runners.base import (
+from tvm_sched.tune.devices.base import (
     CHECK_TIMEOUT_S,
     CONNECT_TIMEOUT_S,
-    Runner,
+    Devices,
     call_with_deadline,
     check_answers,
     parse_address,
 )
 
-__all__ = ["TrackerRunner"]
+__all__ = ["TrackerDevices"]
 
 log = logging.getLogger(__name__)
 
 
-class TrackerRunner(Runner):
+class TrackerDevices(Devices):
     """Every free device of ``key`` on the tracker at ``host:port``.
 
     Parameters
@@ -158,7 +158,7 @@ class TrackerRunner(Runner):
         return [(f"{self.key}#{i}", self._request()) for i in range(free)]
 
     def reopen(self, name):
-        """A new session, as :meth:`Runner.reopen <tvm_sched.tune.runners.base.Runner.reopen>`.
+        """A new session, as :meth:`Devices.reopen <tvm_sched.tune.devices.base.Devices.reopen>`.
 
         Parameters
         ----------
