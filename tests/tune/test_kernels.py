@@ -270,6 +270,19 @@ def test_the_heaviest_kernels_are_tuned_first(three):
     assert flops == sorted(flops, reverse=True) and flops[0] > 10 * flops[-1]
 
 
+@pytest.mark.parametrize("todo,tasks", [(1, 1), (2, 3), (60, 53), (160, 53), (200, 14),
+                                        (360, 14), (5000, 17), (10**6, 3)])
+def test_a_round_for_every_kernel_then_about_four_rounds_each(todo, tasks):
+    from tvm_sched.tune.kernels import ROUNDS_PER_KERNEL, trials_per_round
+
+    per = trials_per_round(todo, tasks)
+    assert 1 <= per <= 64
+    if todo >= tasks:  # the first round reaches every kernel ...
+        assert per * tasks <= max(todo, tasks * 1)
+    if todo >= 4 * ROUNDS_PER_KERNEL * tasks and per < 64:  # ... and leaves rounds to steer
+        assert todo // (per * tasks) >= ROUNDS_PER_KERNEL - 1
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_a_budget_of_one_trial_per_kernel_tunes_every_kernel(three, tmp_path, caplog):

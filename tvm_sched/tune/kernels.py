@@ -57,7 +57,7 @@ from tvm_sched.console import filtered_stderr
 from tvm_sched.errors import MeasureError, TuneInputError, one_line
 
 __all__ = ["DeviceTarget", "KernelTuning", "device_target", "database_dir", "tune_kernels",
-           "PersistentBuilder", "measure_runner", "trials_done"]
+           "trials_per_round", "PersistentBuilder", "measure_runner", "trials_done"]
 
 log = logging.getLogger(__name__)
 
@@ -498,7 +498,7 @@ def tune_kernels(mod: tvm.IRModule, target: tvm.target.Target, work: Path, trial
     # budget on the first few tasks and leave the rest as untuned single-threaded loops), and
     # the heaviest tasks come first for when it does not
     tasks = _heaviest_first(tasks)
-    per_iter = int(max(1, min(64, todo // len(tasks))))
+    per_iter = trials_per_round(todo, len(tasks))
     if todo < len(tasks):
         log.warning("%d kernel trials cannot tune each of the %d kernels once: the %d lightest "
                     "stay untuned (--kernel-trials %d tunes every kernel)", todo, len(tasks),
@@ -543,6 +543,37 @@ def tune_kernels(mod: tvm.IRModule, target: tvm.target.Target, work: Path, trial
     shutil.rmtree(path / "logs", ignore_errors=True) if not log.isEnabledFor(
         logging.DEBUG) else None
     return result
+
+
+#: Rounds per kernel a budget aims at: the cost model learns from each round, and after the
+#: first round of every kernel the gradient scheduler gives the later ones to the kernels whose
+#: weighted latency still falls fastest.
+ROUNDS_PER_KERNEL = 4
+
+
+def trials_per_round(todo: int, tasks: int) -> int:
+    """MetaSchedule's ``num_trials_per_iter`` for ``todo`` trials over ``tasks`` kernels.
+
+    A round of every kernel first (as many trials as the budget allows, up to 4 each), then
+    rounds of about ``todo / (ROUNDS_PER_KERNEL * tasks)``: one round per kernel of all the
+    trials (an earlier rule) left the gradient scheduler nothing to steer and the cost model
+    one look at each kernel.
+
+    Parameters
+    ----------
+    todo
+        Trials this run.
+    tasks
+        Kernels (MetaSchedule tasks).
+
+    Returns
+    -------
+    int
+        Between 1 and 64.
+    """
+    tasks = max(1, tasks)
+    first = min(4, todo // tasks)
+    return int(max(1, min(64, max(first, todo // (ROUNDS_PER_KERNEL * tasks)))))
 
 
 def _seconds_so_far(path: Path) -> float:
