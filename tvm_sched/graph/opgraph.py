@@ -91,6 +91,71 @@ def _check_bytes(arr: np.ndarray, what: str, where) -> None:
                                 f"be at most 2**62 bytes")
 
 
+def _output_mask(is_output: Sequence[bool] | np.ndarray | None, n: int) -> np.ndarray:
+    """The frozen (n,) boolean ``is_output`` array (all False by default)."""
+    if is_output is None:
+        return _frozen(np.zeros(n, dtype=bool))
+    out = np.asarray(is_output, dtype=bool)
+    if out.shape != (n,):
+        raise InvalidGraphError(f"is_output has shape {out.shape}, expected ({n},)")
+    return _frozen(out.copy())
+
+
+def _edge_arrays(edges: Iterable[tuple[int, int]], n: int,
+                 names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Validated int64 ``(src, dst)`` of the edges: pairs of existing nodes, no loops or repeats."""
+    edge_list = [tuple(e) for e in edges]
+    for k, e in enumerate(edge_list):
+        if len(e) != 2:
+            raise InvalidGraphError(f"edge {k} is {e!r}; expected a pair (u, v)")
+    try:
+        src = np.array([int(u) for u, _ in edge_list], dtype=np.int64)
+        dst = np.array([int(v) for _, v in edge_list], dtype=np.int64)
+    except (TypeError, ValueError) as err:
+        raise InvalidGraphError(f"edge endpoints must be integers: {err}") from err
+    for k in range(len(edge_list)):
+        u, v = int(src[k]), int(dst[k])
+        if not (0 <= u < n and 0 <= v < n):
+            bad = u if not 0 <= u < n else v
+            raise InvalidGraphError(
+                f"edge {k} ({u} -> {v}) refers to node {bad}, which does not exist "
+                f"(the graph has {n} nodes)"
+            )
+        if u == v:
+            raise CycleError(f"node {u} ({names[u]!r}) has an edge to itself", [u])
+    if src.size:
+        keys = src * n + dst
+        uniq, counts = np.unique(keys, return_counts=True)
+        if np.any(counts > 1):
+            key = int(uniq[np.flatnonzero(counts > 1)[0]])
+            u, v = divmod(key, n)
+            raise InvalidGraphError(
+                f"duplicate edge {u} -> {v} ({names[u]!r} -> {names[v]!r})"
+            )
+    return src, dst
+
+
+def _edge_byte_array(edge_bytes: Sequence[int] | np.ndarray | None, src: np.ndarray,
+                     dst: np.ndarray, out_bytes: np.ndarray) -> np.ndarray:
+    """Validated int64 bytes per edge (by default the producer's ``out_bytes``)."""
+    if edge_bytes is None:
+        return out_bytes[src].astype(np.int64) if src.size else np.zeros(0, np.int64)
+    eb = np.asarray(edge_bytes, dtype=np.float64)
+    if eb.shape != (src.size,):
+        raise InvalidGraphError(
+            f"edge_bytes has shape {eb.shape}, expected ({src.size},) (one per edge)"
+        )
+    bad = np.flatnonzero(~np.isfinite(eb) | (eb < 0) | (eb != np.round(eb)))
+    if bad.size:
+        k = int(bad[0])
+        raise InvalidGraphError(
+            f"edge {k} ({int(src[k])} -> {int(dst[k])}) has bytes = {eb[k]!r}; "
+            "it must be a non-negative integer"
+        )
+    _check_bytes(eb, "bytes", lambda k: f"edge {k} ({int(src[k])} -> {int(dst[k])})")
+    return eb.astype(np.int64)
+
+
 class OpGraph:
     """An immutable operator DAG.
 
@@ -159,67 +224,22 @@ class OpGraph:
         self._duration = _node_array(duration, n, "duration", self._names, np.float64, 1.0)
         self._out_bytes = _node_array(out_bytes, n, "out_bytes", self._names, np.int64)
         self._flops = _node_array(flops, n, "flops", self._names, np.float64)
-        if is_output is None:
-            self._is_output = _frozen(np.zeros(n, dtype=bool))
-        else:
-            out = np.asarray(is_output, dtype=bool)
-            if out.shape != (n,):
-                raise InvalidGraphError(f"is_output has shape {out.shape}, expected ({n},)")
-            self._is_output = _frozen(out.copy())
+        self._is_output = _output_mask(is_output, n)
 
-        edge_list = [tuple(e) for e in edges]
-        for k, e in enumerate(edge_list):
-            if len(e) != 2:
-                raise InvalidGraphError(f"edge {k} is {e!r}; expected a pair (u, v)")
-        try:
-            src = np.array([int(u) for u, _ in edge_list], dtype=np.int64)
-            dst = np.array([int(v) for _, v in edge_list], dtype=np.int64)
-        except (TypeError, ValueError) as err:
-            raise InvalidGraphError(f"edge endpoints must be integers: {err}") from err
-        for k in range(len(edge_list)):
-            u, v = int(src[k]), int(dst[k])
-            if not (0 <= u < n and 0 <= v < n):
-                bad = u if not 0 <= u < n else v
-                raise InvalidGraphError(
-                    f"edge {k} ({u} -> {v}) refers to node {bad}, which does not exist "
-                    f"(the graph has {n} nodes)"
-                )
-            if u == v:
-                raise CycleError(f"node {u} ({self._names[u]!r}) has an edge to itself", [u])
-        if src.size:
-            keys = src * n + dst
-            uniq, counts = np.unique(keys, return_counts=True)
-            if np.any(counts > 1):
-                key = int(uniq[np.flatnonzero(counts > 1)[0]])
-                u, v = divmod(key, n)
-                raise InvalidGraphError(
-                    f"duplicate edge {u} -> {v} ({self._names[u]!r} -> {self._names[v]!r})"
-                )
+        src, dst = _edge_arrays(edges, n, self._names)
         self._src = _frozen(src)
         self._dst = _frozen(dst)
-
-        if edge_bytes is None:
-            eb = self._out_bytes[src].astype(np.int64) if src.size else np.zeros(0, np.int64)
-        else:
-            eb = np.asarray(edge_bytes, dtype=np.float64)
-            if eb.shape != (len(edge_list),):
-                raise InvalidGraphError(
-                    f"edge_bytes has shape {eb.shape}, expected ({len(edge_list)},) (one per edge)"
-                )
-            bad = np.flatnonzero(~np.isfinite(eb) | (eb < 0) | (eb != np.round(eb)))
-            if bad.size:
-                k = int(bad[0])
-                raise InvalidGraphError(
-                    f"edge {k} ({int(src[k])} -> {int(dst[k])}) has bytes = {eb[k]!r}; "
-                    "it must be a non-negative integer"
-                )
-            _check_bytes(eb, "bytes", lambda k: f"edge {k} ({int(src[k])} -> {int(dst[k])})")
-            eb = eb.astype(np.int64)
-        self._edge_bytes = _frozen(eb)
+        self._edge_bytes = _frozen(_edge_byte_array(edge_bytes, src, dst, self._out_bytes))
 
         # CSR adjacency, neighbours sorted by node id.
         self._pred_ptr, self._pred_idx, self._pred_eid = map(_frozen, alg.csr(dst, src, n))
         self._succ_ptr, self._succ_idx, self._succ_eid = map(_frozen, alg.csr(src, dst, n))
+        self._topo = _frozen(self._topological_order())
+        self._meta = dict(meta) if meta else {}
+
+    def _topological_order(self) -> np.ndarray:
+        """Kahn's order of the nodes; raises CycleError, naming a cycle, when there is one."""
+        n = self._n
         topo = alg.kahn(n, self._pred_ptr, self._succ_ptr, self._succ_idx)
         if topo.size != n:
             pp, pi = self._pred_ptr, self._pred_idx
@@ -227,8 +247,7 @@ class OpGraph:
             cycle = alg.find_cycle(preds, np.setdiff1d(np.arange(n), topo))
             names = " -> ".join(f"{c} ({self._names[c]!r})" for c in cycle + cycle[:1])
             raise CycleError(f"the graph has a cycle: {names}", cycle)
-        self._topo = _frozen(topo)
-        self._meta = dict(meta) if meta else {}
+        return topo
 
     # ------------------------------------------------------------------ basic accessors
     @property

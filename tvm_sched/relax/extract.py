@@ -261,24 +261,8 @@ def _extract_block(mod, func, b, block, spec, skip_symbolic, kernel_times,
         if value is None:
             raise ExtractionError(f"{func} block {b}: binding {pos} ({var.name}) is a match_cast;"
                                   " only var bindings are supported")
-        if isinstance(value, relax.Tuple):
-            tuple_fields[var] = [[s for e in _flatten(f, memo) for s in source.get(e, [])]
-                                 for f in value.fields]
-            source[var] = [s for f in tuple_fields[var] for s in f]
-            continue
-        if isinstance(value, relax.TupleGetItem):
-            tv = value.tuple_value
-            if tv in tuple_fields:
-                source[var] = tuple_fields[tv][value.index]
-            else:  # a field of a node's tuple output: depends on that node, field-sized
-                nb = tensor_bytes(var.ty) or 0
-                source[var] = [(u, nb) for u, _ in source.get(tv, [])]
-            continue
-        if isinstance(value, relax.Var):
-            source[var] = source.get(value, [])
-            continue
         if not isinstance(value, relax.Call):
-            source[var] = []  # constants, shapes: not operators
+            _forward_sources(var, value, source, tuple_fields, memo)
             continue
         nbytes = tensor_bytes(var.ty)
         if nbytes is None:
@@ -296,24 +280,11 @@ def _extract_block(mod, func, b, block, spec, skip_symbolic, kernel_times,
         flops.append(_flops(mod, gv))
         is_output.append(not isinstance(var, relax.DataflowVar))
         positions.append(pos)
-        read = 0
-        for arg in _call_inputs(value):
-            for e in _flatten(arg, memo):
-                for u, ub in source.get(e, []):
-                    if u != v:
-                        edges[(u, v)] = edges.get((u, v), 0) + ub
-                if isinstance(e, relax.Expr) and hasattr(e, "ty"):
-                    read += tensor_bytes(e.ty) or 0
-        in_bytes.append(read)
+        in_bytes.append(_add_data_edges(edges, value, v, source, memo))
         source[var] = [(v, nbytes)]
     if not names:
         return None
-    # An in-place call keeps its program order against every other access of the tensor it
-    # overwrites (no data edge says that a reader of the old value must run before it).
-    node_at = {p: v for v, p in enumerate(positions)}
-    for p, q in inplace_hazards(block, views):
-        if p in node_at and q in node_at:
-            edges.setdefault((node_at[p], node_at[q]), 0)
+    _add_hazard_edges(edges, block, views, positions)
     dur = [float(kernel_times[op]) if op in kernel_times else spec.duration(fl, ib + ob)
            for op, fl, ib, ob in zip(ops, flops, in_bytes, out_bytes, strict=True)]
     pairs = sorted(edges)
@@ -331,6 +302,53 @@ def _extract_block(mod, func, b, block, spec, skip_symbolic, kernel_times,
               "num_bindings": len(block.bindings), "device": spec.name,
               "name": f"{func}/block{b}"},
     )
+
+
+def _forward_sources(var: relax.Var, value: relax.Expr, source: dict, tuple_fields: dict,
+                     memo: dict | None) -> None:
+    """The producers a binding that is not a call stands for: through tuples, fields, aliases."""
+    if isinstance(value, relax.Tuple):
+        tuple_fields[var] = [[s for e in _flatten(f, memo) for s in source.get(e, [])]
+                             for f in value.fields]
+        source[var] = [s for f in tuple_fields[var] for s in f]
+    elif isinstance(value, relax.TupleGetItem):
+        tv = value.tuple_value
+        if tv in tuple_fields:
+            source[var] = tuple_fields[tv][value.index]
+        else:  # a field of a node's tuple output: depends on that node, field-sized
+            nb = tensor_bytes(var.ty) or 0
+            source[var] = [(u, nb) for u, _ in source.get(tv, [])]
+    elif isinstance(value, relax.Var):
+        source[var] = source.get(value, [])
+    else:
+        source[var] = []  # constants, shapes: not operators
+
+
+def _add_data_edges(edges: dict[tuple[int, int], int], call: relax.Call, v: int, source: dict,
+                    memo: dict | None) -> int:
+    """Add the bytes node ``v`` reads from each producer to ``edges``; the bytes of its inputs."""
+    read = 0
+    for arg in _call_inputs(call):
+        for e in _flatten(arg, memo):
+            for u, ub in source.get(e, []):
+                if u != v:
+                    edges[(u, v)] = edges.get((u, v), 0) + ub
+            if isinstance(e, relax.Expr) and hasattr(e, "ty"):
+                read += tensor_bytes(e.ty) or 0
+    return read
+
+
+def _add_hazard_edges(edges: dict[tuple[int, int], int], block, views: set[int],
+                      positions: list[int]) -> None:
+    """Add a 0-byte edge for each in-place hazard between two nodes that no data edge joins.
+
+    An in-place call keeps its program order against every other access of the tensor it
+    overwrites (no data edge says that a reader of the old value must run before it).
+    """
+    node_at = {p: v for v, p in enumerate(positions)}
+    for p, q in inplace_hazards(block, views):
+        if p in node_at and q in node_at:
+            edges.setdefault((node_at[p], node_at[q]), 0)
 
 
 _TIR_CALLS = ("relax.call_tir", "relax.call_dps_packed")
@@ -380,32 +398,14 @@ def _planner_info(func: relax.Function, b: int, block, views: set[int],
     tok_fields: dict = {}  # tuple var -> per-field lists
     discard: set[tuple[int, int]] = set()
 
-    def tokens_of(e) -> list[tuple[int, int]]:
-        return [t for x in _flatten(e, memo) for t in tok.get(x, [])]
-
     for pos, binding in enumerate(block.bindings):
         var, value = binding.var, binding.value
-        if isinstance(value, relax.Tuple):
-            tok_fields[var] = [tokens_of(f) for f in value.fields]
-            tok[var] = [t for f in tok_fields[var] for t in f]
-            continue
-        if isinstance(value, relax.TupleGetItem):
-            tv = value.tuple_value
-            if tv in tok_fields and value.index < len(tok_fields[tv]):
-                tok[var] = list(tok_fields[tv][value.index])
-            else:
-                tok[var] = list(tok.get(tv, []))
-            continue
-        if isinstance(value, relax.Var):
-            tok[var] = list(tok.get(value, []))
-            if value in tok_fields:
-                tok_fields[var] = tok_fields[value]
-            continue
         if not isinstance(value, relax.Call):
+            _forward_tokens(var, value, tok, tok_fields, memo)
             continue
         v = len(kind)
         is_tir = isinstance(value.op, tvm.ir.Op) and value.op.name in _TIR_CALLS
-        args = [t for a in _call_inputs(value) for t in tokens_of(a)]
+        args = [t for a in _call_inputs(value) for t in _tokens_of(a, tok, memo)]
         if pos in views:
             kind.append("view")
             out.append([])
@@ -416,19 +416,9 @@ def _planner_info(func: relax.Function, b: int, block, views: set[int],
         if indices is not None:
             # after CallTIRRewrite: a fresh output is an alloc_tensor passed to the kernel, an
             # in-place output is an alias of the argument it overwrites (that keeps its token)
-            per_arg = [tokens_of(a) for a in _flatten(value.args[1], memo)]
+            per_arg = [_tokens_of(a, tok, memo) for a in _flatten(value.args[1], memo)]
             kind.append("inplace")
-            fields, field_tok = [], []
-            for k, ty in enumerate(_fields(var.ty)):
-                i = indices[k] if k < len(indices) else -1
-                if 0 <= i < len(per_arg):
-                    field_tok.append(list(per_arg[i]))
-                    continue
-                dt = str(ty.dtype)
-                if dt not in dtypes:
-                    dtypes.append(dt)
-                field_tok.append([(v, len(fields))])
-                fields.append([int(tensor_bytes(ty) or 0), dtypes.index(dt), True])
+            fields, field_tok = _inplace_outputs(var.ty, v, indices, per_arg, dtypes)
             out.append(fields)
             reads.append([list(t) for t in args])
             tok[var] = [t for f in field_tok for t in f]
@@ -448,27 +438,73 @@ def _planner_info(func: relax.Function, b: int, block, views: set[int],
             tok[var] = []
             continue
         kind.append("alloc")
-        fields = []
-        for ty in _fields(var.ty):
-            dt = str(ty.dtype)
-            if dt not in dtypes:
-                dtypes.append(dt)
-            fields.append([int(tensor_bytes(ty) or 0), dtypes.index(dt), True])
+        fields = [_planned_tensor(ty, dtypes) for ty in _fields(var.ty)]
         out.append(fields)
         reads.append([list(t) for t in args])
         tok[var] = [(v, k) for k in range(len(fields))]
         if isinstance(var.ty, relax.TupleType):
             tok_fields[var] = [[(v, k)] for k in range(len(fields))]
 
-    # Tokens used outside the block (other blocks, the return value) are never planned.
-    outside = [func.body.body] + [bd.value for i, blk in enumerate(func.body.blocks) if i != b
-                                  for bd in blk.bindings]
-    for e in outside:
-        for x in relax.analysis.free_vars(e):
-            discard.update(tok.get(x, []))
+    discard.update(_tokens_used_outside(func, b, tok))
     for u, k in discard:
         out[u][k][2] = False
     return {"dtypes": dtypes, "kind": kind, "out": out, "reads": reads}
+
+
+def _tokens_of(e: relax.Expr, tok: dict, memo: dict | None) -> list[tuple[int, int]]:
+    """The storage tokens ``(node, field)`` an argument stands for, through tuples."""
+    return [t for x in _flatten(e, memo) for t in tok.get(x, [])]
+
+
+def _forward_tokens(var: relax.Var, value: relax.Expr, tok: dict, tok_fields: dict,
+                    memo: dict | None) -> None:
+    """Pass the tokens through a binding that is not a call: a tuple, a field or an alias."""
+    if isinstance(value, relax.Tuple):
+        tok_fields[var] = [_tokens_of(f, tok, memo) for f in value.fields]
+        tok[var] = [t for f in tok_fields[var] for t in f]
+    elif isinstance(value, relax.TupleGetItem):
+        tv = value.tuple_value
+        if tv in tok_fields and value.index < len(tok_fields[tv]):
+            tok[var] = list(tok_fields[tv][value.index])
+        else:
+            tok[var] = list(tok.get(tv, []))
+    elif isinstance(value, relax.Var):
+        tok[var] = list(tok.get(value, []))
+        if value in tok_fields:
+            tok_fields[var] = tok_fields[value]
+
+
+def _planned_tensor(ty, dtypes: list[str]) -> list:
+    """``[bytes, dtype index, planned=True]`` of an output tensor; adds its dtype to ``dtypes``."""
+    dt = str(ty.dtype)
+    if dt not in dtypes:
+        dtypes.append(dt)
+    return [int(tensor_bytes(ty) or 0), dtypes.index(dt), True]
+
+
+def _inplace_outputs(ty, v: int, indices, per_arg: list,
+                     dtypes: list[str]) -> tuple[list[list], list[list[tuple[int, int]]]]:
+    """The fresh output tensors of in-place node ``v`` and the tokens of each output field."""
+    fields, field_tok = [], []
+    for k, fty in enumerate(_fields(ty)):
+        i = indices[k] if k < len(indices) else -1
+        if 0 <= i < len(per_arg):
+            field_tok.append(list(per_arg[i]))
+            continue
+        field_tok.append([(v, len(fields))])
+        fields.append(_planned_tensor(fty, dtypes))
+    return fields, field_tok
+
+
+def _tokens_used_outside(func: relax.Function, b: int, tok: dict) -> set[tuple[int, int]]:
+    """Tokens used outside block ``b`` (other blocks, the return value): never planned."""
+    outside = [func.body.body] + [bd.value for i, blk in enumerate(func.body.blocks) if i != b
+                                  for bd in blk.bindings]
+    used: set[tuple[int, int]] = set()
+    for e in outside:
+        for x in relax.analysis.free_vars(e):
+            used.update(tok.get(x, []))
+    return used
 
 
 def _with_planner_info(g: OpGraph, func, b, block, views, memo: dict | None = None) -> OpGraph:
@@ -504,4 +540,3 @@ def block_info(graph: OpGraph) -> BlockInfo:
     except KeyError as err:
         raise ExtractionError("this graph was not extracted from a Relax module "
                               f"(metadata lacks {err})") from None
-

@@ -110,15 +110,7 @@ class GumbelSolver(Solver):
         theta0 = np.zeros((n, D))
         theta0[np.arange(n), s0] = 2.0
         theta = torch.tensor(theta0, dtype=dtype, device=dev, requires_grad=True)
-        w = torch.as_tensor(w_np, dtype=dtype, device=dev)
-        scale = max(1.0, lb)
-        data = graph.edge_bytes > 0
-        dsrc = torch.as_tensor(np.array(graph.src[data]), device=dev)
-        ddst = torch.as_tensor(np.array(graph.dst[data]), device=dev)
-        src = torch.as_tensor(np.array(graph.src), device=dev)
-        dst = torch.as_tensor(np.array(graph.dst), device=dev)
-        d_idx = torch.arange(D, dtype=dtype, device=dev)
-        tau_lse = max(1e-6, 0.02 * float(w_np.sum()) / D)
+        relaxed = _RelaxedStageCost.build(graph, objective, w_np, max(1.0, lb), dev, dtype)
         gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**31)))
         opt = RowAdam([theta], lr=cfg.lr)
         pen = cfg.penalty
@@ -131,16 +123,8 @@ class GumbelSolver(Solver):
                 if start.limited and start.remaining < 1.5 * (step_s + legal_s):
                     break
                 t_step = start.clock()
-                u = torch.rand((cfg.samples, n, D), generator=gen, dtype=dtype).to(dev)
-                gumbel = -torch.log(-torch.log(u.clamp(1e-9, 1 - 1e-9)))
-                y = torch.softmax((theta + gumbel) / tau, dim=-1)  # (S, n, D)
-                load = torch.einsum("n,snd->sd", w, y)
-                peak = tau_lse * torch.logsumexp(load / tau_lse, dim=1)
-                es = (y * d_idx).sum(-1)
-                cross = (es[:, ddst] - es[:, dsrc]).sum(1)
-                cdf = torch.cumsum(y, dim=-1)
-                viol = torch.relu(cdf[:, dst] - cdf[:, src]).sum((1, 2))
-                loss = ((objective.ratio * peak + cross) / scale + pen * viol).mean()
+                gumbel = _gumbel(gen, (cfg.samples, n, D), dtype, dev)
+                loss = relaxed(theta, gumbel, tau, pen)
                 grads = torch.autograd.grad(loss, [theta])
                 with torch.no_grad():
                     opt.step(grads)
@@ -148,17 +132,7 @@ class GumbelSolver(Solver):
             t_legal = start.clock()
             pen *= cfg.penalty_growth
             rounds += 1
-            with torch.no_grad():
-                u = torch.rand((cfg.samples, n, D), generator=gen, dtype=dtype).to(dev)
-                hard = (theta - torch.log(-torch.log(u.clamp(1e-9, 1 - 1e-9)))).argmax(-1)
-                hard = torch.cat([hard, theta.argmax(-1)[None]]).cpu().numpy()
-            s = repair_stages(graph, hard.astype(np.float64), D, levels)
-            vals = self._value(graph, objective, s)
-            k = int(vals.argmin())
-            cand, cv = s[k], vals[k]
-            if cfg.polish:
-                cand = improve_stages(graph, cand, objective)
-                cv = self._value(graph, objective, cand[None])[0]
+            cand, cv = self._best_hard_sample(graph, objective, theta, gen, levels, dtype, dev)
             if cv < best_v:
                 best_s, best_v = cand, cv
                 deadline.offer(self._proposal(graph, best_s, best_v, {}).candidates)
@@ -168,6 +142,23 @@ class GumbelSolver(Solver):
                 break
         info["rounds"] = rounds
         return self._proposal(graph, best_s, best_v, info)
+
+    def _best_hard_sample(self, graph: OpGraph, objective: StageCost, theta: torch.Tensor,
+                          gen: torch.Generator, levels, dtype: torch.dtype,
+                          dev: torch.device) -> tuple[np.ndarray, float]:
+        """The best legalised hard sample (and the argmax of ``theta``), polished if configured."""
+        cfg = self.config
+        with torch.no_grad():
+            hard = (theta + _gumbel(gen, (cfg.samples, *theta.shape), dtype, dev)).argmax(-1)
+            hard = torch.cat([hard, theta.argmax(-1)[None]]).cpu().numpy()
+        s = repair_stages(graph, hard.astype(np.float64), objective.stages, levels)
+        vals = self._value(graph, objective, s)
+        k = int(vals.argmin())
+        cand, cv = s[k], vals[k]
+        if cfg.polish:
+            cand = improve_stages(graph, cand, objective)
+            cv = self._value(graph, objective, cand[None])[0]
+        return cand, cv
 
     def _sample_orders(self, graph: OpGraph, objective: Objective, deadline: Deadline,
                        rng: np.random.Generator) -> Proposal:
@@ -200,3 +191,52 @@ class GumbelSolver(Solver):
         order = stage_order(graph, s)
         sched = Schedule(order=order, start=np.asarray(s, dtype=np.float64))
         return Proposal([Candidate(sched, float(value))], info=dict(info, best_value=float(value)))
+
+
+def _gumbel(gen: torch.Generator, shape: tuple[int, ...], dtype: torch.dtype,
+            dev: torch.device) -> torch.Tensor:
+    """Standard Gumbel noise of ``shape``, drawn on the CPU from ``gen`` and moved to ``dev``."""
+    u = torch.rand(shape, generator=gen, dtype=dtype).to(dev)
+    return -torch.log(-torch.log(u.clamp(1e-9, 1 - 1e-9)))
+
+
+@dataclass(frozen=True)
+class _RelaxedStageCost:
+    """The loss of a batch of soft stage assignments: smooth stage cost plus the penalty."""
+
+    w: torch.Tensor  # (n,) node weights
+    d_idx: torch.Tensor  # (D,) stage indices
+    src: torch.Tensor  # (E,) edge sources
+    dst: torch.Tensor  # (E,) edge destinations
+    dsrc: torch.Tensor  # sources of the edges that carry data
+    ddst: torch.Tensor  # destinations of the edges that carry data
+    tau_lse: float  # temperature of the smooth maximum of the stage loads
+    scale: float  # divides the cost (the lower bound, at least 1)
+    ratio: float  # the objective's weight of the peak stage load
+
+    @classmethod
+    def build(cls, graph: OpGraph, objective: StageCost, w_np: np.ndarray, scale: float,
+              dev: torch.device, dtype: torch.dtype) -> _RelaxedStageCost:
+        """The loss of ``objective`` on ``graph``, its tensors on ``dev``."""
+        D = objective.stages
+        w = torch.as_tensor(w_np, dtype=dtype, device=dev)
+        data = graph.edge_bytes > 0
+        dsrc = torch.as_tensor(np.array(graph.src[data]), device=dev)
+        ddst = torch.as_tensor(np.array(graph.dst[data]), device=dev)
+        src = torch.as_tensor(np.array(graph.src), device=dev)
+        dst = torch.as_tensor(np.array(graph.dst), device=dev)
+        d_idx = torch.arange(D, dtype=dtype, device=dev)
+        tau_lse = max(1e-6, 0.02 * float(w_np.sum()) / D)
+        return cls(w, d_idx, src, dst, dsrc, ddst, tau_lse, scale, objective.ratio)
+
+    def __call__(self, theta: torch.Tensor, gumbel: torch.Tensor, tau: float,
+                 pen: float) -> torch.Tensor:
+        """Mean loss of the samples ``softmax((theta + gumbel) / tau)``, ``gumbel`` (S, n, D)."""
+        y = torch.softmax((theta + gumbel) / tau, dim=-1)  # (S, n, D)
+        load = torch.einsum("n,snd->sd", self.w, y)
+        peak = self.tau_lse * torch.logsumexp(load / self.tau_lse, dim=1)
+        es = (y * self.d_idx).sum(-1)
+        cross = (es[:, self.ddst] - es[:, self.dsrc]).sum(1)
+        cdf = torch.cumsum(y, dim=-1)
+        viol = torch.relu(cdf[:, self.dst] - cdf[:, self.src]).sum((1, 2))
+        return ((self.ratio * peak + cross) / self.scale + pen * viol).mean()

@@ -125,15 +125,8 @@ class GauSSolver(Solver):
                                 max_steps=cfg.max_steps, horizon=cfg.horizon)
         q = getattr(form, "q", 1.0)
         levels = depth_levels(graph)
-        B, n, D = cfg.restarts, graph.num_nodes, form.horizon
-        mob = form.mobility()
-        sig0 = np.maximum(cfg.sigma_floor * 2, mob / 4.0)
-        inits = form.init_points()
-        mu0 = np.stack([inits[b % len(inits)] for b in range(B)]).astype(np.float64)
-        if B > len(inits):
-            noise = rng.standard_normal((B - len(inits), n)) * (cfg.noise * (mob + 1.0))
-            mu0[len(inits):] += noise
-        mu0 = np.clip(mu0, 0, D - 1)
+        B, D = cfg.restarts, form.horizon
+        mu0, sig0 = self._start_points(form, graph.num_nodes, rng)
 
         pool = TopK(cfg.top_k)
         t_legal = deadline.clock()
@@ -148,43 +141,20 @@ class GauSSolver(Solver):
         if deadline.expired or meets_bound(pool.best, lb):
             return _proposal(pool, info)
 
-        gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**31)))
-        mu = torch.tensor(mu0, dtype=dtype, device=dev, requires_grad=True)
-        raw = inverse_sigma(torch.tensor(sig0, dtype=dtype, device=dev).expand(B, n).clone(),
-                            cfg.sigma_floor).requires_grad_(True)
-        lr = cfg.lr * max(1.0, D / 20.0)
-        opt = RowAdam([mu, raw], lr=lr)
-        t_fwd = deadline.clock()
-        with torch.no_grad():
-            K = form.terms(mu, sigma_of(raw, cfg.sigma_floor))[1].shape[1]
-        # a step (forward + backward) costs about 3 forwards: the estimate before the first one
-        step_s = 3.0 * (deadline.clock() - t_fwd)
-        lam = torch.zeros(B, K, dtype=dtype, device=dev)
-        rho = torch.full((B, 1), cfg.rho, dtype=dtype, device=dev)
+        state, step_s = self._relaxation(form, mu0, sig0, deadline, rng, dev, dtype)
         rounds = 0
         while not deadline.expired and (max_rounds is None or rounds < max_rounds):
             steps_before = info["steps"]
-            for _step in range(cfg.steps):
-                if deadline.limited and deadline.remaining < 2.0 * (step_s + legal_s):
-                    break
-                t_step = deadline.clock()
-                f, g = form.terms(mu, sigma_of(raw, cfg.sigma_floor))
-                loss = f + (lam * g).sum(1) + 0.5 * (rho * g * g).sum(1)
-                grads = torch.autograd.grad(loss.sum(), [mu, raw])
-                with torch.no_grad():
-                    opt.step(grads)
-                    mu.clamp_(0, D - 1)
-                info["steps"] += 1
-                step_s = deadline.clock() - t_step
+            step_s = self._adam_steps(form, state, deadline, step_s, legal_s, info)
             if info["steps"] == steps_before:
                 break  # no step fits in the time left: legalising again would find nothing new
             t_legal = deadline.clock()
             with torch.no_grad():
-                _, g = form.terms(mu, sigma_of(raw, cfg.sigma_floor))
-                lam = torch.clamp(lam + rho * g, min=0)
-                rho = torch.clamp(rho * cfg.rho_growth, max=cfg.rho_max)
+                _, g = form.terms(state.mu, sigma_of(state.raw, cfg.sigma_floor))
+                state.lam = torch.clamp(state.lam + state.rho * g, min=0)
+                state.rho = torch.clamp(state.rho * cfg.rho_growth, max=cfg.rho_max)
             rounds += 1
-            mu_np = mu.detach().cpu().numpy()
+            mu_np = state.mu.detach().cpu().numpy()
             results = legalize(graph, objective, mu_np, q=q, levels=levels)
             _keep(pool, results)
             if isinstance(objective, StageCost) and results:
@@ -196,24 +166,100 @@ class GauSSolver(Solver):
             info["history"].append((deadline.elapsed, pool.best))
             if meets_bound(pool.best, lb):
                 break
-            # warm restart: re-seed restarts far from the best at the best legal steps
-            per_row = _per_restart(results, B)
-            worse = [b for b in range(B)
-                     if per_row[b] > pool.best * (1 + cfg.restart_gap) + 1e-12]
-            if worse and pool.best_payload is not None:
-                idx = torch.tensor(worse, device=dev)
-                jitter = torch.randn((len(worse), n), generator=gen, dtype=dtype)
-                fresh = torch.as_tensor(pool.best_payload, dtype=dtype) + jitter * cfg.noise
-                with torch.no_grad():
-                    mu[idx] = fresh.clamp(0, D - 1).to(dev)
-                    raw[idx] = inverse_sigma(
-                        torch.as_tensor(sig0, dtype=dtype, device=dev).expand(len(worse), n),
-                        cfg.sigma_floor)
-                    lam[idx] = 0
-                    rho[idx] = cfg.rho
-                opt.reset_rows(idx)
+            self._warm_restart(state, pool, _per_restart(results, B), D)
         info["rounds"] = rounds
         return _proposal(pool, info)
+
+    def _start_points(self, form, n: int,
+                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The (B, n) initial means (start points, noisy copies beyond them) and sigmas (n,)."""
+        cfg = self.config
+        B, D = cfg.restarts, form.horizon
+        mob = form.mobility()
+        sig0 = np.maximum(cfg.sigma_floor * 2, mob / 4.0)
+        inits = form.init_points()
+        mu0 = np.stack([inits[b % len(inits)] for b in range(B)]).astype(np.float64)
+        if B > len(inits):
+            noise = rng.standard_normal((B - len(inits), n)) * (cfg.noise * (mob + 1.0))
+            mu0[len(inits):] += noise
+        mu0 = np.clip(mu0, 0, D - 1)
+        return mu0, sig0
+
+    def _relaxation(self, form, mu0: np.ndarray, sig0: np.ndarray, deadline: Deadline,
+                    rng: np.random.Generator, dev: torch.device,
+                    dtype: torch.dtype) -> tuple[_Relaxation, float]:
+        """The restarts' tensors at ``mu0`` and the estimated seconds of one Adam step."""
+        cfg = self.config
+        B, n = mu0.shape
+        gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**31)))
+        mu = torch.tensor(mu0, dtype=dtype, device=dev, requires_grad=True)
+        raw = inverse_sigma(torch.tensor(sig0, dtype=dtype, device=dev).expand(B, n).clone(),
+                            cfg.sigma_floor).requires_grad_(True)
+        lr = cfg.lr * max(1.0, form.horizon / 20.0)
+        opt = RowAdam([mu, raw], lr=lr)
+        t_fwd = deadline.clock()
+        with torch.no_grad():
+            K = form.terms(mu, sigma_of(raw, cfg.sigma_floor))[1].shape[1]
+        # a step (forward + backward) costs about 3 forwards: the estimate before the first one
+        step_s = 3.0 * (deadline.clock() - t_fwd)
+        lam = torch.zeros(B, K, dtype=dtype, device=dev)
+        rho = torch.full((B, 1), cfg.rho, dtype=dtype, device=dev)
+        return _Relaxation(mu, raw, lam, rho, opt, sig0, gen, dev, dtype), step_s
+
+    def _adam_steps(self, form, state: _Relaxation, deadline: Deadline, step_s: float,
+                    legal_s: float, info: dict) -> float:
+        """One round of Adam steps on L while the next one fits; the seconds of the last one."""
+        cfg = self.config
+        mu, raw, lam, rho = state.mu, state.raw, state.lam, state.rho
+        for _step in range(cfg.steps):
+            if deadline.limited and deadline.remaining < 2.0 * (step_s + legal_s):
+                break
+            t_step = deadline.clock()
+            f, g = form.terms(mu, sigma_of(raw, cfg.sigma_floor))
+            loss = f + (lam * g).sum(1) + 0.5 * (rho * g * g).sum(1)
+            grads = torch.autograd.grad(loss.sum(), [mu, raw])
+            with torch.no_grad():
+                state.opt.step(grads)
+                mu.clamp_(0, form.horizon - 1)
+            info["steps"] += 1
+            step_s = deadline.clock() - t_step
+        return step_s
+
+    def _warm_restart(self, state: _Relaxation, pool: TopK, per_row: list[float],
+                      D: int) -> None:
+        """Re-seed the restarts far from the best at the best legal steps plus noise."""
+        cfg = self.config
+        worse = [b for b in range(cfg.restarts)
+                 if per_row[b] > pool.best * (1 + cfg.restart_gap) + 1e-12]
+        if not worse or pool.best_payload is None:
+            return
+        dev, dtype, n = state.device, state.dtype, state.mu.shape[1]
+        idx = torch.tensor(worse, device=dev)
+        jitter = torch.randn((len(worse), n), generator=state.gen, dtype=dtype)
+        fresh = torch.as_tensor(pool.best_payload, dtype=dtype) + jitter * cfg.noise
+        with torch.no_grad():
+            state.mu[idx] = fresh.clamp(0, D - 1).to(dev)
+            state.raw[idx] = inverse_sigma(
+                torch.as_tensor(state.sig0, dtype=dtype, device=dev).expand(len(worse), n),
+                cfg.sigma_floor)
+            state.lam[idx] = 0
+            state.rho[idx] = cfg.rho
+        state.opt.reset_rows(idx)
+
+
+@dataclass
+class _Relaxation:
+    """The B restarts being optimised together, and what a warm restart resets them to."""
+
+    mu: torch.Tensor  # (B, n) means, in steps
+    raw: torch.Tensor  # (B, n) sigmas before the softplus
+    lam: torch.Tensor  # (B, K) Lagrange multipliers
+    rho: torch.Tensor  # (B, 1) penalty weights
+    opt: RowAdam
+    sig0: np.ndarray  # (n,) initial sigmas
+    gen: torch.Generator  # noise of the warm restarts
+    device: torch.device
+    dtype: torch.dtype
 
 
 def _polished(graph: OpGraph, objective: StageCost, steps: np.ndarray, deadline) -> list:
