@@ -95,3 +95,20 @@ def test_lane_tuning_reports_the_anchors_beside_the_pick(tmp_path):
     assert {a["name"] for a in summary["anchors"]} >= set(ANCHORS)
     assert "ONNX Runtime" in (tmp_path / "report.md").read_text()
     assert (tmp_path / f"anchor-{model.hash}.onnx").exists()
+
+
+def test_the_kernels_line_says_which_budget_leaves_kernels_untuned():
+    from tvm_sched.tune.lane_report import kernels_line
+
+    def info(trials: int, tasks: int = 53) -> dict:
+        dbs = {t: {"trials": trials, "tasks": tasks, "trials_now": trials, "seconds": 1.0}
+               for t in ("1", "2")}
+        return {"kernel_tuning": {"cpu": "znver5", "cpu_source": "device", "databases": dbs},
+                "threads_per_lane": 1, "cores": 2}
+
+    line = kernels_line(info(16))
+    assert "CPU znver5" in line and "37 kernels keep TVM's default schedule" in line
+    line = kernels_line(info(64))
+    assert "every kernel has a measured schedule" in line and "default schedule" not in line
+    assert "budget" not in kernels_line(info(8 * 53))
+    assert "untuned kernels (--kernel-trials 0)" in kernels_line(info(0))

@@ -204,7 +204,8 @@ def kernels_line(info: dict) -> str:
     Returns
     -------
     str
-        The sentence, with a warning when the trial budget is under 8 per kernel.
+        The sentence, with a warning when the trial budget is under 8 per kernel (and which
+        kernels stay untuned when it is under one).
     """
     kt = info.get("kernel_tuning") or {}
     dbs = kt.get("databases") or {}
@@ -215,13 +216,20 @@ def kernels_line(info: dict) -> str:
                 f"{info.get('cores', '?')} core(s).")
     parts = [f"{t} thread(s): {d['trials']} MetaSchedule trials over {d['tasks']} kernels "
              f"({d['trials_now']} run now, {d['seconds']:.0f} s)" for t, d in dbs.items()]
+    untuned = max(max(0, d.get("tasks", 0) - d["trials"]) for d in dbs.values())
     small = any(d["trials"] < 8 * max(1, d["tasks"]) for d in dbs.values())
+    warn = ""
+    if untuned:
+        warn = (f" A trial budget below one per kernel: {untuned} kernels keep TVM's default "
+                "schedule; raise --kernel-trials for kernels worth deploying.")
+    elif small:
+        warn = (" A small trial budget (under 8 per kernel): every kernel has a measured "
+                "schedule, few are near their best; raise --kernel-trials for kernels worth "
+                "deploying.")
     return (f"Kernels tuned on the device for CPU {cpu} ({kt.get('cpu_source')}): "
             f"{'; '.join(parts)}. Lanes run on the kernels tuned for "
             f"{info.get('threads_per_lane')} thread(s), the Relax VM on those for "
-            f"{info.get('cores')}."
-            + (" A small trial budget (under 8 per kernel): many kernels keep TVM's default "
-               "schedule; raise --kernel-trials for kernels worth deploying." if small else ""))
+            f"{info.get('cores')}." + warn)
 
 
 def _markdown(result: LaneTuneResult) -> str:
