@@ -695,7 +695,8 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
 
     st = _Stages(progress)
     t_start = time.perf_counter()
-    rpc.register()  # in-process sessions call these in this process
+    rpc.register()  # in-process sessions call these (and the anchors') in this process
+    anchors.register()
     runner.prepare()
     with st.timed("connect"):
         devices, conditions, lanes, cpu, cores = _open_devices(runner, cfg.lanes, st.prog)
