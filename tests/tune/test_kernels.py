@@ -278,7 +278,7 @@ def test_a_round_for_every_kernel_then_about_four_rounds_each(todo, tasks):
     per = trials_per_round(todo, tasks)
     assert 1 <= per <= 64
     if todo >= tasks:  # the first round reaches every kernel ...
-        assert per * tasks <= max(todo, tasks * 1)
+        assert per * tasks <= todo
     if todo >= 4 * ROUNDS_PER_KERNEL * tasks and per < 64:  # ... and leaves rounds to steer
         assert todo // (per * tasks) >= ROUNDS_PER_KERNEL - 1
 

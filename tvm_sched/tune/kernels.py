@@ -369,13 +369,14 @@ def measure_runner(runner, threads: int, *, timeout: float = 60.0, number: int =
     evaluator = msr.EvaluatorConfig(number=number, repeat=repeat,
                                     min_repeat_ms=int(min_repeat_ms),
                                     enable_cpu_cache_flush=False)
-    kind = type(runner).__name__
-    if kind == "InProcessDevices":
+    from tvm_sched.tune.devices import InProcessDevices, TrackerDevices
+
+    if isinstance(runner, InProcessDevices):
         return msr.LocalRunner(timeout_sec=timeout, evaluator_config=evaluator,
                                f_run_evaluator=functools.partial(_threads_then_evaluate_local,
                                                                  threads))
     f_eval = functools.partial(_threads_then_evaluate, threads)
-    if kind == "TrackerDevices":
+    if isinstance(runner, TrackerDevices):
         config = msr.RPCConfig(tracker_host=runner.host, tracker_port=runner.port,
                                tracker_key=runner.key, session_priority=1,
                                session_timeout_sec=int(timeout))
@@ -390,8 +391,8 @@ def measure_runner(runner, threads: int, *, timeout: float = 60.0, number: int =
                              f_create_session=functools.partial(
                                  _connect, runner.host, int(runner.port), runner.key,
                                  int(timeout)))
-    raise TuneInputError(f"kernel tuning cannot measure on a {kind}: use the embedded server, "
-                         "--rpc-server or --rpc-tracker")
+    raise TuneInputError(f"kernel tuning cannot measure on a {type(runner).__name__}: use the "
+                         "embedded server, --rpc-server or --rpc-tracker")
 
 
 # --------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from tvm import relax
 from tvm_sched.errors import DeviceUnavailableError, one_line
 from tvm_sched.relax.frontend import flatten_values as _flatten
 from tvm_sched.tune.builder import Built
-from tvm_sched.tune.devices import (  # one runner per module; re-exported here
+from tvm_sched.tune.devices import (  # one device source per module; re-exported here
     Devices,
     EmbeddedDevices,
     InProcessDevices,

@@ -351,7 +351,8 @@ def _propose_orders(model: TuneModel, cfg: TuneConfig, cache_bytes: int, prog):
 def _build_kernels(model: TuneModel, target: tvm.target.Target, runner: Devices, work: Path,
                    cfg: TuneConfig, prog):
     """Stage *kernels*: the kernels tuned for the device (:func:`_device_kernels`) and built
-    once; returns (builder, main's arguments, TVM's outputs, model, target, kernel info)."""
+    once; returns (builder, main's arguments, model, target, kernel info): the model and the
+    target as the device's kernels need them."""
     target, model, kernel_info = _device_kernels(model, target, runner, work, cfg, prog)
     builder = Builder(model, target, fast=cfg.fast_build, arena=cfg.arena)
     prog("build", 0, 1, "kernels")
@@ -423,9 +424,9 @@ def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: 
              sum(c.baseline for c in out.chosen), out.measured_now)
 
     best, fastest = out.best, out.fastest
-    result = TuneResult(model.name, cfg.objective, out.records, best,
-                        next((r for r in out.records if r.kind == "vm"), None), out.spearman,
-                        work, secs, budget, out.measured_now, info={
+    base = next((r for r in out.records if r.kind == "vm"), None)
+    result = TuneResult(model.name, cfg.objective, out.records, best, base, out.spearman, work,
+                        secs, budget, out.measured_now, info={
                             "target": key_target, "device_key": runner.key,
                             "candidates_proposed": len(pool),
                             "candidates_chosen": len(out.chosen),
