@@ -12,8 +12,10 @@ conditions, each in its own interleaved rounds (VM, lanes, VM, lanes, ...):
 
 Busy loops are separate processes started before the condition's rounds and ended by their pid
 after them. Each round runs the VM, the plan as deployed (``LaneModule`` with its adaptive
-choice between the lanes and one thread, :mod:`tvm_sched.runtime.adaptive`) and the same
-plan always on its lanes (``adaptive=False``), one after the other. ``speedup`` = median VM
+choice between the lanes and one thread, :mod:`tvm_sched.runtime.adaptive`, its lanes cut
+into work-sharing queues, :mod:`tvm_sched.runtime.queues`), the same plan always on its lanes
+(``adaptive=False``: *fixed*) and always on its lanes in strict lane order (``adaptive=False,
+queues=False``: *strict*, the engine before queues), one after the other. ``speedup`` = median VM
 time / median lane time of the same rounds; ``kept`` is the loaded speed-up over the quiet
 one (issue 21's targets: ``nice19_all`` keeps >= 90%; under ``nice0_one`` the lanes are at
 least as fast as the VM). The 1-minute load average before each
@@ -95,10 +97,12 @@ def measure_model(name: str, args) -> dict:
     vm_args = k.vm_args(model.inputs)
     vm.set_input("main", *vm_args)
     with k.module(sched, engine=args.engine) as lanes, \
-            k.module(sched, engine=args.engine, adaptive=False) as fixed:
+            k.module(sched, engine=args.engine, adaptive=False) as fixed, \
+            k.module(sched, engine=args.engine, adaptive=False, queues=False) as strict:
         ref = k.reference(*model.inputs)
-        row["ok"] = all(np.array_equal(a, b) for m in (lanes, fixed) for a, b in
+        row["ok"] = all(np.array_equal(a, b) for m in (lanes, fixed, strict) for a, b in
                         zip(m(*model.inputs), ref, strict=True))
+        row["queues"] = len(fixed.queues[0])
 
         def vm_run():
             vm.invoke_stateful("main")
@@ -110,8 +114,8 @@ def measure_model(name: str, args) -> dict:
         for cond in CONDITIONS:
             procs = _start_load(cond)
             try:
-                vm_s, lane_s, fixed_s = _rounds((vm_run, lanes.run, fixed.run), number,
-                                                args.repeat)
+                vm_s, lane_s, fixed_s, strict_s = _rounds(
+                    (vm_run, lanes.run, fixed.run, strict.run), number, args.repeat)
             finally:
                 _stop_load(procs)
             vm_ms = statistics.median(vm_s) * 1e3
@@ -119,6 +123,8 @@ def measure_model(name: str, args) -> dict:
                          "fixed_ms": statistics.median(fixed_s) * 1e3,
                          "speedup": statistics.median(vm_s) / statistics.median(lane_s),
                          "fixed_speedup": statistics.median(vm_s) / statistics.median(fixed_s),
+                         "strict_ms": statistics.median(strict_s) * 1e3,
+                         "strict_speedup": statistics.median(vm_s) / statistics.median(strict_s),
                          "serial_share": lanes.chooser.explored, "mode_after": lanes.mode}
     quiet = row["quiet"]["speedup"]
     for cond in CONDITIONS[1:]:
@@ -133,19 +139,23 @@ def write(rows: list[dict], out: Path, meta: dict) -> None:
     lines = ["# Lanes on a loaded machine (2-lane plan vs the Relax VM)", "",
              f"{meta['cpu']}; {meta['date']}; command: `{meta['command']}`", "",
              "Speed-up over the Relax VM of the same rounds: the lane module as deployed "
-             "(adaptive) and, in brackets, the same plan always on its lanes (fixed); kept = "
-             "adaptive speed-up over the quiet one; mode = where the adaptive module ran at the "
-             "end of the condition.", "",
-             "| model | nodes | predicted | quiet VM ms | quiet: adaptive (fixed) | "
-             "nice 19 all: adaptive (fixed), kept | nice 0 one core: adaptive (fixed), kept, "
-             "mode | outputs | load |",
-             "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
+             "(adaptive, with work-sharing queues) and, in brackets, the same plan always on "
+             "its lanes (fixed) / always on its lanes in strict lane order (strict: no queues); "
+             "kept = adaptive speed-up over the quiet one; mode = where the adaptive module ran "
+             "at the end of the condition; queues = how many queues the 2 lanes were cut into.",
+             "",
+             "| model | nodes | queues | predicted | quiet VM ms | quiet: adaptive (fixed / "
+             "strict) | nice 19 all: adaptive (fixed / strict), kept | nice 0 one core: "
+             "adaptive (fixed / strict), kept, mode | outputs | load |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    def cell(c: dict) -> str:
+        return f"{c['speedup']:.2f}x ({c['fixed_speedup']:.2f}x / {c['strict_speedup']:.2f}x)"
+
     for r in rows:
         q, a, b = r["quiet"], r["nice19_all"], r["nice0_one"]
-        lines.append(f"| {r['model']} | {r['nodes']} | {r['predicted_speedup']:.2f}x | "
-                     f"{q['vm_ms']:.2f} | {q['speedup']:.2f}x ({q['fixed_speedup']:.2f}x) | "
-                     f"{a['speedup']:.2f}x ({a['fixed_speedup']:.2f}x), {a['kept']:.0%} | "
-                     f"{b['speedup']:.2f}x ({b['fixed_speedup']:.2f}x), {b['kept']:.0%}, "
+        lines.append(f"| {r['model']} | {r['nodes']} | {r['queues']} | "
+                     f"{r['predicted_speedup']:.2f}x | {q['vm_ms']:.2f} | {cell(q)} | "
+                     f"{cell(a)}, {a['kept']:.0%} | {cell(b)}, {b['kept']:.0%}, "
                      f"{b['mode_after']} | {'same' if r['ok'] else 'DIFFER'} | "
                      f"{r['load_before']:.2f} |")
     (out / "lanes_contention.md").write_text("\n".join(lines) + "\n")

@@ -305,10 +305,11 @@ class LaneKernels:
 
     def module(self, schedule: Schedule | LanePlan | None = None, *, threads_per_lane: int = 1,
                engine: str = "auto", pin: bool = True, allow_oversubscribe: bool = False,
-               device="cpu", meta: dict | None = None, adaptive: bool = True) -> LaneModule:
+               device="cpu", meta: dict | None = None, adaptive: bool = True,
+               queues: bool = True) -> LaneModule:
         """A :class:`LaneModule` running ``schedule`` (default: the module's order, one lane),
         or a plan made before by :meth:`plan` (then ``threads_per_lane`` replaces the plan's);
-        ``adaptive`` as :class:`LaneModule`'s.
+        ``adaptive`` and ``queues`` as :class:`LaneModule`'s.
 
         Parameters
         ----------
@@ -316,7 +317,7 @@ class LaneKernels:
             A lane schedule, a plan, or ``None``.
         threads_per_lane
             TVM CPU threads per lane.
-        engine, pin, allow_oversubscribe, device, adaptive
+        engine, pin, allow_oversubscribe, device, adaptive, queues
             As for :class:`LaneModule`.
         meta
             Further entries of a new plan's meta.
@@ -344,7 +345,8 @@ class LaneKernels:
         bound = {self.num_input + i: w for i, w in enumerate(self.weights)}
         lane_mod = LaneModule(plan, self.exe.mod, device, bound=bound, constants=self.constants,
                               engine=engine, pin=pin, allow_oversubscribe=allow_oversubscribe,
-                              exporter=self.exe.export_library, adaptive=adaptive)
+                              exporter=self.exe.export_library, adaptive=adaptive,
+                              queues=queues)
         lane_mod.kernels = self
         return lane_mod
 

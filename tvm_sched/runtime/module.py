@@ -54,6 +54,7 @@ from tvm_sched.runtime.artifact import (
     write_artifact,
 )
 from tvm_sched.runtime.plan import ALIGN, LanePlan, dtype_bytes
+from tvm_sched.runtime.queues import split_lanes
 
 __all__ = ["LaneModule", "LaneInputError", "load", "make_engine", "EXPORT_FORMAT",
            "MAX_MEMBER_BYTES"]
@@ -63,8 +64,50 @@ log = logging.getLogger(__name__)
 _warned_python = False
 
 
+def native_engines(kind: str):
+    """The native engine module when ``kind`` (``"auto"``, ``"native"``, ``"python"``) runs the
+    native engine, else ``None``; ``"auto"`` without a built engine says so once (a log
+    warning).
+
+    Parameters
+    ----------
+    kind
+        ``"auto"``, ``"native"`` or ``"python"``.
+
+    Returns
+    -------
+    module or None
+        :mod:`tvm_sched.runtime.native_engine`, or ``None`` for the Python engine.
+
+    Raises
+    ------
+    ValueError
+        Unknown kind, or ``"native"`` when the native engine was not built.
+    """
+    global _warned_python
+    if kind not in ("auto", "native", "python"):
+        raise ValueError(f"unknown engine {kind!r}; choose 'auto', 'native' or 'python'")
+    if kind == "python":
+        return None
+    try:
+        from tvm_sched.runtime import native_engine as native_mod
+
+        native = native_mod if native_mod.available() else None
+    except ImportError:
+        native = None
+    if native is None and kind == "native":
+        raise ValueError("the native lane engine is not built (run `make` at the top of the "
+                         "repository); use engine='python'")
+    if native is None and not _warned_python:
+        log.warning("the native lane engine is not built: using the Python engine "
+                    "(per-kernel overhead of a few µs more)")
+        _warned_python = True
+    return native
+
+
 def make_engine(kind: str, funcs, steps, lanes, waits, *, threads_per_lane: int = 1,
-                pin: bool = True, allow_oversubscribe: bool = False, step_names=None):
+                pin: bool = True, allow_oversubscribe: bool = False, step_names=None,
+                owners=None):
     """An engine of ``kind`` (``"auto"``, ``"native"``, ``"python"``) with the shared interface.
 
     ``"auto"`` takes the native engine when :func:`tvm_sched.runtime.native_engine.available`
@@ -81,6 +124,9 @@ def make_engine(kind: str, funcs, steps, lanes, waits, *, threads_per_lane: int 
         Engine options.
     step_names
         Names for error messages.
+    owners
+        Per lane, its thread (the native engine only; see
+        :class:`~tvm_sched.runtime.native_engine.NativeEngine`).
 
     Returns
     -------
@@ -90,33 +136,20 @@ def make_engine(kind: str, funcs, steps, lanes, waits, *, threads_per_lane: int 
     Raises
     ------
     ValueError
-        Unknown kind, or ``"native"`` when the native engine was not built.
+        Unknown kind, ``"native"`` when the native engine was not built, or ``owners`` for
+        the Python engine.
     InvalidScheduleError, CycleError
         The lanes and waits are invalid (see
         :func:`~tvm_sched.runtime.engine_python.check_lanes`).
     """
-    global _warned_python
-    if kind not in ("auto", "native", "python"):
-        raise ValueError(f"unknown engine {kind!r}; choose 'auto', 'native' or 'python'")
-    native = None
-    if kind in ("auto", "native"):
-        try:
-            from tvm_sched.runtime import native_engine as native_mod
-
-            native = native_mod if native_mod.available() else None
-        except ImportError:
-            native = None
-        if native is None and kind == "native":
-            raise ValueError("the native lane engine is not built (run `make` at the top of the "
-                             "repository); use engine='python'")
-        if native is None and not _warned_python:
-            log.warning("the native lane engine is not built: using the Python engine "
-                        "(per-kernel overhead of a few µs more)")
-            _warned_python = True
+    native = native_engines(kind)
     kw = {"threads_per_lane": threads_per_lane, "pin": pin,
           "allow_oversubscribe": allow_oversubscribe}
     if native is not None:
-        return native.NativeEngine(funcs, steps, lanes, waits, step_names=step_names, **kw)
+        return native.NativeEngine(funcs, steps, lanes, waits, step_names=step_names,
+                                   owners=owners, **kw)
+    if owners is not None:
+        raise ValueError("lane owners (queues) need the native engine")
     from tvm_sched.runtime.engine_python import PythonEngine
 
     return PythonEngine(funcs, steps, lanes, waits, step_names=step_names, **kw)
@@ -186,6 +219,12 @@ class LaneModule:
         holding one of the lanes' cores), every step on one thread in
         :meth:`~tvm_sched.runtime.plan.LanePlan.serial_order` (:mod:`tvm_sched.runtime.adaptive`).
         ``False``: always the lanes (what the tuner measures).
+    queues
+        With several lanes on the native engine: cut each lane into the queues of steps that
+        must run in order anyway (:func:`~tvm_sched.runtime.queues.split_lanes`), so that a
+        thread whose lane waits takes any step whose data and bytes are ready -- of its own
+        lane first, of the other lanes after the work-sharing delay. Same arena, same
+        outputs bit for bit. ``False``: each lane's steps strictly in the plan's order.
 
     Raises
     ------
@@ -199,7 +238,8 @@ class LaneModule:
     def __init__(self, plan: LanePlan, lib, device="cpu", *,
                  bound: Mapping[int, Any] | None = None,
                  constants: Sequence[np.ndarray] = (), engine: str = "auto", pin: bool = True,
-                 allow_oversubscribe: bool = False, exporter=None, adaptive: bool = True):
+                 allow_oversubscribe: bool = False, exporter=None, adaptive: bool = True,
+                 queues: bool = True):
         self._constants = [np.asarray(c) for c in constants]
         plan.validate(num_consts=len(self._constants))
         self.plan = plan
@@ -227,10 +267,16 @@ class LaneModule:
         self._tensors = self._bind_tensors()
         steps = [(st.kernel, [self._tensors[a] for a in st.args] + list(st.scalars))
                  for st in plan.steps]
-        self.engine = make_engine(engine, funcs, steps, plan.lanes, plan.waits,
+        lanes, waits, owners = plan.lanes, plan.waits, None
+        if queues and plan.num_lanes > 1 and native_engines(engine) is not None:
+            split, owners = split_lanes(plan)
+            lanes, waits = split.lanes, split.waits
+        #: Queues the engine runs (the plan's lanes unless cut into queues), and their lanes.
+        self.queues = (lanes, owners)
+        self.engine = make_engine(engine, funcs, steps, lanes, waits,
                                   threads_per_lane=plan.threads_per_lane, pin=pin,
                                   allow_oversubscribe=allow_oversubscribe,
-                                  step_names=[st.name for st in plan.steps])
+                                  step_names=[st.name for st in plan.steps], owners=owners)
         self.engine_kind = getattr(self.engine, "kind", type(self.engine).__name__)
         #: Chooses between the lanes and one thread per run (None: always the lanes); see
         #: :mod:`tvm_sched.runtime.adaptive`.
@@ -493,7 +539,7 @@ class LaneModule:
 
 def load(path: str | Path, device="cpu", *, engine: str = "auto", pin: bool = True,
          allow_oversubscribe: bool = False, threads_per_lane: int | None = None,
-         adaptive: bool = True) -> LaneModule:
+         adaptive: bool = True, queues: bool = True) -> LaneModule:
     """Read a module written by :meth:`LaneModule.export`.
 
     **Loading an artifact runs its kernels' code**: ``kernels.so`` is loaded with ``dlopen``,
@@ -507,7 +553,7 @@ def load(path: str | Path, device="cpu", *, engine: str = "auto", pin: bool = Tr
     ----------
     path
         The exported file.
-    device, engine, pin, allow_oversubscribe, adaptive
+    device, engine, pin, allow_oversubscribe, adaptive, queues
         As :class:`LaneModule`.
     threads_per_lane
         Override the plan's TVM threads per lane.
@@ -542,6 +588,7 @@ def load(path: str | Path, device="cpu", *, engine: str = "auto", pin: bool = Tr
     try:
         return LaneModule(art.plan, lib, device, bound=art.bound, constants=art.constants,
                           engine=engine, pin=pin, allow_oversubscribe=allow_oversubscribe,
-                          exporter=lambda p: Path(p).write_bytes(lib_bytes), adaptive=adaptive)
+                          exporter=lambda p: Path(p).write_bytes(lib_bytes), adaptive=adaptive,
+                          queues=queues)
     except InvalidScheduleError as err:
         raise InvalidScheduleError(f"{name}: {one_line(err)}") from err

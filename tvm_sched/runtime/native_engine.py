@@ -189,6 +189,11 @@ class NativeEngine:
         lost its core to another process hands its ready steps to an idle thread); a negative
         value: never, each lane only on its own thread. Steps still start only after their
         lane's previous step and their waits, so the plan's arena stays safe.
+    owners
+        Per lane, the thread that owns it (``None``: lane ``k`` on thread ``k``). A thread may
+        own several lanes -- the queues :func:`tvm_sched.runtime.queues.split_lanes` cuts from
+        one lane of a plan -- and runs the first of them whose next step is ready, in lane
+        order; pinning and thread pools are per thread, and the core check counts threads.
 
     Raises
     ------
@@ -223,7 +228,7 @@ class NativeEngine:
                  lanes: Sequence[Sequence[int]], waits: Sequence[Sequence[int]], *,
                  threads_per_lane: int = 1, pin: bool = True, allow_oversubscribe: bool = False,
                  step_names: Sequence[str] | None = None, spin_us: float | None = None,
-                 steal_us: float | None = None):
+                 steal_us: float | None = None, owners: Sequence[int] | None = None):
         self._engine = None
         create, why = _load()
         if create is None:
@@ -231,7 +236,13 @@ class NativeEngine:
         import tvm_ffi
 
         threads_per_lane = int(threads_per_lane)
-        oversubscribed = check_cores(len(lanes), threads_per_lane, allow_oversubscribe)
+        owner_list = [int(o) for o in owners] if owners is not None else []
+        if owner_list and (len(owner_list) != len(lanes)
+                           or not all(0 <= o < len(lanes) for o in owner_list)):
+            raise InvalidScheduleError(f"owners must give each of the {len(lanes)} lanes a "
+                                       f"thread in 0..{len(lanes) - 1}, got {owner_list!r:.80}")
+        num_threads = max(owner_list) + 1 if owner_list else len(lanes)
+        oversubscribed = check_cores(num_threads, threads_per_lane, allow_oversubscribe)
         if spin_us is None:
             spin_us = 0.0 if oversubscribed else _DEFAULT_SPIN_US
         if spin_us < 0:
@@ -260,18 +271,20 @@ class NativeEngine:
         try:
             engine = create(table, step_funcs, step_args, lane_lists, wait_lists,
                             threads_per_lane, bool(pin), int(round(spin_us * 1000)), names,
-                            -1 if steal_us < 0 else int(round(steal_us * 1000)))
+                            -1 if steal_us < 0 else int(round(steal_us * 1000)), owner_list)
         except ValueError as err:
             raise _plan_error(err) from err
         self._engine = engine
         self.threads_per_lane = threads_per_lane
         self.pin = bool(pin)
         self.num_lanes = len(lane_lists)
+        self.num_threads = num_threads
         self.num_steps = len(step_funcs)
 
     @property
     def pinned_cores(self) -> list[list[int]]:
-        """Per lane, the cores its thread is pinned to (empty: not pinned or no thread)."""
+        """Per thread (lane ``k`` on thread ``k`` unless ``owners`` says otherwise), the cores
+        it is pinned to (empty: not pinned or no thread)."""
         return [list(c) for c in self._live().pinned_cores()]
 
     @property

@@ -41,16 +41,21 @@ LaneEngine::LaneEngine(std::vector<tvm::ffi::Function> funcs, CompiledPlan plan,
 
   const int num = num_lanes();
   lanes_ = std::make_unique<LaneState[]>(static_cast<size_t>(num));
-  pinned_.assign(num, {});
+  AssignOwners();
+  const int num_thr = num_threads();
+  parkers_ = std::make_unique<Parker[]>(static_cast<size_t>(num_thr));
+  pinned_.assign(num_thr, {});
   std::vector<std::vector<int>> cores =
-      options_.pin ? AssignCores(num, options_.threads_per_lane, allowed_)
-                   : std::vector<std::vector<int>>(num);
+      options_.pin ? AssignCores(num_thr, options_.threads_per_lane, allowed_)
+                   : std::vector<std::vector<int>>(num_thr);
   int started = 0;
   try {
-    threads_.reserve(num);
-    for (int l = 0; l < num; ++l) {
-      if (plan_.lanes[l].empty()) continue;  // nothing to run: no thread
-      threads_.emplace_back(&LaneEngine::LaneMain, this, l, cores[l]);
+    threads_.reserve(num_thr);
+    for (int t = 0; t < num_thr; ++t) {
+      bool work = false;  // a thread with no step of its own is not started
+      for (int k = 0; k < own_count_[t]; ++k) work |= !plan_.lanes[scan_[t][k]].empty();
+      if (!work) continue;
+      threads_.emplace_back(&LaneEngine::LaneMain, this, t, cores[t]);
       ++started;
     }
   } catch (const std::system_error& e) {
@@ -72,38 +77,61 @@ LaneEngine::~LaneEngine() {
   }
 }
 
-void LaneEngine::LaneMain(int lane, std::vector<int> cores) {
-  NameThisThread(("tvm-lane-" + std::to_string(lane)).c_str());
+void LaneEngine::AssignOwners() {
+  const int num = num_lanes();
+  owner_ = options_.owners;
+  if (owner_.empty()) {
+    for (int l = 0; l < num; ++l) owner_.push_back(l);
+  }
+  int num_thr = 0;
+  for (int l = 0; l < num; ++l) {
+    num_thr = std::max(num_thr, owner_[l] + 1);
+    one_to_one_ = one_to_one_ && owner_[l] == l;
+  }
+  scan_.assign(num_thr, {});
+  own_count_.assign(num_thr, 0);
+  for (int t = 0; t < num_thr; ++t) {
+    for (int k = 0; k < num_thr; ++k) {  // its own lanes, then the next threads' in turn
+      for (int l = 0; l < num; ++l) {
+        if (owner_[l] == (t + k) % num_thr) scan_[t].push_back(l);
+      }
+      if (k == 0) own_count_[t] = static_cast<int>(scan_[t].size());
+    }
+  }
+}
+
+void LaneEngine::LaneMain(int thread, std::vector<int> cores) {
+  NameThisThread(("tvm-lane-" + std::to_string(thread)).c_str());
   LaneThreadSetup setup = ConfigureLaneThread(
       config_threadpool_, options_.threads_per_lane,
-      PoolCpus(lane, options_.threads_per_lane, cores, allowed_), cores, allowed_);
+      PoolCpus(thread, options_.threads_per_lane, cores, allowed_), cores, allowed_);
   {
     std::lock_guard<std::mutex> lock(setup_mutex_);
-    if (setup.pinned) pinned_[lane] = cores;
+    if (setup.pinned) pinned_[thread] = cores;
     if (!setup.pool_configured) pools_configured_ = false;
     ++setup_done_;
   }
   setup_cv_.notify_all();
 
-  LaneState& self = lanes_[lane];
+  Parker& parker = parkers_[thread];
   uint32_t seen = 0;  // run_seq_ starts at 0 and only the constructor's thread bumps it
   for (;;) {
-    self.parker.Wait([&] { return run_seq_.load(std::memory_order_seq_cst) != seen; },
-                     options_.spin_ns);
+    parker.Wait([&] { return run_seq_.load(std::memory_order_seq_cst) != seen; },
+                options_.spin_ns);
     seen = run_seq_.load(std::memory_order_acquire);
     if (stop_.load(std::memory_order_acquire)) break;
     const uint64_t gen = gen_.load(std::memory_order_acquire);
-    if (options_.steal_ns >= 0) {
-      ExecuteShared(lane, gen);
+    if (options_.steal_ns >= 0 || !one_to_one_) {
+      ExecuteShared(thread, gen);
     } else {
-      ExecuteLane(lane, gen);
+      ExecuteLane(thread, gen);
     }
     if (remaining_.fetch_sub(1, std::memory_order_seq_cst) == 1) main_parker_.Wake();
   }
 }
 
 bool LaneEngine::ExecuteLane(int lane, uint64_t gen) {
-  LaneState& self = lanes_[lane];
+  Parker& parker = parkers_[lane];  // one to one: the lane's own thread
   const uint64_t base = gen << 32;
   const std::vector<CompiledStep>& steps = plan_.lanes[lane];
   const int64_t spin_ns = options_.spin_ns;
@@ -114,7 +142,7 @@ bool LaneEngine::ExecuteLane(int lane, uint64_t gen) {
       const std::atomic<uint64_t>& other = lanes_[wait.lane].progress;
       const uint64_t target = base | wait.count;
       if (other.load(std::memory_order_acquire) >= target) continue;
-      self.parker.Wait(
+      parker.Wait(
           [&] {
             return other.load(std::memory_order_seq_cst) >= target ||
                    abort_.load(std::memory_order_seq_cst) != 0;
@@ -177,26 +205,27 @@ bool LaneEngine::RunStep(int lane, uint32_t pos, uint64_t gen) {
   // sleeping flag read in Parker::Wake (no lost wake-up; see sync.h).
   lanes_[lane].progress.store((gen << 32) | static_cast<uint64_t>(pos + 1),
                               std::memory_order_seq_cst);
-  for (uint32_t k = step.notify_begin; k < step.notify_end; ++k) {
-    lanes_[plan_.notify[k]].parker.Wake();
-  }
+  for (uint32_t k = step.notify_begin; k < step.notify_end; ++k) WakeOwner(plan_.notify[k]);
   return true;
 }
 
-void LaneEngine::AwaitChange(LaneState& self, uint64_t seen) {
+void LaneEngine::AwaitChange(Parker& parker, uint64_t seen) {
   auto changed = [&] {
     return ProgressSum() != seen || abort_.load(std::memory_order_seq_cst) != 0;
   };
   if (SpinUntil(changed, options_.spin_ns)) return;
-  const uint32_t word = self.parker.word.load(std::memory_order_acquire);
-  self.parker.sleeping.store(1, std::memory_order_seq_cst);
-  if (!changed()) FutexWaitFor(&self.parker.word, word, kStealPollNs);
-  self.parker.sleeping.store(0, std::memory_order_relaxed);
+  const uint32_t word = parker.word.load(std::memory_order_acquire);
+  parker.sleeping.store(1, std::memory_order_seq_cst);
+  if (!changed()) FutexWaitFor(&parker.word, word, kStealPollNs);
+  parker.sleeping.store(0, std::memory_order_relaxed);
 }
 
-bool LaneEngine::ExecuteShared(int own, uint64_t gen) {
+bool LaneEngine::ExecuteShared(int thread, uint64_t gen) {
   const int num = num_lanes();
-  LaneState& self = lanes_[own];
+  const std::vector<int>& scan = scan_[thread];
+  const int own = own_count_[thread];
+  // without sharing, only its own lanes
+  const int limit = options_.steal_ns >= 0 ? static_cast<int>(scan.size()) : own;
   // per other lane: the step this thread saw ready and untaken, and since when
   std::vector<std::pair<uint32_t, int64_t>> seen(num, {UINT32_MAX, 0});
   for (;;) {
@@ -205,15 +234,15 @@ bool LaneEngine::ExecuteShared(int own, uint64_t gen) {
     bool all_taken = true;
     bool ran = false;
     int64_t next_steal = INT64_MAX;  // when a step seen ready may be taken
-    for (int k = 0; k < num && !ran; ++k) {
-      const int lane = (own + k) % num;
+    for (int k = 0; k < limit && !ran; ++k) {
+      const int lane = scan[k];
       uint64_t claimed;
       uint32_t pos;
       const int state = Claimable(lane, gen, &claimed, &pos);
       if (state == 0) continue;
       all_taken = false;
       if (state != 2) continue;
-      if (lane != own) {  // another lane's step: only once it has waited steal_ns for its own
+      if (k >= own) {  // another thread's lane: only once its step has waited steal_ns
         const int64_t now = NowNs();
         if (seen[lane].first != pos) seen[lane] = {pos, now};
         if (now - seen[lane].second < options_.steal_ns) {
@@ -228,9 +257,9 @@ bool LaneEngine::ExecuteShared(int own, uint64_t gen) {
         continue;  // another thread took it
       }
       if (!RunStep(lane, pos, gen)) return false;
-      if (lane != own) {
+      if (k >= own) {
         stolen_.fetch_add(1, std::memory_order_relaxed);
-        lanes_[lane].parker.Wake();  // its own thread may go on with it now
+        WakeOwner(lane);  // its own thread may go on with it now
       }
       if (pos + 1 == plan_.lanes[lane].size()) WakeAllLanes();  // maybe everything is taken
       ran = true;
@@ -242,7 +271,7 @@ bool LaneEngine::ExecuteShared(int own, uint64_t gen) {
                 next_steal - NowNs() + 1000);
       continue;
     }
-    AwaitChange(self, before);
+    AwaitChange(parkers_[thread], before);
   }
 }
 
@@ -262,7 +291,7 @@ void LaneEngine::Fail(const CompiledStep& step, int lane, const std::string& wha
 }
 
 void LaneEngine::WakeAllLanes() {
-  for (int l = 0; l < num_lanes(); ++l) lanes_[l].parker.Wake();
+  for (int t = 0; t < num_threads(); ++t) parkers_[t].Wake();
 }
 
 void LaneEngine::CheckNotOnLane(const char* what) const {

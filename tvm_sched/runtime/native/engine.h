@@ -26,6 +26,13 @@
  * every step of every lane is taken; an idle thread spins, then sleeps with a timeout
  * (kStealPollNs) so it looks for steps to take now and then.
  *
+ * Owners (EngineOptions::owners): threads and lanes need not be one to one. A thread may own
+ * several lanes -- the queues tvm_sched.runtime.queues cuts from one lane of a plan, each a
+ * chain of steps that must run in order anyway -- and takes the first of them whose next step
+ * is ready, in lane order, before it looks at other threads' lanes (after steal_ns, as above).
+ * Without sharing (steal_ns = -1) a thread runs only its own lanes. Pinning, thread-pool sizing
+ * and sleeping are per thread.
+ *
  * Errors: the first step that throws sets the abort flag and records "step s (name) on lane l
  * failed: <kind>: <message>"; every lane stops before its next step (waits also end on abort),
  * and Run() throws that message as ffi::Error(RuntimeError). The engine stays usable.
@@ -67,6 +74,10 @@ struct EngineOptions {
   // that step has been ready (its lane's previous step done, its waits met) and untaken for
   // steal_ns; -1: never (each lane only on its own thread).
   int64_t steal_ns = 20000;
+  // Per lane, the thread that owns it (threads: 0 .. max + 1); empty: lane l on thread l.
+  // A thread may own several lanes (queues cut from one lane of a plan): it runs the first of
+  // its own lanes whose next step is ready, and other threads' lanes as work sharing allows.
+  std::vector<int> owners;
 };
 
 class LaneEngine {
@@ -92,11 +103,12 @@ class LaneEngine {
   void Close();
 
   int num_lanes() const { return static_cast<int>(plan_.lanes.size()); }
+  int num_threads() const { return static_cast<int>(scan_.size()); }
   int64_t num_steps() const { return plan_.num_steps; }
   int64_t num_waits() const { return static_cast<int64_t>(plan_.waits.size()); }
   int64_t num_waits_given() const { return plan_.num_waits_given; }
   bool closed() const { return closed_; }
-  /*! \brief Per lane: the cores it is pinned to (empty when not pinned). */
+  /*! \brief Per thread: the cores it is pinned to (empty when not pinned). */
   const std::vector<std::vector<int>>& pinned_cores() const { return pinned_; }
   /*! \brief Whether every lane's TVM thread pool was sized. */
   bool pools_configured() const { return pools_configured_; }
@@ -109,16 +121,17 @@ class LaneEngine {
     alignas(64) std::atomic<uint64_t> progress{0};
     // (generation << 32 | steps of this lane taken by some thread in this run): work sharing
     alignas(64) std::atomic<uint64_t> claimed{0};
-    Parker parker;  // the lane thread sleeps here (for a wait or for the next run)
   };
 
-  void LaneMain(int lane, std::vector<int> cores);
+  void AssignOwners();
+  void LaneMain(int thread, std::vector<int> cores);
   bool ExecuteLane(int lane, uint64_t gen);
-  bool ExecuteShared(int own, uint64_t gen);
+  bool ExecuteShared(int thread, uint64_t gen);
+  void WakeOwner(int lane) { parkers_[owner_[lane]].Wake(); }
   int Claimable(int lane, uint64_t gen, uint64_t* claimed, uint32_t* pos) const;
   bool RunStep(int lane, uint32_t pos, uint64_t gen);
   uint64_t ProgressSum() const;
-  void AwaitChange(LaneState& self, uint64_t seen);
+  void AwaitChange(Parker& parker, uint64_t seen);
   void Fail(const CompiledStep& step, int lane, const std::string& what);
   void WakeAllLanes();
   void CheckNotOnLane(const char* what) const;
@@ -134,6 +147,11 @@ class LaneEngine {
   std::vector<int> allowed_;
 
   std::unique_ptr<LaneState[]> lanes_;
+  std::vector<int> owner_;                  // per lane, its thread
+  std::vector<std::vector<int>> scan_;      // per thread: its own lanes, then the others
+  std::vector<int> own_count_;              // per thread: how many of scan_ are its own
+  bool one_to_one_ = true;                  // lane l on thread l, for every lane
+  std::unique_ptr<Parker[]> parkers_;       // per thread: sleeps here (a wait, the next run)
   std::vector<std::thread> threads_;
   std::vector<std::thread::id> lane_ids_;  // set once by the constructor, then read-only
 
@@ -141,7 +159,7 @@ class LaneEngine {
   std::atomic<uint64_t> gen_{0};                  // the current run's generation (>= 1)
   std::atomic<bool> stop_{false};
   alignas(64) std::atomic<uint32_t> abort_{0};
-  alignas(64) std::atomic<int32_t> remaining_{0};  // lanes still running in this run
+  alignas(64) std::atomic<int32_t> remaining_{0};  // threads still running in this run
   Parker main_parker_;                             // Run() sleeps here
   std::atomic<int64_t> stolen_{0};
   int64_t main_spin_ns_ = 0;                       // how long Run() spins before it sleeps

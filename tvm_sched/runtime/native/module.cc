@@ -3,17 +3,18 @@
  * \brief The library's FFI surface: the typed engine object and `lanes_create`, which makes one.
  *
  * lanes_create(funcs, step_funcs, step_args, lanes, waits, threads_per_lane, pin, spin_ns,
- *              step_names, steal_ns) -> tvm_sched.lanes.LaneEngine
+ *              step_names, steal_ns, owners) -> tvm_sched.lanes.LaneEngine
  * validates the plan (ffi::Error ValueError naming the problem), builds a LaneEngine and returns
  * it as a tvm-ffi object of type "tvm_sched.lanes.LaneEngine" whose reflected methods are
  *   run()               run every lane once (RuntimeError naming the failed step on error)
  *   close()             join the lane threads (idempotent)
  *   closed()            whether close ran
- *   pinned_cores()      per lane, the cores it is pinned to (empty: not pinned)
+ *   pinned_cores()      per thread, the cores it is pinned to (empty: not pinned)
  *   pools_configured()  whether each lane's TVM thread pool was sized
- *   num_lanes(), num_steps()
+ *   num_lanes(), num_threads(), num_steps()
  *   num_waits()         cross-lane waits kept after dropping implied ones
  *   stolen()            steps run by another lane's thread (work sharing) since creation
+ * `owners` gives each lane its thread (empty: lane l on thread l; see engine.h).
  * The engine is destroyed (threads joined) when the last reference to the object goes.
  * Loaded from Python with tvm_ffi.load_module (tvm_sched.runtime.native_engine, which registers
  * the Python class of the type).
@@ -47,6 +48,7 @@ class LaneEngineObj : public ffi::Object {
   void Close() { engine_->Close(); }
   bool Closed() const { return engine_->closed(); }
   int64_t NumLanes() const { return engine_->num_lanes(); }
+  int64_t NumThreads() const { return engine_->num_threads(); }
   int64_t NumSteps() const { return engine_->num_steps(); }
   int64_t NumWaits() const { return engine_->num_waits(); }
   int64_t Stolen() const { return engine_->stolen(); }
@@ -79,7 +81,7 @@ ffi::ObjectRef CreateLaneEngine(ffi::Array<ffi::Function> funcs, ffi::Array<int6
                                 ffi::Array<ffi::Array<int64_t>> lanes,
                                 ffi::Array<ffi::Array<int64_t>> waits, int64_t threads_per_lane,
                                 bool pin, int64_t spin_ns, ffi::Array<ffi::String> step_names,
-                                int64_t steal_ns) {
+                                int64_t steal_ns, ffi::Array<int64_t> owners) {
   if (threads_per_lane < 1 || threads_per_lane > 4096) {
     TVM_FFI_THROW(ValueError) << "threads_per_lane must be in 1..4096, got " << threads_per_lane;
   }
@@ -92,6 +94,15 @@ ffi::ObjectRef CreateLaneEngine(ffi::Array<ffi::Function> funcs, ffi::Array<int6
   if (step_args.size() != step_funcs.size()) {
     TVM_FFI_THROW(ValueError) << "invalid lane plan: " << step_args.size()
                               << " argument lists for " << step_funcs.size() << " steps";
+  }
+  if (!owners.empty() && owners.size() != lanes.size()) {
+    TVM_FFI_THROW(ValueError) << owners.size() << " owners for " << lanes.size() << " lanes";
+  }
+  for (int64_t o : owners) {
+    if (o < 0 || o >= static_cast<int64_t>(lanes.size())) {
+      TVM_FFI_THROW(ValueError) << "owner " << o << " out of range for " << lanes.size()
+                                << " lanes";
+    }
   }
   std::vector<int64_t> num_args;
   std::vector<ffi::Any> flat_args;
@@ -111,6 +122,7 @@ ffi::ObjectRef CreateLaneEngine(ffi::Array<ffi::Function> funcs, ffi::Array<int6
   options.pin = pin;
   options.spin_ns = spin_ns;
   options.steal_ns = steal_ns;
+  options.owners.assign(owners.begin(), owners.end());
   auto engine = std::make_unique<LaneEngine>(
       std::vector<ffi::Function>(funcs.begin(), funcs.end()), std::move(plan),
       std::move(flat_args),
@@ -127,6 +139,7 @@ TVM_FFI_STATIC_INIT_BLOCK() {
       .def("close", &LaneEngineObj::Close, "Join the lane threads (idempotent).")
       .def("closed", &LaneEngineObj::Closed, "Whether close() ran.")
       .def("num_lanes", &LaneEngineObj::NumLanes, "Lanes of the plan.")
+      .def("num_threads", &LaneEngineObj::NumThreads, "Threads that run the lanes.")
       .def("num_steps", &LaneEngineObj::NumSteps, "Steps of the plan.")
       .def("num_waits", &LaneEngineObj::NumWaits,
            "Cross-lane waits kept after dropping implied ones.")
@@ -135,7 +148,7 @@ TVM_FFI_STATIC_INIT_BLOCK() {
       .def("pools_configured", &LaneEngineObj::PoolsConfigured,
            "Whether every lane's TVM thread pool was sized.")
       .def("pinned_cores", &LaneEngineObj::PinnedCores,
-           "Per lane, the cores its thread is pinned to (empty: not pinned).");
+           "Per thread, the cores it is pinned to (empty: not pinned).");
 }
 
 }  // namespace lanes

@@ -2,7 +2,7 @@
  * \file selftest.cc
  * \brief A sanitizer harness for the lane engine (not part of the library).
  *
- * Random DAG plans on 1-4 lanes; each step's kernel reads its predecessors' results from a
+ * Random DAG plans on 1-4 lanes (some run by fewer threads, each owning several lanes); each step's kernel reads its predecessors' results from a
  * plain (non-atomic) array and writes its own, so a missing happens-before edge is a data race
  * that ThreadSanitizer reports, and a wrong order gives wrong values. Some plans fail a step on
  * every other run (the run must throw, the next must succeed). Build and run:
@@ -69,6 +69,10 @@ int RunTrial(int trial, std::mt19937* rng) {
   options.pin = trial % 3 == 0;
   // work sharing: off, at once, after the default delay
   options.steal_ns = trial % 4 == 0 ? -1 : (trial % 4 == 1 ? 0 : 20000);
+  if (trial % 6 >= 3) {  // fewer threads than lanes: a thread owns several (queues)
+    const int num_threads = 1 + static_cast<int>((*rng)() % num_lanes);
+    for (int l = 0; l < num_lanes; ++l) options.owners.push_back(l % num_threads);
+  }
   LaneEngine engine({kernel}, std::move(plan), std::move(args), {}, options);
   int failures = 0;
   for (int r = 0; r < 30; ++r) {
