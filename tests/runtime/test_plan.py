@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from tvm_sched.errors import CycleError, InvalidScheduleError
 from tvm_sched.runtime.plan import FORMAT_VERSION, LanePlan, Step, TensorSpec
-from tvm_sched.testing.strategies import dags, topological_order
+from tvm_sched.testing.plans import unordered_overlaps
+from tvm_sched.testing.strategies import lane_plans
 
 
 def _plan(**kw) -> LanePlan:
@@ -252,80 +253,16 @@ def test_unreadable_json_is_an_invalid_schedule(text):
 
 # -- properties: plans of the real planner path are accepted, unsafe mutations refused ----------
 
-def _planned(graph, order, lane) -> LanePlan:
-    """The plan of ``graph`` (one uint8 tensor of ``out_bytes`` per node, a step per node reading
-    its predecessors' tensors, or the input) through the planner path of ``lower.plan_module``
-    without TVM: lane waits, happens-before, the concurrent arena planner."""
-    from tvm_sched.memory import plan_arena
-    from tvm_sched.runtime.waits import happens_before, lane_waits
-    from tvm_sched.schedule import Schedule
-
-    sched = Schedule(order=tuple(int(v) for v in order), lane=tuple(lane))
-    chains, waits = lane_waits(graph, sched, [True] * graph.num_nodes)
-    hb = happens_before(graph, chains, waits, sched.order)
-    arena = plan_arena(graph, list(sched.order), happens_before=hb, method="greedy")
-    tensors = [TensorSpec("param", (4,), "uint8", index=0)]
-    for v in range(graph.num_nodes):
-        off = arena.offset_of(v)
-        shape = (int(graph.out_bytes[v]),)
-        tensors.append(TensorSpec("extern", shape, "uint8", node=v) if off is None else
-                       TensorSpec("arena", shape, "uint8", offset=int(off), node=v))
-    steps = tuple(Step(v, f"v{v}", 0, tuple(1 + u for u in graph.preds(v)) + (1 + v,)
-                       if len(graph.preds(v)) else (0, 1 + v)) for v in range(graph.num_nodes))
-    return LanePlan(kernels=("k",), tensors=tuple(tensors), steps=steps,
-                    lanes=tuple(tuple(c) for c in chains),
-                    waits=tuple(tuple(waits[v]) for v in range(graph.num_nodes)),
-                    outputs=tuple(1 + v for v in range(graph.num_nodes) if graph.is_output[v]),
-                    num_input=1, num_params=1, arena_bytes=-(-arena.arena_bytes // 64) * 64)
-
-
-def _unordered_overlaps(plan: LanePlan) -> list[tuple[int, int]]:
-    """Brute force: pairs of used arena tensors sharing a byte where neither tensor's uses all
-    happen before all of the other's (the outputs are read by a step after every step)."""
-    n = len(plan.steps)
-    hb = np.zeros((n + 1, n + 1), dtype=bool)
-    hb[:n, :n] = plan.happens_before()
-    hb[:n, n] = True
-    uses: dict[int, set[int]] = {}
-    for k, step in enumerate(plan.steps):
-        for a in step.args:
-            t = plan.tensors[a]
-            uses.setdefault(t.index if t.kind == "view" else a, set()).add(k)
-    for o in plan.outputs:
-        uses.setdefault(o, set()).add(n)
-    arena = [i for i in uses if plan.tensors[i].kind == "arena" and plan.tensors[i].nbytes]
-    bad = []
-    for a in arena:
-        for b in arena:
-            ta, tb = plan.tensors[a], plan.tensors[b]
-            if a < b and ta.offset < tb.offset + tb.nbytes and tb.offset < ta.offset + ta.nbytes:
-                before = all(hb[x, y] for x in uses[a] for y in uses[b])
-                after = all(hb[y, x] for x in uses[a] for y in uses[b])
-                if not (before or after):
-                    bad.append((a, b))
-    return bad
-
-
-@st.composite
-def _planned_plans(draw):
-    graph = draw(dags(1, 9, max_out_bytes=300))
-    order = draw(topological_order(graph))
-    lanes = draw(st.integers(1, 3))
-    lane = draw(st.lists(st.integers(0, lanes - 1), min_size=graph.num_nodes,
-                         max_size=graph.num_nodes))
-    return _planned(graph, order, lane)
-
-
 @settings(max_examples=80, deadline=None)
-@given(_planned_plans())
+@given(lane_plans())
 def test_plans_of_the_planner_are_accepted(plan):
     plan.validate()
-    assert _unordered_overlaps(plan) == []
+    assert unordered_overlaps(plan) == []
     assert LanePlan.from_json(plan.to_json()) == plan
 
 
 @settings(max_examples=80, deadline=None)
-@given(_planned_plans(), st.data())
+@given(lane_plans(), st.data())
 def test_moved_arena_offsets_are_refused_exactly_when_unsafe(plan, data):
     arena = [i for i, t in enumerate(plan.tensors) if t.kind == "arena"]
     assume(arena)
@@ -336,7 +273,7 @@ def test_moved_arena_offsets_are_refused_exactly_when_unsafe(plan, data):
     tensors = list(plan.tensors)
     tensors[i] = replace(t, offset=offset)
     moved = replace(plan, tensors=tuple(tensors))
-    if _unordered_overlaps(moved):
+    if unordered_overlaps(moved):
         with pytest.raises(InvalidScheduleError, match="arena tensors .* share bytes"):
             moved.validate()
     else:
@@ -344,9 +281,9 @@ def test_moved_arena_offsets_are_refused_exactly_when_unsafe(plan, data):
 
 
 @settings(max_examples=40, deadline=None)
-@given(_planned_plans(), st.data())
+@given(lane_plans(), st.data())
 def test_shifting_an_offset_onto_a_live_tensor_is_refused(plan, data):
-    live = [(a, b) for a, b in _unordered_overlaps(replace(plan, tensors=tuple(
+    live = [(a, b) for a, b in unordered_overlaps(replace(plan, tensors=tuple(
         replace(t, offset=0) if t.kind == "arena" else t for t in plan.tensors)))]
     assume(live)
     a, b = data.draw(st.sampled_from(live))
@@ -360,7 +297,7 @@ def test_shifting_an_offset_onto_a_live_tensor_is_refused(plan, data):
 
 
 @settings(max_examples=40, deadline=None)
-@given(_planned_plans(), st.integers(1, 1 << 20))
+@given(lane_plans(), st.integers(1, 1 << 20))
 def test_duplicate_params_and_inflated_arenas_are_refused(plan, extra):
     dup = replace(plan, tensors=plan.tensors + (TensorSpec("param", (4,), "uint8", index=0),))
     with pytest.raises(InvalidScheduleError, match="both parameter 0"):

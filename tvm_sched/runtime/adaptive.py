@@ -1,5 +1,5 @@
-"""Lanes that give way on a loaded machine: run the plan's lanes, or its steps on one thread,
-whichever is faster now.
+"""Lanes that give way on a loaded machine: run the plan's lanes, its lanes cut into
+work-sharing queues, or its steps on one thread, whichever is faster now.
 
 Why
 ---
@@ -11,26 +11,32 @@ at tuning, so the choice is made while the module runs, from the run times it se
 
 How
 ---
-The same plan runs in one of two modes on the same tensors: ``lanes`` (the plan's lanes at once)
-or ``serial`` (every step on one thread, in a topological order of the plan's happens-before
-relation, :meth:`~tvm_sched.runtime.plan.LanePlan.serial_order`). The serial order is a
-linear extension of happens-before, so every pair of arena tensors that share bytes is still
-used one after the other: the arena stays safe without being planned again.
+The same plan runs in one of several modes on the same tensors: ``lanes`` (the plan's lanes at
+once, each in its order), ``queues`` (with the native engine: the same threads, each lane cut
+into the queues of steps its data and bytes order anyway, :mod:`tvm_sched.runtime.queues`, so a
+thread whose lane waits -- or whose neighbour lost its core -- takes any ready step) or
+``serial`` (every step on one thread, in a topological order of the plan's happens-before
+relation, :meth:`~tvm_sched.runtime.plan.LanePlan.serial_order`). Every mode orders at least
+the pairs of steps that share bytes as the plan does, so the arena stays safe without being
+planned again. Queues can be faster or slower than the plan's strict order on a quiet machine
+(taking a ready step early may delay a planned one), so they are a mode, measured like the
+others, not a replacement.
 
 :class:`ModeChooser` keeps an exponentially weighted mean of each mode's run time and runs the
-faster; now and then it runs the other mode once to see whether that has changed (that one
-sample replaces the other mode's stale mean). Exploring is frequent at first and after a switch
-(every 8 runs), rarer while the choice keeps being confirmed (doubling up to every 512 runs: at
-most ~0.2% of the runs in the slower mode on a steady machine), and frequent again as soon as
-the current mode's mean moves by 20% from what it was at the last exploration.
+fastest; now and then it runs another mode once (the others in turn) to see whether that has
+changed (that one sample replaces that mode's stale mean). Exploring is frequent at first and
+after a switch (every 8 runs), rarer while the choice keeps being confirmed (doubling up to
+every 512 runs: at most ~0.2% of the runs in a slower mode on a steady machine), and frequent
+again as soon as the current mode's mean moves by 20% from what it was at the last
+exploration.
 """
 
 from __future__ import annotations
 
 __all__ = ["ModeChooser", "MODES"]
 
-#: The modes, by index.
-MODES = ("lanes", "serial")
+#: The modes of a plan on the native engine, by index (without queues: ``lanes``, ``serial``).
+MODES = ("lanes", "queues", "serial")
 
 
 class ModeChooser:
@@ -38,6 +44,8 @@ class ModeChooser:
 
     Parameters
     ----------
+    modes
+        How many modes (at least 2); mode 0 runs first.
     alpha
         Weight of a new sample in a mode's mean.
     first, longest
@@ -55,13 +63,16 @@ class ModeChooser:
     'lanes'
     """
 
-    def __init__(self, *, alpha: float = 0.25, first: int = 8, longest: int = 512,
-                 drift: float = 1.2):
+    def __init__(self, *, modes: int = 2, alpha: float = 0.25, first: int = 8,
+                 longest: int = 512, drift: float = 1.2):
+        if modes < 2:
+            raise ValueError(f"a choice needs at least 2 modes, got {modes}")
         self.alpha = alpha
         self.first = first
         self.longest = longest
         self.drift = drift
-        self.mean: list[float | None] = [None, None]
+        self.mean: list[float | None] = [None] * modes
+        self._turn = 0  # which of the other modes the next exploration runs
         self.current = 0
         self.period = first
         self._since = 0
@@ -70,15 +81,16 @@ class ModeChooser:
         self.explored = 0
 
     def next(self) -> int:
-        """The mode of the next run (0: lanes, 1: serial).
+        """The mode of the next run.
 
         Returns
         -------
         int
-            The current mode, or the other one when an exploration is due.
+            The current mode, or another one (the others in turn) when an exploration is due.
         """
         if self._since >= self.period:
-            return 1 - self.current
+            n = len(self.mean)
+            return (self.current + 1 + self._turn % (n - 1)) % n
         return self.current
 
     def record(self, mode: int, seconds: float) -> None:
@@ -87,7 +99,7 @@ class ModeChooser:
         Parameters
         ----------
         mode
-            The mode the run used (0: lanes, 1: serial).
+            The mode the run used (as :meth:`next` gave it).
         seconds
             Its wall time.
         """
@@ -104,6 +116,7 @@ class ModeChooser:
         # an exploration: the other mode's mean is stale by now, the new sample replaces it
         self.mean[mode] = seconds
         self.explored += 1
+        self._turn += 1
         self._since = 0
         mine, other = self.mean[self.current], self.mean[mode]
         if mine is not None and other is not None and other < mine:

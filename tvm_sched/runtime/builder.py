@@ -306,7 +306,7 @@ class LaneKernels:
     def module(self, schedule: Schedule | LanePlan | None = None, *, threads_per_lane: int = 1,
                engine: str = "auto", pin: bool = True, allow_oversubscribe: bool = False,
                device="cpu", meta: dict | None = None, adaptive: bool = True,
-               queues: bool = True) -> LaneModule:
+               queues: bool | None = None) -> LaneModule:
         """A :class:`LaneModule` running ``schedule`` (default: the module's order, one lane),
         or a plan made before by :meth:`plan` (then ``threads_per_lane`` replaces the plan's);
         ``adaptive`` and ``queues`` as :class:`LaneModule`'s.

@@ -189,11 +189,12 @@ class LaneModule:
     that.
 
     Adaptive (the default with several lanes): each run goes to the plan's lanes or, while
-    that is faster now, to one thread running every step in a linear extension of the plan's
-    happens-before relation (same tensors, same arena, same outputs bit for bit), chosen from
-    the run times seen (:class:`~tvm_sched.runtime.adaptive.ModeChooser`: on a steady machine at
-    most ~0.2% of the runs try the other way). A busy process that takes one of the lanes' cores
-    then costs the module what it costs the Relax VM instead of every cross-lane wait.
+    that is faster now, to the same lanes cut into work-sharing queues (native engine) or to one
+    thread running every step in a linear extension of the plan's happens-before relation (same
+    tensors, same arena, same outputs bit for bit), chosen from the run times seen
+    (:class:`~tvm_sched.runtime.adaptive.ModeChooser`: on a steady machine well under 1% of the
+    runs try another way). A busy process that takes one of the lanes' cores then costs the
+    module what the free core can absorb instead of every cross-lane wait.
 
     Parameters
     ----------
@@ -220,11 +221,13 @@ class LaneModule:
         :meth:`~tvm_sched.runtime.plan.LanePlan.serial_order` (:mod:`tvm_sched.runtime.adaptive`).
         ``False``: always the lanes (what the tuner measures).
     queues
-        With several lanes on the native engine: cut each lane into the queues of steps that
-        must run in order anyway (:func:`~tvm_sched.runtime.queues.split_lanes`), so that a
-        thread whose lane waits takes any step whose data and bytes are ready -- of its own
-        lane first, of the other lanes after the work-sharing delay. Same arena, same
-        outputs bit for bit. ``False``: each lane's steps strictly in the plan's order.
+        With several lanes on the native engine, the ``queues`` mode: each lane cut into the
+        queues of steps that must run in order anyway
+        (:func:`~tvm_sched.runtime.queues.split_lanes`), so that a thread whose lane waits
+        takes any step whose data and bytes are ready -- of its own lane first, of the other
+        lanes after the work-sharing delay. Same arena, same outputs bit for bit. ``None``
+        (default): a mode the adaptive choice measures beside the others; ``True``: also the
+        mode of every run without ``adaptive``; ``False``: never.
 
     Raises
     ------
@@ -239,7 +242,7 @@ class LaneModule:
                  bound: Mapping[int, Any] | None = None,
                  constants: Sequence[np.ndarray] = (), engine: str = "auto", pin: bool = True,
                  allow_oversubscribe: bool = False, exporter=None, adaptive: bool = True,
-                 queues: bool = True):
+                 queues: bool | None = None):
         self._constants = [np.asarray(c) for c in constants]
         plan.validate(num_consts=len(self._constants))
         self.plan = plan
@@ -267,22 +270,23 @@ class LaneModule:
         self._tensors = self._bind_tensors()
         steps = [(st.kernel, [self._tensors[a] for a in st.args] + list(st.scalars))
                  for st in plan.steps]
-        lanes, waits, owners = plan.lanes, plan.waits, None
-        if queues and plan.num_lanes > 1 and native_engines(engine) is not None:
-            split, owners = split_lanes(plan)
-            lanes, waits = split.lanes, split.waits
-        #: Queues the engine runs (the plan's lanes unless cut into queues), and their lanes.
-        self.queues = (lanes, owners)
-        self.engine = make_engine(engine, funcs, steps, lanes, waits,
-                                  threads_per_lane=plan.threads_per_lane, pin=pin,
-                                  allow_oversubscribe=allow_oversubscribe,
-                                  step_names=[st.name for st in plan.steps], owners=owners)
-        self.engine_kind = getattr(self.engine, "kind", type(self.engine).__name__)
-        #: Chooses between the lanes and one thread per run (None: always the lanes); see
-        #: :mod:`tvm_sched.runtime.adaptive`.
-        self.chooser = ModeChooser() if adaptive and plan.num_lanes > 1 else None
         self._step_calls = (engine, funcs, steps)
-        self._serial = None  # the one-thread engine, made when first needed
+        self._pin = (pin, allow_oversubscribe)
+        cut = (queues is not False and plan.num_lanes > 1
+               and native_engines(engine) is not None)
+        #: The modes this module can run in (:mod:`tvm_sched.runtime.adaptive`).
+        self.modes = MODES if cut else tuple(m for m in MODES if m != "queues")
+        #: With the ``queues`` mode made: the queues (lists of step ids) and each one's lane.
+        self.queues: tuple[tuple[tuple[int, ...], ...], list[int]] | None = None
+        self._engines: dict[str, Any] = {}  # mode -> engine, each made on first use
+        #: The mode of every run without a chooser.
+        self.fixed_mode = "queues" if queues is True and cut else "lanes"
+        self.engine = self._engine(self.fixed_mode)
+        self.engine_kind = getattr(self.engine, "kind", type(self.engine).__name__)
+        #: Chooses the mode of each run (None: always ``fixed_mode``); see
+        #: :mod:`tvm_sched.runtime.adaptive`.
+        self.chooser = (ModeChooser(modes=len(self.modes))
+                        if adaptive and plan.num_lanes > 1 else None)
 
     def _bind_tensors(self) -> list[Any]:
         """One TVM tensor per plan tensor: arena views, own buffers, bound arrays, views."""
@@ -368,22 +372,41 @@ class LaneModule:
             self.engine.run()
             return
         mode = ch.next()
-        engine = self.engine if mode == 0 else self._serial_engine()
+        engine = self._engine(self.modes[mode])
         t0 = time.perf_counter()
         engine.run()
         ch.record(mode, time.perf_counter() - t0)
 
-    def _serial_engine(self):
-        """The plan's steps on one thread in :meth:`LanePlan.serial_order` (same tensors, same
-        arena: the order respects happens-before), with every core the lanes had."""
-        if self._serial is None:
-            kind, funcs, steps = self._step_calls
-            plan = self.plan
-            self._serial = make_engine(
-                kind, funcs, steps, [plan.serial_order()], [[] for _ in plan.steps],
-                threads_per_lane=plan.threads_per_lane * plan.num_lanes, pin=False,
-                allow_oversubscribe=True, step_names=[st.name for st in plan.steps])
-        return self._serial
+    def _engine(self, mode: str):
+        """The engine of ``mode``, made on first use, on the same tensors: ``lanes`` (the
+        plan's lanes), ``queues`` (the same threads on the lanes cut into queues,
+        :func:`~tvm_sched.runtime.queues.split_lanes`) or ``serial`` (the plan's steps on one
+        thread in :meth:`LanePlan.serial_order`, with every core the lanes had). Each keeps the
+        order of every pair of steps that share bytes, so the arena is safe in all."""
+        eng = self._engines.get(mode)
+        if eng is not None:
+            return eng
+        kind, funcs, steps = self._step_calls
+        plan = self.plan
+        names = [st.name for st in plan.steps]
+        pin, allow = self._pin
+        if mode == "serial":
+            eng = make_engine(kind, funcs, steps, [plan.serial_order()],
+                              [[] for _ in plan.steps],
+                              threads_per_lane=plan.threads_per_lane * plan.num_lanes,
+                              pin=False, allow_oversubscribe=True, step_names=names)
+        elif mode == "queues":
+            split, owners = split_lanes(plan)
+            eng = make_engine(kind, funcs, steps, split.lanes, split.waits,
+                              threads_per_lane=plan.threads_per_lane, pin=pin,
+                              allow_oversubscribe=allow, step_names=names, owners=owners)
+            self.queues = (split.lanes, owners)
+        else:
+            eng = make_engine(kind, funcs, steps, plan.lanes, plan.waits,
+                              threads_per_lane=plan.threads_per_lane, pin=pin,
+                              allow_oversubscribe=allow, step_names=names)
+        self._engines[mode] = eng
+        return eng
 
     def run_step(self, step: int) -> float:
         """Run plan step ``step`` alone, once, on the module's tensors as they are now (under
@@ -420,7 +443,7 @@ class LaneModule:
     @property
     def mode(self) -> str:
         """``"lanes"`` or ``"serial"``: how the next run will run."""
-        return "lanes" if self.chooser is None else MODES[self.chooser.next()]
+        return self.fixed_mode if self.chooser is None else self.modes[self.chooser.next()]
 
     def outputs(self) -> list[np.ndarray]:
         """Copies of the outputs of the last run (under the module's lock).
@@ -523,9 +546,8 @@ class LaneModule:
 
     def close(self) -> None:
         """End the engines' threads (idempotent)."""
-        self.engine.close()
-        if self._serial is not None:
-            self._serial.close()
+        for eng in self._engines.values():
+            eng.close()
 
     def __enter__(self) -> LaneModule:
         return self
@@ -539,7 +561,7 @@ class LaneModule:
 
 def load(path: str | Path, device="cpu", *, engine: str = "auto", pin: bool = True,
          allow_oversubscribe: bool = False, threads_per_lane: int | None = None,
-         adaptive: bool = True, queues: bool = True) -> LaneModule:
+         adaptive: bool = True, queues: bool | None = None) -> LaneModule:
     """Read a module written by :meth:`LaneModule.export`.
 
     **Loading an artifact runs its kernels' code**: ``kernels.so`` is loaded with ``dlopen``,

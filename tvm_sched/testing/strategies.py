@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from tvm_sched.graph import OpGraph, random_order
 
-__all__ = ["dags", "dag_and_order", "dag_and_orders", "topological_order", "random_order"]
+__all__ = ["dags", "dag_and_order", "dag_and_orders", "topological_order", "random_order",
+           "lane_plans"]
 
 _OPS = ("conv2d", "matmul", "add", "relu", "")
 
@@ -132,3 +133,18 @@ def dag_and_orders(
     rnd = draw(st.randoms(use_true_random=False))
     orders = [random_order(g, rnd) for _ in range(b)]
     return g, np.array(orders, dtype=np.int64).reshape(b, g.num_nodes)
+
+
+@st.composite
+def lane_plans(draw: st.DrawFn, max_nodes: int = 9, max_lanes: int = 3):
+    """A valid :class:`~tvm_sched.runtime.plan.LanePlan` of a random DAG on up to ``max_lanes``
+    random lanes, through the planner path (:func:`tvm_sched.testing.plans.planned_plan`)."""
+    from tvm_sched.testing.plans import planned_plan
+
+    graph = draw(dags(1, max_nodes, max_out_bytes=300))
+    order = draw(topological_order(graph))
+    lanes = draw(st.integers(1, max_lanes))
+    lane = draw(st.lists(st.integers(0, lanes - 1), min_size=graph.num_nodes,
+                         max_size=graph.num_nodes))
+    return planned_plan(graph, order, lane)
+
