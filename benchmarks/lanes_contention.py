@@ -11,8 +11,10 @@ conditions, each in its own interleaved rounds (VM, lanes, VM, lanes, ...):
   really competes for one of the cores).
 
 Busy loops are separate processes started before the condition's rounds and ended by their pid
-after them. Each round runs the VM, the plan as deployed (``LaneModule`` with its adaptive
-choice between the lanes, the lanes cut into work-sharing queues and one thread,
+after them; after a load starts, the adaptive module runs ``--warmup`` calls before the rounds
+(a deployed module serves many calls; it settles within a few once the machine changes). Each
+round runs the VM, the plan as deployed (``LaneModule`` with its adaptive choice between the
+lanes, the lanes cut into work-sharing queues and one thread,
 :mod:`tvm_sched.runtime.adaptive`), the same plan always on its lanes (``adaptive=False``:
 *fixed*) and always on its queues (``adaptive=False, queues=True``: *queued*,
 :mod:`tvm_sched.runtime.queues`), one after the other. ``speedup`` = median VM
@@ -114,6 +116,8 @@ def measure_model(name: str, args) -> dict:
         for cond in CONDITIONS:
             procs = _start_load(cond)
             try:
+                for _ in range(args.warmup):  # the deployed module settles under this load
+                    lanes.run()
                 vm_s, lane_s, fixed_s, queued_s = _rounds(
                     (vm_run, lanes.run, fixed.run, queued.run), number, args.repeat)
             finally:
@@ -173,6 +177,8 @@ def main() -> None:
     ap.add_argument("--engine", default="auto")
     ap.add_argument("--repeat", type=int, default=9)
     ap.add_argument("--sample-ms", type=float, default=100.0)
+    ap.add_argument("--warmup", type=int, default=16,
+                    help="calls of the adaptive module under each condition before its rounds")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     meta = run_meta("lanes_contention.py", args)

@@ -84,15 +84,15 @@ def _lanes(row: dict, name: str, size: str, args) -> None:
     sum_s = res.info["sum_durations_s"]
     lanes = [r for r in res.records if r.ok and r.kind == "lanes" and r.speedup]
     one = res.by_name("executor m=1")
-    best = max((r for r in lanes if r.lanes > 1), key=lambda r: r.speedup["median"],
+    best = max((r for r in lanes if r.lane_facts.lanes > 1), key=lambda r: r.speedup["median"],
                default=None)
     row.update(lanes=res.lanes, pick=res.best.candidate if res.best else None,
                pick_speedup=res.speedup["median"] if res.speedup else None,
                errors=sum(1 for r in res.records if r.error), spearman=res.spearman)
     if one is not None and one.ok:
-        row["one_lane_pred_over_measured"] = one.predicted / one.latency["median"]
+        row["one_lane_pred_over_measured"] = one.lane_facts.predicted / one.latency["median"]
     if best is not None:
-        predicted = sum_s / best.predicted
+        predicted = sum_s / best.lane_facts.predicted
         row.update(best_plan=best.candidate, best_speedup=best.speedup["median"],
                    best_predicted_speedup=predicted,
                    measured_over_predicted=best.speedup["median"] / predicted)

@@ -177,9 +177,10 @@ try:
     with TrackerDevices((HOST, tracker.port), key=KEY, wait=60.0) as runner:
         memory = tune(model, "llvm", runner, work.name, TuneConfig(objective="memory", **SIZES))
     mbest = memory.best
-    print(f"memory pick: {mbest.candidate}, planned {mbest.planned_bytes:,} B against "
+    planned = mbest.order_facts.planned_bytes
+    print(f"memory pick: {mbest.candidate}, planned {planned:,} B against "
           f"TVM's order {memory.info['tvm_planned']:,} B "
-          f"({100 * (1 - mbest.planned_bytes / memory.info['tvm_planned']):.1f}% saved); "
+          f"({100 * (1 - planned / memory.info['tvm_planned']):.1f}% saved); "
           f"{memory.measured_now} measured now, {len(memory.records) - memory.measured_now} "
           f"reused")
 

@@ -49,6 +49,14 @@ def test_three_modes_are_explored_in_turn_and_the_fastest_kept():
     assert ch.mean[1] is not None and ch.mean[2] is not None
 
 
+def test_a_change_of_the_machine_tries_every_mode_in_consecutive_runs():
+    ch, rnd = ModeChooser(modes=3), random.Random(4)
+    _drive(ch, (0.5, 0.55, 1.0), 2000, rnd)
+    assert ch.current == 0
+    modes = _drive(ch, (1.3, 0.7, 1.0), 6, rnd)  # a neighbour takes a core
+    assert {1, 2} <= set(modes[:4]) and ch.current == 1
+
+
 def test_a_choice_needs_two_modes():
     import pytest
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tvm_sched.tune.database import Database
-from tvm_sched.tune.record import TuneRecord
+from tvm_sched.tune.record import LaneFacts, OrderFacts, TuneRecord
 
 
 def rec(name: str, **kw) -> TuneRecord:
@@ -51,7 +51,7 @@ def test_each_line_is_fsynced_json_with_the_summaries(tmp_path, monkeypatch):
     db.append(rec("b"))
     assert len(synced) == 2
     first = json.loads((tmp_path / "r.jsonl").read_text().splitlines()[0])
-    assert first["format"] == 1 and first["latency"]["median"] == 2.0
+    assert first["format"] == 2 and first["latency"]["median"] == 2.0
     assert first["relative"] == 1.0 and first["anchor"]["median"] == 2.0
 
 
@@ -71,9 +71,9 @@ def test_valid_json_without_fields_wrong_types_or_bad_utf8_is_skipped_and_counte
         f.write(b'[1, 2, 3]\n')  # JSON, not an object
         f.write(b'{"format":1,"model_hash":7,"order_hash":"y","target":"llvm",'
                 b'"device_key":"local","candidate":"y","source":"s"}\n')  # a key of wrong type
-        f.write(b'{"format":2,' + head + b'}\n')  # another format
+        f.write(b'{"format":3,' + head + b'}\n')  # another format
         f.write(b'{' + head + b',"kind":"gpu"}\n')  # an unknown kind
-    db.append(rec("b", planned_bytes=10, error=None))
+    db.append(rec("b", facts=OrderFacts(planned_bytes=10), error=None))
     with caplog.at_level("WARNING", logger="tvm_sched.tune.database"):
         got = db.records("m", "llvm", "local")
     assert sorted(k[1] for k in got) == ["a", "b"]
@@ -81,23 +81,48 @@ def test_valid_json_without_fields_wrong_types_or_bad_utf8_is_skipped_and_counte
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 7 and all("skipped" in r.getMessage() for r in warnings)
     assert any(":3:" in r.getMessage() and "latency" in r.getMessage() for r in warnings)
-    assert any(":7:" in r.getMessage() and "format 2" in r.getMessage() for r in warnings)
+    assert any(":7:" in r.getMessage() and "format 3" in r.getMessage() for r in warnings)
 
 
 def test_wrong_types_of_every_checked_field_are_rejected():
-    good = rec("a", samples=[1.0], planned_bytes=5, error=None, orders=[[0, 1]],
-               proxy={"planned": 5}, baseline=True, order=[0, 1], lane=[0, 0],
-               arena_bytes=3).to_dict()
-    assert TuneRecord.from_dict(good) == TuneRecord.from_dict(json.loads(json.dumps(good)))
-    for field, bad in [("latency", {"median": "x"}), ("planned_bytes", "5"),
-                       ("planned_bytes", True), ("error", 3), ("orders", [[0, "1"]]),
-                       ("candidate", None), ("proxy", {"planned": "5"}), ("relative", "1"),
-                       ("samples", ["1"]), ("baseline", "yes"), ("target", None),
-                       ("anchor_samples", [float("nan")]), ("lanes", 1.5), ("lane", "01"),
-                       ("arena_bytes", 1.0), ("check", "0"), ("aliases", [1]),
-                       ("fast_build", 1), ("anchor", [1])]:
+    order = rec("a", samples=[1.0], error=None, baseline=True,
+                facts=OrderFacts(orders=[[0, 1]], proxy={"planned": 5}, planned_bytes=5))
+    lanes = rec("b", kind="lanes", facts=LaneFacts(2, [0, 1], [0, 1], 1e-3, 3))
+    for good in (order.to_dict(), lanes.to_dict()):
+        assert TuneRecord.from_dict(good) == TuneRecord.from_dict(json.loads(json.dumps(good)))
+    good = order.to_dict()
+    for field, bad in [("latency", {"median": "x"}), ("error", 3), ("candidate", None),
+                       ("relative", "1"), ("samples", ["1"]), ("baseline", "yes"),
+                       ("target", None), ("anchor_samples", [float("nan")]), ("check", "0"),
+                       ("aliases", [1]), ("anchor", [1]), ("facts", [1])]:
         with pytest.raises(TypeError, match=field):
             TuneRecord.from_dict({**good, field: bad})
+    for d, field, bad in [(order, "planned_bytes", "5"), (order, "planned_bytes", True),
+                          (order, "orders", [[0, "1"]]), (order, "proxy", {"planned": "5"}),
+                          (order, "fast_build", 1), (lanes, "lanes", 1.5),
+                          (lanes, "lane", "01"), (lanes, "arena_bytes", 1.0)]:
+        line = d.to_dict()
+        with pytest.raises(TypeError, match=field):
+            TuneRecord.from_dict({**line, "facts": {**line["facts"], field: bad}})
+    with pytest.raises(ValueError, match="path"):
+        TuneRecord.from_dict({**good, "facts": {"path": "gpu"}})
     for field in ("model_hash", "order_hash", "target", "device_key", "candidate", "source"):
         with pytest.raises(ValueError, match=f"missing field {field}"):
             TuneRecord.from_dict({k: v for k, v in good.items() if k != field})
+
+
+def test_format_1_lines_with_flat_facts_are_read_into_typed_payloads():
+    common = {"format": 1, "model_hash": "m", "target": "llvm", "device_key": "local",
+              "source": "test", "samples": [1.0]}
+    old_order = {**common, "order_hash": "a", "candidate": "a", "kind": "order",
+                 "orders": [[1, 0]], "proxy": {"planned": 5.0}, "planned_bytes": 5,
+                 "lanes": 1, "order": None, "predicted": None}
+    old_lanes = {**common, "order_hash": "b", "candidate": "b", "kind": "lanes", "lanes": 2,
+                 "order": [0, 1], "lane": [0, 1], "predicted": 0.5, "arena_bytes": 64,
+                 "orders": None, "proxy": {}}
+    a, b = TuneRecord.from_dict(old_order), TuneRecord.from_dict(old_lanes)
+    assert a.facts == OrderFacts(orders=[[1, 0]], proxy={"planned": 5.0}, planned_bytes=5)
+    assert b.facts == LaneFacts(2, [0, 1], [0, 1], 0.5, 64)
+    assert a.lane_facts == LaneFacts() and b.order_facts == OrderFacts()
+    assert a.format == 2 and a.to_dict()["facts"]["path"] == "order"
+    assert TuneRecord.from_dict(a.to_dict()) == a

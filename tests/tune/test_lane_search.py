@@ -20,7 +20,7 @@ from tvm_sched.tune.objective import (
     search,
     spearman_or_none,
 )
-from tvm_sched.tune.record import RECORD_FORMAT, paired_ratio
+from tvm_sched.tune.record import RECORD_FORMAT, OrderFacts, paired_ratio
 
 KEY = ("model", "llvm -keys=cpu", "local")
 
@@ -267,7 +267,8 @@ def test_objective_for_routes_the_vm_order_objectives_through_one_class():
 
     def rec(name, planned, med):
         return TuneRecord("m", name, "llvm", "local", name, "test",
-                          "vm" if name == "tvm" else "order", planned_bytes=planned,
+                          "vm" if name == "tvm" else "order",
+                          facts=OrderFacts(planned_bytes=planned),
                           samples=[med * 0.99, med * 0.99, med, med * 1.01, med * 1.01])
 
     records = [rec("tvm", 100, 1.0), rec("c", 70, 0.8), rec("a", 90, 0.99)]

@@ -128,8 +128,9 @@ def test_latency_picks_the_fastest_beyond_noise_and_writes_typed_records(tmp_pat
     assert ("build", 4, 4) in seen and ("measure", 4, 4) in seen
     recs = {r.candidate: r for r in out.records}
     assert recs["tvm"].kind == "vm" and {recs[n].kind for n in "abc"} == {"order"}
-    assert recs["b"].relative == pytest.approx(0.7) and recs["b"].orders == [[2, 0, 2, 3]]
-    assert recs["b"].planned_bytes == 1100 and recs["b"].proxy["cache_miss"] == 300
+    b = recs["b"].order_facts
+    assert recs["b"].relative == pytest.approx(0.7) and b.orders == [[2, 0, 2, 3]]
+    assert b.planned_bytes == 1100 and b.proxy["cache_miss"] == 300
     back = Database(tmp_path / "records.jsonl").records()
     assert back[key(pool[2])] == recs["b"]  # the line reads back as the same record
     # each proxy's rank correlation with the measured medians
@@ -189,7 +190,8 @@ def test_build_and_measure_errors_are_results(tmp_path):
     out, *_ = run(tmp_path, pool, lat, builder=FakeBuilder(fail={"broken"}),
                   runner=FakeRunner(lat, crash={"crashes"}))
     recs = {r.candidate: r for r in out.records}
-    assert recs["broken"].error.startswith("build failed") and recs["broken"].planned_bytes is None
+    assert recs["broken"].error.startswith("build failed")
+    assert recs["broken"].order_facts.planned_bytes is None
     assert recs["crashes"].error.startswith("load/run failed") and not recs["crashes"].ok
     assert out.best.candidate == "ok" and out.measured_now == 4
 
@@ -271,7 +273,9 @@ def test_lane_records_of_format_1_still_read(tmp_path):
             "speedup": {"median": 1.5, "q1": 1.25, "q3": 1.75, "n": 2}}
     (tmp_path / "lane_records.jsonl").write_text(json.dumps(line) + "\n")
     (r,) = Database(tmp_path / "lane_records.jsonl")
-    assert (r.kind, r.lanes, r.lane, r.arena_bytes, r.orders) == ("lanes", 2, [0, 1], 64, None)
+    f = r.lane_facts
+    assert (r.kind, f.lanes, f.lane, f.arena_bytes, r.facts) == ("lanes", 2, [0, 1], 64, f)
+    assert r.order_facts.orders is None
     assert r.speedup["median"] == pytest.approx(1.5)
     assert TuneRecord.from_dict(r.to_dict()) == r
 

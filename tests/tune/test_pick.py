@@ -10,7 +10,7 @@ import pytest
 
 from tvm_sched.errors import TuneInputError
 from tvm_sched.tune.pick import parse_memory_budget, pick
-from tvm_sched.tune.record import TuneRecord
+from tvm_sched.tune.record import OrderFacts, TuneRecord
 
 
 def rec(name, median, q1, q3, planned=100, error=None, anchor=None):
@@ -21,7 +21,8 @@ def rec(name, median, q1, q3, planned=100, error=None, anchor=None):
 
     kind = "vm" if name == "tvm" else "order"
     return TuneRecord("m", name, "llvm", "local", name, "test", kind,
-                      samples=samples(median, q1, q3), error=error, planned_bytes=planned,
+                      samples=samples(median, q1, q3), error=error,
+                      facts=OrderFacts(planned_bytes=planned),
                       anchor_samples=samples(*anchor) if anchor else [])
 
 

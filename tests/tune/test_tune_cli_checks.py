@@ -127,11 +127,12 @@ def test_a_budget_no_measured_candidate_meets_is_exit_2_not_a_device_failure(
     from types import SimpleNamespace
 
     from tvm_sched.tune import tuner
-    from tvm_sched.tune.record import TuneRecord
+    from tvm_sched.tune.record import OrderFacts, TuneRecord
     from tvm_sched.tune.result import TuneResult
 
     ok = TuneRecord("h", "a", "llvm", "local", "tvm", "baseline", "vm", baseline=True,
-                    samples=[1.0, 1.0, 1.0], planned_bytes=1000, proxy={"cache_miss": 1.0})
+                    samples=[1.0, 1.0, 1.0],
+                    facts=OrderFacts(proxy={"cache_miss": 1.0}, planned_bytes=1000))
     monkeypatch.setattr(tvm_sched.tune, "load_model", lambda **kw: SimpleNamespace(
         name="m", num_nodes=3, graphs=[None]))
     monkeypatch.setattr(tuner, "tune", lambda *a, **k: TuneResult(

@@ -47,9 +47,10 @@ def test_tune_measures_baselines_and_top_k_picks_the_fastest_and_resumes(model, 
     from tvm_sched.relax import allocated_bytes, planned_bytes
 
     outside = allocated_bytes(model.mod, "default") - planned_bytes(model.mod)
-    assert all(r.planned_bytes - outside <= r.proxy["planned"] for r in ok)
-    assert all(r.planned_bytes - outside <= planned_bytes(model.mod) for r in ok
-               if r.candidate == "tvm")
+    facts = [(r.candidate, r.order_facts) for r in ok]
+    assert all(f.planned_bytes - outside <= f.proxy["planned"] for _, f in facts)
+    assert all(f.planned_bytes - outside <= planned_bytes(model.mod) for c, f in facts
+               if c == "tvm")
     for f in ("records.jsonl", "report.md", "plot.png", "summary.json", "best.so",
               "best_order.json"):
         assert (tmp_path / f).stat().st_size > 0, f
@@ -88,10 +89,11 @@ def test_interrupted_run_keeps_complete_records_and_resumes(model, tmp_path):
 def test_memory_objective_and_memory_budget(model, tmp_path):
     res = tune(model, "llvm", InProcessDevices(), tmp_path / "mem", config(objective="memory",
                                                                          export=False))
-    assert res.best.planned_bytes == min(r.planned_bytes for r in res.records)
+    assert res.best.order_facts.planned_bytes == min(r.order_facts.planned_bytes
+                                                     for r in res.records)
     assert not (tmp_path / "mem" / "best.so").exists()
     tvm_planned = res.info["tvm_planned"]
     res = tune(model, "llvm", InProcessDevices(), tmp_path / "budget",
                config(memory_budget="0.95x", export=False))
     assert res.memory_budget == int(0.95 * tvm_planned)
-    assert res.best.planned_bytes <= res.memory_budget
+    assert res.best.order_facts.planned_bytes <= res.memory_budget

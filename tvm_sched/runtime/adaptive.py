@@ -24,11 +24,13 @@ others, not a replacement.
 
 :class:`ModeChooser` keeps an exponentially weighted mean of each mode's run time and runs the
 fastest; now and then it runs another mode once (the others in turn) to see whether that has
-changed (that one sample replaces that mode's stale mean). Exploring is frequent at first and
-after a switch (every 8 runs), rarer while the choice keeps being confirmed (doubling up to
-every 512 runs: at most ~0.2% of the runs in a slower mode on a steady machine), and frequent
-again as soon as the current mode's mean moves by 20% from what it was at the last
-exploration.
+changed (that one sample replaces that mode's stale mean). At first and whenever the machine
+changes, every other mode is tried once in consecutive runs (a sweep), so a module settles in as
+many runs as it has modes (the current mode's mean restarts from its latest run). Exploring is
+frequent at first and after a switch (every 8 runs), rarer while the choice keeps being
+confirmed (doubling up to every 512 runs: at most ~0.2% of the runs in a slower mode on a steady
+machine), and frequent again as soon as the current mode's mean moves by 20% from what it was at
+the last exploration.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ class ModeChooser:
         self.drift = drift
         self.mean: list[float | None] = [None] * modes
         self._turn = 0  # which of the other modes the next exploration runs
+        self._pending = list(range(1, modes))  # the sweep's modes not tried yet (see the doc)
         self.current = 0
         self.period = first
         self._since = 0
@@ -89,6 +92,9 @@ class ModeChooser:
             The current mode, or another one (the others in turn) when an exploration is due.
         """
         if self._since >= self.period:
+            pending = [m for m in self._pending if m != self.current]
+            if pending:
+                return pending[0]
             n = len(self.mean)
             return (self.current + 1 + self._turn % (n - 1)) % n
         return self.current
@@ -109,8 +115,10 @@ class ModeChooser:
             self._since += 1
             ref, now = self._reference, self.mean[mode]
             if ref is not None and (now > self.drift * ref or now * self.drift < ref):
-                self.period = self.first  # the machine changed: look again soon
+                self.period = self.first  # the machine changed: look at every mode again,
                 self._since = max(self._since, self.period)
+                self.mean[mode] = seconds  # against this mode as it runs now
+                self._pending = [m for m in range(len(self.mean)) if m != mode]
                 self._reference = None
             return
         # an exploration: the other mode's mean is stale by now, the new sample replaces it
@@ -126,3 +134,6 @@ class ModeChooser:
         else:
             self.period = min(self.period * 2, self.longest)
         self._reference = self.mean[self.current]
+        self._pending = [m for m in self._pending if m not in (mode, self.current)]
+        if self._pending:  # the next mode of the sweep right away
+            self._since = self.period

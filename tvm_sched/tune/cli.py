@@ -265,8 +265,8 @@ def _order_summary(con, result, work: Path) -> int:
 
     con.print(rich_table(result))
     if result.best is None:
-        planned = [r.planned_bytes for r in result.records
-                   if r.ok and r.planned_bytes is not None]
+        planned = [r.order_facts.planned_bytes for r in result.records
+                   if r.ok and r.order_facts.planned_bytes is not None]
         if planned and result.memory_budget is not None:
             print(f"tvm-sched tune: error: no measured candidate fits the memory budget of "
                   f"{result.memory_budget:,} B (the fewest planned bytes measured: "
@@ -277,7 +277,7 @@ def _order_summary(con, result, work: Path) -> int:
     b = result.best
     sp = f", {result.speedup:.3f}x TVM's order" if result.speedup else ""
     con.print(f"pick: [bold]{b.candidate}[/bold] median {b.latency['median'] * 1e3:.4f} ms"
-              f"{sp}, planned {b.planned_bytes:,} B (TVM's order "
+              f"{sp}, planned {b.order_facts.planned_bytes:,} B (TVM's order "
               f"{result.info['tvm_planned']:,} B); measured {result.measured_now} now, "
               f"{len(result.records) - result.measured_now} from earlier runs; "
               f"{result.seconds['total']:.1f} s")

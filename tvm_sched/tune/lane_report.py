@@ -93,8 +93,8 @@ def solver_table(result: LaneTuneResult) -> list[dict[str, Any]]:
         ``seconds``, ``proposals``, ``measured``, ``best_predicted_ms``, ``proxy_rank``,
         ``best_candidate``, ``best_speedup`` and ``best_median_ms`` (None where it has none).
     """
-    lanes = [r for r in result.records if r.kind == "lanes" and r.predicted is not None]
-    preds = sorted(r.predicted for r in lanes)
+    lanes = [r for r in result.records if r.kind == "lanes" and r.lane_facts.predicted is not None]
+    preds = sorted(r.lane_facts.predicted for r in lanes)
     rows = []
     for name, info in result.solver_info.items():
         # the names its proposals had (a proposal equal to an earlier one is only an alias)
@@ -102,7 +102,7 @@ def solver_table(result: LaneTuneResult) -> list[dict[str, Any]]:
         own = [r for r in lanes if r.source == name or names.intersection(r.aliases)]
         ok = [r for r in own if r.ok and r.speedup]
         best = max(ok, key=lambda r: r.speedup["median"]) if ok else None
-        top = min((r.predicted for r in own), default=None)
+        top = min((r.lane_facts.predicted for r in own), default=None)
         rows.append({
             "solver": name, "error": info.get("error"), "seconds": info.get("seconds"),
             "proposals": info.get("proposals", 0), "measured": len(own),
@@ -276,13 +276,14 @@ def _markdown(result: LaneTuneResult) -> str:
     lines += ["", "## Candidates", "",
               "| candidate | source | lanes | predicted ms | median ms | speed-up over VM | "
               "arena bytes | error |", "|---|---|---|---|---|---|---|---|"]
-    for r in sorted(result.records, key=lambda r: (r.kind != "vm", r.predicted or 0)):
+    for r in sorted(result.records, key=lambda r: (r.kind != "vm", r.lane_facts.predicted or 0)):
         lat = r.latency
         med = "-" if not lat else f"{lat['median'] * 1e3:.2f}"
-        lines.append(f"| {r.candidate} | {r.source} | {r.lanes} | "
-                     f"{'-' if r.predicted is None else f'{r.predicted * 1e3:.2f}'} | {med} | "
+        f = r.lane_facts
+        lines.append(f"| {r.candidate} | {r.source} | {f.lanes} | "
+                     f"{'-' if f.predicted is None else f'{f.predicted * 1e3:.2f}'} | {med} | "
                      f"{_fmt_sp(r.speedup) if r.kind != 'vm' else '1 (anchor)'} | "
-                     f"{r.arena_bytes if r.arena_bytes is not None else '-'} | "
+                     f"{f.arena_bytes if f.arena_bytes is not None else '-'} | "
                      f"{r.error or ''} |")
     lines += ["", "## Stages (s)", "",
               " ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()), "",
@@ -303,8 +304,8 @@ def _plot(result: LaneTuneResult) -> bytes | None:
         return None
     pts, names = [], []
     for r in result.records:
-        if r.ok and r.arena_bytes is not None:
-            pts.append((r.arena_bytes / 1024, _relative(r)))
+        if r.ok and r.lane_facts.arena_bytes is not None:
+            pts.append((r.lane_facts.arena_bytes / 1024, _relative(r)))
             names.append(r)
     if not pts:
         return None
@@ -318,9 +319,9 @@ def _plot(result: LaneTuneResult) -> bytes | None:
     front = pareto_front(pts)
     ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "k--", lw=1,
             label="Pareto front")
-    if result.best is not None and result.best.arena_bytes is not None:
-        ax.scatter([result.best.arena_bytes / 1024], [_relative(result.best)], marker="*",
-                   s=200, facecolors="none", edgecolors="red", label="pick")
+    if result.best is not None and result.best.lane_facts.arena_bytes is not None:
+        ax.scatter([result.best.lane_facts.arena_bytes / 1024], [_relative(result.best)],
+                   marker="*", s=200, facecolors="none", edgecolors="red", label="pick")
     ax.set_xlabel("arena KiB (TVM's planned bytes for the VM)")
     ax.set_ylabel("latency relative to the Relax VM (same rounds)")
     ax.set_title(f"{result.model}, {result.lanes} lanes")

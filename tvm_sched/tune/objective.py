@@ -269,13 +269,14 @@ class LaneObjective(TuneObjective):
         """
         vm = next((r for r in records if r.kind == "vm" and r.ok), None)
         ok = [r for r in records if r.ok and r.kind not in ("vm", "anchor") and r.anchor_samples
-              and (budget is None or (r.arena_bytes is not None and r.arena_bytes <= budget))]
+              and (budget is None or (r.lane_facts.arena_bytes is not None
+                                    and r.lane_facts.arena_bytes <= budget))]
 
         def key(r: TuneRecord) -> tuple:
-            return (-r.speedup["median"], r.arena_bytes or 0, r.candidate)
+            return (-r.speedup["median"], r.lane_facts.arena_bytes or 0, r.candidate)
 
         fastest = min(ok, key=key) if ok else vm
-        if vm is not None and budget is not None and (vm.arena_bytes or 0) > budget:
+        if vm is not None and budget is not None and (vm.lane_facts.arena_bytes or 0) > budget:
             # the VM itself is over the budget: the fastest plan that fits, if any was measured
             return (min(ok, key=key) if ok else None), fastest
         clear = [r for r in ok if self.beyond_noise(r)]
@@ -295,9 +296,9 @@ class LaneObjective(TuneObjective):
         float or None
             As :func:`spearman_or_none`.
         """
-        ok = [r for r in records if r.ok and r.predicted is not None and r.kind != "vm"
+        ok = [r for r in records if r.ok and r.lane_facts.predicted is not None and r.kind != "vm"
               and r.anchor_samples]
-        return spearman_or_none([r.predicted for r in ok],
+        return spearman_or_none([r.lane_facts.predicted for r in ok],
                                 [1.0 / r.speedup["median"] for r in ok])
 
 
@@ -388,8 +389,9 @@ class OrderObjective(TuneObjective):
             Per proxy name, as :func:`spearman_or_none`.
         """
         ok = [r for r in records if r.ok]
-        return {p: spearman_or_none([r.proxy[p] for r in ok if p in r.proxy],
-                                    [r.latency["median"] for r in ok if p in r.proxy])
+        proxies = [(r.order_facts.proxy, r.latency["median"]) for r in ok]
+        return {p: spearman_or_none([x[p] for x, _ in proxies if p in x],
+                                    [ms for x, ms in proxies if p in x])
                 for p in self.proxies}
 
 

@@ -153,7 +153,8 @@ def beyond_noise(fast: TuneRecord, slow: TuneRecord) -> bool:
 
 
 def _bytes(r: TuneRecord) -> float:
-    return math.inf if r.planned_bytes is None else r.planned_bytes
+    b = r.order_facts.planned_bytes
+    return math.inf if b is None else b
 
 
 def pick(records: list[TuneRecord], objective: str, budget: int | None,
@@ -183,16 +184,16 @@ def pick(records: list[TuneRecord], objective: str, budget: int | None,
     """
     ok = [r for r in records if r.ok]
     if budget is not None or objective == "memory":
-        ok = [r for r in ok if r.planned_bytes is not None
-              and (budget is None or r.planned_bytes <= budget)]
+        ok = [r for r in ok if r.order_facts.planned_bytes is not None
+              and (budget is None or r.order_facts.planned_bytes <= budget)]
     if not ok:
         return None, None
     base = next((r for r in ok if r.kind == "vm"), None)
     if objective == "memory":
-        least = min(r.planned_bytes for r in ok)
-        if keep_default and base is not None and base.planned_bytes == least:
+        least = min(_bytes(r) for r in ok)
+        if keep_default and base is not None and _bytes(base) == least:
             return base, base
-        best = min((r for r in ok if r.planned_bytes == least), key=relative_latency)
+        best = min((r for r in ok if _bytes(r) == least), key=relative_latency)
         return best, best
     fastest = min(ok, key=lambda r: (relative_latency(r), _bytes(r)))
     if not keep_default or base is None:

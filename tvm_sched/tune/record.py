@@ -11,24 +11,28 @@ Contract
   - ``"vm"``: the anchor of every batch, the Relax VM in TVM's own order (the VM-order path's
     candidate ``tvm``, the lane path's ``relax-vm``);
   - ``"order"``: another operator order in the Relax VM;
-  - ``"lanes"``: a lane plan on the lane runtime.
+  - ``"lanes"``: a lane plan on the lane runtime;
+  - ``"anchor"``: another framework on the same device (PyTorch, ONNX Runtime).
 
-  VM-order records (``vm``/``order`` from :mod:`tvm_sched.tune.tuner`) carry ``orders`` (one
-  per block), the ``proxy`` values, the ``planned_bytes`` their executable allocates, build
-  seconds and the proxy's cache size; lane records (``vm``/``lanes`` from
-  :mod:`tvm_sched.tune.lanes`) carry ``lanes``, ``order``, ``lane``, the ``predicted``
-  makespan and ``arena_bytes``. Fields of the other path keep their defaults. The summaries
-  (:attr:`~TuneRecord.latency`, :attr:`~TuneRecord.anchor`, :attr:`~TuneRecord.relative`,
-  :attr:`~TuneRecord.speedup`) are computed from the samples.
-- Format :data:`RECORD_FORMAT`. :meth:`TuneRecord.to_dict` writes the fields and, for readers
-  of the JSON lines, the summaries; :meth:`TuneRecord.from_dict` type-checks every field it
-  reads (``TypeError`` names the field; ``ValueError`` for a missing field, another format or
-  an unknown kind) and ignores the written summaries. The VM-order lines written before
-  this type existed are format 1 as well and read as they are: they lack ``kind`` (``"vm"`` for
-  the candidate ``tvm``, else ``"order"``) and the anchor's samples, whose written summary is
-  then kept as ``anchor_summary``, so a resumed run decides as the run that measured them.
-  Every field added since has a default and the summaries older readers use are still
-  written, so the format stays 1.
+  What only one path knows is the record's typed payload, ``facts``: :class:`OrderFacts` for
+  the VM-order path (:mod:`tvm_sched.tune.tuner`: ``orders``, one per block, the ``proxy``
+  values, the ``planned_bytes`` the executable allocates, build seconds, the proxy's cache
+  size), :class:`LaneFacts` for the lane path (:mod:`tvm_sched.tune.lanes`: ``lanes``,
+  ``order``, ``lane``, the ``predicted`` makespan, ``arena_bytes``), ``None`` for an anchor.
+  :attr:`TuneRecord.lane_facts` and :attr:`TuneRecord.order_facts` give the payload of the
+  path a reader expects (empty facts of that type when the record carries none). The
+  summaries (:attr:`~TuneRecord.latency`, :attr:`~TuneRecord.anchor`,
+  :attr:`~TuneRecord.relative`, :attr:`~TuneRecord.speedup`) are computed from the samples.
+- Format :data:`RECORD_FORMAT` (2): :meth:`TuneRecord.to_dict` writes the common fields, the
+  payload under ``facts`` (with its ``path``, ``"lanes"`` or ``"order"``) and, for readers of
+  the JSON lines, the summaries; :meth:`TuneRecord.from_dict` type-checks every field it reads
+  (``TypeError`` names the field; ``ValueError`` for a missing field, an unknown format, kind
+  or path) and ignores the written summaries. Format 1 lines -- the payload's fields flat
+  beside the common ones -- are read too: a line with ``orders`` is a VM-order record, any
+  other (but an anchor) a lane record. The VM-order lines written before the records were
+  typed lack ``kind`` (``"vm"`` for the candidate ``tvm``, else ``"order"``) and the anchor's
+  samples, whose written summary is then kept as ``anchor_summary``, so a resumed run decides
+  as the run that measured them.
 """
 
 from __future__ import annotations
@@ -41,11 +45,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RECORD_FORMAT", "KINDS", "MeasureResult", "TuneRecord", "latency_stats",
-           "paired_ratio"]
+__all__ = ["RECORD_FORMAT", "KINDS", "MeasureResult", "TuneRecord", "LaneFacts", "OrderFacts",
+           "latency_stats", "paired_ratio"]
 
-#: Version of :class:`TuneRecord` lines (the database's ``format`` field).
-RECORD_FORMAT = 1
+#: Version of :class:`TuneRecord` lines (the database's ``format`` field); 2 nests the payload.
+RECORD_FORMAT = 2
+#: Versions read.
+READ_FORMATS = (1, 2)
 
 #: What a record measured (see the module docstring).
 KINDS = ("vm", "order", "lanes", "anchor")
@@ -127,6 +133,43 @@ def _finite_or_none(x: float | None) -> float | None:
 
 
 @dataclass
+class LaneFacts:
+    """The lane path's payload of a record: the plan measured, or the VM it ran against."""
+
+    lanes: int = 1
+    order: list[int] | None = None
+    lane: list[int] | None = None
+    #: Predicted makespan (seconds) on the measured kernel durations.
+    predicted: float | None = None
+    #: Arena bytes of the plan (TVM's planned bytes for the VM).
+    arena_bytes: int | None = None
+
+    path = "lanes"
+
+
+@dataclass
+class OrderFacts:
+    """The VM-order path's payload of a record: the orders built and what building gave."""
+
+    #: One order per dataflow block.
+    orders: list[list[int]] | None = None
+    #: The ranking proxies (``planned``, ``peak``, ``cache_miss`` bytes).
+    proxy: dict[str, float] = field(default_factory=dict)
+    #: Bytes of storage the built executable allocates (None when the build failed).
+    planned_bytes: int | None = None
+    #: Cache size of the ``cache_miss`` proxy.
+    cache_bytes: int | None = None
+    build_s: float | None = None
+    #: Built with the kernels-once fast path (bytecode only).
+    fast_build: bool | None = None
+
+    path = "order"
+
+
+_FACTS = {"lanes": LaneFacts, "order": OrderFacts}
+
+
+@dataclass
 class TuneRecord:
     """One database line; see the module docstring."""
 
@@ -147,30 +190,23 @@ class TuneRecord:
     aliases: list[str] = field(default_factory=list)
     #: When the measurement completed (ISO 8601, UTC; empty in lines written without it).
     time: str = ""
-    # -- lane plans ------------------------------------------------------------------------
-    lanes: int = 1
-    order: list[int] | None = None
-    lane: list[int] | None = None
-    #: Predicted makespan (seconds) on the measured kernel durations.
-    predicted: float | None = None
-    #: Arena bytes of the plan (TVM's planned bytes for the VM).
-    arena_bytes: int | None = None
-    # -- VM orders -------------------------------------------------------------------------
-    #: One order per dataflow block.
-    orders: list[list[int]] | None = None
-    #: The ranking proxies (``planned``, ``peak``, ``cache_miss`` bytes).
-    proxy: dict[str, float] = field(default_factory=dict)
-    #: Bytes of storage the built executable allocates (None when the build failed).
-    planned_bytes: int | None = None
-    #: Cache size of the ``cache_miss`` proxy.
-    cache_bytes: int | None = None
-    build_s: float | None = None
-    #: Built with the kernels-once fast path (bytecode only).
-    fast_build: bool | None = None
+    #: What only the record's tuning path knows (see the module docstring).
+    facts: LaneFacts | OrderFacts | None = None
     #: The anchor's latency summary of a line that kept no anchor samples (see the module
     #: docstring); None otherwise.
     anchor_summary: dict[str, float] | None = None
     format: int = RECORD_FORMAT
+
+    @property
+    def lane_facts(self) -> LaneFacts:
+        """The lane payload (empty :class:`LaneFacts` when the record has another or none)."""
+        return self.facts if isinstance(self.facts, LaneFacts) else LaneFacts()
+
+    @property
+    def order_facts(self) -> OrderFacts:
+        """The VM-order payload (empty :class:`OrderFacts` when the record has another or
+        none)."""
+        return self.facts if isinstance(self.facts, OrderFacts) else OrderFacts()
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -228,10 +264,10 @@ class TuneRecord:
         """
         return cls(model_hash, c.hash, target, device_key, c.name, c.source, c.kind,
                    c.baseline, list(m.samples), list(m.anchor), _finite_or_none(m.check),
-                   m.error, m.device, model, list(c.aliases), _now(), lanes=c.lanes,
-                   order=None if c.order is None else list(c.order),
-                   lane=None if c.lane is None else list(c.lane), predicted=c.predicted,
-                   arena_bytes=c.arena_bytes)
+                   m.error, m.device, model, list(c.aliases), _now(),
+                   facts=LaneFacts(c.lanes, None if c.order is None else list(c.order),
+                                   None if c.lane is None else list(c.lane), c.predicted,
+                                   c.arena_bytes))
 
     @classmethod
     def make_order(cls, c, m: MeasureResult, *, model: str, model_hash: str, target: str,
@@ -271,9 +307,8 @@ class TuneRecord:
         return cls(model_hash, c.hash, target, device_key, c.name, c.source, c.kind,
                    c.baseline, list(m.samples), list(m.anchor), _finite_or_none(m.check),
                    m.error, m.device, model, list(c.aliases), _now(),
-                   orders=[list(o) for o in c.orders], proxy=dict(c.proxy),
-                   planned_bytes=planned_bytes, cache_bytes=cache_bytes,
-                   build_s=round(build_s, 4), fast_build=fast_build)
+                   facts=OrderFacts([list(o) for o in c.orders], dict(c.proxy), planned_bytes,
+                                    cache_bytes, round(build_s, 4), fast_build))
 
     def to_dict(self) -> dict[str, Any]:
         """The database line of this record.
@@ -281,10 +316,12 @@ class TuneRecord:
         Returns
         -------
         dict
-            Every field, plus the ``latency``, ``anchor``, ``relative`` and ``speedup``
-            summaries.
+            Every field (the payload under ``facts``, with its ``path``), plus the
+            ``latency``, ``anchor``, ``relative`` and ``speedup`` summaries.
         """
         d = asdict(self)
+        if self.facts is not None:
+            d["facts"] = {"path": self.facts.path, **d["facts"]}
         # the summaries travel with the samples, for readers of the JSONL that do not recompute
         d.update(latency=self.latency, anchor=self.anchor, relative=self.relative,
                  speedup=self.speedup)
@@ -307,7 +344,7 @@ class TuneRecord:
         Raises
         ------
         ValueError
-            Not a JSON object, a missing field, another format or an unknown kind.
+            Not a JSON object, a missing field, an unknown format, kind or payload path.
         TypeError
             A field of the wrong type (the message names it).
 
@@ -316,8 +353,8 @@ class TuneRecord:
         >>> r = TuneRecord.from_dict({"model_hash": "m", "order_hash": "o", "target": "llvm",
         ...                           "device_key": "local", "candidate": "tvm",
         ...                           "source": "baseline", "samples": [1.0, 2.0]})
-        >>> r.kind, r.latency["median"]
-        ('vm', 1.5)
+        >>> r.kind, r.latency["median"], r.facts
+        ('vm', 1.5, LaneFacts(lanes=1, order=None, lane=None, predicted=None, arena_bytes=None))
         >>> TuneRecord.from_dict({"format": 1})
         Traceback (most recent call last):
         ...
@@ -325,8 +362,9 @@ class TuneRecord:
         """
         if not isinstance(d, dict):
             raise ValueError(f"not a JSON object ({type(d).__name__})")
-        if d.get("format", RECORD_FORMAT) != RECORD_FORMAT:
-            raise ValueError(f"format {d.get('format')!r}, expected {RECORD_FORMAT}")
+        if d.get("format", RECORD_FORMAT) not in READ_FORMATS:
+            raise ValueError(f"format {d.get('format')!r}, expected one of "
+                             f"{', '.join(map(str, READ_FORMATS))}")
         for name in _REQUIRED:
             if name not in d:
                 raise ValueError(f"missing field {name}")
@@ -335,13 +373,40 @@ class TuneRecord:
                 raise TypeError(f"field {name} has the wrong type ({d[name]!r:.40})")
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in d.items() if k in known}
+        values["format"] = RECORD_FORMAT
         if "kind" not in d:  # a VM-order line written before the records were typed
             values["kind"] = "vm" if d["candidate"] == "tvm" else "order"
             if "anchor_samples" not in d:
                 values["anchor_summary"] = d.get("anchor")
         if values["kind"] not in KINDS:
             raise ValueError(f"unknown kind {values['kind']!r} (one of {', '.join(KINDS)})")
+        values["facts"] = _read_facts(d, values["kind"])
         return cls(**values)
+
+
+def _read_facts(d: dict, kind: str) -> LaneFacts | OrderFacts | None:
+    """The payload of a line: nested (format 2) or flat beside the common fields (format 1)."""
+    if "facts" in d and d.get("format", RECORD_FORMAT) >= 2:
+        nested = d["facts"]
+        if nested is None:
+            return None
+        if not isinstance(nested, dict):
+            raise TypeError(f"field facts has the wrong type ({nested!r:.40})")
+        path = nested.get("path")
+        if path not in _FACTS:
+            raise ValueError(f"unknown facts path {path!r} (one of {', '.join(_FACTS)})")
+        flat = nested
+    elif kind == "anchor":
+        return None
+    else:
+        flat = d
+        path = "order" if d.get("orders") is not None else "lanes"
+    facts_cls = _FACTS[path]
+    names = {f.name for f in fields(facts_cls)}
+    for name in names:
+        if name in flat and not _CHECKS[name](flat[name]):
+            raise TypeError(f"field {name} has the wrong type ({flat[name]!r:.40})")
+    return facts_cls(**{k: v for k, v in flat.items() if k in names})
 
 
 def _number(v: Any) -> bool:

@@ -50,8 +50,8 @@ def rows(result: TuneResult) -> list[dict[str, Any]]:
             "candidate": r.candidate + "".join(f" = {a}" for a in r.aliases),
             "source": r.source, "baseline": r.baseline,
             "pick": r.order_hash == best_hash,
-            "planned_kib": _kib(r.planned_bytes),
-            "cache_miss_kib": _kib(r.proxy.get("cache_miss")),
+            "planned_kib": _kib(r.order_facts.planned_bytes),
+            "cache_miss_kib": _kib(r.order_facts.proxy.get("cache_miss")),
             "median_ms": ms,
             "iqr_ms": (lat["q3"] - lat["q1"]) * 1e3 if lat else None,
             "vs_tvm": (1.0 / rel) if rel else ((base_ms / ms) if ms and base_ms else None),
@@ -119,9 +119,11 @@ def _markdown(result: TuneResult) -> str:
     if result.best:
         b, base = result.best, result.baseline
         lines.append(f"**Pick: {b.candidate}** ({b.source}): median "
-                     f"{b.latency['median'] * 1e3:.4f} ms, planned {_bytes(b.planned_bytes)}"
+                     f"{b.latency['median'] * 1e3:.4f} ms, "
+                     f"planned {_bytes(b.order_facts.planned_bytes)}"
                      + (f"; TVM's order: {base.latency['median'] * 1e3:.4f} ms, "
-                        f"{_bytes(base.planned_bytes)} (speed-up {result.speedup:.3f}x)"
+                        f"{_bytes(base.order_facts.planned_bytes)} "
+                        f"(speed-up {result.speedup:.3f}x)"
                         if result.speedup and base.latency else "") + ".")
         if info.get("kept_default_within_noise"):
             lines.append("")
@@ -164,11 +166,11 @@ def _plot(result: TuneResult, path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    ok = [r for r in result.records if r.latency and r.planned_bytes is not None]
+    ok = [r for r in result.records if r.latency and r.order_facts.planned_bytes is not None]
     sources = sorted({r.source for r in ok})
     cmap = plt.get_cmap("tab10")
     for i, s in enumerate(sources):
-        pts = [(r.planned_bytes, r.latency) for r in ok if r.source == s]
+        pts = [(r.order_facts.planned_bytes, r.latency) for r in ok if r.source == s]
         x = [b / 1024 for b, _ in pts]
         y = [lat["median"] * 1e3 for _, lat in pts]
         err = [[(lat["median"] - lat["q1"]) * 1e3 for _, lat in pts],
@@ -176,8 +178,8 @@ def _plot(result: TuneResult, path) -> None:
         ax.errorbar(x, y, yerr=err, fmt="s" if s == "baseline" else "o", color=cmap(i % 10),
                     label=s, alpha=0.85, capsize=2, markersize=6)
     b = result.best
-    if b is not None and b.latency and b.planned_bytes is not None:
-        ax.scatter([b.planned_bytes / 1024], [b.latency["median"] * 1e3], s=260,
+    if b is not None and b.latency and b.order_facts.planned_bytes is not None:
+        ax.scatter([b.order_facts.planned_bytes / 1024], [b.latency["median"] * 1e3], s=260,
                    marker="*", color="gold", edgecolor="black", zorder=5, label="pick")
     ax.set_xlabel("planned memory (KiB, TVM's static planner)")
     ax.set_ylabel("measured latency (ms, median, IQR bars)")
@@ -192,7 +194,11 @@ def _plot(result: TuneResult, path) -> None:
 
 
 def _fields(rec: TuneRecord | None, names: tuple[str, ...]) -> dict[str, Any] | None:
-    return None if rec is None else {k: getattr(rec, k) for k in names}
+    """The record's fields ``names``, read from its VM-order payload where it has them."""
+    if rec is None:
+        return None
+    facts = rec.order_facts
+    return {k: getattr(facts if hasattr(facts, k) else rec, k) for k in names}
 
 
 def write_report(result: TuneResult) -> None:

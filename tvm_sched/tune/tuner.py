@@ -367,7 +367,7 @@ def _build_kernels(model: TuneModel, target: tvm.target.Target, runner: Devices,
 
 def _export_order(builder: Builder, model: TuneModel, best: TuneRecord, work: Path) -> None:
     """Stage *export* of the order objective: ``best.so`` and ``best_order.json``."""
-    final = builder.build([tuple(o) for o in best.orders])
+    final = builder.build([tuple(o) for o in best.order_facts.orders])
     if final.error:
         raise RuntimeError(f"the pick no longer builds: {final.error}")
     if final.needs_kernels:
@@ -376,7 +376,7 @@ def _export_order(builder: Builder, model: TuneModel, best: TuneRecord, work: Pa
         final.executable.export_library(str(tmp))
     atomic_write(work / "best_order.json", json.dumps(
         {"model": model.name, "model_hash": model.hash, "candidate": best.candidate,
-         "orders": best.orders}, indent=1))
+         "orders": best.order_facts.orders}, indent=1))
 
 
 def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: Devices,
