@@ -129,7 +129,8 @@ def measure_model(name: str, args) -> dict:
                          "fixed_speedup": statistics.median(vm_s) / statistics.median(fixed_s),
                          "queued_ms": statistics.median(queued_s) * 1e3,
                          "queued_speedup": statistics.median(vm_s) / statistics.median(queued_s),
-                         "explored": lanes.chooser.explored, "mode_after": lanes.mode}
+                         "explored": lanes.chooser.explored, "mode_after": lanes.mode,
+                         "mode_current": lanes.modes[lanes.chooser.current]}
     quiet = row["quiet"]["speedup"]
     for cond in CONDITIONS[1:]:
         row[cond]["kept"] = row[cond]["speedup"] / quiet
@@ -145,9 +146,9 @@ def write(rows: list[dict], out: Path, meta: dict) -> None:
              "Speed-up over the Relax VM of the same rounds: the lane module as deployed "
              "(adaptive: lanes, queues or one thread, whichever is faster now) and, in "
              "brackets, the same plan always on its lanes (fixed) / always on its work-sharing "
-             "queues (queued); kept = adaptive speed-up over the quiet one; mode = where the "
-             "adaptive module ran at the end of the condition; queues = how many queues the 2 "
-             "lanes were cut into.",
+             "queues (queued); kept = adaptive speed-up over the quiet one; mode = the mode of "
+             "the adaptive module's next call after the condition's rounds (another mode when "
+             "an exploration is due); queues = how many queues the 2 lanes were cut into.",
              "",
              "| model | nodes | queues | predicted | quiet VM ms | quiet: adaptive (fixed / "
              "queued) | nice 19 all: adaptive (fixed / queued), kept | nice 0 one core: "

@@ -87,8 +87,9 @@ def _lanes(row: dict, name: str, size: str, args) -> None:
     best = max((r for r in lanes if r.lane_facts.lanes > 1), key=lambda r: r.speedup["median"],
                default=None)
     row.update(lanes=res.lanes, pick=res.best.candidate if res.best else None,
-               pick_speedup=res.speedup["median"] if res.speedup else None,
-               errors=sum(1 for r in res.records if r.error), spearman=res.spearman)
+               pick_speedup=res.speedup,
+               errors=sum(1 for r in res.records if r.error),
+               spearman=res.spearman.get("predicted"))
     if one is not None and one.ok:
         row["one_lane_pred_over_measured"] = one.lane_facts.predicted / one.latency["median"]
     if best is not None:

@@ -41,7 +41,7 @@ def _limit_cores(n: int | None) -> list[int]:
 
 def run_model(name: str, args) -> dict:
     from tvm_sched.tune import EmbeddedDevices, TuneConfig, load_model, tune
-    from tvm_sched.tune.lane_report import solver_table
+    from tvm_sched.tune.report import solver_table
 
     t0 = time.perf_counter()
     model = load_model(model=name, size=args.size, seed=args.seed)
@@ -79,7 +79,7 @@ def run_model(name: str, args) -> dict:
                          if pick_sp and best_measured else None),
         "executor_m1_speedup": sp(res.by_name("executor m=1")),
         "list_speedup": sp(lst),
-        "solvers": solver_table(res), "spearman": res.spearman,
+        "solvers": solver_table(res), "spearman": res.spearman.get("predicted"),
         "seconds": {"import": load_s, **res.seconds},
         "errors": [f"{r.candidate}: {r.error}" for r in res.records if r.error],
         "arena": {r.candidate: r.arena_bytes for r in res.records},

@@ -59,7 +59,7 @@ def _measure(name: str, size: str, trials: int, work: Path, runner, repeats: int
              lanes: str) -> dict:
     from tvm_sched.tune import TuneConfig, load_model, tune
     from tvm_sched.tune.anchors import ANCHORS
-    from tvm_sched.tune.lane_report import anchor_table
+    from tvm_sched.tune.report import anchor_table
 
     for f in ("lane_records.jsonl", "lane_state.json"):
         (work / f).unlink(missing_ok=True)
@@ -80,10 +80,10 @@ def _measure(name: str, size: str, trials: int, work: Path, runner, repeats: int
         "vm_ms": vm.latency["median"] * 1e3 if vm.ok else None,
         "pick": best.candidate if best else None, "pick_kind": best.kind if best else None,
         "pick_ms": (best.latency["median"] * 1e3) if best and best.latency else None,
-        "pick_speedup": res.speedup,
+        "pick_speedup": res.speedup_stats,
         "fastest_lane_plan": fastest.candidate if fastest else None,
         "fastest_speedup": fastest.speedup if fastest and fastest.kind != "vm" else None,
-        "spearman": res.spearman, "tune_s": time.perf_counter() - t0,
+        "spearman": res.spearman.get("predicted"), "tune_s": time.perf_counter() - t0,
         "anchors": {n: {"ms": rows[n]["median_ms"], "error": rows[n]["error"],
                         "pick_speedup": rows[n]["pick_speedup"]} for n in ANCHORS if n in rows},
     }

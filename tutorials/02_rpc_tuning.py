@@ -204,8 +204,9 @@ try:
     with TrackerDevices((HOST, tracker.port), key=KEY, wait=60.0) as runner:
         lanes = tune(model, "llvm", runner, Path(work.name) / "lanes", lane_config)
     Console(width=150).print(rich_lane_table(lanes))
-    sp = lanes.speedup
-    rho = "n/a" if lanes.spearman is None else f"{lanes.spearman:+.2f}"
+    sp = lanes.speedup_stats
+    rho = lanes.spearman["predicted"]
+    rho = "n/a" if rho is None else f"{rho:+.2f}"
     print(f"lanes pick: {lanes.best.candidate} on {lanes.lanes} lanes, speed-up over the Relax "
           f"VM {sp['median']:.3f}x [{sp['q1']:.3f}, {sp['q3']:.3f}]; Spearman(predicted "
           f"makespan, measured) {rho}")

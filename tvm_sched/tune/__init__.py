@@ -10,7 +10,7 @@ objectives' rules and the ask/tell ``search`` both paths run), :mod:`~tvm_sched.
 (the VM-order decision rules), :mod:`~tvm_sched.tune.result`, :mod:`~tvm_sched.tune.report`,
 :mod:`~tvm_sched.tune.workdir` (check, lock, atomic writes), :mod:`~tvm_sched.tune.tuner`
 (propose, search, export); the lane objective (``TuneConfig(lanes=...)``):
-:mod:`~tvm_sched.tune.lanes` (its builder and runner), :mod:`~tvm_sched.tune.lane_report`,
+:mod:`~tvm_sched.tune.lanes` (its builder and runner), the lane section of the report,
 :mod:`~tvm_sched.runtime.rpc` (the functions the tvm_sched RPC server registers).
 
 Names are imported on first use, so ``python -m tvm_sched.tune.server`` (the embedded RPC
@@ -38,7 +38,7 @@ _WHERE = {
     "TuneObjective": "objective", "LaneObjective": "objective", "LaneCandidate": "objective",
     "MeasureResult": "record", "TuneRecord": "record", "search": "objective",
     "tune_lanes": "lanes", "LANE_SOLVERS": "lanes",
-    "LaneTuneResult": "lane_report", "rich_lane_table": "lane_report",
+    "LaneTuneResult": "lane_report", "rich_lane_table": "report",
 }
 
 __all__ = list(_WHERE)

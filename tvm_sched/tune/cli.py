@@ -293,7 +293,7 @@ def _order_summary(con, result, work: Path) -> int:
 
 
 def _lane_summary(con, result, work: Path) -> int:
-    from tvm_sched.tune.lane_report import rich_lane_table
+    from tvm_sched.tune.report import rich_lane_table
 
     con.print(rich_lane_table(result))
     b = result.best
@@ -305,7 +305,7 @@ def _lane_summary(con, result, work: Path) -> int:
     if b is None:
         con.print("[red]the Relax VM could not be measured; see the errors in the report")
         return EXIT_DEVICE
-    sp = result.speedup
+    sp = result.speedup_stats
     con.print(f"pick: [bold]{b.candidate}[/bold] (tuned for {result.lanes} lanes): speed-up "
               f"over the Relax VM {sp['median']:.3f}x (IQR {sp['q1']:.3f}-{sp['q3']:.3f}), median "
               f"{b.latency['median'] * 1e3:.2f} ms; measured {result.measured_now} now, "
@@ -314,9 +314,10 @@ def _lane_summary(con, result, work: Path) -> int:
     if b.kind == "vm" and result.fastest is not None and result.fastest is not b:
         con.print(f"kept the Relax VM: the fastest lane plan ({result.fastest.candidate}, "
                   f"{result.fastest.speedup['median']:.3f}x) did not beat it beyond the noise")
-    sp_text = "n/a" if result.spearman is None else f"{result.spearman:+.2f}"
+    rho = result.spearman.get("predicted")
+    sp_text = "n/a" if rho is None else f"{rho:+.2f}"
     con.print(f"Spearman(predicted makespan, measured latency): {sp_text}")
-    from tvm_sched.tune.lane_report import anchor_table, kernels_line
+    from tvm_sched.tune.report import anchor_table, kernels_line
 
     con.print(kernels_line(result.info))
     rows = anchor_table(result)

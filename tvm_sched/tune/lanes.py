@@ -28,7 +28,7 @@ Contract (``tune(..., TuneConfig(lanes=...))`` and ``tvm-sched tune --lanes auto
    executable, as the latency objective writes it), ``best_lanes.tar``
    (``tvm_sched.runtime.load``-able; the pick, or the fastest lane plan when the VM is the
    pick), ``best_plan.json``, ``report.md``, ``pareto.png``, ``summary.json``
-   (:mod:`tvm_sched.tune.lane_report`).
+   (:mod:`tvm_sched.tune.report`).
 """
 
 from __future__ import annotations
@@ -656,10 +656,24 @@ def _export_stage(out, builder: LaneBuilder, work: Path, export: bool):
     return lane_pick
 
 
+def _lane_result(model, out, lanes: int, lane_pick, work: Path, seconds: dict, budget,
+                 solver_info: dict, info: dict):
+    """The run's :class:`~tvm_sched.tune.result.TuneResult` (``lanes`` set) from the search's
+    outcome."""
+    from tvm_sched.tune.result import TuneResult
+
+    return TuneResult(
+        model=model.name, objective="latency", lanes=lanes, records=out.records,
+        best=out.best, baseline=next((r for r in out.records if r.kind == "vm"), None),
+        fastest=out.fastest, lane_pick=lane_pick, spearman={"predicted": out.spearman},
+        work_dir=work, seconds=seconds, memory_budget=budget, measured_now=out.measured_now,
+        solver_info=solver_info, info=info)
+
+
 def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
                progress: Callable | None = None):
     """The lane objective end to end (see the module docstring); returns a
-    :class:`~tvm_sched.tune.lane_report.LaneTuneResult`.
+    :class:`~tvm_sched.tune.result.TuneResult` with ``lanes`` set.
 
     Parameters
     ----------
@@ -680,8 +694,9 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
 
     Returns
     -------
-    LaneTuneResult
-        The records, the pick and the report's data (also written to the work dir).
+    TuneResult
+        With ``lanes`` set: the records, the pick and the report's data (also written to the
+        work dir).
 
     Raises
     ------
@@ -691,7 +706,7 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
         Lanes that are not valid or more than a device offers, a device without the
         tvm_sched RPC server's lane functions, or a memory budget nothing fits.
     """
-    from tvm_sched.tune.lane_report import LaneTuneResult, write_lane_report
+    from tvm_sched.tune.report import write_lane_report
 
     st = _Stages(progress)
     t_start = time.perf_counter()
@@ -750,22 +765,18 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
         anchors.forget()
         tmp_dir.cleanup()
     st.secs["total"] = time.perf_counter() - t_start
-    result = LaneTuneResult(
-        model=model.name, lanes=lanes, records=out.records, best=out.best,
-        fastest=out.fastest, lane_pick=lane_pick, spearman=out.spearman, work_dir=work,
-        seconds=st.secs, memory_budget=budget, measured_now=out.measured_now,
-        solver_info=solver_info,
-        info={"target": key_target, "device_key": runner.key,
-              "device": ", ".join(d.name for d in devs),
-              "nodes": int(k.graph.num_nodes), "kernels": len(kernel_times),
-              "tvm_planned": vm.arena_bytes, "proposed": len(pool),
-              "chosen": len(out.chosen), "samples": cfg.samples, "top_k": cfg.top_k,
-              "repeats": cfg.repeats, "solver_budget": cfg.solver_budget,
-              "sum_durations_s": float(np.sum(k.graph.duration)),
-              "records_skipped": db.skipped, "model_hash": model.hash,
-              "kernels_from_work_dir": k.compile_s < 1e-3,
-              "cores": cores, "threads_per_lane": threads,
-              "kernel_tuning": kernel_set.describe(),
-              "reconnects": sum(d.reconnects for d in devs), "conditions": conditions})
+    result = _lane_result(model, out, lanes, lane_pick, work, st.secs, budget, solver_info, {
+        "target": key_target, "device_key": runner.key,
+        "device": ", ".join(d.name for d in devs),
+        "nodes": int(k.graph.num_nodes), "kernels": len(kernel_times),
+        "tvm_planned": vm.arena_bytes, "proposed": len(pool),
+        "chosen": len(out.chosen), "samples": cfg.samples, "top_k": cfg.top_k,
+        "repeats": cfg.repeats, "solver_budget": cfg.solver_budget,
+        "sum_durations_s": float(np.sum(k.graph.duration)),
+        "records_skipped": db.skipped, "model_hash": model.hash,
+        "kernels_from_work_dir": k.compile_s < 1e-3,
+        "cores": cores, "threads_per_lane": threads,
+        "kernel_tuning": kernel_set.describe(),
+        "reconnects": sum(d.reconnects for d in devs), "conditions": conditions})
     write_lane_report(result)
     return result

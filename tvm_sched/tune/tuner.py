@@ -10,7 +10,7 @@ Objectives:
   candidates whose planned bytes fit the budget;
 - ``lanes`` set (``"auto"`` or M): lane schedules for the lane runtime against the Relax VM,
   :func:`tvm_sched.tune.lanes.tune_lanes` (returns a
-  :class:`~tvm_sched.tune.lane_report.LaneTuneResult`).
+  :class:`~tvm_sched.tune.result.TuneResult` with ``lanes`` set).
 
 The objective's rules (ranking proxy, pick, proxy correlation) come from one object,
 :func:`tvm_sched.tune.objective.objective_for`; the decision rules of the VM-order objectives
@@ -232,9 +232,9 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Devices, wor
          config: TuneConfig | None = None, *, progress: Callable | None = None,
          lock: bool = True) -> TuneResult:
     """Tune ``model``'s operator order for ``target`` on ``runner``'s devices (with
-    ``config.lanes``: its lane schedules, see :mod:`tvm_sched.tune.lanes`; the result is then a
-    :class:`~tvm_sched.tune.lane_report.LaneTuneResult`). Records are keyed by the full target
-    string (:func:`~tvm_sched.tune.model.target_key`), whether ``target`` is a string or a
+    ``config.lanes``: its lane schedules, see :mod:`tvm_sched.tune.lanes`; the result then
+    has ``lanes`` set). Records are keyed by the full target string
+    (:func:`~tvm_sched.tune.model.target_key`), whether ``target`` is a string or a
     ``tvm.target.Target``.
 
     ``progress(stage, done, total, text)`` is called as work proceeds (the CLI draws bars).
@@ -261,8 +261,8 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Devices, wor
     Returns
     -------
     TuneResult
-        The measured candidates, the pick and the baseline; a
-        :class:`~tvm_sched.tune.lane_report.LaneTuneResult` with ``config.lanes``.
+        The measured candidates, the pick and the baseline (``lanes`` set with
+        ``config.lanes``).
 
     Raises
     ------
