@@ -271,7 +271,7 @@ class LaneModule:
         steps = [(st.kernel, [self._tensors[a] for a in st.args] + list(st.scalars))
                  for st in plan.steps]
         self._step_calls = (engine, funcs, steps)
-        self._pin = (pin, allow_oversubscribe)
+        self._placement = (pin, allow_oversubscribe)  # every engine of this module: the same
         cut = (queues is not False and plan.num_lanes > 1
                and native_engines(engine) is not None)
         #: The modes this module can run in (:mod:`tvm_sched.runtime.adaptive`).
@@ -389,7 +389,7 @@ class LaneModule:
         kind, funcs, steps = self._step_calls
         plan = self.plan
         names = [st.name for st in plan.steps]
-        pin, allow = self._pin
+        pin, allow = self._placement
         if mode == "serial":
             eng = make_engine(kind, funcs, steps, [plan.serial_order()],
                               [[] for _ in plan.steps],

@@ -69,7 +69,7 @@ import numpy as np
 
 from tvm_sched.errors import CycleError, InvalidScheduleError, one_line
 from tvm_sched.graph.algorithms import find_cycle, kahn_lists
-from tvm_sched.runtime.waits import bits_to_matrix
+from tvm_sched.runtime.waits import ancestor_bits, bits_to_matrix
 
 __all__ = ["LanePlan", "TensorSpec", "Step", "FORMAT_NAME", "FORMAT_VERSION", "ALIGN",
            "MAX_TENSOR_BYTES", "dtype_bytes"]
@@ -365,16 +365,8 @@ class LanePlan:
         CycleError
             Lane orders and waits form a cycle.
         """
-        s = len(self.steps)
-        order = self.serial_order()
-        preds = self._step_preds()
-        reach = [0] * s
-        for v in order:
-            r = 0
-            for u in preds[v]:
-                r |= reach[u] | (1 << u)
-            reach[v] = r
-        return bits_to_matrix(reach, s)
+        reach = ancestor_bits(self._step_preds(), self.serial_order())
+        return bits_to_matrix(reach, len(self.steps))
 
     # -- checks -----------------------------------------------------------------------------
     def _step_preds(self) -> list[list[int]]:

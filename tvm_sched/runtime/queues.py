@@ -36,6 +36,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from tvm_sched.runtime.plan import LanePlan
+from tvm_sched.runtime.waits import ancestor_bits
 
 __all__ = ["required_before", "split_lanes"]
 
@@ -118,12 +119,8 @@ def split_lanes(plan: LanePlan) -> tuple[LanePlan, list[int]]:
     (((0,), (1,), (2,)), ((), (), (0,)), [0, 0, 0])
     """
     preds = required_before(plan)
-    reach = [0] * len(plan.steps)
-    for v in plan.serial_order():
-        r = 0
-        for u in preds[v]:
-            r |= reach[u] | (1 << u)
-        reach[v] = r
+    # a sub-order of the plan's happens-before: the plan's serial order is topological for it
+    reach = ancestor_bits(preds, plan.serial_order())
     queues: list[tuple[int, ...]] = []
     owners: list[int] = []
     for lane, chain in enumerate(plan.lanes):

@@ -24,7 +24,37 @@ from tvm_sched.graph import OpGraph
 from tvm_sched.memory import happens_before_from_lanes
 from tvm_sched.schedule import Schedule
 
-__all__ = ["lane_waits", "happens_before", "bits_to_matrix"]
+__all__ = ["lane_waits", "happens_before", "bits_to_matrix", "ancestor_bits"]
+
+
+def ancestor_bits(preds, order) -> list[int]:
+    """Per node, the bitset (a Python int) of every node before it through ``preds``.
+
+    Parameters
+    ----------
+    preds
+        Per node, its direct predecessors.
+    order
+        Every node once, each after its predecessors (a topological order of ``preds``).
+
+    Returns
+    -------
+    list of int
+        Bit ``u`` of entry ``v`` is set when ``u`` reaches ``v``; :func:`bits_to_matrix` turns
+        them into the relation's matrix.
+
+    Examples
+    --------
+    >>> ancestor_bits([[], [0], [1]], [0, 1, 2])
+    [0, 1, 3]
+    """
+    reach = [0] * len(preds)
+    for v in order:
+        r = 0
+        for u in preds[v]:
+            r |= reach[u] | (1 << u)
+        reach[v] = r
+    return reach
 
 
 def bits_to_matrix(reach: list[int], n: int) -> np.ndarray:
