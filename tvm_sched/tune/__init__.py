@@ -1,6 +1,7 @@
 """The tuner: build candidate orders, measure them on devices over TVM RPC, pick the best.
 
 ``tvm-sched tune`` is its command line. Layers: :mod:`~tvm_sched.tune.model` (what is tuned),
+:mod:`~tvm_sched.tune.candidate` (the candidate types of both paths and the builder role),
 :mod:`~tvm_sched.tune.candidates` (orders and proxies), :mod:`~tvm_sched.tune.builder`,
 :mod:`~tvm_sched.tune.devices` (where the RPC sessions come from),
 :mod:`~tvm_sched.tune.runner` (the measurement protocol),
@@ -24,6 +25,8 @@ import importlib
 _WHERE = {
     "Builder": "builder", "Built": "builder",
     "Candidate": "candidates", "propose": "candidates",
+    "TuneCandidate": "candidate", "OrderCandidate": "candidate",
+    "CandidateBuilder": "candidate",
     "Database": "database",
     "TuneModel": "model", "check_target": "model", "load_model": "model",
     "target_key": "model",
@@ -35,7 +38,7 @@ _WHERE = {
     "EmbeddedServer": "server",
     "parse_memory_budget": "pick", "pick": "pick", "beyond_noise": "pick",
     "check_work_dir": "workdir", "lock_work_dir": "workdir",
-    "TuneObjective": "objective", "LaneObjective": "objective", "LaneCandidate": "objective",
+    "TuneObjective": "objective", "LaneObjective": "objective", "LaneCandidate": "candidate",
     "MeasureResult": "record", "TuneRecord": "record", "search": "objective",
     "tune_lanes": "lanes", "LANE_SOLVERS": "lanes",
     "LaneTuneResult": "lane_report", "rich_lane_table": "report",

@@ -13,8 +13,11 @@ candidate's lowered kernels differ from the library's (checked by structural has
 module carries external libraries, the builder falls back to a full ``tvm.compile`` and says so
 once in the log.
 
-:class:`OrderBuilder` is the builder :func:`tvm_sched.tune.objective.search` takes: it builds
-a candidate's orders and keeps each :class:`Built` by candidate hash, for the records.
+:class:`OrderBuilder` is the builder :func:`tvm_sched.tune.objective.search` takes (it implements
+:class:`~tvm_sched.tune.candidate.CandidateBuilder`, as the lane path's
+:class:`~tvm_sched.tune.lanes.LaneBuilder` does): it builds a candidate's orders and keeps each
+:class:`Built` by candidate hash, for the records. (:class:`Builder` is the model's builder,
+not that role; the name is kept for the callers of ``tvm_sched.tune.Builder``.)
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from tvm import relax
 from tvm_sched.errors import one_line
 from tvm_sched.relax.arena import PlanArena, arena_pipeline, planned_storage
 from tvm_sched.relax.reorder import apply
+from tvm_sched.tune.candidate import CandidateBuilder, OrderCandidate
 from tvm_sched.tune.model import TuneModel
 
 __all__ = ["Builder", "Built", "OrderBuilder"]
@@ -221,11 +225,12 @@ class Builder:
         return exe, int(sum(planned_storage(low)))
 
 
-class OrderBuilder:
-    """:func:`~tvm_sched.tune.objective.search`'s builder for VM orders: ``build(c)`` builds
-    ``c.orders`` of a :class:`~tvm_sched.tune.objective.Candidate` with ``builder`` and keeps
-    the :class:`Built` in :attr:`built` under ``c.hash`` (a record reads the bytes the
-    executable allocates and the build's seconds from it).
+class OrderBuilder(CandidateBuilder):
+    """The VM-order path's :class:`~tvm_sched.tune.candidate.CandidateBuilder` (what
+    :func:`~tvm_sched.tune.objective.search` builds with): ``build(c)`` builds ``c.orders`` of
+    an :class:`~tvm_sched.tune.candidate.OrderCandidate` with ``builder`` and keeps the
+    :class:`Built` in :attr:`built` under ``c.hash`` (a record reads the bytes the executable
+    allocates and the build's seconds from it).
 
     Parameters
     ----------
@@ -237,7 +242,7 @@ class OrderBuilder:
         self.builder = builder
         self.built: dict[str, Built] = {}
 
-    def build(self, c) -> Built:
+    def build(self, c: OrderCandidate) -> Built:
         """Build ``c.orders`` and keep the result under ``c.hash``.
 
         Parameters

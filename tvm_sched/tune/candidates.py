@@ -30,8 +30,8 @@ from tvm_sched.memory import arena_bytes_batch
 from tvm_sched.relax.reorder import node_order
 from tvm_sched.solvers import portfolio
 from tvm_sched.solvers.portfolio import candidate_name
+from tvm_sched.tune.candidate import Candidate
 from tvm_sched.tune.model import TuneModel
-from tvm_sched.tune.objective import Candidate
 
 __all__ = ["Candidate", "propose", "TOPO_SORTS", "default_cache_bytes", "tvm_orders"]
 

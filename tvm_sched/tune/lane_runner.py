@@ -32,8 +32,9 @@ import numpy as np
 
 from tvm_sched.errors import DeviceUnavailableError, MeasureError, one_line
 from tvm_sched.runtime import rpc
+from tvm_sched.tune.candidate import LaneCandidate
 from tvm_sched.tune.measure import compare_outputs, deal, serialised, spread
-from tvm_sched.tune.objective import LaneCandidate, MeasureResult
+from tvm_sched.tune.record import MeasureResult
 
 __all__ = ["LaneRunner", "SpreadRunner"]
 

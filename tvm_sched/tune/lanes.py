@@ -33,7 +33,6 @@ Contract (``tune(..., TuneConfig(lanes=...))`` and ``tvm-sched tune --lanes auto
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -51,15 +50,12 @@ from tvm_sched.errors import DeviceUnavailableError, TuneInputError, one_line
 from tvm_sched.runtime import rpc
 from tvm_sched.runtime.cores import lanes_for, num_cores
 from tvm_sched.tune import anchors
+from tvm_sched.tune.candidate import CandidateBuilder, LaneCandidate
 from tvm_sched.tune.database import Database
 from tvm_sched.tune.kernels import device_facts, prepare_kernels
 from tvm_sched.tune.lane_runner import LaneRunner, SpreadRunner
-from tvm_sched.tune.objective import (
-    LaneCandidate,
-    LaneObjective,
-    TuneRecord,
-    search,
-)
+from tvm_sched.tune.objective import LaneObjective, TuneRecord, search
+from tvm_sched.tune.stages import Stages
 
 __all__ = ["LANE_SOLVERS", "tune_lanes", "resolve_lanes", "LaneBuilder", "LaneRunner",
            "SpreadRunner", "propose_lanes"]
@@ -185,9 +181,10 @@ def _export(kernels, path: Path) -> Path:
     return path
 
 
-class LaneBuilder:
+class LaneBuilder(CandidateBuilder):
     """Plans and exports lane candidates from one :class:`LaneKernels` compilation (and the
-    Relax VM anchor from another when its kernels are tuned for a different thread count).
+    Relax VM anchor from another when its kernels are tuned for a different thread count); the
+    lane path's :class:`~tvm_sched.tune.candidate.CandidateBuilder`.
 
     Parameters
     ----------
@@ -517,23 +514,6 @@ def _lane_kernels(model, kernel_set, threads: int, work: Path):
     return LaneKernels(model.mod, target, params=model.params, exe=exe, database=db), cache
 
 
-class _Stages:
-    """The progress callback and the seconds each named stage of :func:`tune_lanes` took."""
-
-    def __init__(self, progress: Callable | None):
-        self.prog = progress or (lambda *a: None)
-        self.secs: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def timed(self, name: str):
-        """Adds the time of the ``with`` body to stage ``name``."""
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.secs[name] = self.secs.get(name, 0.0) + time.perf_counter() - t0
-
-
 def _open_devices(runner, lanes_asked, prog) -> tuple[list, dict, int, str | None, int]:
     """Stage *connect*: the devices' sessions and what they offer (:func:`_survey`)."""
     prog("connect", 0, 1, "device")
@@ -708,7 +688,7 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
     """
     from tvm_sched.tune.report import write_lane_report
 
-    st = _Stages(progress)
+    st = Stages(progress)
     t_start = time.perf_counter()
     rpc.register()  # in-process sessions call these (and the anchors') in this process
     anchors.register()
@@ -750,7 +730,7 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
             out = search(
                 LaneObjective(), [vm, *anchor_cands, *pool], builder=builder,
                 runner=SpreadRunner(devs), database=db,
-                key=lambda c: (model.hash, c.hash, key_target, runner.key),
+                key=lambda c: c.record_key(model.hash, key_target, runner.key),
                 make_record=lambda c, m: TuneRecord.make(
                     c, m, model=model.name, model_hash=model.hash, target=key_target,
                     device_key=runner.key),

@@ -4,8 +4,11 @@ Contract
 --------
 - The records are :mod:`tvm_sched.tune.record`'s (:class:`MeasureResult`, :class:`TuneRecord`,
   one type for both tuning paths); they are the loop's vocabulary and importable from here.
-- The candidates: :class:`Candidate` (VM orders, one per block; proposed by
-  :mod:`tvm_sched.tune.candidates`) and :class:`LaneCandidate` (the Relax VM or a lane plan).
+- The candidates are :mod:`tvm_sched.tune.candidate`'s (one base,
+  :class:`~tvm_sched.tune.candidate.TuneCandidate`, with a kind; its kinds :class:`Candidate`,
+  VM orders, and :class:`LaneCandidate`, the Relax VM or a lane plan), importable from here; so
+  is the builder role :func:`search` takes (:class:`~tvm_sched.tune.candidate.CandidateBuilder`,
+  also named ``Builder`` here).
 - :class:`TuneObjective`: what solvers optimise (``solver_objective``), the proxy that ranks
   proposals (:meth:`~TuneObjective.proxy`), which proposals are measured
   (:meth:`~TuneObjective.rank`), the pick rule (:meth:`~TuneObjective.pick`), how well the proxy
@@ -24,8 +27,6 @@ Contract
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -34,12 +35,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from tvm_sched.tune.candidate import Candidate, CandidateBuilder, LaneCandidate, TuneCandidate
 from tvm_sched.tune.pick import pick, rank
 from tvm_sched.tune.record import MeasureResult, TuneRecord
 
-__all__ = ["Candidate", "LaneCandidate", "MeasureResult", "TuneRecord", "TuneObjective",
-           "LaneObjective", "OrderObjective", "objective_for", "SearchOutcome", "search",
-           "spearman_or_none"]
+__all__ = ["TuneCandidate", "Candidate", "LaneCandidate", "CandidateBuilder", "MeasureResult",
+           "TuneRecord", "TuneObjective", "LaneObjective", "OrderObjective", "objective_for",
+           "SearchOutcome", "search", "spearman_or_none"]
 
 
 def spearman_or_none(x: Sequence[float], y: Sequence[float]) -> float | None:
@@ -77,59 +79,6 @@ def spearman_or_none(x: Sequence[float], y: Sequence[float]) -> float | None:
     rx, ry = ranks(x), ranks(y)
     c = np.corrcoef(rx, ry)[0, 1]
     return None if not math.isfinite(c) else float(c)
-
-
-@dataclass
-class Candidate:
-    """A VM-order candidate: one order per block, where it came from and its proxies
-    (:mod:`tvm_sched.tune.candidates` proposes them)."""
-
-    name: str
-    source: str
-    orders: tuple[tuple[int, ...], ...]
-    baseline: bool = False
-    proxy: dict[str, float] = field(default_factory=dict)
-    #: Other names that produced the same orders (e.g. a TopologicalSort equal to TVM's order).
-    aliases: list[str] = field(default_factory=list)
-
-    @property
-    def hash(self) -> str:
-        text = json.dumps([list(o) for o in self.orders], separators=(",", ":"))
-        return hashlib.sha1(text.encode()).hexdigest()[:16]
-
-    @property
-    def kind(self) -> str:
-        """``"vm"`` for TVM's own order (the baseline ``tvm``: the anchor of every measured
-        batch), ``"order"`` for any other (:class:`~tvm_sched.tune.record.TuneRecord`)."""
-        return "vm" if self.baseline and self.name == "tvm" else "order"
-
-
-@dataclass
-class LaneCandidate:
-    """A candidate: the Relax VM (``kind="vm"``), a lane schedule (``kind="lanes"``) or an
-    anchor that is measured but never picked (``kind="anchor"``: PyTorch, ONNX Runtime;
-    :mod:`tvm_sched.tune.anchors`)."""
-
-    name: str
-    source: str
-    kind: str = "lanes"
-    lanes: int = 1
-    order: tuple[int, ...] | None = None
-    lane: tuple[int, ...] | None = None
-    #: Predicted makespan (seconds) on the measured kernel durations.
-    predicted: float | None = None
-    #: Arena bytes of the plan (TVM's planned bytes for the VM).
-    arena_bytes: int | None = None
-    baseline: bool = False
-    aliases: list[str] = field(default_factory=list)
-
-    @property
-    def hash(self) -> str:
-        parts = [self.kind, self.lanes, list(self.order or ()), list(self.lane or ())]
-        if self.kind == "anchor":  # PyTorch / ONNX Runtime: told apart by name alone
-            parts.append(self.name)
-        text = json.dumps(parts, separators=(",", ":"))
-        return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
 class TuneObjective:
@@ -422,23 +371,9 @@ def objective_for(name: str, *, lanes=None, keep_default: bool = True) -> TuneOb
 
 # --------------------------------------------------------------------------------------------
 # the loop
-class Builder(Protocol):
-    """What :func:`search` builds with."""
-
-    def build(self, c: Any) -> Any:
-        """Build one candidate.
-
-        Parameters
-        ----------
-        c
-            The candidate.
-
-        Returns
-        -------
-        Any
-            What the runner measures.
-        """
-        ...
+#: The builder role :func:`search` takes (:class:`~tvm_sched.tune.candidate.CandidateBuilder`;
+#: the name this module gave it before).
+Builder = CandidateBuilder
 
 
 class Runner(Protocol):
@@ -499,15 +434,17 @@ class SearchOutcome:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def search(objective: TuneObjective, proposals: Iterable[Any], *, builder: Builder,
-           runner: Runner, database: Database, key: Callable[[Any], tuple],
+def search(objective: TuneObjective, proposals: Iterable[TuneCandidate], *,
+           builder: CandidateBuilder, runner: Runner, database: Database,
+           key: Callable[[TuneCandidate], tuple],
            make_record: Callable[[Any, MeasureResult], TuneRecord],
            budget: int | None = None, top_k: int = 8,
            progress: Callable[[str, int, int, str], None] | None = None) -> SearchOutcome:
     """One ask/tell round (see the module docstring).
 
-    A proposal has ``name``, ``kind``, ``baseline`` and ``hash`` (a
-    :class:`LaneCandidate` or a :class:`~tvm_sched.tune.objective.Candidate`). ``key(c)`` is
+    A proposal is a :class:`~tvm_sched.tune.candidate.TuneCandidate` (a :class:`LaneCandidate`
+    or a :class:`~tvm_sched.tune.objective.Candidate`; what is used is its ``name``, ``kind``,
+    ``baseline`` and ``hash``). ``key(c)`` is
     the database key of candidate ``c``; the candidate with ``kind == "vm"``, which must be
     among the baselines, is the anchor of every batch. Records the database already holds are
     not measured again; when nothing is left to measure, nothing is built and no batch runs.

@@ -18,7 +18,8 @@ are :mod:`tvm_sched.tune.pick`. The loop is :func:`~tvm_sched.tune.objective.sea
 VM-order builder and runner adapters (:class:`~tvm_sched.tune.builder.OrderBuilder`,
 :class:`~tvm_sched.tune.runner.OrderRunner`) and the database passed in; TVM's order (the
 candidate ``tvm``, ``kind == "vm"``) is the anchor of every batch, measured again when an
-earlier run recorded it.
+earlier run recorded it. The run is a short sequence of named stage functions (propose, kernels,
+search, export, report), timed by :class:`~tvm_sched.tune.stages.Stages` as the lane path's.
 
 Ranking before measuring uses the proxies of :mod:`tvm_sched.tune.candidates`: cache-miss bytes
 for latency (ties by planned bytes), planned bytes for memory. How well each proxy ranks the
@@ -63,6 +64,7 @@ from tvm_sched.tune.record import MeasureResult, TuneRecord
 from tvm_sched.tune.report import write_report
 from tvm_sched.tune.result import TuneResult
 from tvm_sched.tune.runner import Devices, OrderRunner
+from tvm_sched.tune.stages import Stages
 from tvm_sched.tune.workdir import atomic_path, atomic_write, check_work_dir, lock_work_dir
 
 __all__ = ["TuneConfig", "TuneResult", "tune", "OBJECTIVES", "parse_memory_budget"]
@@ -379,74 +381,85 @@ def _export_order(builder: Builder, model: TuneModel, best: TuneRecord, work: Pa
          "orders": best.order_facts.orders}, indent=1))
 
 
-def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: Devices,
-          work: Path, cfg: TuneConfig, progress: Callable | None) -> TuneResult:
-    """The stages of :func:`tune` for VM orders, with the work dir checked and locked:
-    propose, kernels, search (rank, build and measure what the database lacks), export."""
-    prog = progress or (lambda *a: None)
-    t_start = time.perf_counter()
-    secs: dict[str, float] = {}
-    runner.prepare()  # e.g. the embedded server imports TVM meanwhile
-
-    t0 = time.perf_counter()
-    cache_bytes = cfg.cache_bytes or default_cache_bytes()
-    pool, budget, tvm_planned = _propose_orders(model, cfg, cache_bytes, prog)
-    objective = objective_for(cfg.objective, keep_default=cfg.keep_default_within_noise)
-    secs["propose"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    builder, args, model, target, kernel_info = _build_kernels(model, target, runner, work,
-                                                               cfg, prog)
-    secs["kernels_tuning"] = kernel_info["seconds"]
-    secs["build"] = time.perf_counter() - t0
-
-    db = Database(work / "records.jsonl", canonical_target=target_key)
+def _search_orders(objective, pool: Sequence[Candidate], builder: Builder, order_runner,
+                   db: Database, model: TuneModel, key_target: str, device_key: str,
+                   cfg: TuneConfig, budget: int | None, cache_bytes: int, prog):
+    """Stage *search* of the order objective: :func:`~tvm_sched.tune.objective.search` with
+    the VM-order builder, ``order_runner`` and ``db`` (rank, build and measure what the
+    database lacks, tell, pick); returns its outcome."""
     order_builder = OrderBuilder(builder)
-    order_runner = OrderRunner(runner, kernels=builder.kernels, args=args,
-                               device_type=target.get_target_device_type(),
-                               repeats=cfg.repeats, number=cfg.number,
-                               min_repeat_ms=cfg.min_repeat_ms, timeout=cfg.timeout)
 
     def make_record(c: Candidate, m: MeasureResult) -> TuneRecord:
         b = order_builder.built[c.hash]
         return TuneRecord.make_order(
             c, m, model=model.name, model_hash=model.hash, target=key_target,
-            device_key=runner.key, planned_bytes=b.allocated_bytes if b.error is None else None,
+            device_key=device_key, planned_bytes=b.allocated_bytes if b.error is None else None,
             build_s=b.seconds, fast_build=b.needs_kernels, cache_bytes=cache_bytes)
 
     out = search(objective, pool, builder=order_builder, runner=order_runner, database=db,
-                 key=lambda c: (model.hash, c.hash, key_target, runner.key),
+                 key=lambda c: c.record_key(model.hash, key_target, device_key),
                  make_record=make_record, budget=budget, top_k=cfg.top_k, progress=prog)
-    secs["build"] += out.seconds["build"]
-    secs["kernels"] = builder.kernel_seconds
-    secs["measure"] = out.seconds["measure"]
     log.info("%d candidates (%d baselines), %d measured now", len(out.chosen),
              sum(c.baseline for c in out.chosen), out.measured_now)
+    return out
 
+
+def _order_info(out, pool: Sequence[Candidate], builder: Builder, order_runner, db: Database,
+                model: TuneModel, key_target: str, device_key: str, cfg: TuneConfig,
+                facts: dict) -> dict:
+    """The ``info`` of the order objective's :class:`~tvm_sched.tune.result.TuneResult`;
+    ``facts``: ``cache_bytes``, ``tvm_planned`` and ``kernel_tuning``."""
     best, fastest = out.best, out.fastest
+    return {"target": key_target, "device_key": device_key,
+            "candidates_proposed": len(pool), "candidates_chosen": len(out.chosen),
+            "cache_bytes": facts["cache_bytes"], "tvm_planned": facts["tvm_planned"],
+            "kernel_build_fast": builder.kernels is not None,
+            "full_compiles": builder.fallbacks, "reconnects": order_runner.reconnects,
+            "records_skipped": db.skipped, "model_hash": model.hash, "nodes": model.num_nodes,
+            "kernel_tuning": facts["kernel_tuning"],
+            "host": platform.node(), "solvers": list(cfg.solvers),
+            "top_k": cfg.top_k, "repeats": cfg.repeats,
+            "fastest": fastest.candidate if fastest else None,
+            "kept_default_within_noise": bool(best and fastest and best is not fastest
+                                              and best.kind == "vm")}
+
+
+def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: Devices,
+          work: Path, cfg: TuneConfig, progress: Callable | None) -> TuneResult:
+    """The stages of :func:`tune` for VM orders, with the work dir checked and locked:
+    propose, kernels (timed as ``build``), search (rank, build and measure what the database
+    lacks), export, report; each a named function, timed by :class:`~tvm_sched.tune.stages.Stages`
+    as the lane path's are."""
+    st = Stages(progress)
+    t_start = time.perf_counter()
+    runner.prepare()  # e.g. the embedded server imports TVM meanwhile
+    cache_bytes = cfg.cache_bytes or default_cache_bytes()
+    with st.timed("propose"):
+        pool, budget, tvm_planned = _propose_orders(model, cfg, cache_bytes, st.prog)
+        objective = objective_for(cfg.objective, keep_default=cfg.keep_default_within_noise)
+    with st.timed("build"):
+        builder, args, model, target, kernel_info = _build_kernels(model, target, runner, work,
+                                                                   cfg, st.prog)
+        st.secs["kernels_tuning"] = kernel_info["seconds"]
+    db = Database(work / "records.jsonl", canonical_target=target_key)
+    order_runner = OrderRunner(runner, kernels=builder.kernels, args=args,
+                               device_type=target.get_target_device_type(),
+                               repeats=cfg.repeats, number=cfg.number,
+                               min_repeat_ms=cfg.min_repeat_ms, timeout=cfg.timeout)
+    out = _search_orders(objective, pool, builder, order_runner, db, model, key_target,
+                         runner.key, cfg, budget, cache_bytes, st.prog)
+    st.secs["build"] += out.seconds["build"]
+    st.secs["kernels"] = builder.kernel_seconds
+    st.secs["measure"] = out.seconds["measure"]
+    info = _order_info(out, pool, builder, order_runner, db, model, key_target, runner.key,
+                       cfg, {"cache_bytes": cache_bytes, "tvm_planned": tvm_planned,
+                             "kernel_tuning": kernel_info})
     base = next((r for r in out.records if r.kind == "vm"), None)
-    result = TuneResult(model.name, cfg.objective, out.records, best, base, out.spearman, work,
-                        secs, budget, out.measured_now, info={
-                            "target": key_target, "device_key": runner.key,
-                            "candidates_proposed": len(pool),
-                            "candidates_chosen": len(out.chosen),
-                            "cache_bytes": cache_bytes, "tvm_planned": tvm_planned,
-                            "kernel_build_fast": builder.kernels is not None,
-                            "full_compiles": builder.fallbacks,
-                            "reconnects": order_runner.reconnects,
-                            "records_skipped": db.skipped,
-                            "model_hash": model.hash, "nodes": model.num_nodes,
-                            "kernel_tuning": kernel_info,
-                            "host": platform.node(), "solvers": list(cfg.solvers),
-                            "top_k": cfg.top_k, "repeats": cfg.repeats,
-                            "fastest": fastest.candidate if fastest else None,
-                            "kept_default_within_noise": bool(
-                                best and fastest and best is not fastest
-                                and best.kind == "vm")})
-    if best is not None and cfg.export:
-        t0 = time.perf_counter()
-        _export_order(builder, model, best, work)
-        secs["export"] = time.perf_counter() - t0
-    secs["total"] = time.perf_counter() - t_start
+    result = TuneResult(model.name, cfg.objective, out.records, out.best, base, out.spearman,
+                        work, st.secs, budget, out.measured_now, info=info)
+    if out.best is not None and cfg.export:
+        with st.timed("export"):
+            _export_order(builder, model, out.best, work)
+    st.secs["total"] = time.perf_counter() - t_start
     write_report(result)
     return result
