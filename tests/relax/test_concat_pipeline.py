@@ -27,9 +27,13 @@ def _fused(name: str):
 
 
 @pytest.fixture(scope="module")
-def darts():
-    """The zoo's darts (small), fused after BatchNorm is decomposed, and its import."""
-    return _fused("darts")
+def nasnet():
+    """The zoo's nasnet (small), fused after BatchNorm is decomposed, and its import.
+
+    (darts, used before, no longer gains from its concatenates: with its pre-activation ReLUs
+    inlined into their consumers, removing them would grow the arena, so the planner keeps
+    them copying -- the rule tested here.)"""
+    return _fused("nasnet")
 
 
 def _lower(mod, zero_copy: bool):
@@ -55,10 +59,10 @@ def _concat_names(mod) -> set[str]:
     return {gv.name_hint for gv, f in mod.functions.items() if concat_layout(f) is not None}
 
 
-def test_pipeline_removes_concatenates_bit_identically(darts):
+def test_pipeline_removes_concatenates_bit_identically(nasnet):
     from tvm_sched.relax.frontend import run_module
 
-    mod, imp = darts
+    mod, imp = nasnet
     names = _concat_names(mod)
     low_copy, rep_copy = _lower(mod, False)
     low_zero, rep_zero = _lower(mod, True)
@@ -72,10 +76,10 @@ def test_pipeline_removes_concatenates_bit_identically(darts):
         assert np.array_equal(a, b)
 
 
-def test_registered_pipeline_takes_the_switch(darts):
+def test_registered_pipeline_takes_the_switch(nasnet):
     from tvm_sched.relax.passes import pipeline
 
-    mod, _ = darts
+    mod, _ = nasnet
     with tvm.target.Target("llvm"):
         on = pipeline(solver="lpmf", baselines=(), budget=0.2)(mod)
         off = pipeline(solver="lpmf", baselines=(), budget=0.2, zero_copy_concat=False)(mod)
@@ -152,10 +156,10 @@ def test_concat_layout_reads_pure_concatenates_only():
     assert concat_layout(None) is None
 
 
-def test_sites_and_the_fusion_switch_on_a_zoo_model(darts):
+def test_sites_and_the_fusion_switch_on_a_zoo_model(nasnet):
     from tvm_sched.relax.extract import extract
 
-    mod, imp = darts
+    mod, imp = nasnet
     (graph,) = extract(mod, "main", skip_symbolic=False)
     sites = concat_sites(mod, graph)
     assert len(sites) >= 2

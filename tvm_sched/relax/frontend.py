@@ -136,8 +136,10 @@ def prepare(mod: tvm.IRModule) -> tvm.IRModule:
     tvm.IRModule
         A new module with ``main_transform_params`` and a fused ``main``.
     """
+    from tvm_sched.relax.fold import FoldBatchNormIntoWeights
     from tvm_sched.relax.passes import fusion_prefix
 
+    mod = FoldBatchNormIntoWeights(weight_params=True)(mod)
     mod = relax.transform.LiftTransformParams()(mod)
     return fusion_prefix()(mod)
 

@@ -35,7 +35,9 @@ from tvm_sched.errors import ExtractionError
 from tvm_sched.memory import arena_bytes_batch
 from tvm_sched.relax.arena import PlanArena, arena_pipeline
 from tvm_sched.relax.extract import extract
+from tvm_sched.relax.fold import FoldBatchNormIntoWeights
 from tvm_sched.relax.inplace import KeepInplaceCallsUnfused
+from tvm_sched.relax.prologue import InlineElementwisePrologues
 from tvm_sched.relax.reorder import apply
 from tvm_sched.schedule import Schedule
 from tvm_sched.solvers import get_solver
@@ -63,9 +65,11 @@ def fusion_prefix() -> tvm.transform.Pass:
     Returns
     -------
     tvm.transform.Pass
-        A fresh ``Sequential`` of the seven passes.
+        A fresh ``Sequential`` of the passes.
     """
     return tvm.transform.Sequential([
+        # BatchNorm after a convolution with constant weights goes into the weights
+        FoldBatchNormIntoWeights(),
         # inference-only ops first: BatchNorm becomes a multiply-add that FuseOps folds into
         # the convolution before it (its epilogue) instead of a kernel of its own
         relax.transform.DecomposeOpsForInference(),
@@ -75,6 +79,8 @@ def fusion_prefix() -> tvm.transform.Pass:
         KeepInplaceCallsUnfused(),
         relax.transform.FoldConstant(),
         relax.transform.FuseOps(),
+        # pre-activation ReLUs: computed inside their consumers instead of a pass over memory
+        InlineElementwisePrologues(),
         relax.transform.FuseTIR(),
         relax.transform.DeadCodeElimination(),
     ])

@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from tvm_sched.errors import InvalidScheduleError, TvmSchedError, one_line
-from tvm_sched.runtime.plan import LanePlan, TensorSpec
+from tvm_sched.runtime.plan import LanePlan, TensorSpec, numpy_dtype
 
 __all__ = ["EXPORT_FORMAT", "MAX_MEMBER_BYTES", "Artifact", "read_artifact", "write_artifact"]
 
@@ -281,7 +281,11 @@ def _read_plan(tar: tarfile.TarFile, info: tarfile.TarInfo, digest: str, name: s
     data = _read_bytes(tar, info, where)
     _verify(hashlib.sha256(data).hexdigest(), digest, where)
     try:
-        return LanePlan.from_json(data.decode("utf-8"))
+        plan = LanePlan.from_json(data.decode("utf-8"))
+        for t in plan.tensors:  # the host arena holds them as numpy views: checked before
+            if t.kind == "arena":  # the kernel library is opened
+                numpy_dtype(t.dtype)
+        return plan
     except UnicodeDecodeError as err:
         raise InvalidScheduleError(f"{where} is not UTF-8 text ({err.reason})") from err
     except TvmSchedError as err:  # InvalidScheduleError, CycleError

@@ -53,7 +53,7 @@ from tvm_sched.runtime.artifact import (
     read_artifact,
     write_artifact,
 )
-from tvm_sched.runtime.plan import ALIGN, LanePlan, dtype_bytes
+from tvm_sched.runtime.plan import ALIGN, LanePlan, numpy_dtype
 from tvm_sched.runtime.queues import split_lanes
 
 __all__ = ["LaneModule", "LaneInputError", "load", "make_engine", "EXPORT_FORMAT",
@@ -153,17 +153,6 @@ def make_engine(kind: str, funcs, steps, lanes, waits, *, threads_per_lane: int 
     from tvm_sched.runtime.engine_python import PythonEngine
 
     return PythonEngine(funcs, steps, lanes, waits, step_names=step_names, **kw)
-
-
-def _np_dtype(dtype: str) -> np.dtype:
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
-    if dt is None or dt.itemsize != dtype_bytes(dtype):
-        raise InvalidScheduleError(f"dtype {dtype!r} has no numpy equivalent for the host "
-                                   "arena")
-    return dt
 
 
 def _cpu_device(device):
@@ -295,7 +284,7 @@ class LaneModule:
         dev, plan = self.device, self.plan
         tensors: list[Any] = [None] * len(plan.tensors)
         def arena_view(offset: int, t) -> Any:
-            view = self.arena[offset:offset + t.nbytes].view(_np_dtype(t.dtype))
+            view = self.arena[offset:offset + t.nbytes].view(numpy_dtype(t.dtype))
             return tvm.runtime.from_dlpack(view.reshape(t.shape))
 
         for i, t in enumerate(plan.tensors):

@@ -72,7 +72,7 @@ from tvm_sched.graph.algorithms import find_cycle, kahn_lists
 from tvm_sched.runtime.waits import ancestor_bits, bits_to_matrix
 
 __all__ = ["LanePlan", "TensorSpec", "Step", "FORMAT_NAME", "FORMAT_VERSION", "ALIGN",
-           "MAX_TENSOR_BYTES", "dtype_bytes"]
+           "MAX_TENSOR_BYTES", "dtype_bytes", "numpy_dtype"]
 
 FORMAT_NAME = "tvm_sched.LanePlan"
 #: Version this module writes; 2 added views with a byte offset (zero-copy concatenation).
@@ -88,6 +88,40 @@ MAX_TENSOR_BYTES = 1 << 40
 _KINDS = ("param", "const", "arena", "extern", "view")
 _DTYPE_RE = re.compile(r"(?:(bool)|(u?int|b?float)(\d{1,3})(_[a-z0-9]+)?)(?:x(\d{1,5}))?")
 _I64 = 1 << 63
+
+
+def numpy_dtype(dtype: str) -> np.dtype:
+    """The numpy dtype of a TVM dtype string, for tensors held in a numpy host arena.
+
+    Parameters
+    ----------
+    dtype
+        A TVM dtype string.
+
+    Returns
+    -------
+    numpy.dtype
+        The numpy dtype with the same name and element size.
+
+    Raises
+    ------
+    InvalidScheduleError
+        ``dtype`` is not a TVM dtype (:func:`dtype_bytes`), or numpy has no dtype of that name
+        and size (``float12``).
+
+    Examples
+    --------
+    >>> numpy_dtype("float32").itemsize
+    4
+    """
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.itemsize != dtype_bytes(dtype):
+        raise InvalidScheduleError(f"dtype {str(dtype)[:40]!r} has no numpy equivalent for "
+                                   "the host arena")
+    return dt
 
 
 def dtype_bytes(dtype: str) -> int:
