@@ -432,3 +432,26 @@ def test_cli_negative_kernel_trials_is_one_line_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "--kernel-trials" in err and len(err.strip().splitlines()) == 1, err
     assert not work.exists()
+
+
+def test_kernels_that_run_once_at_load_are_not_tuned():
+    """BatchNorm folded into the weights is computed by ``main_transform_params`` once per
+    load: its kernels are not tasks, every kernel ``main`` calls still is, and the module
+    itself is left as it was."""
+    import torch
+    from tvm.s_tir import meta_schedule as ms
+
+    from tvm_sched.relax.frontend import from_torch, prepare
+    from tvm_sched.tune.kernels import per_call_part
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8),
+                                torch.nn.ReLU()).eval()
+    mod = prepare(from_torch(model, (torch.randn(1, 3, 8, 8),), name="cbr").mod)
+    target = device_target(LLVM, HOST_CPU, 1).target
+    everything = ms.relax_integration.extract_tasks(mod, target)
+    per_call = ms.relax_integration.extract_tasks(per_call_part(mod), target)
+    assert len(per_call) == 1 and per_call[0].task_name.startswith("fused_conv2d")
+    assert len(everything) > len(per_call)  # the weight arithmetic's kernels
+    assert "main_transform_params" in [gv.name_hint for gv in mod.get_global_vars()]
+    plain = per_call_part(mod)
+    assert per_call_part(plain) is plain  # nothing to drop: the same module

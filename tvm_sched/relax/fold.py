@@ -109,10 +109,12 @@ class FoldBatchNormIntoWeights:
                 return expr
             weight, gamma, beta, mean, var = operands
             channels = _channels(mean)
-            if channels is None:
-                return expr
-            eps = relax.const(float(bn.attrs.epsilon), var.ty.dtype)
-            scale = relax.op.divide(relax.const(1.0, var.ty.dtype),
+            dtype = str(var.ty.dtype)
+            if (channels is None or not dtype.startswith("float")
+                    or any(str(e.ty.dtype) != dtype for e in (weight, gamma, beta, mean))):
+                return expr  # e.g. a quantised convolution: its weights are not scaled here
+            eps = relax.const(float(bn.attrs.epsilon), dtype)
+            scale = relax.op.divide(relax.const(1.0, dtype),
                                     relax.op.sqrt(relax.op.add(var, eps)))
             if bool(bn.attrs.scale):
                 scale = relax.op.multiply(gamma, scale)
