@@ -233,6 +233,71 @@ def test_tuning_in_process_resumes_and_the_tuned_build_matches(tiny, tmp_path,
 
 
 @pytest.fixture(scope="module")
+def twins():
+    """Two kernels around the same matmul with different epilogues: relu(x @ w1 + b1) and
+    relu(x @ w2 + b2 + that)."""
+    import torch
+
+    from tvm_sched.relax.frontend import from_torch, prepare
+
+    class Twins(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            g = torch.Generator().manual_seed(0)
+            self.w1 = torch.nn.Parameter(torch.randn(64, 32, generator=g))
+            self.w2 = torch.nn.Parameter(torch.randn(64, 32, generator=g))
+            self.b1 = torch.nn.Parameter(torch.randn(32, generator=g))
+            self.b2 = torch.nn.Parameter(torch.randn(32, generator=g))
+
+        def forward(self, x):
+            a = torch.relu(x @ self.w1 + self.b1)
+            return torch.relu(x @ self.w2 + self.b2 + a)
+
+    x = torch.randn(16, 64, generator=torch.Generator().manual_seed(1))
+    imported = from_torch(Twins(), (x,), name="twins")
+    return imported, prepare(imported.mod)
+
+
+def test_a_database_without_its_equality_file_is_structural(tmp_path):
+    from tvm_sched.runtime.builder import EQUALITY_FILE, module_equality
+
+    assert module_equality(tmp_path) == "structural"
+    (tmp_path / EQUALITY_FILE).write_text("anchor-block\n")
+    assert module_equality(tmp_path) == "anchor-block"
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_kernels_that_share_their_anchor_are_one_task_and_both_get_its_schedule(twins,
+                                                                                tmp_path):
+    """The two matmuls are one MetaSchedule task (anchor-block equality), and the trace tuned
+    on one is replayed on the other when the database is applied; outputs stay the same."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from tvm_sched.runtime.builder import EQUALITY_FILE, LaneKernels, apply_database
+    from tvm_sched.tune.devices import InProcessDevices
+    from tvm_sched.tune.kernels import MODULE_EQUALITY, per_call_part
+
+    imported, mod = twins
+    target = device_target(LLVM, HOST_CPU, 1).target
+    kernels = ms.relax_integration.extract_tasks(per_call_part(mod), target)
+    assert len(kernels) == 2  # structurally two kernels
+    tuned = tune_kernels(mod, target, tmp_path, 6, model_hash="twins", runner=InProcessDevices(),
+                         timeout=30)
+    assert tuned.tasks == 1
+    assert (tuned.path / EQUALITY_FILE).read_text() == MODULE_EQUALITY
+    applied = apply_database(mod, target, tuned.path)
+    scheduled = [gv.name_hint for gv, f in applied.functions.items()
+                 if isinstance(f, tvm.tirx.PrimFunc) and f.attrs
+                 and "tirx.is_scheduled" in f.attrs]
+    assert len(scheduled) == 2, scheduled
+    got = LaneKernels(mod, target, params=imported.params, database=tuned.path)
+    want = LaneKernels(mod, target, params=imported.params)
+    np.testing.assert_allclose(got.reference(*imported.inputs)[0],
+                               want.reference(*imported.inputs)[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
 def three():
     """A model of three kernels of very different cost: a large and a small matmul, each with
     its epilogue, and a softmax."""
