@@ -288,3 +288,52 @@ def test_tune_has_one_output_check_and_one_spread_over_devices():
         assert "np.abs(" not in text, p
         for m in re.finditer(r"ThreadPoolExecutor\(([^,)]*)", text):
             assert m.group(1).strip() == "1", (p, m.group(0))
+
+
+def _interleaved_loops(tree: ast.AST) -> list[int]:
+    """Lines of the interleaved-rounds loops in ``tree``: a ``for`` over ``range(...)`` of
+    something named like ``repeats`` whose body loops again (over the candidates)."""
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, (ast.For, ast.AsyncFor)) and isinstance(node.iter, ast.Call)
+                and isinstance(node.iter.func, ast.Name) and node.iter.func.id == "range"):
+            continue
+        names = {n.id if isinstance(n, ast.Name) else n.attr for a in node.iter.args
+                 for n in ast.walk(a) if isinstance(n, (ast.Name, ast.Attribute))}
+        inner = any(isinstance(n, (ast.For, ast.AsyncFor, ast.comprehension))
+                    for s in node.body for n in ast.walk(s))
+        if inner and any("repeat" in n.lower() for n in names):
+            found.append(node.lineno)
+    return found
+
+
+def measuring_modules() -> dict[str, list[int]]:
+    """Path under tvm_sched/ -> lines of every interleaved-rounds loop (issue 19 item 1)."""
+    out = {}
+    for p in (ROOT / "tune").rglob("*.py"):
+        lines = _interleaved_loops(ast.parse(p.read_text()))
+        if lines:
+            out[p.relative_to(ROOT).as_posix()] = lines
+    return out
+
+
+def test_tune_has_one_measurer():
+    # issue 19 item 1: Measurer and LaneRunner each ran the interleaved rounds; one runner
+    # (tune.runner.InterleavedRunner) runs them now, the kinds only load, run and time
+    found = measuring_modules()
+    assert list(found) == ["tune/runner.py"] and len(found["tune/runner.py"]) == 1, found
+
+
+def test_the_measurer_check_would_catch_a_copy():
+    # the old lane runner's rounds, the old VM-order measurer's, and a comprehension variant
+    copies = ("for _ in range(self.repeats):\n    for c, fn, res in runs:\n        fn(number)\n",
+              "def f(m, loaded, d):\n    for _ in range(m.repeats):\n"
+              "        for idx, vm, meas in loaded:\n            meas.samples.append(d.time(vm))\n",
+              "def f(repeat, xs):\n    for r in range(2 * repeat):\n"
+              "        samples = [time(x) for x in xs]\n")
+    for src in copies:
+        assert _interleaved_loops(ast.parse(src)), src
+    # not the rounds: a profile run per repeat (no loop inside) and a loop over other counts
+    for src in ("for _ in range(repeat):\n    self.call(one_run)\n",
+                "for i in range(n):\n    for j in range(i):\n        pass\n"):
+        assert not _interleaved_loops(ast.parse(src)), src

@@ -4,14 +4,16 @@
 :mod:`~tvm_sched.tune.candidate` (the candidate types of both paths and the builder role),
 :mod:`~tvm_sched.tune.candidates` (orders and proxies), :mod:`~tvm_sched.tune.builder`,
 :mod:`~tvm_sched.tune.devices` (where the RPC sessions come from),
-:mod:`~tvm_sched.tune.runner` (the measurement protocol),
+:mod:`~tvm_sched.tune.session` (a device session and the per-kind interface),
+:mod:`~tvm_sched.tune.runner` (the one measurement protocol, and the VM-order adapter),
 :mod:`~tvm_sched.tune.record` (typed records, one type for both tuning paths),
 :mod:`~tvm_sched.tune.database` (their JSONL file), :mod:`~tvm_sched.tune.objective` (the
 objectives' rules and the ask/tell ``search`` both paths run), :mod:`~tvm_sched.tune.pick`
 (the VM-order decision rules), :mod:`~tvm_sched.tune.result`, :mod:`~tvm_sched.tune.report`,
 :mod:`~tvm_sched.tune.workdir` (check, lock, atomic writes), :mod:`~tvm_sched.tune.tuner`
 (propose, search, export); the lane objective (``TuneConfig(lanes=...)``):
-:mod:`~tvm_sched.tune.lanes` (its builder and runner), the lane section of the report,
+:mod:`~tvm_sched.tune.lanes` (its builder), :mod:`~tvm_sched.tune.lane_runner` (its adapter to
+the runner, the kernel profile), the lane section of the report,
 :mod:`~tvm_sched.runtime.rpc` (the functions the tvm_sched RPC server registers).
 
 Names are imported on first use, so ``python -m tvm_sched.tune.server`` (the embedded RPC
@@ -31,6 +33,7 @@ _WHERE = {
     "TuneModel": "model", "check_target": "model", "load_model": "model",
     "target_key": "model",
     "EmbeddedDevices": "devices", "InProcessDevices": "devices", "Measurer": "runner",
+    "InterleavedRunner": "runner",
     "Devices": "devices", "ServerDevices": "devices", "TrackerDevices": "devices",
     "devices_from_args": "devices", "create_devices": "devices",
     "TuneConfig": "tuner", "tune": "tuner", "TuneResult": "result",

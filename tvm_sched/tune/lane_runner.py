@@ -1,23 +1,24 @@
-"""Measuring lane candidates and the Relax VM on RPC sessions (the lane objective's runner).
+"""The Relax VM, lane plans and the anchors on a device session (the lane kind's adapter), and
+the kernel profile.
 
 Contract
 --------
-:class:`LaneRunner` (one device session): the Relax VM executable (the kernel library the lane
-plans share) is uploaded once and its outputs on the device are the reference; each lane
-candidate's exported module is uploaded, run through ``tvm_sched.runtime.run_exported`` and its
-outputs checked against the VM's before anything is timed; one warm-up each; then ``repeats`` rounds
-over the VM and the candidates in turn (VM A B C VM A B C ...), each sample ``number`` runs
-(set so that the VM's sample lasts ``min_repeat_ms``). Every result carries the VM's samples of
-the same rounds. A failure of one candidate is its result, told at once; every device call has
-a time limit. A device that does not answer or is gone is reopened once when the runner was
-given ``reopen`` (an embedded server is restarted, a server or tracker reconnected): the
-candidate it was running keeps its error and the candidates not yet told are measured again
-on the new session, anchored on the VM there. :meth:`LaneRunner.profile` times every kernel
-of the one-lane plan on the device on the data it really receives (the lane run one kernel at
-a time); a device lost there is reopened once too, and the error names the running kernel.
-A second loss, or a loss without ``reopen``, raises
-:class:`~tvm_sched.errors.DeviceUnavailableError` with the records so far kept.
-:class:`SpreadRunner` deals candidates over several devices (a tracker's).
+:class:`LaneAdapter` is the lane kind's :class:`~tvm_sched.tune.session.SessionAdapter`: the
+protocol is :class:`~tvm_sched.tune.runner.InterleavedRunner`'s (interleaved rounds, output
+checks, failures as results, a lost device reopened once), this module says how each lane kind
+is loaded, run and timed on one session. The Relax VM executable (the kernel library the lane
+plans share) is uploaded on first use and is the anchor: its outputs on the device are the
+reference, its warm-up sets the runs per sample of every candidate (a VM sample lasts
+``min_repeat_ms``). A lane candidate's exported module is uploaded and run through
+``tvm_sched.runtime.run_exported``; an anchor (PyTorch, ONNX Runtime) is loaded by its spec (the
+files it needs uploaded with the first one), one that cannot run on the device is told with the
+reason, and its outputs are checked with ``anchor_rtol``. :meth:`LaneAdapter.profile` times every
+kernel of the one-lane plan on the device on the data it really receives (the lane run one
+kernel at a time); a device lost there is reopened once too, and the error names the running
+kernel.
+
+:class:`LaneRunner` (one device) and :class:`SpreadRunner` (several, a tracker's) keep the old
+names: each is the :class:`~tvm_sched.tune.runner.InterleavedRunner` over its adapters.
 """
 
 from __future__ import annotations
@@ -32,17 +33,18 @@ import numpy as np
 
 from tvm_sched.errors import DeviceUnavailableError, MeasureError, one_line
 from tvm_sched.runtime import rpc
-from tvm_sched.tune.candidate import LaneCandidate
-from tvm_sched.tune.measure import compare_outputs, deal, serialised, spread
+from tvm_sched.tune.measure import compare_outputs
 from tvm_sched.tune.record import MeasureResult
+from tvm_sched.tune.runner import InterleavedRunner
+from tvm_sched.tune.session import NotMeasured, SessionAdapter
 
-__all__ = ["LaneRunner", "SpreadRunner"]
+__all__ = ["LaneAdapter", "LaneRunner", "SpreadRunner"]
 
 log = logging.getLogger(__name__)
 
 
-class LaneRunner:
-    """Measures VM and lane candidates on one device session, in interleaved rounds.
+class LaneAdapter(SessionAdapter):
+    """The Relax VM, lane plans and anchors on one device session (see the module docstring).
 
     Parameters
     ----------
@@ -55,14 +57,9 @@ class LaneRunner:
         uploaded, with its weights after ``inputs`` as the VM's arguments).
     inputs
         The model's inputs.
-    repeats
-        Interleaved rounds after the warm-up.
     min_repeat_ms
         The least milliseconds one VM sample lasts (it sets the runs per sample of every
         candidate, from the VM's warm-up).
-    rtol
-        Output tolerance of a lane candidate against the VM's outputs: its largest absolute
-        difference may be ``rtol * max(1, largest |VM output|)``.
     timeout
         Seconds one device call may take before the device counts as lost.
     reopen
@@ -72,36 +69,127 @@ class LaneRunner:
     upload
         Files the anchors need on the device (uploaded with the first anchor).
     anchor_rtol
-        As ``rtol``, for the anchors (other kernels, other rounding).
+        The output tolerance of the anchors (other kernels, other rounding), as the runner's
+        ``rtol`` is the lane plans'.
     """
 
+    whose = "the VM's"
+
     def __init__(self, name: str, sess, builder, inputs: Sequence[np.ndarray], *,
-                 repeats: int = 10, min_repeat_ms: float = 10.0, rtol: float = 1e-4,
-                 timeout: float = 120.0, reopen: Callable[[], object] | None = None,
-                 anchors: dict[str, dict] | None = None, upload: Sequence[Path] = (),
-                 anchor_rtol: float = 1e-3):
-        self.name = name
+                 min_repeat_ms: float = 10.0, timeout: float = 120.0,
+                 reopen: Callable[[], object] | None = None, anchors: dict[str, dict] | None = None,
+                 upload: Sequence[Path] = (), anchor_rtol: float = 1e-3):
         #: Anchor specs by candidate name (:mod:`tvm_sched.tune.anchors`), and the files they
         #: need on the device (uploaded with the first anchor).
         self.anchors = dict(anchors or {})
         self.anchor_files = [Path(p) for p in upload]
         self.anchor_rtol = anchor_rtol
-        self.reopen = reopen
-        #: Sessions reopened after a loss (at most one per stage: profile, measure).
-        self.reconnects = 0
-        self._reopened: set[str] = set()
-        self.timeout = timeout
-        self._pool = None
-        self.sess = sess
         self.builder = builder
         self.inputs = [np.asarray(x) for x in inputs]
-        self.repeats = repeats
         self.min_repeat_ms = min_repeat_ms
-        self.rtol = rtol
-        self.dev = sess.cpu(0)
-        self._vm = None
-        self._vm_args = None
-        self.reference: list[np.ndarray] | None = None
+        super().__init__(name, sess, timeout=timeout, reopen=reopen)
+
+    def attach(self, sess) -> None:
+        """Use ``sess``; the VM is uploaded there on first use.
+
+        Parameters
+        ----------
+        sess
+            The open ``tvm.rpc`` session.
+        """
+        super().attach(sess)
+        self._vm = self._vm_args = None
+
+    # -- the per-kind pieces the runner calls -------------------------------------------------
+    def load(self, built, c) -> tuple[tuple[str, str | None], list[np.ndarray]]:
+        """Load candidate ``c`` (the VM, a lane plan or an anchor) and run it once.
+
+        Parameters
+        ----------
+        built
+            Its build (a lane plan's ``path`` is its exported module).
+        c
+            The :class:`~tvm_sched.tune.candidate.LaneCandidate`.
+
+        Returns
+        -------
+        (handle, list of numpy.ndarray)
+            ``(kind, name on the device)`` for :meth:`time`, and the outputs.
+
+        Raises
+        ------
+        NotMeasured
+            An anchor that cannot run on the device (no spec, a framework missing there).
+        Exception
+            What the device raised.
+        """
+        if c.kind == "vm":
+            return ("vm", None), self.call(self.vm_outputs)
+        count = len(self.reference)
+        if c.kind == "anchor":
+            spec = self.anchors.get(c.name, {"unavailable": "not measured: no anchor spec"})
+            if "unavailable" in spec:
+                raise NotMeasured(spec["unavailable"])
+            why = self.call(self.anchor_load, c.name)
+            if why:
+                raise NotMeasured(why)
+            return ("anchor", c.name), self.call(self.anchor_outputs, c.name, count)
+        name = self.call(self.upload, built.path)
+        return ("lanes", name), self.call(self.lane_outputs, name, count)
+
+    def time(self, handle: tuple[str, str | None]) -> float:
+        """One sample of a loaded candidate, ``number`` runs.
+
+        Parameters
+        ----------
+        handle
+            What :meth:`load` returned.
+
+        Returns
+        -------
+        float
+            Seconds per run.
+
+        Raises
+        ------
+        Exception
+            What the device raised.
+        """
+        kind, name = handle
+        if kind == "vm":
+            return self.call(self.vm_time, self.number)
+        if kind == "anchor":
+            return self.call(self.anchor_time, name, self.number)
+        return self.call(self.lane_time, name, self.number)
+
+    def sample_runs(self, first_s: float) -> int:
+        """Runs per sample so that the VM's sample lasts ``min_repeat_ms``.
+
+        Parameters
+        ----------
+        first_s
+            Seconds of the VM's warm-up run.
+
+        Returns
+        -------
+        int
+            At least 1.
+        """
+        return max(1, math.ceil(self.min_repeat_ms / 1e3 / max(first_s or 1.0, 1e-9)))
+
+    def tolerance(self, c) -> float | None:
+        """``anchor_rtol`` for an anchor; the runner's ``rtol`` for the rest.
+
+        Parameters
+        ----------
+        c
+            The candidate.
+
+        Returns
+        -------
+        float or None
+        """
+        return self.anchor_rtol if c.kind == "anchor" else None
 
     # -- the VM (also the reference: its outputs on this device) -----------------------------
     def vm(self):
@@ -289,7 +377,7 @@ class LaneRunner:
         calling ``time_step`` for position 0, 1, 2, ... (each kernel reads what
         its producers have just written, as in a real run). A kernel's duration is the median of
         its samples (over the steps that call it). A device lost on the way is reopened once,
-        as :meth:`measure` does, and the profile run again there.
+        as the runner does when measuring, and the profile run again there.
 
         Parameters
         ----------
@@ -331,9 +419,9 @@ class LaneRunner:
     def _profile_once(self, path: Path, plan, repeat: int, at: list[int]) -> list[list[float]]:
         chain = plan.lanes[0]
         at[0] = -2
-        name = self._call(self.upload, path)
-        self._call(self.lane_outputs, name, 1)  # the inputs set, one whole run (warm-up)
-        step = self._call(self.sess.get_function, rpc.TIME_STEP)
+        name = self.call(self.upload, path)
+        self.call(self.lane_outputs, name, 1)  # the inputs set, one whole run (warm-up)
+        step = self.call(self.sess.get_function, rpc.TIME_STEP)
         samples: list[list[float]] = [[] for _ in chain]
 
         def one_run() -> None:
@@ -342,7 +430,7 @@ class LaneRunner:
                 samples[p].append(float(step(name, p)))
 
         for _ in range(repeat):
-            self._call(one_run)
+            self.call(one_run)
         at[0] = -1
         return samples
 
@@ -355,70 +443,47 @@ class LaneRunner:
                      f"{st.name}) of the one-lane plan")
         else:
             where = "while loading and running the one-lane plan"
-        lost = isinstance(err, DeviceUnavailableError)
-        if not lost:
-            try:
-                self._alive()
-            except DeviceUnavailableError:
-                lost = True
+        lost = isinstance(err, DeviceUnavailableError) or self.lost() is not None
         text = one_line(err, last=True, limit=200)
         if not lost:
             raise MeasureError(f"profiling the kernels on device {self.name} failed {where}: "
                                f"{text}") from err
         lost_err = DeviceUnavailableError(f"device {self.name} was lost {where} (profiling the "
                                           f"kernels): {text}")
-        if self.reopen is None or "profile" in self._reopened:
-            raise lost_err from None
-        self._reopened.add("profile")
-        self._restart(lost_err)
+        self.restart("profile", lost_err)
 
-    def _check(self, outs: list[np.ndarray], rtol: float | None = None) -> str | None:
-        return compare_outputs(outs, self.reference, self.rtol if rtol is None else rtol,
-                               whose="the VM's")[1]
 
-    # -- the protocol -------------------------------------------------------------------------
-    def _call(self, fn, *args):
-        """``fn(*args)`` on this device's worker thread, at most ``timeout`` seconds; a device
-        that does not answer in time is lost (:class:`DeviceUnavailableError`)."""
-        import concurrent.futures as cf
+class LaneRunner(LaneAdapter):
+    """One device's :class:`LaneAdapter` with the runner's options: :meth:`measure` is
+    :class:`~tvm_sched.tune.runner.InterleavedRunner` over it.
 
-        if self._pool is None:
-            self._pool = cf.ThreadPoolExecutor(1, thread_name_prefix=f"tvm-sched-{self.name}")
-        fut = self._pool.submit(fn, *args)
-        try:
-            return fut.result(timeout=self.timeout)
-        except cf.TimeoutError:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-            raise DeviceUnavailableError(f"device {self.name} did not answer within "
-                                         f"{self.timeout:.0f} s") from None
+    Parameters
+    ----------
+    name, sess, builder, inputs
+        As :class:`LaneAdapter`'s.
+    repeats
+        Interleaved rounds after the warm-up.
+    rtol
+        Output tolerance of a lane candidate against the VM's outputs: its largest absolute
+        difference may be ``rtol * max(1, largest |VM output|)``.
+    **options
+        :class:`LaneAdapter`'s keyword arguments.
+    """
 
-    def _try(self, res: MeasureResult, what: str, fn, *args, done=None):
-        """``self._call(fn, *args)``; a failure becomes ``res.error`` (and goes to ``done``
-        at once), then the device is checked: a lost one raises, records so far kept."""
-        try:
-            return self._call(fn, *args)
-        except Exception as err:  # noqa: BLE001 - one candidate's failure is its result
-            lost = isinstance(err, DeviceUnavailableError)
-            res.error = f"{what} failed: {one_line(err, last=True, with_type=True)}"
-            res.samples = []
-            if done is not None:
-                done(res)
-            if lost:
-                raise
-            self._alive()
-            return None
+    def __init__(self, name: str, sess, builder, inputs: Sequence[np.ndarray], *,
+                 repeats: int = 10, rtol: float = 1e-4, **options):
+        super().__init__(name, sess, builder, inputs, **options)
+        self.repeats = repeats
+        self.rtol = rtol
 
     def measure(self, built, anchor, done: Callable[[MeasureResult], None]) -> None:
         """Check, warm up, then ``repeats`` interleaved rounds over the anchor (the VM) and
-        every candidate; each candidate ends in ``done`` once (errors as results; a candidate
-        that fails is told at once, so a device lost right after keeps its record). A lost
-        device is reopened once (see the module docstring).
+        every candidate (:meth:`~tvm_sched.tune.runner.InterleavedRunner.measure`).
 
         Parameters
         ----------
         built
-            (:class:`~tvm_sched.tune.objective.LaneCandidate`, built) pairs; a build's
+            (:class:`~tvm_sched.tune.candidate.LaneCandidate`, built) pairs; a build's
             ``error`` is told as the candidate's result.
         anchor
             The Relax VM's (candidate, built) pair; its result is told only when it is among
@@ -433,133 +498,18 @@ class LaneRunner:
             The device was lost twice, or once without ``reopen`` (the results told so far
             stand).
         """
-        told: set[str] = set()
+        InterleavedRunner([self], repeats=self.repeats, rtol=self.rtol).measure(
+            built, anchor, done)
 
-        def tell(res: MeasureResult) -> None:
-            if res.hash not in told:
-                told.add(res.hash)
-                done(res)
-
-        try:
-            self._measure(built, anchor, tell)
-        except DeviceUnavailableError as err:
-            if self.reopen is None or "measure" in self._reopened:
-                raise
-            self._reopened.add("measure")
-            self._restart(err)
-            rest = [(c, b) for c, b in built if c.hash not in told]
-            if rest:
-                self._measure(rest, anchor, tell)
-
-    def _restart(self, err: DeviceUnavailableError) -> None:
-        """A new session in place of the lost one (the same device: its reference stays)."""
-        log.warning("%s; reopening the session once", err)
-        self.close()
-        self.reconnects += 1
-        try:
-            self.sess = self.reopen()
-        except Exception as again:  # noqa: BLE001 - any failure to reconnect ends the run
-            raise DeviceUnavailableError(f"device {self.name} was lost and could not be "
-                                         f"reopened: {one_line(again, last=True)}") from err
-        self.dev = self.sess.cpu(0)
-        self._vm = self._vm_args = None
-
-    def _measure(self, built, anchor, tell: Callable[[MeasureResult], None]) -> None:
-        items = [anchor] + [(c, b) for c, b in built if c.hash != anchor[0].hash]
-        report_anchor = any(c.hash == anchor[0].hash for c, _ in built)
-        vm_res = MeasureResult(anchor[0].hash, self.name)
-        if self.reference is None:
-            self.reference = self._try(vm_res, "the Relax VM run",
-                                       self.vm_outputs, done=tell if report_anchor else None)
-        if self.reference is None:  # no VM, no anchor: nothing here can be compared
-            for c, _ in items[1:]:
-                tell(MeasureResult(c.hash, self.name, error=f"not measured: {vm_res.error}"))
-            return
-        runs: list[tuple[LaneCandidate, Callable[[int], float], MeasureResult]] = []
-        for c, b in items:
-            res = vm_res if c.kind == "vm" else MeasureResult(c.hash, self.name)
-            if c.kind == "vm":
-                runs.append((c, self.vm_time, res))
-                continue
-            if c.kind == "anchor":
-                self._add_anchor(c, res, runs, tell)
-                continue
-            if b.error is not None:
-                res.error = f"build failed: {b.error}"
-                tell(res)
-                continue
-            outs = self._try(res, "load/run", lambda b=b: self.lane_outputs(
-                self.upload(b.path), len(self.reference)), done=tell)
-            if outs is None:
-                continue
-            bad = self._check(outs)
-            if bad:
-                res.error = bad
-                tell(res)
-                continue
-            runs.append((c, (lambda n, name=b.path.name: self.lane_time(name, n)), res))
-        # one warm-up each; the VM's sets how many runs make one sample
-        first = self._try(vm_res, "the Relax VM timing", runs[0][1], 1)
-        number = max(1, math.ceil(self.min_repeat_ms / 1e3 / max(first or 1.0, 1e-9)))
-        for _, fn, res in runs[1:]:
-            self._try(res, "warm-up", fn, 1, done=tell)
-        for _ in range(self.repeats):
-            for c, fn, res in runs:  # interleaved: VM A B C VM A B C ...
-                if res.error is None:
-                    t = self._try(res, "timing", fn, number,
-                                  done=None if c.kind == "vm" else tell)
-                    if t is not None:
-                        res.samples.append(t)
-        for c, _, res in runs:
-            res.anchor = list(vm_res.samples)
-            if c.kind == "vm" and not report_anchor:
-                continue
-            tell(res)
-
-    def _add_anchor(self, c: LaneCandidate, res: MeasureResult, runs: list, tell) -> None:
-        """Load anchor ``c`` on the device and check its outputs; into ``runs`` when it runs,
-        else told with the reason (e.g. "onnxruntime is not installed on the device")."""
-        spec = self.anchors.get(c.name, {"unavailable": "not measured: no anchor spec"})
-        if "unavailable" in spec:
-            res.error = spec["unavailable"]
-            tell(res)
-            return
-        why = self._try(res, "anchor load", self.anchor_load, c.name, done=tell)
-        if why is None:
-            return
-        if why:
-            res.error = why
-            tell(res)
-            return
-        outs = self._try(res, "anchor run", self.anchor_outputs, c.name, len(self.reference),
-                         done=tell)
-        if outs is None:
-            return
-        bad = self._check(outs, self.anchor_rtol)
-        if bad:
-            res.error = bad
-            tell(res)
-            return
-        runs.append((c, (lambda n, name=c.name: self.anchor_time(name, n)), res))
-
-    def _alive(self) -> None:
-        import tvm
-
-        try:
-            self._call(lambda: tvm.runtime.tensor(np.zeros(1, "float32"), self.dev).numpy())
-        except Exception as err:  # noqa: BLE001
-            raise DeviceUnavailableError(f"device {self.name} was lost: "
-                                         f"{one_line(err, last=True)}") from None
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+    def _check(self, outs: list[np.ndarray], rtol: float | None = None) -> str | None:
+        """Why ``outs`` differ from this device's reference (None when they match)."""
+        return compare_outputs(outs, self.reference, self.rtol if rtol is None else rtol,
+                               whose=self.whose)[1]
 
 
 class SpreadRunner:
-    """Several devices (a tracker's): candidates dealt round-robin, each device's batch
-    anchored on its own VM run, the devices measuring at the same time; ``done`` serialised.
+    """Several devices (a tracker's): :class:`~tvm_sched.tune.runner.InterleavedRunner` over
+    their :class:`LaneRunner` adapters, with the first one's ``repeats`` and ``rtol``.
 
     Parameters
     ----------
@@ -586,12 +536,6 @@ class SpreadRunner:
         DeviceUnavailableError
             As :meth:`LaneRunner.measure`, from any device.
         """
-        if len(self.runners) == 1:
-            self.runners[0].measure(built, anchor, done)
-            return
-        rest = [(c, b) for c, b in built if c.hash != anchor[0].hash]
-        shares = deal(rest, len(self.runners))
-        if len(rest) < len(built):  # the VM itself is to be recorded: by the first device
-            shares[0] = [anchor, *shares[0]]
-        once = serialised(done)
-        spread(self.runners, shares, lambda r, share: r.measure(share, anchor, once))
+        first = self.runners[0]
+        InterleavedRunner(self.runners, repeats=first.repeats, rtol=first.rtol).measure(
+            built, anchor, done)

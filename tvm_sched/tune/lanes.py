@@ -12,7 +12,7 @@ Contract (``tune(..., TuneConfig(lanes=...))`` and ``tvm-sched tune --lanes auto
 3. Kernel durations are measured on the device before any solver runs: the one-lane plan is
    uploaded, run on the model's inputs, then run again one kernel at a time (``time_step``), so
    each kernel is timed on the data it really receives
-   (:meth:`~tvm_sched.tune.lane_runner.LaneRunner.profile`).
+   (:meth:`~tvm_sched.tune.lane_runner.LaneAdapter.profile`).
 4. Every makespan solver proposes with the same sample budget (``samples``; ``top_k`` schedules
    each where the solver returns several) and the same time budget; the proxy is the predicted
    makespan on the measured durations. Under a memory budget only plans whose arena (planned
@@ -22,13 +22,20 @@ Contract (``tune(..., TuneConfig(lanes=...))`` and ``tvm-sched tune --lanes auto
    (:class:`~tvm_sched.tune.objective.LaneObjective`, :func:`~tvm_sched.tune.objective.search`).
    Outputs are checked against the VM's outputs *on the device* before anything is timed.
    With several devices (a tracker's), candidates are dealt over them, each device's rounds
-   anchored on its own VM run (:class:`SpreadRunner`); ``auto`` is then the fewest cores.
+   anchored on its own VM run (:class:`~tvm_sched.tune.runner.InterleavedRunner` over a
+   :class:`~tvm_sched.tune.lane_runner.LaneAdapter` per device); ``auto`` is then the fewest
+   cores.
 6. The pick: the fastest candidate that beats the VM beyond noise, else the VM. Written to the
    work dir: ``lane_records.jsonl`` (resume: nothing measured twice), ``best.so`` (the VM
    executable, as the latency objective writes it), ``best_lanes.tar``
    (``tvm_sched.runtime.load``-able; the pick, or the fastest lane plan when the VM is the
    pick), ``best_plan.json``, ``report.md``, ``pareto.png``, ``summary.json``
    (:mod:`tvm_sched.tune.report`).
+
+The run is the one stage sequence of :mod:`tvm_sched.tune.stages` (devices, kernels, profile,
+propose, plan, search, export, report) over the lane kind, each step above one stage; the
+report's seconds keep their names (``connect``, ``kernels``, ``compile``, ``profile``,
+``propose``, ``plan``, ``measure``, ``export``).
 """
 
 from __future__ import annotations
@@ -53,9 +60,10 @@ from tvm_sched.tune import anchors
 from tvm_sched.tune.candidate import CandidateBuilder, LaneCandidate
 from tvm_sched.tune.database import Database
 from tvm_sched.tune.kernels import device_facts, prepare_kernels
-from tvm_sched.tune.lane_runner import LaneRunner, SpreadRunner
+from tvm_sched.tune.lane_runner import LaneAdapter, LaneRunner, SpreadRunner
 from tvm_sched.tune.objective import LaneObjective, TuneRecord, search
-from tvm_sched.tune.stages import Stages
+from tvm_sched.tune.runner import InterleavedRunner
+from tvm_sched.tune.stages import Stages, run_stages
 
 __all__ = ["LANE_SOLVERS", "tune_lanes", "resolve_lanes", "LaneBuilder", "LaneRunner",
            "SpreadRunner", "propose_lanes"]
@@ -562,7 +570,7 @@ def _compile_stage(model, kernel_set, cores: int, threads: int, work: Path, tmp:
     return k, builder
 
 
-def _profile_stage(dev: LaneRunner, builder: LaneBuilder, k, saved: dict | None, prog) -> list:
+def _profile_stage(dev: LaneAdapter, builder: LaneBuilder, k, saved: dict | None, prog) -> list:
     """Stage *profile*: the kernels' durations on the device (the one-lane plan, each kernel
     on its real inputs), or those of the resumed state; ``k``'s graph gets them."""
     if saved is not None:
@@ -650,6 +658,123 @@ def _lane_result(model, out, lanes: int, lane_pick, work: Path, seconds: dict, b
         solver_info=solver_info, info=info)
 
 
+class _LaneRun:
+    """The lane kind of :func:`~tvm_sched.tune.stages.run_stages`: one method per stage; the
+    state passes between them on ``self``; ``close`` lets the devices and files go."""
+
+    def __init__(self, model, target, key_target: str, runner, work: Path, cfg, st: Stages):
+        self.model, self.target, self.key_target = model, target, key_target
+        self.runner, self.work, self.cfg, self.st = runner, work, cfg, st
+        self.t_start = time.perf_counter()
+        self.devs: list[LaneRunner] = []
+        self.tmp_dir: tempfile.TemporaryDirectory | None = None
+        self.result = None
+
+    def devices(self) -> None:
+        rpc.register()  # in-process sessions call these (and the anchors') in this process
+        anchors.register()
+        self.runner.prepare()
+        with self.st.timed("connect"):
+            self.sessions, self.conditions, self.lanes, self.cpu, self.cores = _open_devices(
+                self.runner, self.cfg.lanes, self.st.prog)
+        self.threads = max(1, self.cores // self.lanes)  # m lanes x t threads per lane
+
+    def kernels(self) -> None:
+        st, cfg, model = self.st, self.cfg, self.model
+        with st.timed("kernels"):
+            self.sessions, self.kernel_set = _kernel_stage(
+                model, self.target, self.runner, self.work, cfg, self.sessions, self.cpu,
+                self.cores, self.threads, st.prog)
+        self.tmp_dir = tempfile.TemporaryDirectory(prefix="tvm_sched_lanes_tune_")
+        with st.timed("compile"):
+            self.k, self.builder = _compile_stage(model, self.kernel_set, self.cores,
+                                                  self.threads, self.work,
+                                                  Path(self.tmp_dir.name), st.prog)
+        self.specs, files = _anchors(model, self.work, cfg.anchors, st.prog)
+        runner = self.runner  # not self: the adapters must not keep this run (and its sessions)
+        self.devs += [LaneRunner(name, se, self.builder, model.inputs, repeats=cfg.repeats,
+                                 min_repeat_ms=cfg.min_repeat_ms, timeout=cfg.timeout,
+                                 reopen=lambda name=name: runner.reopen(name),
+                                 anchors=self.specs, upload=files)
+                      for name, se in self.sessions]
+
+    def profile(self) -> None:
+        # kernel durations on the device, before any solver runs; the proposals made on them.
+        # Both are kept in the work dir, so a resumed run re-measures and re-proposes nothing.
+        self.state_key = _state_key(self.model.hash, self.key_target, self.runner.key,
+                                    self.lanes, self.cfg)
+        self.saved = _load_state(self.work / "lane_state.json", self.state_key, self.k.graph)
+        with self.st.timed("profile"):
+            self.kernel_times = _profile_stage(self.devs[0], self.builder, self.k, self.saved,
+                                               self.st.prog)
+
+    def propose(self) -> None:
+        with self.st.timed("propose"):
+            self.pool, self.solver_info = _propose_stage(
+                self.k.graph, self.lanes, self.cfg, self.saved,
+                {"key": self.state_key, "kernel_times": self.kernel_times}, self.work,
+                self.st.prog)
+
+    def plan(self) -> None:
+        with self.st.timed("plan"):
+            self.vm, self.budget = _plan_stage(self.builder, self.k, self.pool,
+                                               self.cfg.memory_budget)
+
+    def search(self) -> None:
+        model, key_target, device_key = self.model, self.key_target, self.runner.key
+        # PyTorch / ONNX Runtime in the same rounds; baselines (always measured), never picked
+        anchor_cands = [LaneCandidate(a, "anchor", "anchor", 1, baseline=True)
+                        for a in self.specs]
+        self.db = Database(self.work / "lane_records.jsonl")
+        with self.st.timed("measure"):
+            self.out = search(
+                LaneObjective(), [self.vm, *anchor_cands, *self.pool], builder=self.builder,
+                runner=InterleavedRunner(self.devs, repeats=self.cfg.repeats),
+                database=self.db, key=lambda c: c.record_key(model.hash, key_target, device_key),
+                make_record=lambda c, m: TuneRecord.make(
+                    c, m, model=model.name, model_hash=model.hash, target=key_target,
+                    device_key=device_key),
+                budget=self.budget, top_k=self.cfg.top_k, progress=self.st.prog)
+
+    def export(self) -> None:
+        with self.st.timed("export"):
+            self.lane_pick = _export_stage(self.out, self.builder, self.work, self.cfg.export)
+
+    def report(self) -> None:
+        from tvm_sched.tune.report import write_lane_report
+
+        cfg, k, st = self.cfg, self.k, self.st
+        st.secs["total"] = time.perf_counter() - self.t_start
+        self.result = _lane_result(self.model, self.out, self.lanes, self.lane_pick, self.work,
+                                   st.secs, self.budget, self.solver_info, {
+            "target": self.key_target, "device_key": self.runner.key,
+            "device": ", ".join(d.name for d in self.devs),
+            "nodes": int(k.graph.num_nodes), "kernels": len(self.kernel_times),
+            "tvm_planned": self.vm.arena_bytes, "proposed": len(self.pool),
+            "chosen": len(self.out.chosen), "samples": cfg.samples, "top_k": cfg.top_k,
+            "repeats": cfg.repeats, "solver_budget": cfg.solver_budget,
+            "sum_durations_s": float(np.sum(k.graph.duration)),
+            "records_skipped": self.db.skipped, "model_hash": self.model.hash,
+            "kernels_from_work_dir": k.compile_s < 1e-3,
+            "cores": self.cores, "threads_per_lane": self.threads,
+            "kernel_tuning": self.kernel_set.describe(),
+            "reconnects": sum(d.reconnects for d in self.devs),
+            "conditions": self.conditions})
+        write_lane_report(self.result)
+
+    def close(self) -> None:
+        # a TVM RPC server serves one client at a time: the sessions go now, not at the next
+        # garbage collection (a resumed run on the same server connects right after)
+        for d in self.devs:
+            d.close()
+        self.devs, self.sessions = [], []
+        # lane modules that in-process sessions loaded here: their engines' threads end now
+        rpc.forget()
+        anchors.forget()
+        if self.tmp_dir is not None:
+            self.tmp_dir.cleanup()
+
+
 def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
                progress: Callable | None = None):
     """The lane objective end to end (see the module docstring); returns a
@@ -686,77 +811,5 @@ def tune_lanes(model, target, key_target: str, runner, work: Path, cfg,
         Lanes that are not valid or more than a device offers, a device without the
         tvm_sched RPC server's lane functions, or a memory budget nothing fits.
     """
-    from tvm_sched.tune.report import write_lane_report
-
     st = Stages(progress)
-    t_start = time.perf_counter()
-    rpc.register()  # in-process sessions call these (and the anchors') in this process
-    anchors.register()
-    runner.prepare()
-    with st.timed("connect"):
-        devices, conditions, lanes, cpu, cores = _open_devices(runner, cfg.lanes, st.prog)
-    threads = max(1, cores // lanes)  # each lane's share of the cores: m lanes x t threads
-    with st.timed("kernels"):
-        devices, kernel_set = _kernel_stage(model, target, runner, work, cfg, devices, cpu,
-                                            cores, threads, st.prog)
-    tmp_dir = tempfile.TemporaryDirectory(prefix="tvm_sched_lanes_tune_")
-    devs: list[LaneRunner] = []
-    try:
-        with st.timed("compile"):
-            k, builder = _compile_stage(model, kernel_set, cores, threads, work,
-                                        Path(tmp_dir.name), st.prog)
-        specs, files = _anchors(model, work, cfg.anchors, st.prog)
-        devs += [LaneRunner(name, se, builder, model.inputs, repeats=cfg.repeats,
-                            min_repeat_ms=cfg.min_repeat_ms, timeout=cfg.timeout,
-                            reopen=lambda name=name: runner.reopen(name), anchors=specs,
-                            upload=files)
-                 for name, se in devices]
-        # kernel durations on the device, before any solver runs; the proposals made on them.
-        # Both are kept in the work dir, so a resumed run re-measures and re-proposes nothing.
-        state_key = _state_key(model.hash, key_target, runner.key, lanes, cfg)
-        saved = _load_state(work / "lane_state.json", state_key, k.graph)
-        with st.timed("profile"):
-            kernel_times = _profile_stage(devs[0], builder, k, saved, st.prog)
-        with st.timed("propose"):
-            pool, solver_info = _propose_stage(
-                k.graph, lanes, cfg, saved, {"key": state_key, "kernel_times": kernel_times},
-                work, st.prog)
-        with st.timed("plan"):
-            vm, budget = _plan_stage(builder, k, pool, cfg.memory_budget)
-        # PyTorch / ONNX Runtime in the same rounds; baselines (always measured), never picked
-        anchor_cands = [LaneCandidate(a, "anchor", "anchor", 1, baseline=True) for a in specs]
-        db = Database(work / "lane_records.jsonl")
-        with st.timed("measure"):
-            out = search(
-                LaneObjective(), [vm, *anchor_cands, *pool], builder=builder,
-                runner=SpreadRunner(devs), database=db,
-                key=lambda c: c.record_key(model.hash, key_target, runner.key),
-                make_record=lambda c, m: TuneRecord.make(
-                    c, m, model=model.name, model_hash=model.hash, target=key_target,
-                    device_key=runner.key),
-                budget=budget, top_k=cfg.top_k, progress=st.prog)
-        with st.timed("export"):
-            lane_pick = _export_stage(out, builder, work, cfg.export)
-    finally:
-        for d in devs:
-            d.close()
-        # lane modules that in-process sessions loaded here: their engines' threads end now
-        rpc.forget()
-        anchors.forget()
-        tmp_dir.cleanup()
-    st.secs["total"] = time.perf_counter() - t_start
-    result = _lane_result(model, out, lanes, lane_pick, work, st.secs, budget, solver_info, {
-        "target": key_target, "device_key": runner.key,
-        "device": ", ".join(d.name for d in devs),
-        "nodes": int(k.graph.num_nodes), "kernels": len(kernel_times),
-        "tvm_planned": vm.arena_bytes, "proposed": len(pool),
-        "chosen": len(out.chosen), "samples": cfg.samples, "top_k": cfg.top_k,
-        "repeats": cfg.repeats, "solver_budget": cfg.solver_budget,
-        "sum_durations_s": float(np.sum(k.graph.duration)),
-        "records_skipped": db.skipped, "model_hash": model.hash,
-        "kernels_from_work_dir": k.compile_s < 1e-3,
-        "cores": cores, "threads_per_lane": threads,
-        "kernel_tuning": kernel_set.describe(),
-        "reconnects": sum(d.reconnects for d in devs), "conditions": conditions})
-    write_lane_report(result)
-    return result
+    return run_stages(_LaneRun(model, target, key_target, runner, work, cfg, st), st)

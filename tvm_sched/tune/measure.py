@@ -1,12 +1,11 @@
-"""What every measuring path of the runner role shares: the output check and the spread of
-candidates over devices.
+"""What the runner role's protocol uses beside the devices: the output check and the spread
+of candidates over devices.
 
-The VM-order measurer (:class:`tvm_sched.tune.runner.Measurer`) and the lane runner
-(:class:`tvm_sched.tune.lane_runner.LaneRunner`, several devices through
-:class:`~tvm_sched.tune.lane_runner.SpreadRunner`) run the same protocol — outputs checked
-against a reference before anything is timed, candidates dealt round-robin over the devices,
-which measure at the same time, each result reported once from one thread at a time. The two
-pieces of it that are independent of what a candidate is live here, once.
+The one runner (:class:`tvm_sched.tune.runner.InterleavedRunner`) checks every candidate's
+outputs against a reference before anything is timed, deals the candidates round-robin over the
+devices, which measure at the same time, and reports each result once from one thread at a
+time. The pieces of it that are independent of what a candidate is and of the protocol's state
+live here (the benchmarks and the tuner's own reference check use :func:`compare_outputs` too).
 """
 
 from __future__ import annotations

@@ -18,8 +18,10 @@ are :mod:`tvm_sched.tune.pick`. The loop is :func:`~tvm_sched.tune.objective.sea
 VM-order builder and runner adapters (:class:`~tvm_sched.tune.builder.OrderBuilder`,
 :class:`~tvm_sched.tune.runner.OrderRunner`) and the database passed in; TVM's order (the
 candidate ``tvm``, ``kind == "vm"``) is the anchor of every batch, measured again when an
-earlier run recorded it. The run is a short sequence of named stage functions (propose, kernels,
-search, export, report), timed by :class:`~tvm_sched.tune.stages.Stages` as the lane path's.
+earlier run recorded it. Every kind runs the one stage sequence of
+:mod:`tvm_sched.tune.stages` (devices, kernels, profile, propose, plan, search, export,
+report); the VM-order kind skips kernels (built in plan, after the memory budget is checked) and
+profile (its proxies need no kernel durations).
 
 Ranking before measuring uses the proxies of :mod:`tvm_sched.tune.candidates`: cache-miss bytes
 for latency (ties by planned bytes), planned bytes for memory. How well each proxy ranks the
@@ -64,7 +66,7 @@ from tvm_sched.tune.record import MeasureResult, TuneRecord
 from tvm_sched.tune.report import write_report
 from tvm_sched.tune.result import TuneResult
 from tvm_sched.tune.runner import Devices, OrderRunner
-from tvm_sched.tune.stages import Stages
+from tvm_sched.tune.stages import Stages, run_stages
 from tvm_sched.tune.workdir import atomic_path, atomic_write, check_work_dir, lock_work_dir
 
 __all__ = ["TuneConfig", "TuneResult", "tune", "OBJECTIVES", "parse_memory_budget"]
@@ -424,42 +426,81 @@ def _order_info(out, pool: Sequence[Candidate], builder: Builder, order_runner, 
                                               and best.kind == "vm")}
 
 
+class _OrderRun:
+    """The VM-order kind of :func:`~tvm_sched.tune.stages.run_stages`: one method per stage it
+    runs, the reason for each it skips; the state passes between them on ``self``."""
+
+    kernels = ("VM orders build their kernels in plan, once the proposals meet the memory "
+               "budget (a budget no order meets fails before any build)")
+    profile = "VM orders are ranked by proxies that need no kernel durations"
+
+    def __init__(self, model: TuneModel, target: tvm.target.Target, key_target: str,
+                 runner: Devices, work: Path, cfg: TuneConfig, st: Stages):
+        self.model, self.target, self.key_target = model, target, key_target
+        self.runner, self.work, self.cfg, self.st = runner, work, cfg, st
+        self.t_start = time.perf_counter()
+        self.result: TuneResult | None = None
+
+    def devices(self) -> None:
+        # the sessions are opened per search round, by the runner; the source starts now (the
+        # embedded server imports TVM meanwhile)
+        self.runner.prepare()
+
+    def propose(self) -> None:
+        cfg, st = self.cfg, self.st
+        self.cache_bytes = cfg.cache_bytes or default_cache_bytes()
+        with st.timed("propose"):
+            self.pool, self.budget, self.tvm_planned = _propose_orders(
+                self.model, cfg, self.cache_bytes, st.prog)
+            self.objective = objective_for(cfg.objective,
+                                           keep_default=cfg.keep_default_within_noise)
+
+    def plan(self) -> None:
+        cfg, st = self.cfg, self.st
+        with st.timed("build"):
+            self.builder, args, self.model, self.target, self.kernel_info = _build_kernels(
+                self.model, self.target, self.runner, self.work, cfg, st.prog)
+            st.secs["kernels_tuning"] = self.kernel_info["seconds"]
+        self.order_runner = OrderRunner(
+            self.runner, kernels=self.builder.kernels, args=args,
+            device_type=self.target.get_target_device_type(), repeats=cfg.repeats,
+            number=cfg.number, min_repeat_ms=cfg.min_repeat_ms, timeout=cfg.timeout)
+
+    def search(self) -> None:
+        cfg, st, model = self.cfg, self.st, self.model
+        db = Database(self.work / "records.jsonl", canonical_target=target_key)
+        out = _search_orders(self.objective, self.pool, self.builder, self.order_runner, db,
+                             model, self.key_target, self.runner.key, cfg, self.budget,
+                             self.cache_bytes, st.prog)
+        st.secs["build"] += out.seconds["build"]
+        st.secs["kernels"] = self.builder.kernel_seconds
+        st.secs["measure"] = out.seconds["measure"]
+        info = _order_info(out, self.pool, self.builder, self.order_runner, db, model,
+                           self.key_target, self.runner.key, cfg,
+                           {"cache_bytes": self.cache_bytes, "tvm_planned": self.tvm_planned,
+                            "kernel_tuning": self.kernel_info})
+        base = next((r for r in out.records if r.kind == "vm"), None)
+        self.result = TuneResult(model.name, cfg.objective, out.records, out.best, base,
+                                 out.spearman, self.work, st.secs, self.budget,
+                                 out.measured_now, info=info)
+
+    def export(self) -> None:
+        best = self.result.best
+        if best is not None and self.cfg.export:
+            with self.st.timed("export"):
+                _export_order(self.builder, self.model, best, self.work)
+
+    def report(self) -> None:
+        self.st.secs["total"] = time.perf_counter() - self.t_start
+        write_report(self.result)
+
+    def close(self) -> None:
+        pass
+
+
 def _tune(model: TuneModel, target: tvm.target.Target, key_target: str, runner: Devices,
           work: Path, cfg: TuneConfig, progress: Callable | None) -> TuneResult:
-    """The stages of :func:`tune` for VM orders, with the work dir checked and locked:
-    propose, kernels (timed as ``build``), search (rank, build and measure what the database
-    lacks), export, report; each a named function, timed by :class:`~tvm_sched.tune.stages.Stages`
-    as the lane path's are."""
+    """:func:`tune` for VM orders, with the work dir checked and locked: the one stage sequence
+    (:func:`~tvm_sched.tune.stages.run_stages`) over the VM-order kind."""
     st = Stages(progress)
-    t_start = time.perf_counter()
-    runner.prepare()  # e.g. the embedded server imports TVM meanwhile
-    cache_bytes = cfg.cache_bytes or default_cache_bytes()
-    with st.timed("propose"):
-        pool, budget, tvm_planned = _propose_orders(model, cfg, cache_bytes, st.prog)
-        objective = objective_for(cfg.objective, keep_default=cfg.keep_default_within_noise)
-    with st.timed("build"):
-        builder, args, model, target, kernel_info = _build_kernels(model, target, runner, work,
-                                                                   cfg, st.prog)
-        st.secs["kernels_tuning"] = kernel_info["seconds"]
-    db = Database(work / "records.jsonl", canonical_target=target_key)
-    order_runner = OrderRunner(runner, kernels=builder.kernels, args=args,
-                               device_type=target.get_target_device_type(),
-                               repeats=cfg.repeats, number=cfg.number,
-                               min_repeat_ms=cfg.min_repeat_ms, timeout=cfg.timeout)
-    out = _search_orders(objective, pool, builder, order_runner, db, model, key_target,
-                         runner.key, cfg, budget, cache_bytes, st.prog)
-    st.secs["build"] += out.seconds["build"]
-    st.secs["kernels"] = builder.kernel_seconds
-    st.secs["measure"] = out.seconds["measure"]
-    info = _order_info(out, pool, builder, order_runner, db, model, key_target, runner.key,
-                       cfg, {"cache_bytes": cache_bytes, "tvm_planned": tvm_planned,
-                             "kernel_tuning": kernel_info})
-    base = next((r for r in out.records if r.kind == "vm"), None)
-    result = TuneResult(model.name, cfg.objective, out.records, out.best, base, out.spearman,
-                        work, st.secs, budget, out.measured_now, info=info)
-    if out.best is not None and cfg.export:
-        with st.timed("export"):
-            _export_order(builder, model, out.best, work)
-    st.secs["total"] = time.perf_counter() - t_start
-    write_report(result)
-    return result
+    return run_stages(_OrderRun(model, target, key_target, runner, work, cfg, st), st)

@@ -1,6 +1,6 @@
 """Devices: where the device sessions come from, one source per module, made by kind with
 :func:`create_devices` (MetaSchedule's *runner* role — measuring — is
-:mod:`tvm_sched.tune.runner` and :mod:`tvm_sched.tune.lane_runner`; this package only hands out
+:mod:`tvm_sched.tune.runner`; this package only hands out
 ``tvm.rpc`` sessions).
 
 - ``"local"``: :class:`~tvm_sched.tune.devices.local.InProcessDevices`;
@@ -9,8 +9,9 @@
 - ``"embedded"``: :class:`~tvm_sched.tune.devices.embedded.EmbeddedDevices` (the default).
 
 Every kind hands out ``tvm.rpc`` sessions (:class:`~tvm_sched.tune.devices.base.Devices`), so
-one measuring code path serves them all: :class:`~tvm_sched.tune.runner.Measurer` for VM
-orders, :class:`~tvm_sched.tune.lanes.LaneRunner` for the Relax VM and lane plans.
+one measuring code path serves them all: :class:`~tvm_sched.tune.runner.InterleavedRunner`,
+with an adapter per kind (:class:`~tvm_sched.tune.runner.OrderAdapter` for VM orders,
+:class:`~tvm_sched.tune.lane_runner.LaneAdapter` for the Relax VM, lane plans and anchors).
 """
 
 from __future__ import annotations
