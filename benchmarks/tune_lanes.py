@@ -82,7 +82,7 @@ def run_model(name: str, args) -> dict:
         "solvers": solver_table(res), "spearman": res.spearman.get("predicted"),
         "seconds": {"import": load_s, **res.seconds},
         "errors": [f"{r.candidate}: {r.error}" for r in res.records if r.error],
-        "arena": {r.candidate: r.arena_bytes for r in res.records},
+        "arena": {r.candidate: r.lane_facts.arena_bytes for r in res.records},
     }
 
 
