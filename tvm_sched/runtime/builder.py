@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,33 +44,9 @@ from tvm_sched.runtime.module import LaneModule
 from tvm_sched.runtime.plan import LanePlan
 from tvm_sched.schedule import Schedule
 
-__all__ = ["build", "LaneKernels", "apply_database", "compile_kernels", "module_equality",
-           "EQUALITY_FILE"]
+__all__ = ["build", "LaneKernels", "apply_database", "compile_kernels"]
 
 log = logging.getLogger(__name__)
-
-
-#: The file in a MetaSchedule database directory that names the module equality it was written
-#: with (the tuner writes ``"anchor-block"``; absent: ``"structural"``, MetaSchedule's default).
-EQUALITY_FILE = "module_equality"
-
-
-def module_equality(path) -> str:
-    """The module equality a JSON database directory was written with (see
-    :data:`EQUALITY_FILE`); a database must be read back with it, or its records do not match.
-
-    Parameters
-    ----------
-    path
-        A database directory.
-
-    Returns
-    -------
-    str
-        A MetaSchedule ``module_equality`` name.
-    """
-    f = Path(path) / EQUALITY_FILE
-    return f.read_text().strip() if f.is_file() else "structural"
 
 
 def apply_database(mod: tvm.IRModule, target: tvm.target.Target, database) -> tvm.IRModule:
@@ -95,8 +70,7 @@ def apply_database(mod: tvm.IRModule, target: tvm.target.Target, database) -> tv
     from tvm.s_tir import meta_schedule as ms
 
     if isinstance(database, str) or hasattr(database, "__fspath__"):
-        database = ms.database.JSONDatabase(work_dir=str(database), allow_missing=False,
-                                            module_equality=module_equality(database))
+        database = ms.database.JSONDatabase(work_dir=str(database), allow_missing=False)
     with target, database:
         return relax.transform.MetaScheduleApplyDatabase()(mod)
 

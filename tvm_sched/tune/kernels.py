@@ -58,23 +58,13 @@ from tvm_sched.errors import MeasureError, TuneInputError, one_line
 
 __all__ = ["DeviceTarget", "KernelTuning", "device_target", "database_dir", "tune_kernels",
            "trials_per_round", "per_call_part", "PersistentBuilder", "measure_runner",
-           "trials_done", "MODULE_EQUALITY"]
+           "trials_done"]
 
 log = logging.getLogger(__name__)
 
 #: Population of the evolutionary search (TVM's default 512 costs minutes of cost-model
 #: scoring per round on two cores; 64 found the same kernels on the zoo models).
 POPULATION = 64
-
-#: How MetaSchedule tells tasks apart. ``"anchor-block"``: kernels whose heaviest block (the
-#: convolution or matmul) is the same are one task, however their epilogues differ
-#: (``conv2d+add+relu`` and ``conv2d+add+add+relu``), and the best trace found is replayed on each
-#: (MetaSchedule's ``ScheduleUsingAnchorTrace``). On the bench resnet, 13 tasks become 10 and the
-#: same convolution tuned twice at 320 trials had run 880 and 288 us: one task spends the budget
-#: once. The database directory records it
-#: (:data:`tvm_sched.runtime.builder.EQUALITY_FILE`), so a database is always read
-#: back with the equality it was written with.
-MODULE_EQUALITY = "anchor-block"
 
 
 # --------------------------------------------------------------------------------------------
@@ -174,7 +164,7 @@ def database_dir(work: Path, model_hash: str, target: tvm.target.Target) -> Path
     Path
         ``work/kernels/<threads>t-<digest>`` (not created here).
     """
-    text = json.dumps([model_hash, str(target), tvm.__version__, MODULE_EQUALITY])
+    text = json.dumps([model_hash, str(target), tvm.__version__])
     threads = int(dict(target.export()).get("num-cores") or 0)
     digest = hashlib.sha1(text.encode()).hexdigest()[:12]
     return Path(work) / "kernels" / f"{threads}t-{digest}"
@@ -183,13 +173,8 @@ def database_dir(work: Path, model_hash: str, target: tvm.target.Target) -> Path
 def _database(path: Path):
     from tvm.s_tir import meta_schedule as ms
 
-    from tvm_sched.runtime.builder import EQUALITY_FILE, module_equality
-
     path.mkdir(parents=True, exist_ok=True)
-    if not any(path.glob("database_*.json")):
-        (path / EQUALITY_FILE).write_text(MODULE_EQUALITY)
-    return ms.database.JSONDatabase(work_dir=str(path), allow_missing=True,
-                                    module_equality=module_equality(path))
+    return ms.database.JSONDatabase(work_dir=str(path), allow_missing=True)
 
 
 def valid_records(path: Path) -> tuple[int, int]:
@@ -500,8 +485,7 @@ def tune_kernels(mod: tvm.IRModule, target: tvm.target.Target, work: Path, trial
     prog = progress or (lambda *a: None)
     path = database_dir(work, model_hash, target)
     before = trials_done(path)
-    tasks = ms.relax_integration.extract_tasks(per_call_part(mod), target,
-                                               module_equality=MODULE_EQUALITY)
+    tasks = ms.relax_integration.extract_tasks(per_call_part(mod), target)
     result = KernelTuning(path, target, trials, len(tasks), before,
                           seconds_total=_seconds_so_far(path))
     threads = int(dict(target.export()).get("num-cores") or 1)
