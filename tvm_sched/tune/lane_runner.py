@@ -42,6 +42,12 @@ __all__ = ["LaneAdapter", "LaneRunner", "SpreadRunner"]
 
 log = logging.getLogger(__name__)
 
+#: Seconds the runner waits after an anchor's sample. ONNX Runtime's intra-op threads spin
+#: after a run: on the bench resnet (2 cores, 2026-12-07) the Relax VM sample right after an
+#: ORT sample ran 1.55x slower than after itself (5.91 against 3.81 ms), and 3.90 ms after a
+#: 50 ms pause. The pause keeps one runtime's idle threads out of the next one's timing.
+ANCHOR_SETTLE_S = 0.05
+
 
 class LaneAdapter(SessionAdapter):
     """The Relax VM, lane plans and anchors on one device session (see the module docstring).
@@ -136,6 +142,22 @@ class LaneAdapter(SessionAdapter):
             return ("anchor", c.name), self.call(self.anchor_outputs, c.name, count)
         name = self.call(self.upload, built.path)
         return ("lanes", name), self.call(self.lane_outputs, name, count)
+
+    def settle_after(self, handle: tuple[str, str | None]) -> float:
+        """:data:`ANCHOR_SETTLE_S` after an anchor's sample, else 0 (see
+        :meth:`~tvm_sched.tune.session.SessionAdapter.settle_after`).
+
+        Parameters
+        ----------
+        handle
+            What :meth:`load` returned.
+
+        Returns
+        -------
+        float
+            Seconds to wait before the next candidate's sample.
+        """
+        return ANCHOR_SETTLE_S if handle[0] == "anchor" else 0.0
 
     def time(self, handle: tuple[str, str | None]) -> float:
         """One sample of a loaded candidate, ``number`` runs.

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,6 +127,14 @@ def _short(err: BaseException) -> str:
 
 # --------------------------------------------------------------------------------------------
 # the protocol
+def _settle(s: SessionAdapter, handle) -> None:
+    """Wait as long as the adapter says a sample of ``handle`` leaves spinning threads behind
+    (:meth:`SessionAdapter.settle_after`), so they do not slow the next candidate's sample."""
+    pause = s.settle_after(handle)
+    if pause > 0:
+        time.sleep(pause)
+
+
 class InterleavedRunner:
     """The one runner: measures items on several device sessions in interleaved rounds (see
     the module docstring); the sessions' adapters load, run and time each kind.
@@ -293,7 +302,10 @@ class InterleavedRunner:
                 tell: Callable[[Measurement], None]) -> None:
         """One warm-up each (the first sizes the samples), then the interleaved rounds."""
         s.number = 1
-        warm = [self._step(s, meas, "warm-up", s.time, h, tell=tell) for h, meas in loaded]
+        warm = []
+        for h, meas in loaded:
+            warm.append(self._step(s, meas, "warm-up", s.time, h, tell=tell))
+            _settle(s, h)
         s.number = s.sample_runs(warm[0] if warm and warm[0] is not None else 1.0)
         for _ in range(self.repeats):
             for handle, meas in loaded:  # interleaved: A B C A B C ...
@@ -301,6 +313,7 @@ class InterleavedRunner:
                     t = self._step(s, meas, "timing", s.time, handle, tell=tell)
                     if t is not None:
                         meas.samples.append(t)
+                    _settle(s, handle)
         ref = next((m for _, m in loaded if m.index == key), None)
         for _, meas in loaded:
             if ref is not None:

@@ -172,6 +172,23 @@ class SessionAdapter:
         """
         return 1
 
+    def settle_after(self, handle) -> float:
+        """Seconds to wait after a sample of ``handle`` before the next candidate's: a runtime
+        whose threads spin after a run (ONNX Runtime's intra-op pool, PyTorch's OpenMP team)
+        takes cycles from whatever runs next in the same device process.
+
+        Parameters
+        ----------
+        handle
+            What :meth:`load` returned.
+
+        Returns
+        -------
+        float
+            Seconds (here: 0, nothing spins).
+        """
+        return 0.0
+
     def tolerance(self, tag) -> float | None:
         """The output tolerance of one candidate, when not the runner's ``rtol``.
 
