@@ -93,7 +93,8 @@ class LaneAdapter(SessionAdapter):
         self.builder = builder
         self.inputs = [np.asarray(x) for x in inputs]
         self.min_repeat_ms = min_repeat_ms
-        super().__init__(name, sess, timeout=timeout, reopen=reopen)
+        super().__init__(name, sess, timeout=timeout, reopen=reopen,
+                         threads=getattr(builder, "vm_threads", None))
 
     def attach(self, sess) -> None:
         """Use ``sess``; the VM is uploaded there on first use.
@@ -226,6 +227,7 @@ class LaneAdapter(SessionAdapter):
             import tvm
             from tvm import relax
 
+            self.size_pool()  # called on the worker thread: the device call is direct
             self.sess.upload(str(self.builder.vm_lib_path), "tvm_sched_vm.so")
             self._vm = relax.VirtualMachine(self.sess.load_module("tvm_sched_vm.so"), self.dev)
             self._vm_args = [tvm.runtime.tensor(np.asarray(a), self.dev)

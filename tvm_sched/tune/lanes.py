@@ -226,6 +226,9 @@ class LaneBuilder(CandidateBuilder):
         self.vm_lib_path = (self.lib_path if vm_kernels is None else _export(
             vm_kernels, Path(vm_lib_path) if vm_lib_path is not None
             else self.tmp / "vm_kernels.so"))
+        #: Threads the Relax VM runs with on the device: its target's ``num-cores`` (the
+        #: cores its kernels were built for), ``None`` when the target does not say.
+        self.vm_threads = _target_cores(self.vm_k.target)
         self._plans: dict[str, Any] = {}
 
     def schedule(self, c: LaneCandidate):
@@ -502,6 +505,12 @@ def _survey(devices, lanes_asked) -> tuple[dict, int, str | None, int]:
     facts = [device_facts(s) for _, s in devices]
     cores = min(c or num_cores() for _, c in facts)
     return conditions, lanes, facts[0][0], cores
+
+
+def _target_cores(target) -> int | None:
+    """A target's ``num-cores`` (``None`` when it has none)."""
+    cores = target.attrs.get("num-cores") if target is not None else None
+    return int(cores) if cores else None
 
 
 def _lane_kernels(model, kernel_set, threads: int, work: Path):

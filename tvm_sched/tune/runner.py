@@ -380,7 +380,7 @@ class OrderAdapter(SessionAdapter):
         self.m = measurer
         self.slug = "".join(c if c.isalnum() else "_" for c in name)
         super().__init__(name, sess, timeout=measurer.timeout, reopen=reopen,
-                         device_type=measurer.device_type)
+                         device_type=measurer.device_type, threads=measurer.threads)
 
     def attach(self, sess) -> None:
         """Use ``sess``; nothing uploaded there yet.
@@ -410,6 +410,7 @@ class OrderAdapter(SessionAdapter):
             self.call(self.sess.upload, str(m.kernel_path), "tvm_sched_kernels.so")
             self.kernels = self.call(self.sess.load_module, "tvm_sched_kernels.so")
         self.args = self.call(lambda: [tvm.runtime.tensor(a, self.dev) for a in m.args])
+        self.call(self.size_pool)
 
     def load(self, built, tag: str):
         """Upload a candidate's executable (its own kernels, or bytecode that imports the
@@ -544,13 +545,18 @@ class Measurer:
         The output tolerance (see ``reference``).
     batch
         Candidates measured in one interleaved batch on a device.
+    threads
+        Threads the VMs run with on each device (the kernels' ``num-cores``; ``None``: the
+        server's own pool).
     """
 
     def __init__(self, runner: Devices, *, kernels, args: Sequence[np.ndarray],
                  reference: Sequence[np.ndarray] | None, device_type: str | int = "cpu",
                  repeats: int = 10, number: int = 1, min_repeat_ms: float = 10.0,
-                 timeout: float = 120.0, rtol: float = 1e-4, batch: int = 16):
+                 timeout: float = 120.0, rtol: float = 1e-4, batch: int = 16,
+                 threads: int | None = None):
         self.runner = runner
+        self.threads = threads
         self.args = [np.asarray(a) for a in args]
         self.reference = (None if reference is None
                           else [np.asarray(r) for r in reference])

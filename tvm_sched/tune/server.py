@@ -450,11 +450,17 @@ def main(argv: list[str] | None = None) -> int:
                          " removed on exit either way)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # TVM's CPU pool takes half the x86 cores by default (it assumes hyper-threads): the Relax
-    # VM anchor runs on every core the server may use unless the user said otherwise
+    # TVM sizes each thread's CPU pool once, when that thread first runs a kernel, to at most
+    # TVM_NUM_THREADS (default: half the x86 cores; it assumes hyper-threads); later
+    # runtime.config_threadpool calls can only shrink it. The tuner sizes every pool itself
+    # (the VM's to all cores, a lane's to its threads, kernel tuning's to the threads it tunes
+    # for), so the cap is every core this server may use -- not a value inherited from the
+    # process that started it (a benchmark that set TVM_NUM_THREADS=1 for itself had its
+    # "all-core" VM anchor and its 2-thread kernel tuning run on one thread). ``taskset``
+    # limits the cores.
     from tvm_sched.runtime.cores import num_cores
 
-    os.environ.setdefault("TVM_NUM_THREADS", str(num_cores()))
+    os.environ["TVM_NUM_THREADS"] = str(num_cores())
     life = _Life(args.parent or os.getppid(), args.root)
     prctl = _prctl()
     life.watch_parent(prctl)

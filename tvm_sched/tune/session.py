@@ -13,6 +13,14 @@ candidates are loaded and run for their outputs (:meth:`~SessionAdapter.load`), 
 :class:`~tvm_sched.tune.lane_runner.LaneAdapter` for the Relax VM, lane plans and the anchors.
 The protocol that calls them, once for every kind, is
 :class:`~tvm_sched.tune.runner.InterleavedRunner`.
+
+The Relax VM runs on the thread that serves the session, whose TVM CPU pool the server sized at
+start from ``TVM_NUM_THREADS`` -- which the server inherits from whoever started it (the embedded
+server from the tuner's own process: a benchmark that set ``TVM_NUM_THREADS=1`` for itself
+measured the "all-core" VM anchor on one thread, 4.4 ms instead of 2.4 ms on the bench resnet).
+So an adapter given ``threads`` sizes that pool itself (:meth:`~SessionAdapter.size_pool`, the
+server's ``tvm_sched.runtime.config_threads``) before its VM runs, as kernel tuning does before
+each measurement.
 """
 
 from __future__ import annotations
@@ -63,6 +71,9 @@ class SessionAdapter:
         Returns a new session to the same device (``None``: a lost device ends the run).
     device_type
         The device to run on in the session (``"cpu"`` or a device type code).
+    threads
+        Threads of the session thread's TVM CPU pool, which runs the Relax VM (the VM's
+        kernels were built for as many); ``None``: the pool the server started with.
 
     Attributes
     ----------
@@ -79,8 +90,10 @@ class SessionAdapter:
     whose = "the reference"
 
     def __init__(self, name: str, sess, *, timeout: float = 120.0,
-                 reopen: Callable[[], Any] | None = None, device_type: str | int = "cpu"):
+                 reopen: Callable[[], Any] | None = None, device_type: str | int = "cpu",
+                 threads: int | None = None):
         self.name = name
+        self.threads = threads
         self.timeout = timeout
         self.reopen = reopen
         self.device_type = device_type
@@ -205,6 +218,41 @@ class SessionAdapter:
         return None
 
     # -- shared -------------------------------------------------------------------------------
+    def size_pool(self) -> int | None:
+        """Size the TVM CPU pool of the thread that serves this session to :attr:`threads`
+        (see the module docstring); a device without ``tvm_sched.runtime.config_threads`` (a
+        plain TVM server) keeps its own pool, with a warning. A device call: run it through
+        :meth:`call`, or from inside one.
+
+        Returns
+        -------
+        int or None
+            The pool's threads as the device reports them after (``None``: not sized).
+
+        Raises
+        ------
+        Exception
+            What the device raised.
+        """
+        if not self.threads:
+            return None
+        from tvm_sched.runtime import rpc
+
+        try:
+            fn = self.sess.get_function(rpc.CONFIG_THREADS)
+        except Exception:  # noqa: BLE001 - not a tvm_sched server: nothing to size with
+            log.warning("device %s has no %s (a plain TVM server): the VM runs on the "
+                        "server's own thread pool, not on %d threads", self.name,
+                        rpc.CONFIG_THREADS, self.threads)
+            return None
+        fn(int(self.threads))
+        got = int(self.sess.get_function("runtime.NumThreads")())
+        if got != self.threads:
+            log.warning("device %s: the VM's thread pool has %d threads, not the %d asked "
+                        "(TVM_NUM_THREADS caps it where the server started)", self.name, got,
+                        self.threads)
+        return got
+
     def call(self, fn: Callable, *args, timeout: float | None = None):
         """``fn(*args)`` on this device's worker thread, within the time limit.
 

@@ -464,7 +464,8 @@ class _OrderRun:
         self.order_runner = OrderRunner(
             self.runner, kernels=self.builder.kernels, args=args,
             device_type=self.target.get_target_device_type(), repeats=cfg.repeats,
-            number=cfg.number, min_repeat_ms=cfg.min_repeat_ms, timeout=cfg.timeout)
+            number=cfg.number, min_repeat_ms=cfg.min_repeat_ms, timeout=cfg.timeout,
+            threads=self.target.attrs.get("num-cores"))
 
     def search(self) -> None:
         cfg, st, model = self.cfg, self.st, self.model
