@@ -48,7 +48,7 @@ def test_the_sample_after_a_spinning_runtime_waits_for_it():
     assert sorted(m.index for m in told) == ["lanes", "ort", "vm"]
     assert all(len(m.samples) == 3 for m in told)
     assert [h for h, _, _ in a.calls] == ["vm", "ort", "lanes"] * 4  # warm-up + 3 rounds
-    for (h, _, end), (_, start, _) in zip(a.calls, a.calls[1:]):
+    for (h, _, end), (_, start, _) in zip(a.calls, a.calls[1:], strict=False):
         gap = start - end
         if h == "ort":
             assert gap >= 0.03, (h, gap)
