@@ -128,3 +128,25 @@ def test_the_lane_adapter_sizes_the_pool_to_the_vm_kernels_cores(model, tmp_path
         adapter.close()
     assert LaneBuilder(LaneKernels(model.mod, tvm.target.Target("llvm"), params=model.params),
                        tmp_path, tmp_path / "plain.so").vm_threads is None
+
+
+def test_the_report_says_when_the_device_capped_the_vm_pool():
+    from tvm_sched.tune.report import kernels_line
+
+    base = {"kernel_tuning": {}, "threads_per_lane": 1, "cores": 2}
+    assert "capped" not in kernels_line(base) and "ran the VM on" not in kernels_line(base)
+    assert "ran the VM on" not in kernels_line(dict(base, vm_pool_threads=[2]))
+    line = kernels_line(dict(base, vm_pool_threads=[1, 2]))
+    assert "ran the VM on 1 thread(s), not 2" in line and "TVM_NUM_THREADS" in line
+
+
+def test_local_kernel_tuning_workers_are_not_capped_by_the_tuners_env(monkeypatch):
+    """MetaSchedule's LocalRunner workers inherit ``TVM_NUM_THREADS``; their initializer lifts
+    the cap to every usable core before any kernel runs there."""
+    from tvm_sched.tune import kernels
+
+    monkeypatch.setenv("TVM_NUM_THREADS", "1")
+    kernels._uncap_pool()
+    import os
+
+    assert os.environ["TVM_NUM_THREADS"] == str(num_cores())

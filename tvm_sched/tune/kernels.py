@@ -320,6 +320,18 @@ def _threads_then_evaluate(threads, session, rt_mod, device, evaluator_config, r
     return run_evaluator_common(rt_mod, device, evaluator_config, repeated_args)
 
 
+def _uncap_pool() -> None:
+    """LocalRunner's worker initializer: TVM caps each thread's pool at ``TVM_NUM_THREADS`` when
+    the thread first runs a kernel, and the worker inherits that from the tuner's process (a
+    script that set it to 1 would tune "2-thread" kernels on one thread); the cap becomes every
+    usable core, :func:`_threads_then_evaluate_local` sizes the pool."""
+    import os
+
+    from tvm_sched.runtime.cores import num_cores
+
+    os.environ["TVM_NUM_THREADS"] = str(num_cores())
+
+
 def _threads_then_evaluate_local(threads, rt_mod, device, evaluator_config, repeated_args):
     """LocalRunner's evaluator: this worker's thread pool sized, then MetaSchedule's timing."""
     from tvm.s_tir.meta_schedule.runner.utils import run_evaluator_common
@@ -374,6 +386,7 @@ def measure_runner(runner, threads: int, *, timeout: float = 60.0, number: int =
 
     if isinstance(runner, InProcessDevices):
         return msr.LocalRunner(timeout_sec=timeout, evaluator_config=evaluator,
+                               initializer=_uncap_pool,
                                f_run_evaluator=functools.partial(_threads_then_evaluate_local,
                                                                  threads))
     f_eval = functools.partial(_threads_then_evaluate, threads)

@@ -106,6 +106,8 @@ class LaneAdapter(SessionAdapter):
         """
         super().attach(sess)
         self._vm = self._vm_args = None
+        #: The VM's thread pool on the device as it reported it (``None``: not sized).
+        self.vm_pool: int | None = None
 
     # -- the per-kind pieces the runner calls -------------------------------------------------
     def load(self, built, c) -> tuple[tuple[str, str | None], list[np.ndarray]]:
@@ -227,7 +229,7 @@ class LaneAdapter(SessionAdapter):
             import tvm
             from tvm import relax
 
-            self.size_pool()  # called on the worker thread: the device call is direct
+            self.vm_pool = self.size_pool()  # on the worker thread: a direct device call
             self.sess.upload(str(self.builder.vm_lib_path), "tvm_sched_vm.so")
             self._vm = relax.VirtualMachine(self.sess.load_module("tvm_sched_vm.so"), self.dev)
             self._vm_args = [tvm.runtime.tensor(np.asarray(a), self.dev)

@@ -766,6 +766,7 @@ class _LaneRun:
             "records_skipped": self.db.skipped, "model_hash": self.model.hash,
             "kernels_from_work_dir": k.compile_s < 1e-3,
             "cores": self.cores, "threads_per_lane": self.threads,
+            "vm_pool_threads": sorted({d.vm_pool for d in self.devs if d.vm_pool}),
             "kernel_tuning": self.kernel_set.describe(),
             "reconnects": sum(d.reconnects for d in self.devs),
             "conditions": self.conditions})

@@ -391,13 +391,17 @@ def kernels_line(info: dict) -> str:
         The sentence, with a warning when the trial budget is under 8 per kernel (and which
         kernels stay untuned when it is under one).
     """
+    pools = [p for p in info.get("vm_pool_threads") or [] if p != info.get("cores")]
+    pool = (f" The device ran the VM on {'/'.join(map(str, pools))} thread(s), not "
+            f"{info.get('cores')}: TVM_NUM_THREADS caps the pool where that server started, "
+            "so the VM anchor is slower than it could be." if pools else "")
     kt = info.get("kernel_tuning") or {}
     dbs = kt.get("databases") or {}
     cpu = kt.get("cpu") or "generic (the device did not name its CPU)"
     if not dbs or all(d.get("trials", 0) == 0 for d in dbs.values()):
         return (f"Kernels: TVM's untuned kernels (--kernel-trials 0), built for CPU {cpu}; "
                 f"{info.get('threads_per_lane', 1)} thread(s) per lane, the VM on "
-                f"{info.get('cores', '?')} core(s).")
+                f"{info.get('cores', '?')} core(s)." + pool)
     parts = [f"{t} thread(s): {d['trials']} MetaSchedule trials over {d['tasks']} kernels "
              f"({d['trials_now']} run now, {d['seconds']:.0f} s)" for t, d in dbs.items()]
     untuned = max(max(0, d.get("tasks", 0) - d["trials"]) for d in dbs.values())
@@ -413,7 +417,7 @@ def kernels_line(info: dict) -> str:
     return (f"Kernels tuned on the device for CPU {cpu} ({kt.get('cpu_source')}): "
             f"{'; '.join(parts)}. Lanes run on the kernels tuned for "
             f"{info.get('threads_per_lane')} thread(s), the Relax VM on those for "
-            f"{info.get('cores')}." + warn)
+            f"{info.get('cores')}." + warn + pool)
 
 
 def _lane_markdown(result: TuneResult) -> str:
