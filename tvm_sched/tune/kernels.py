@@ -24,7 +24,11 @@ runners: ``RPCRunner`` against the tvm_sched server (embedded or ``--rpc-server`
 factory connects straight to it) or the RPC tracker (TVM's distributed engine: a farm of
 devices measures in parallel, one worker per free device), ``LocalRunner`` for the in-process
 runner. Each measurement first sizes the device's thread pool to the kernels' thread count
-(``runtime.config_threadpool``), so kernels are timed with the threads they will run with.
+(``runtime.config_threadpool``), so kernels are timed with the threads they will run with. On
+one device (embedded server, ``--rpc-server``, in-process) the runner returns only once its
+batch is measured (:func:`_exclusive`): MetaSchedule would otherwise search and build the next
+task while the kernel is timed, on the same cores when the device is this machine (a farm
+behind a tracker keeps the overlap: its devices are other machines).
 
 Builder: MetaSchedule's ``LocalBuilder`` starts a fresh process pool for every batch (each
 worker imports TVM again: ~23 s per batch on two cores, more than the builds). Kernels are
