@@ -455,3 +455,44 @@ def test_kernels_that_run_once_at_load_are_not_tuned():
     assert "main_transform_params" in [gv.name_hint for gv in mod.get_global_vars()]
     plain = per_call_part(mod)
     assert per_call_part(plain) is plain  # nothing to drop: the same module
+
+
+def test_the_single_device_runner_returns_only_measured_batches():
+    """MetaSchedule searches and builds the next task while a batch is measured; on one device
+    (this machine) :func:`kernels._exclusive` makes ``run`` return only once every measurement
+    of the batch is done, so nothing shares the cores with a kernel being timed."""
+    import concurrent.futures as cf
+    import time
+
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.runner import PyRunnerFuture, RunnerInput, RunnerResult
+
+    from tvm_sched.tune import kernels
+
+    @derived_object
+    class _Late(PyRunnerFuture):
+        def __init__(self, fut):
+            super().__init__()
+            self.fut = fut
+
+        def done(self):
+            return self.fut.done()
+
+        def result(self):
+            return RunnerResult([self.fut.result()], None)
+
+    pool = cf.ThreadPoolExecutor(2)
+
+    class _Async:
+        def run(self, inputs):
+            return [_Late(pool.submit(lambda i=i: time.sleep(0.2 + 0.1 * i) or 1e-3))
+                    for i, _ in enumerate(inputs)]
+
+    inputs = [RunnerInput(f"a{i}.so", "llvm", []) for i in range(3)]
+    assert not any(f.done() for f in _Async().run(inputs))  # the plain runner returns at once
+    t0 = time.monotonic()
+    futures = kernels._exclusive(_Async()).run(inputs)
+    assert time.monotonic() - t0 >= 0.4
+    assert len(futures) == 3 and all(f.done() for f in futures)
+    assert [[float(x) for x in f.result().run_secs] for f in futures] == [[pytest.approx(1e-3)]] * 3
+    pool.shutdown()

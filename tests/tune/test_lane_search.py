@@ -60,7 +60,8 @@ class FakeRunner:
                 res.error = "load/run failed: crash"
             else:
                 lat = self.latency[c.name]
-                res.samples = [lat * (1 + self.spread * d) for d in (-1, -0.5, 0, 0.5, 1)]
+                # round noise independent of the VM's (reversed): the pairs do not cancel it
+                res.samples = [lat * (1 + self.spread * d) for d in (1, 0.5, 0, -0.5, -1)]
                 res.anchor = list(vm)
             done(res)
 
@@ -286,3 +287,25 @@ def test_a_vm_over_the_budget_leaves_the_pick_to_the_fastest_plan_that_fits():
     # and nothing that fits measured well: no pick at all (the VM does not fit either)
     out, *_ = _run(cands, lat, budget=700, runner=FakeRunner(lat, crash={"fits", "also"}))
     assert out.best is None
+
+
+def test_the_lane_pick_pairs_each_round_with_the_vm_beside_it():
+    """A machine whose speed drifts between rounds widens both latency distributions: a plan
+    that wins every round side by side is beyond the noise although the quartiles overlap, and
+    one that wins only half the rounds is not."""
+    drift = [1.0, 1.3, 1.6, 1.9, 2.2, 2.5, 2.8, 3.1]
+    vm = [1e-3 * d for d in drift]
+
+    def rec(name, samples):
+        return TuneRecord("m", name, "llvm", "local", name, "test", "lanes",
+                          samples=samples, anchor_samples=vm)
+
+    wins = rec("wins", [v / 1.1 for v in vm])
+    half = rec("half", [v / (1.1 if i % 2 else 0.91) for i, v in enumerate(vm)])
+    assert wins.latency["q3"] > wins.anchor["q1"]  # unpaired, the two overlap
+    assert LaneObjective.beyond_noise(wins)
+    assert not LaneObjective.beyond_noise(half)
+    base = TuneRecord("m", "relax-vm", "llvm", "local", "relax-vm", "test", "vm",
+                      samples=vm, anchor_samples=vm)
+    assert LaneObjective().pick([base, half], None)[0].candidate == "relax-vm"
+    assert LaneObjective().pick([base, half, wins], None)[0].candidate == "wins"
