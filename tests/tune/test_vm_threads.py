@@ -150,3 +150,16 @@ def test_local_kernel_tuning_workers_are_not_capped_by_the_tuners_env(monkeypatc
     import os
 
     assert os.environ["TVM_NUM_THREADS"] == str(num_cores())
+
+
+def test_in_process_sessions_size_their_pool_without_a_warning(caplog):
+    from tvm_sched.tune.devices import InProcessDevices
+
+    (name, sess), = InProcessDevices().open()
+    adapter = SessionAdapter(name, sess, threads=1)
+    try:
+        with caplog.at_level("WARNING"):
+            assert adapter.call(adapter.size_pool) == 1
+        assert "plain TVM server" not in caplog.text
+    finally:
+        adapter.close()

@@ -16,6 +16,7 @@ class InProcessDevices(Devices):
     key = "local"
 
     def open(self):
+        _register()
         return [("in-process", rpc.LocalSession())]
 
     def reopen(self, name):
@@ -26,4 +27,13 @@ class InProcessDevices(Devices):
         name
             The device's name.
         """
+        _register()
         return rpc.LocalSession()
+
+
+def _register() -> None:
+    """The functions a tvm_sched server registers at start (``runtime.rpc``: lane modules,
+    profiles, the thread pool), registered in this process: its sessions call them here."""
+    from tvm_sched.runtime import rpc as device_functions
+
+    device_functions.register()
