@@ -18,9 +18,9 @@ The Relax VM runs on the thread that serves the session, whose TVM CPU pool the 
 start from ``TVM_NUM_THREADS`` -- which the server inherits from whoever started it (the embedded
 server from the tuner's own process: a benchmark that set ``TVM_NUM_THREADS=1`` for itself
 measured the "all-core" VM anchor on one thread, 4.4 ms instead of 2.4 ms on the bench resnet).
-So an adapter given ``threads`` sizes that pool itself (:meth:`~SessionAdapter.size_pool`, the
-server's ``tvm_sched.runtime.config_threads``) before its VM runs, as kernel tuning does before
-each measurement.
+So an adapter given ``threads`` sizes that pool itself (:meth:`~SessionAdapter.size_pool`,
+the server's :data:`~tvm_sched.runtime.rpc.CONFIG_THREADS`) before its VM runs, as kernel
+tuning does before each measurement.
 """
 
 from __future__ import annotations
@@ -220,8 +220,9 @@ class SessionAdapter:
     # -- shared -------------------------------------------------------------------------------
     def size_pool(self) -> int | None:
         """Size the TVM CPU pool of the thread that serves this session to :attr:`threads`
-        (see the module docstring); a device without ``tvm_sched.runtime.config_threads`` (a
-        plain TVM server) keeps its own pool, with a warning. A device call: run it through
+        (see the module docstring); a device without
+        :data:`~tvm_sched.runtime.rpc.CONFIG_THREADS` (a plain TVM server) keeps its own pool,
+        with a warning. A device call: run it through
         :meth:`call`, or from inside one.
 
         Returns
