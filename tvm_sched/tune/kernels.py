@@ -62,7 +62,7 @@ from tvm_sched.errors import MeasureError, TuneInputError, one_line
 
 __all__ = ["DeviceTarget", "KernelTuning", "device_target", "database_dir", "tune_kernels",
            "trials_per_round", "per_call_part", "PersistentBuilder", "measure_runner",
-           "trials_done"]
+           "trials_done", "target_threads"]
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,23 @@ def device_target(target: tvm.target.Target, cpu: str | None, threads: int) -> D
 
 # --------------------------------------------------------------------------------------------
 # where the records go
+def target_threads(target: tvm.target.Target | None) -> int | None:
+    """The threads a target's kernels are built for: its ``num-cores`` (:func:`device_target`
+    sets it), ``None`` when it has none.
+
+    Parameters
+    ----------
+    target
+        A target, or ``None``.
+
+    Returns
+    -------
+    int or None
+    """
+    cores = target.attrs.get("num-cores") if target is not None else None
+    return int(cores) if cores else None
+
+
 def database_dir(work: Path, model_hash: str, target: tvm.target.Target) -> Path:
     """The JSON database of one model, target (CPU and thread count included) and TVM version
     under ``work/kernels``.
@@ -169,7 +186,7 @@ def database_dir(work: Path, model_hash: str, target: tvm.target.Target) -> Path
         ``work/kernels/<threads>t-<digest>`` (not created here).
     """
     text = json.dumps([model_hash, str(target), tvm.__version__])
-    threads = int(dict(target.export()).get("num-cores") or 0)
+    threads = target_threads(target) or 0
     digest = hashlib.sha1(text.encode()).hexdigest()[:12]
     return Path(work) / "kernels" / f"{threads}t-{digest}"
 
@@ -361,10 +378,10 @@ def _exclusive(inner):
     MetaSchedule's task scheduler sends a batch to the runner and, while those measurements
     run, searches and builds the next task's candidates. When the device is the machine that
     tunes (the embedded server, an in-process runner), that search and those builds take cores
-    from the kernel being timed: on two cores, kernels tuned for 2 threads were picked by
-    timings taken beside the builder (the bench resnet's tuned VM ran 3.8-4.3 ms on them
-    against 2.3-3.2 ms on kernels picked by 1-thread timings). Waiting costs the overlap and
-    makes every timing one taken with nothing else running.
+    from the kernel being timed: on two cores, the bench resnet's VM ran 3.80 ms on kernels
+    tuned for 2 threads that way, 2.26 ms on kernels tuned with this wrapper (same 320
+    trials). Waiting costs the overlap and makes every timing one taken with nothing else
+    running.
     """
     from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.runner import PyRunner
@@ -534,7 +551,7 @@ def tune_kernels(mod: tvm.IRModule, target: tvm.target.Target, work: Path, trial
     tasks = ms.relax_integration.extract_tasks(per_call_part(mod), target)
     result = KernelTuning(path, target, trials, len(tasks), before,
                           seconds_total=_seconds_so_far(path))
-    threads = int(dict(target.export()).get("num-cores") or 1)
+    threads = target_threads(target) or 1
     if before >= trials or not tasks:
         prog("kernels", 1, 1, f"{len(tasks)} kernels, {before} trials in the database "
              "(nothing to tune)")

@@ -59,7 +59,7 @@ from tvm_sched.runtime.cores import lanes_for, num_cores
 from tvm_sched.tune import anchors
 from tvm_sched.tune.candidate import CandidateBuilder, LaneCandidate
 from tvm_sched.tune.database import Database
-from tvm_sched.tune.kernels import device_facts, prepare_kernels
+from tvm_sched.tune.kernels import device_facts, prepare_kernels, target_threads
 from tvm_sched.tune.lane_runner import LaneAdapter, LaneRunner, SpreadRunner
 from tvm_sched.tune.objective import LaneObjective, TuneRecord, search
 from tvm_sched.tune.runner import InterleavedRunner
@@ -228,7 +228,7 @@ class LaneBuilder(CandidateBuilder):
             else self.tmp / "vm_kernels.so"))
         #: Threads the Relax VM runs with on the device: its target's ``num-cores`` (the
         #: cores its kernels were built for), ``None`` when the target does not say.
-        self.vm_threads = _target_cores(self.vm_k.target)
+        self.vm_threads = target_threads(self.vm_k.target)
         self._plans: dict[str, Any] = {}
 
     def schedule(self, c: LaneCandidate):
@@ -505,12 +505,6 @@ def _survey(devices, lanes_asked) -> tuple[dict, int, str | None, int]:
     facts = [device_facts(s) for _, s in devices]
     cores = min(c or num_cores() for _, c in facts)
     return conditions, lanes, facts[0][0], cores
-
-
-def _target_cores(target) -> int | None:
-    """A target's ``num-cores`` (``None`` when it has none)."""
-    cores = target.attrs.get("num-cores") if target is not None else None
-    return int(cores) if cores else None
 
 
 def _lane_kernels(model, kernel_set, threads: int, work: Path):

@@ -57,6 +57,7 @@ from tvm_sched.solvers import check_solver_names
 from tvm_sched.tune.builder import Builder, OrderBuilder
 from tvm_sched.tune.candidates import Candidate, default_cache_bytes, propose, tvm_orders
 from tvm_sched.tune.database import Database
+from tvm_sched.tune.kernels import target_threads
 from tvm_sched.tune.lanes import LANE_SOLVERS
 from tvm_sched.tune.measure import compare_outputs
 from tvm_sched.tune.model import TuneModel, check_target, target_key
@@ -465,7 +466,7 @@ class _OrderRun:
             self.runner, kernels=self.builder.kernels, args=args,
             device_type=self.target.get_target_device_type(), repeats=cfg.repeats,
             number=cfg.number, min_repeat_ms=cfg.min_repeat_ms, timeout=cfg.timeout,
-            threads=self.target.attrs.get("num-cores"))
+            threads=target_threads(self.target))
 
     def search(self) -> None:
         cfg, st, model = self.cfg, self.st, self.model
