@@ -155,7 +155,8 @@ def main() -> None:
     ap.add_argument("--zoo", action="store_true", help="the zoo's own models too")
     ap.add_argument("--size", default="bench")
     ap.add_argument("--samples", type=int, default=256)
-    ap.add_argument("--top-k", type=int, default=4)
+    ap.add_argument("--top-k", type=int, default=8,
+                    help="plans measured per model (the tuner's own default)")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--solver-budget", type=float, default=2.0)
     ap.add_argument("--out", type=Path, default=RESULTS)
