@@ -99,6 +99,9 @@ def _lanes(row: dict, name: str, size: str, args) -> None:
         row["predicted_spread"] = max(preds) / min(preds) - 1.0
     if one is not None and one.ok:
         row["one_lane_pred_over_measured"] = one.lane_facts.predicted / one.latency["median"]
+        # the samples behind it (seconds per run, round by round, with the VM's beside them)
+        row["one_lane_samples"] = list(one.samples)
+        row["one_lane_vm_samples"] = list(one.anchor_samples)
     if best is not None:
         predicted = sum_s / best.lane_facts.predicted
         row.update(best_plan=best.candidate, best_speedup=best.speedup["median"],
