@@ -33,7 +33,8 @@ RESULTS = Path(__file__).parent / "results"
 MODELS = ("nasnet", "inception", "darts", "hrnet", "resnet")
 
 
-def _kernels(name: str, size: str, trials: int, work: Path, runner, lanes_asked: str) -> dict:
+def _kernels(name: str, size: str, trials: int, work: Path, runner, lanes_asked: str,
+             lane_trials: int | None) -> dict:
     import tvm
 
     from tvm_sched.runtime.cores import lanes_for
@@ -50,13 +51,13 @@ def _kernels(name: str, size: str, trials: int, work: Path, runner, lanes_asked:
     t0 = time.perf_counter()
     ks = prepare_kernels(model.mod, tvm.target.Target("llvm"), cpu,
                          {cores, max(1, cores // lanes)}, work=work, trials=trials,
-                         model_hash=model.hash, runner=runner)
+                         model_hash=model.hash, runner=runner, lane_trials=lane_trials)
     return {"kernel_tuning": ks.describe(), "kernel_s": time.perf_counter() - t0,
             "lanes_for_kernels": lanes}
 
 
 def _measure(name: str, size: str, trials: int, work: Path, runner, repeats: int,
-             lanes: str) -> dict:
+             lanes: str, lane_trials: int | None) -> dict:
     from tvm_sched.tune import TuneConfig, load_model, tune
     from tvm_sched.tune.anchors import ANCHORS
     from tvm_sched.tune.report import anchor_table
@@ -66,7 +67,8 @@ def _measure(name: str, size: str, trials: int, work: Path, runner, repeats: int
     model = load_model(model=name, size=size)
     t0 = time.perf_counter()
     res = tune(model, "llvm", runner, work, TuneConfig(
-        lanes=lanes, kernel_trials=trials, anchors=tuple(ANCHORS), repeats=repeats,
+        lanes=lanes, kernel_trials=trials, lane_kernel_trials=lane_trials,
+        anchors=tuple(ANCHORS), repeats=repeats,
         min_repeat_ms=20.0))
     rows = {r["name"]: r for r in anchor_table(res)}
     vm = next(r for r in res.records if r.kind == "vm")
@@ -88,6 +90,10 @@ def _measure(name: str, size: str, trials: int, work: Path, runner, repeats: int
                         "pick_speedup": rows[n]["pick_speedup"]} for n in ANCHORS if n in rows},
     }
     return out
+
+
+def _seeded(d: dict) -> str:
+    return f" ({d['seeded']} of them the VM kernels' fastest schedules)" if d.get("seeded") else ""
 
 
 def _md(meta: dict, rows: list[dict]) -> str:
@@ -129,7 +135,8 @@ def _md(meta: dict, rows: list[dict]) -> str:
     for r in rows:
         kt = (r.get("kernel_tuning") or {}).get("databases", {})
         lines.append(f"- {r['model']}: " + "; ".join(
-            f"{t} thread(s): {d['trials']} trials over {d['tasks']} kernels, "
+            f"{t} thread(s): {d['trials']} trials over {d['tasks']} kernels"
+            f"{_seeded(d)}, "
             f"{d['seconds']:.0f} s this run, {d.get('seconds_total', d['seconds']):.0f} s in all"
             for t, d in kt.items()))
     return "\n".join(lines) + "\n"
@@ -139,7 +146,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--size", default="bench")
-    ap.add_argument("--kernel-trials", type=int, default=200)
+    ap.add_argument("--kernel-trials", type=int, default=200, help="the VM's (all cores)")
+    ap.add_argument("--lane-kernel-trials", type=int, default=None,
+                    help="the lanes' thread count (default: --kernel-trials), seeded from the "
+                         "VM's fastest schedules")
     ap.add_argument("--stage", default="all", choices=["kernels", "measure", "all"])
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--lanes", default="2", help="auto or M (the kernels stage tunes for it)")
@@ -165,12 +175,12 @@ def main() -> None:
             runner.prepare()
             if args.stage in ("kernels", "all"):
                 row.update(_kernels(name, args.size, args.kernel_trials, work, runner,
-                                    args.lanes))
+                                    args.lanes, args.lane_kernel_trials))
             if args.stage in ("measure", "all"):
                 row.pop("error", None)
                 row["load_1min_measure"] = os.getloadavg()[0]  # kernel tuning's own load
                 row.update(_measure(name, args.size, args.kernel_trials, work, runner,
-                                    args.repeats, args.lanes))
+                                    args.repeats, args.lanes, args.lane_kernel_trials))
         except Exception as err:  # noqa: BLE001 - one model's failure is its row
             traceback.print_exc()
             row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"

@@ -496,3 +496,72 @@ def test_the_single_device_runner_returns_only_measured_batches():
     assert len(futures) == 3 and all(f.done() for f in futures)
     assert [[float(x) for x in f.result().run_secs] for f in futures] == [[pytest.approx(1e-3)]] * 3
     pool.shutdown()
+
+
+# --------------------------------------------------------------------------------------------
+# the lanes' database starts from the VM kernels' fastest schedules
+def _traces(path: Path, target=None) -> list[str]:
+    """The traces (as JSON text) of a database's measured records, fastest first, optionally
+    only those timed for ``target``'s thread count."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from tvm_sched.tune.kernels import target_threads
+
+    db = ms.database.JSONDatabase(work_dir=str(path), allow_missing=False)
+    out = []
+    for rec in db.get_all_tuning_records():
+        secs = [float(s) for s in (rec.run_secs or [])]
+        if not secs or max(secs) >= 1e9:
+            continue
+        if target is not None and target_threads(rec.target) != target_threads(target):
+            continue
+        out.append((sum(secs) / len(secs), str(rec.trace.as_json())))
+    return [t for _, t in sorted(out)]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_lane_database_starts_from_the_vm_kernels_fastest_schedules(tiny, tmp_path):
+    from tvm_sched.tune.devices import InProcessDevices
+    from tvm_sched.tune.kernels import SEEDS_PER_KERNEL, prepare_kernels
+
+    _, mod = tiny
+    ks = prepare_kernels(mod, LLVM, HOST_CPU, {2, 1}, work=tmp_path, trials=8, lane_trials=5,
+                         model_hash="matmul-relu", runner=InProcessDevices(), timeout=30)
+    vm, lane = ks.tunings[2], ks.tunings[1]
+    assert vm.trials == 8 and vm.seeded == 0  # the anchor's own search
+    assert lane.trials == 5 and lane.seeded == SEEDS_PER_KERNEL == 2
+    assert lane.trials_now >= 5
+    # the VM's two fastest schedules are in the lanes' database, timed with one thread
+    best_vm = _traces(vm.path)[:SEEDS_PER_KERNEL]
+    lane_traces = _traces(lane.path, lane.target)
+    assert len(best_vm) == 2 and set(best_vm) <= set(lane_traces)
+    assert len(lane_traces) == len(_traces(lane.path))  # nothing timed for another count
+    assert ks.describe()["databases"]["1"]["seeded"] == 2
+
+    # resumed: nothing tuned, nothing seeded again
+    again = prepare_kernels(mod, LLVM, HOST_CPU, {2, 1}, work=tmp_path, trials=8,
+                            lane_trials=5, model_hash="matmul-relu", runner=InProcessDevices())
+    assert again.tunings[1].trials_now == again.tunings[2].trials_now == 0
+    assert again.tunings[1].seeded == 0
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_source_without_records_seeds_nothing(tiny, tmp_path):
+    from tvm_sched.tune.devices import InProcessDevices
+
+    _, mod = tiny
+    target = device_target(LLVM, HOST_CPU, 1).target
+    empty = tmp_path / "nothing-here"
+    done = tune_kernels(mod, target, tmp_path, 2, model_hash="matmul-relu",
+                        runner=InProcessDevices(), timeout=30, start_from=empty)
+    assert done.seeded == 0 and done.trials_now >= 2 and _records(done.path) > 0
+
+
+@pytest.mark.parametrize("bad", [-1, True, 2.5])
+def test_lane_kernel_trials_must_be_a_count(bad):
+    from tvm_sched.tune import TuneConfig
+
+    with pytest.raises(TuneInputError, match="--lane-kernel-trials must be an integer >= 0"):
+        TuneConfig(lanes=2, lane_kernel_trials=bad).check()

@@ -73,6 +73,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="MetaSchedule trials per thread count to tune the kernels on the "
                         "device (0: TVM's untuned kernels; the database in the work dir is "
                         "resumed, nothing is tuned twice)")
+    t.add_argument("--lane-kernel-trials", type=int, default=None, metavar="M",
+                   help="with --lanes: trials of the lanes' thread count when it differs from "
+                        "the VM's (default: --kernel-trials); that search starts from the VM "
+                        "kernels' fastest schedules, measured with the lanes' threads")
     t.add_argument("--anchors", default="all", metavar="LIST|all|none",
                    help="with --lanes: PyTorch / ONNX Runtime measured beside the Relax VM in "
                         "the same rounds (pytorch-1t, pytorch, onnxruntime, "
@@ -182,6 +186,7 @@ def _config(args: argparse.Namespace):
                      cache_bytes=args.cache_kib * 1024 if args.cache_kib else None,
                      arena=args.arena, lanes=args.lanes, samples=args.samples,
                      per_solver=args.per_solver, kernel_trials=args.kernel_trials,
+                     lane_kernel_trials=args.lane_kernel_trials,
                      anchors=_anchor_names(args.anchors) if args.lanes is not None else ())
     cfg.check()
     return cfg

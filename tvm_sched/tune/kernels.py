@@ -460,6 +460,83 @@ def measure_runner(runner, threads: int, *, timeout: float = 60.0, number: int =
 
 
 # --------------------------------------------------------------------------------------------
+# seeding one thread count's search with another's schedules
+#: Schedules per kernel taken from the database of another thread count (its fastest first).
+SEEDS_PER_KERNEL = 2
+
+
+def seed_from(tasks, source: Path, target: tvm.target.Target, database, builder, runner,
+              per_task: int = SEEDS_PER_KERNEL) -> int:
+    """Measure, for ``target``, the ``per_task`` fastest schedules the database at ``source``
+    (the same model's kernels tuned for another thread count) holds for each task, and commit
+    them to ``database``: real trials of this thread count, timed with its threads.
+
+    A kernel's best schedule for t threads is most of a good one for another thread count (the
+    tiles, the vectorized and unrolled loops; the parallel loop runs on whatever pool it gets),
+    so the evolutionary search of this thread count, which starts from the database's fastest
+    records, begins from schedules another search took hundreds of trials to find instead of
+    random ones. Schedules that fail to build or run here are committed as failed (MetaSchedule's
+    1e10 s), as its own failed trials are.
+
+    Parameters
+    ----------
+    tasks
+        MetaSchedule's extracted tasks (``task.dispatched[0]`` is the kernel's module).
+    source
+        A database directory of another thread count (:func:`database_dir`).
+    target
+        This thread count's device target.
+    database
+        This thread count's database (MetaSchedule ``Database``).
+    builder, runner
+        MetaSchedule's builder and runner of this tuning.
+    per_task
+        Schedules per task (fewer where the source has fewer).
+
+    Returns
+    -------
+    int
+        Schedules measured (0 when the source holds none of these kernels).
+    """
+    from tvm.s_tir import Schedule
+    from tvm.s_tir import meta_schedule as ms
+
+    if per_task < 1 or not (Path(source) / "database_tuning_record.json").exists():
+        return 0
+    src = ms.database.JSONDatabase(work_dir=str(source), allow_missing=False)
+    picked = []  # (kernel module, record, scheduled module)
+    for task in tasks:
+        mod = task.dispatched[0]
+        if not src.has_workload(mod):
+            continue
+        for rec in src.get_top_k(src.commit_workload(mod), per_task):
+            sch = Schedule(mod)
+            try:
+                rec.trace.apply_to_schedule(sch, remove_postproc=False)
+            except Exception:  # noqa: BLE001 - a trace that no longer applies is no seed
+                continue
+            picked.append((mod, rec, sch.mod))
+    if not picked:
+        return 0
+    built = builder.build([ms.builder.BuilderInput(m, target) for _, _, m in picked])
+    ran = [i for i, b in enumerate(built) if b.error_msg is None]
+    futures = runner.run([ms.runner.RunnerInput(built[i].artifact_path, "cpu",
+                                                picked[i][1].args_info) for i in ran])
+    secs = {i: [1e10] for i in range(len(picked))}
+    for i, fut in zip(ran, futures, strict=True):
+        res = fut.result()
+        if res.error_msg is None and res.run_secs:
+            secs[i] = [float(x) for x in res.run_secs]
+    for i, (mod, rec, _) in enumerate(picked):
+        database.commit_tuning_record(ms.database.TuningRecord(
+            rec.trace, database.commit_workload(mod), secs[i], target, rec.args_info))
+    for b in built:
+        if b.artifact_path:
+            shutil.rmtree(os.path.dirname(b.artifact_path), ignore_errors=True)
+    return len(picked)
+
+
+# --------------------------------------------------------------------------------------------
 # tuning
 @dataclass
 class KernelTuning:
@@ -477,6 +554,9 @@ class KernelTuning:
         Kernels (MetaSchedule tasks) of the module.
     trials_before, trials_now
         Trials the database held before this run, and trials run now.
+    seeded
+        Of ``trials_now``, the schedules of another thread count's database measured first
+        (:func:`seed_from`).
     seconds
         Wall seconds of this run's tuning.
     seconds_total
@@ -493,6 +573,7 @@ class KernelTuning:
     seconds: float = 0.0
     info: dict = field(default_factory=dict)
     seconds_total: float = 0.0
+    seeded: int = 0
 
     @property
     def database(self) -> Path | None:
@@ -502,7 +583,7 @@ class KernelTuning:
 
 def tune_kernels(mod: tvm.IRModule, target: tvm.target.Target, work: Path, trials: int, *,
                  model_hash: str, runner=None, seed: int = 0, timeout: float = 60.0,
-                 workers: int | None = None,
+                 workers: int | None = None, start_from: Path | None = None,
                  progress: Callable[[str, int, int, str], None] | None = None) -> KernelTuning:
     """Tune the fused TIR kernels of ``mod`` for ``target`` with ``trials`` MetaSchedule trials,
     resuming the database of an earlier run (see the module docstring).
@@ -527,6 +608,11 @@ def tune_kernels(mod: tvm.IRModule, target: tvm.target.Target, work: Path, trial
         Seconds one measurement may take.
     workers
         Parallel measurements (a tracker's free devices).
+    start_from
+        The database of the same model's kernels tuned for another thread count: a new
+        database's first trials measure its fastest schedules (:func:`seed_from`) and the
+        search starts from them (None, an in-process ``"local"`` runner or a resumed database:
+        no seeding).
     progress
         ``progress("kernels", done, total, text)`` as batches complete.
 
@@ -563,7 +649,6 @@ def tune_kernels(mod: tvm.IRModule, target: tvm.target.Target, work: Path, trial
     # budget on the first few tasks and leave the rest as untuned single-threaded loops), and
     # the heaviest tasks come first for when it does not
     tasks = _heaviest_first(tasks)
-    per_iter = trials_per_round(todo, len(tasks))
     if todo < len(tasks):
         log.warning("%d kernel trials cannot tune each of the %d kernels once: the %d lightest "
                     "stay untuned (--kernel-trials %d tunes every kernel)", todo, len(tasks),
@@ -582,19 +667,25 @@ def tune_kernels(mod: tvm.IRModule, target: tvm.target.Target, work: Path, trial
     # about rules the CPU has none of
     with _quiet_meta_schedule(), filtered_stderr("Unknown schedule rule",
                                                  "s_tir.meta_schedule.cpu.meta_schedule"):
-        strategy = ms.search_strategy.EvolutionarySearch(
-            population_size=POPULATION, init_min_unmeasured=min(50, POPULATION))
-        contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-            tasks, str(path / "logs"), strategy=strategy,
-            num_threads=max(1, os.cpu_count() or 1), seed=seed)
         ms_runner = (measure_runner(runner, threads, timeout=timeout, workers=workers)
                      if runner is not None else "local")
-        ms.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(path),
-                      max_trials_global=todo, max_trials_per_task=todo,
-                      num_trials_per_iter=per_iter,
-                      builder=PersistentBuilder(on_batch, workers=min(4, os.cpu_count() or 1)),
-                      runner=ms_runner, database=_database(path), cost_model="xgb",
-                      task_scheduler="gradient")
+        builder = PersistentBuilder(on_batch, workers=min(4, os.cpu_count() or 1))
+        database = _database(path)
+        if start_from is not None and before == 0 and not isinstance(ms_runner, str):
+            result.seeded = seed_from(tasks, start_from, target, database, builder, ms_runner,
+                                      per_task=min(SEEDS_PER_KERNEL, todo // len(tasks)))
+        if todo > result.seeded:
+            strategy = ms.search_strategy.EvolutionarySearch(
+                population_size=POPULATION, init_min_unmeasured=min(50, POPULATION))
+            contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+                tasks, str(path / "logs"), strategy=strategy,
+                num_threads=max(1, os.cpu_count() or 1), seed=seed)
+            rest = todo - result.seeded
+            ms.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(path),
+                          max_trials_global=rest, max_trials_per_task=rest,
+                          num_trials_per_iter=trials_per_round(rest, len(tasks)),
+                          builder=builder, runner=ms_runner, database=database,
+                          cost_model="xgb", task_scheduler="gradient")
     result.seconds = time.perf_counter() - t0
     result.trials_now = done[0]
     good, total = valid_records(path)
@@ -820,7 +911,7 @@ class KernelSet:
         return {"cpu": self.cpu, "cpu_source": self.cpu_source,
                 "databases": {str(t): {"target": str(k.target), "trials": k.trials,
                                        "tasks": k.tasks, "trials_before": k.trials_before,
-                                       "trials_now": k.trials_now,
+                                       "trials_now": k.trials_now, "seeded": k.seeded,
                                        "seconds": round(k.seconds, 1),
                                        "seconds_total": round(k.seconds_total, 1),
                                        "path": str(k.path) if k.path else None}
@@ -829,10 +920,12 @@ class KernelSet:
 
 def prepare_kernels(mod: tvm.IRModule, target: tvm.target.Target, cpu: str | None, threads, *,
                     work: Path, trials: int, model_hash: str, runner=None, seed: int = 0,
-                    timeout: float = 60.0, progress=None) -> KernelSet:
+                    timeout: float = 60.0, progress=None,
+                    lane_trials: int | None = None) -> KernelSet:
     """The device targets for every thread count in ``threads`` and, with ``trials`` > 0, the
     kernels tuned for each (:func:`tune_kernels`; the largest thread count first: it is the
-    anchor's).
+    anchor's, and a new database of a smaller count starts from its fastest schedules,
+    :func:`seed_from`).
 
     The caller must not hold a session on a one-client server while this tunes (a TVM RPC
     server serves one client at a time; the measurements open their own).
@@ -846,7 +939,10 @@ def prepare_kernels(mod: tvm.IRModule, target: tvm.target.Target, cpu: str | Non
     threads
         Thread counts the kernels will run with.
     work, trials, model_hash, runner, seed, timeout, progress
-        As for :func:`tune_kernels`.
+        As for :func:`tune_kernels` (``trials``: the largest thread count's).
+    lane_trials
+        Trials of every smaller thread count (the lanes'); None: ``trials``. Ignored when
+        ``trials`` is 0 (nothing is tuned).
 
     Returns
     -------
@@ -861,7 +957,10 @@ def prepare_kernels(mod: tvm.IRModule, target: tvm.target.Target, cpu: str | Non
     targets = {t: device_target(target, cpu, t) for t in counts}
     tunings = {}
     for t in counts:
-        tunings[t] = tune_kernels(mod, targets[t].target, work, trials, model_hash=model_hash,
-                                  runner=runner, seed=seed, timeout=timeout, progress=progress)
+        anchor = tunings.get(counts[0])
+        n = trials if anchor is None or lane_trials is None or trials == 0 else lane_trials
+        tunings[t] = tune_kernels(mod, targets[t].target, work, n, model_hash=model_hash,
+                                  runner=runner, seed=seed, timeout=timeout, progress=progress,
+                                  start_from=anchor.database if anchor is not None else None)
     first = targets[counts[0]]
     return KernelSet(tunings, first.cpu, first.source)

@@ -552,7 +552,8 @@ def _kernel_stage(model, target, runner, work: Path, cfg, devices, cpu, cores: i
     devices.clear()
     kernel_set = prepare_kernels(model.mod, target, cpu, {cores, threads}, work=work,
                                  trials=cfg.kernel_trials, model_hash=model.hash, runner=runner,
-                                 seed=cfg.seed, timeout=cfg.timeout, progress=prog)
+                                 seed=cfg.seed, timeout=cfg.timeout, progress=prog,
+                                 lane_trials=cfg.lane_kernel_trials)
     devices = runner.open()
     if not devices:
         raise DeviceUnavailableError("the runner offers no device after kernel tuning")

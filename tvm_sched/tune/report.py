@@ -376,6 +376,12 @@ def anchor_table(result: TuneResult) -> list[dict[str, Any]]:
     return rows
 
 
+def _seeded(d: dict) -> str:
+    """", the first N the VM kernels' fastest schedules" where a database was seeded."""
+    n = d.get("seeded", 0)
+    return f", the first {n} the VM kernels' fastest schedules" if n else ""
+
+
 def kernels_line(info: dict) -> str:
     """One sentence on the kernels of a run: tuned (trials, threads, CPU) or untuned.
 
@@ -403,7 +409,8 @@ def kernels_line(info: dict) -> str:
                 f"{info.get('threads_per_lane', 1)} thread(s) per lane, the VM on "
                 f"{info.get('cores', '?')} core(s)." + pool)
     parts = [f"{t} thread(s): {d['trials']} MetaSchedule trials over {d['tasks']} kernels "
-             f"({d['trials_now']} run now, {d['seconds']:.0f} s)" for t, d in dbs.items()]
+             f"({d['trials_now']} run now{_seeded(d)}, {d['seconds']:.0f} s)"
+             for t, d in dbs.items()]
     untuned = max(max(0, d.get("tasks", 0) - d["trials"]) for d in dbs.values())
     small = any(d["trials"] < 8 * max(1, d["tasks"]) for d in dbs.values())
     warn = ""

@@ -121,6 +121,9 @@ class TuneConfig:
     #: the databases stay in the work dir, so a resumed run tunes nothing again
     #: (:mod:`tvm_sched.tune.kernels`).
     kernel_trials: int = 0
+    #: Lanes: MetaSchedule trials of the lanes' thread count when it is not the VM's (None:
+    #: ``kernel_trials``); that search starts from the VM kernels' fastest schedules.
+    lane_kernel_trials: int | None = None
     #: Lanes: the anchors measured beside the Relax VM in the same rounds, by name
     #: (:data:`tvm_sched.tune.anchors.ANCHORS`: PyTorch eager, ONNX Runtime); never picked.
     anchors: Sequence[str] = ()
@@ -182,6 +185,11 @@ class TuneConfig:
                 or self.kernel_trials < 0:
             raise TuneInputError(f"--kernel-trials must be an integer >= 0, got "
                                  f"{self.kernel_trials!r}")
+        if self.lane_kernel_trials is not None and (
+                isinstance(self.lane_kernel_trials, bool)
+                or not isinstance(self.lane_kernel_trials, int) or self.lane_kernel_trials < 0):
+            raise TuneInputError(f"--lane-kernel-trials must be an integer >= 0, got "
+                                 f"{self.lane_kernel_trials!r}")
         from tvm_sched.tune.anchors import ANCHORS
 
         unknown = [a for a in self.anchors if a not in ANCHORS]
@@ -290,6 +298,8 @@ def tune(model: TuneModel, target: str | tvm.target.Target, runner: Devices, wor
     key_target = target_key(target)
     if cfg.kernel_trials:  # other kernels, other timings: records and state apart
         key_target = f"{key_target} kernel-trials={cfg.kernel_trials}"
+        if cfg.lane_kernel_trials is not None and cfg.lanes is not None:
+            key_target = f"{key_target} lane-kernel-trials={cfg.lane_kernel_trials}"
     check_work_dir(work_dir)
     with lock_work_dir(work_dir) if lock else contextlib.nullcontext(Path(work_dir)) as work:
         if cfg.lanes is not None:
