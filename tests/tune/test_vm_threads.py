@@ -165,53 +165,34 @@ def test_in_process_sessions_size_their_pool_without_a_warning(caplog):
         adapter.close()
 
 
-class _PoolSession:
-    """A session whose serving thread has a TVM pool of ``pool`` threads (at most ``cap``), and
-    a ``time_step`` that records the pool each kernel ran with."""
 
-    def __init__(self, pool: int, cap: int = 2):
-        self.pool, self.cap, self.during = pool, cap, []
-
-    def cpu(self, _):
-        return "cpu"
-
-    def get_function(self, name):
-        if name == trpc.CONFIG_THREADS:
-            def config(n):
-                self.pool = min(int(n), self.cap)
-                return self.pool
-            return config
-        if name == "runtime.NumThreads":
-            return lambda: self.pool
-        if name == trpc.TIME_STEP:
-            return lambda _module, _position: self.during.append(self.pool) or 1e-3
-        raise AssertionError(f"unexpected device function {name}")
-
-
-def test_the_profile_times_the_lanes_kernels_with_a_lanes_threads(model, tmp_path):
-    """The server's pool has every core; a lane's kernels are timed with the lane's threads
-    (the tuned bench models' one-lane predictions were 0.52-0.86 of the measured plan), and
-    the pool is put back for the VM."""
+def test_a_lanes_kernels_are_profiled_with_a_lanes_threads(monkeypatch):
+    """``time_step`` runs a step on a thread whose TVM pool has the plan's threads per lane,
+    whatever the session thread's pool (every core: the tuned bench models' one-lane
+    predictions were 0.52-0.86 of the measured plan), and leaves that pool as it was."""
+    import threading
     from types import SimpleNamespace
 
     import tvm
 
-    from tvm_sched.runtime.builder import LaneKernels
-    from tvm_sched.tune.lane_runner import LaneAdapter
-    from tvm_sched.tune.lanes import LaneBuilder
+    if num_cores() < 2:
+        pytest.skip("needs two usable cores")
+    seen = []
 
-    builder = LaneBuilder(LaneKernels(model.mod, tvm.target.Target("llvm"), params=model.params),
-                          tmp_path)
-    s = _PoolSession(pool=2)
-    adapter = LaneAdapter("dev", s, builder, model.inputs)
-    adapter.upload = lambda path: "one_lane.tar"
-    adapter.lane_outputs = lambda name, count: []
-    plan = SimpleNamespace(lanes=[[0, 1, 2]], threads_per_lane=1, kernels=["a", "b"],
-                           steps=[SimpleNamespace(kernel=k) for k in (0, 1, 0)])
-    try:
-        got = adapter.profile(tmp_path / "one_lane.tar", plan, repeat=2)
-    finally:
-        adapter.close()
-    assert s.during == [1] * 6
-    assert s.pool == 2
-    assert got == {"a": 1e-3, "b": 1e-3}
+    def run_step(step):
+        seen.append((step, int(tvm.get_global_func("runtime.NumThreads")()),
+                     threading.current_thread() is threading.main_thread()))
+        return 1e-3
+
+    def module(threads):
+        plan = SimpleNamespace(num_lanes=1, lanes=[[3, 1]], threads_per_lane=threads)
+        return SimpleNamespace(plan=plan, run_step=run_step)
+
+    trpc.config_threads(2)  # the session thread's pool: every core, as the VM's
+    monkeypatch.setattr(trpc, "_module", lambda path: module(1))
+    assert trpc._time_step("one_lane.tar", 0) == 1e-3
+    assert trpc._time_step("one_lane.tar", 1) == 1e-3
+    monkeypatch.setattr(trpc, "_module", lambda path: module(2))
+    trpc._time_step("two_thread_lane.tar", 1)
+    assert seen == [(3, 1, False), (1, 1, False), (1, 2, False)]
+    assert int(tvm.get_global_func("runtime.NumThreads")()) == 2

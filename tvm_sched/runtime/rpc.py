@@ -19,7 +19,9 @@ by the lane tuner itself for in-process sessions) registers in the calling proce
   back-to-back runs on the inputs last set (no warm-up: the lane tuner warms up and
   interleaves);
 - ``tvm_sched.runtime.time_step(path, position)`` -> seconds of one call of the kernel at
-  ``position`` of the (one-lane) module's lane, run on the tensors as they are now. Called for
+  ``position`` of the (one-lane) module's lane, run on the tensors as they are now, on a thread
+  whose TVM pool has the plan's threads per lane (a lane's kernels timed with a lane's
+  threads, not with the session thread's pool of every core). Called for
   positions 0, 1, 2, ... in turn after a ``run_exported`` set the inputs, it is the module's own
   run, one kernel at a time: every kernel reads the bytes its producers just wrote, never bytes
   a later step has since reused (the arena), so the durations are those of a real run. The
@@ -53,6 +55,7 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +160,28 @@ def _time_runs(path, number) -> float:
     return (time.perf_counter() - t0) / n
 
 
+#: threads per lane -> the one thread that times steps with a TVM pool of that many threads
+_STEP_THREADS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _step_thread(threads: int) -> ThreadPoolExecutor:
+    """The thread that times the steps of plans with ``threads`` threads per lane: its TVM pool
+    is sized once, when it starts (:func:`config_threads`), and never again.
+
+    TVM's pool is per calling thread. The session's own thread has a pool of every core (the
+    VM's), which timed the tuned one-thread kernels of a lane on two threads (bench models: the
+    one-lane prediction at 0.52-0.86 of the measured plan); sizing that pool down to a lane's
+    threads and back for the profile left the VM and ONNX Runtime beside it 2.2x slower for the
+    rest of the session (bench nasnet, tuned kernels), so the session thread's pool is left alone.
+    """
+    ex = _STEP_THREADS.get(threads)
+    if ex is None:
+        ex = _STEP_THREADS[threads] = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"tvm-sched-step-{threads}t",
+            initializer=config_threads, initargs=(threads,))
+    return ex
+
+
 def _time_step(path, position) -> float:
     mod = _module(path)
     plan = mod.plan
@@ -166,7 +191,8 @@ def _time_step(path, position) -> float:
     p = int(position)
     if not 0 <= p < len(chain):
         raise IndexError(f"position {p} is not a step of the {len(chain)}-step lane")
-    return mod.run_step(chain[p])
+    threads = max(1, int(getattr(plan, "threads_per_lane", 1)))
+    return _step_thread(threads).submit(mod.run_step, chain[p]).result()
 
 
 def config_threads(n: int) -> int:

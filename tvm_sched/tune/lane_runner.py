@@ -402,11 +402,8 @@ class LaneAdapter(SessionAdapter):
         inputs); then ``repeat`` times the lane is run again one kernel at a time, the client
         calling ``time_step`` for position 0, 1, 2, ... (each kernel reads what
         its producers have just written, as in a real run). A kernel's duration is the median of
-        its samples (over the steps that call it). The kernels run on the session's thread, its
-        TVM pool sized to the plan's threads per lane meanwhile (then put back): a pool of every
-        core timed the bench models' tuned 1-thread kernels on two threads, and the one-lane
-        prediction came out at 0.52-0.86 of the measured plan. A device lost on the way is
-        reopened once, as the runner does when measuring, and the profile run again there.
+        its samples (over the steps that call it). A device lost on the way is reopened once,
+        as the runner does when measuring, and the profile run again there.
 
         Parameters
         ----------
@@ -458,31 +455,10 @@ class LaneAdapter(SessionAdapter):
                 at[0] = p
                 samples[p].append(float(step(name, p)))
 
-        # the session thread runs each kernel: its pool (every core, as the server starts it,
-        # or the VM's) would time the lanes' kernels on more threads than a lane gives them
-        restore = self.call(self._lane_pool, max(1, int(getattr(plan, "threads_per_lane", 1))))
-        try:
-            for _ in range(repeat):
-                self.call(one_run)
-        finally:
-            if restore is not None:
-                try:
-                    self.call(restore)
-                except Exception:  # noqa: BLE001 - a lost device: the profile's error is told
-                    pass
+        for _ in range(repeat):
+            self.call(one_run)
         at[0] = -1
         return samples
-
-    def _lane_pool(self, threads: int) -> Callable[[], None] | None:
-        """Size the session thread's TVM pool to ``threads`` (a lane's) and return the device
-        call that puts it back; None on a plain TVM server (its pool stays, as for the VM)."""
-        try:
-            config = self.sess.get_function(rpc.CONFIG_THREADS)
-            before = int(self.sess.get_function("runtime.NumThreads")())
-        except Exception:  # noqa: BLE001 - not a tvm_sched server: nothing to size with
-            return None
-        config(int(threads))
-        return lambda: config(before)
 
     def _profile_failed(self, err: Exception, plan, at: int) -> None:
         """Raise the error a failed profile run ends in, unless the device was lost for the
