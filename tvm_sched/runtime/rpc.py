@@ -170,9 +170,10 @@ def _step_thread(threads: int) -> ThreadPoolExecutor:
 
     TVM's pool is per calling thread. The session's own thread has a pool of every core (the
     VM's), which timed the tuned one-thread kernels of a lane on two threads (bench models: the
-    one-lane prediction at 0.52-0.86 of the measured plan); sizing that pool down to a lane's
-    threads and back for the profile left the VM and ONNX Runtime beside it 2.2x slower for the
-    rest of the session (bench nasnet, tuned kernels), so the session thread's pool is left alone.
+    one-lane prediction at 0.52-0.86 of the measured plan). Sizing that pool down to a lane's
+    threads and back for the profile was tried first. In both runs with it, the VM and ONNX
+    Runtime then ran 2.2x slower for the rest of the session (bench nasnet, tuned kernels), and
+    not in a run without it. So the session thread's pool is left alone.
     """
     ex = _STEP_THREADS.get(threads)
     if ex is None:
