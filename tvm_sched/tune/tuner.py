@@ -82,6 +82,12 @@ def _finite(x: float) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def _check_trials(flag: str, value) -> None:
+    """A trial budget must be an integer >= 0 (a bool is not one)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TuneInputError(f"{flag} must be an integer >= 0, got {value!r}")
+
+
 @dataclass
 class TuneConfig:
     """Options of a tuning run (the CLI's flags)."""
@@ -181,15 +187,9 @@ class TuneConfig:
         if self.cache_bytes is not None and self.cache_bytes <= 0:
             raise TuneInputError(f"the cache size (--cache-kib) must be > 0, got "
                                  f"{self.cache_bytes} bytes")
-        if isinstance(self.kernel_trials, bool) or not isinstance(self.kernel_trials, int) \
-                or self.kernel_trials < 0:
-            raise TuneInputError(f"--kernel-trials must be an integer >= 0, got "
-                                 f"{self.kernel_trials!r}")
-        if self.lane_kernel_trials is not None and (
-                isinstance(self.lane_kernel_trials, bool)
-                or not isinstance(self.lane_kernel_trials, int) or self.lane_kernel_trials < 0):
-            raise TuneInputError(f"--lane-kernel-trials must be an integer >= 0, got "
-                                 f"{self.lane_kernel_trials!r}")
+        _check_trials("--kernel-trials", self.kernel_trials)
+        if self.lane_kernel_trials is not None:
+            _check_trials("--lane-kernel-trials", self.lane_kernel_trials)
         from tvm_sched.tune.anchors import ANCHORS
 
         unknown = [a for a in self.anchors if a not in ANCHORS]
