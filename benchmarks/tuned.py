@@ -34,7 +34,7 @@ MODELS = ("nasnet", "inception", "darts", "hrnet", "resnet")
 
 
 def _kernels(name: str, size: str, trials: int, work: Path, runner, lanes_asked: str,
-             lane_trials: int | None) -> dict:
+             lane_trials: int | None, layout: str) -> dict:
     import tvm
 
     from tvm_sched.runtime.cores import lanes_for
@@ -42,7 +42,7 @@ def _kernels(name: str, size: str, trials: int, work: Path, runner, lanes_asked:
     from tvm_sched.tune.kernels import device_facts, prepare_kernels
     from tvm_sched.tune.lanes import device_conditions
 
-    model = load_model(model=name, size=size)
+    model = load_model(model=name, size=size, layout=layout)
     (_, sess), = runner.open()
     cond = device_conditions(sess)
     cpu, cores = device_facts(sess)
@@ -57,14 +57,14 @@ def _kernels(name: str, size: str, trials: int, work: Path, runner, lanes_asked:
 
 
 def _measure(name: str, size: str, trials: int, work: Path, runner, repeats: int,
-             lanes: str, lane_trials: int | None) -> dict:
+             lanes: str, lane_trials: int | None, layout: str) -> dict:
     from tvm_sched.tune import TuneConfig, load_model, tune
     from tvm_sched.tune.anchors import ANCHORS
     from tvm_sched.tune.report import anchor_table
 
     for f in ("lane_records.jsonl", "lane_state.json"):
         (work / f).unlink(missing_ok=True)
-    model = load_model(model=name, size=size)
+    model = load_model(model=name, size=size, layout=layout)
     t0 = time.perf_counter()
     res = tune(model, "llvm", runner, work, TuneConfig(
         lanes=lanes, kernel_trials=trials, lane_kernel_trials=lane_trials,
@@ -102,10 +102,10 @@ def _md(meta: dict, rows: list[dict]) -> str:
              "All times are medians of the same interleaved rounds on the embedded server; "
              "'x' = how many times faster the pick ran than that row's module "
              "(ratio of the median per-round speed-ups over the tuned VM).", "",
-             "| model | nodes | lanes x threads | tuned VM ms | pick | pick ms | over VM [IQR] | "
-             "PyTorch 1t | PyTorch all | ORT seq | ORT par | pick vs best ORT | load before / "
-             "at measure |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | layout | nodes | lanes x threads | tuned VM ms | pick | pick ms | "
+             "over VM [IQR] | PyTorch 1t | PyTorch all | ORT seq | ORT par | pick vs best ORT | "
+             "load before / at measure |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def cell(a: dict | None) -> str:
         if not a:
@@ -116,7 +116,7 @@ def _md(meta: dict, rows: list[dict]) -> str:
 
     for r in rows:
         if r.get("error"):
-            lines.append(f"| {r['model']} | error: {r['error']} |" + " |" * 11)
+            lines.append(f"| {r['model']} | error: {r['error']} |" + " |" * 12)
             continue
         a = r.get("anchors", {})
         sp = r.get("pick_speedup") or {}
@@ -125,7 +125,8 @@ def _md(meta: dict, rows: list[dict]) -> str:
         best_ort = min(ort, key=lambda x: x["ms"]) if ort else None
         vs = f"{best_ort['pick_speedup']:.2f}x" if best_ort else "-"
         lines.append(
-            f"| {r['model']} | {r.get('nodes')} | {r.get('lanes')} x {r.get('threads_per_lane')}"
+            f"| {r['model']} | {r.get('layout', 'NCHW')} | {r.get('nodes')} | "
+            f"{r.get('lanes')} x {r.get('threads_per_lane')}"
             f" | {r['vm_ms']:.2f} | {r['pick']} | {r['pick_ms']:.2f} | "
             f"{sp.get('median', 1):.3f} [{sp.get('q1', 1):.3f}, {sp.get('q3', 1):.3f}] | "
             f"{cell(a.get('pytorch-1t'))} | {cell(a.get('pytorch'))} | "
@@ -150,6 +151,8 @@ def main() -> None:
     ap.add_argument("--lane-kernel-trials", type=int, default=None,
                     help="the lanes' thread count (default: --kernel-trials), seeded from the "
                          "VM's fastest schedules")
+    ap.add_argument("--layout", default="auto", choices=["auto", "NCHW", "NHWC"],
+                    help="the convolutions' layout (auto: the tuner's choice for the budget)")
     ap.add_argument("--stage", default="all", choices=["kernels", "measure", "all"])
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--lanes", default="2", help="auto or M (the kernels stage tunes for it)")
@@ -159,6 +162,7 @@ def main() -> None:
     from profile_accuracy import run_meta
 
     from tvm_sched.tune.devices import create_devices
+    from tvm_sched.tune.model import conv_layout
 
     meta = run_meta("tuned.py", args)
     out = Path(args.out)
@@ -170,17 +174,19 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         row = dict(rows.get(name, {}), model=name, size=args.size)
         row["load_1min"] = os.getloadavg()[0]
+        row["layout"] = layout = conv_layout(args.layout, args.kernel_trials)
         runner = create_devices("embedded")
         try:
             runner.prepare()
             if args.stage in ("kernels", "all"):
                 row.update(_kernels(name, args.size, args.kernel_trials, work, runner,
-                                    args.lanes, args.lane_kernel_trials))
+                                    args.lanes, args.lane_kernel_trials, layout))
             if args.stage in ("measure", "all"):
                 row.pop("error", None)
                 row["load_1min_measure"] = os.getloadavg()[0]  # kernel tuning's own load
                 row.update(_measure(name, args.size, args.kernel_trials, work, runner,
-                                    args.repeats, args.lanes, args.lane_kernel_trials))
+                                    args.repeats, args.lanes, args.lane_kernel_trials,
+                                    layout))
         except Exception as err:  # noqa: BLE001 - one model's failure is its row
             traceback.print_exc()
             row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"

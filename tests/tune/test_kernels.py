@@ -215,14 +215,23 @@ def test_tuning_in_process_resumes_and_the_tuned_build_matches(tiny, tmp_path,
     assert unnamed_handler in logging.getLogger("tvm.s_tir.meta_schedule").handlers
 
     # the database applies: the kernel is the tuned one (a schedule of its own) ...
-    import tvm_ffi
-
     from tvm_sched.runtime.builder import apply_database
 
     imported, mod = tiny
     applied = apply_database(mod, first.target, first.path)
-    assert any(not tvm_ffi.structural_equal(f, mod[gv]) for gv, f in applied.functions.items()
-               if isinstance(f, tvm.tirx.PrimFunc))
+    kernels = [applied[gv] for gv in applied.get_global_vars()
+               if gv.name_hint in _callees(applied, "main")
+               and isinstance(applied[gv], tvm.tirx.PrimFunc)]
+    assert kernels and all(k.attrs.get("tirx.is_scheduled") for k in kernels)
+    assert not any(f.attrs is not None and f.attrs.get("tirx.is_scheduled")
+                   for f in mod.functions.values() if isinstance(f, tvm.tirx.PrimFunc))
+    # ... whose weight is packed once, at load: main calls no layout rewrite, the chained
+    # main_transform_params does
+    prepacks = {gv.name_hint for gv in applied.get_global_vars()
+                if gv.name_hint.endswith("_weight_prepack")}
+    assert prepacks, "the tuned matmul reads its weight in a layout of its own"
+    assert not prepacks & _callees(applied, "main")
+    assert prepacks <= _callees(applied, "main_transform_params")
     # ... and it computes what the untuned one does
     tuned = LaneKernels(mod, first.target, params=imported.params, database=first.path)
     plain = LaneKernels(mod, first.target, params=imported.params)
@@ -230,6 +239,28 @@ def test_tuning_in_process_resumes_and_the_tuned_build_matches(tiny, tmp_path,
     assert len(got) == len(want) == 1
     np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(got[0], imported.reference[0], rtol=1e-5, atol=1e-4)
+
+
+def _callees(mod, name: str) -> set[str]:
+    """The names of the functions ``mod[name]`` calls, directly or through Relax functions."""
+    from tvm import relax
+
+    found, todo, calls = set(), [name], []
+
+    def visit(expr):
+        if isinstance(expr, relax.Call):
+            calls.append(expr)
+
+    while todo:
+        calls.clear()
+        relax.analysis.post_order_visit(mod[todo.pop()].body, visit)
+        for call in list(calls):
+            for part in [call.op, *call.args]:
+                if isinstance(part, tvm.ir.GlobalVar) and part.name_hint not in found:
+                    found.add(part.name_hint)
+                    if isinstance(mod[part], relax.Function):
+                        todo.append(part.name_hint)
+    return found
 
 
 @pytest.fixture(scope="module")

@@ -85,3 +85,29 @@ def test_bad_relax_files(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(TuneInputError, match=message):
         load_model(relax_file=path)
+
+
+def test_the_layout_follows_the_kernel_budget():
+    from tvm_sched.tune import conv_layout
+
+    assert conv_layout("auto", 0) == "NCHW"
+    assert conv_layout("auto", 64) == "NHWC"
+    assert conv_layout("NCHW", 64) == "NCHW" and conv_layout("NHWC", 0) == "NHWC"
+    with pytest.raises(TuneInputError, match="--layout must be auto or one of NCHW, NHWC"):
+        conv_layout("nhwc", 64)
+
+
+def test_a_zoo_model_loads_in_nhwc_with_the_same_outputs():
+    from tvm_sched.relax.frontend import run_module
+
+    nchw, nhwc = load_model(model="inception"), load_model(model="inception", layout="NHWC")
+    assert nchw.hash != nhwc.hash  # separate records, databases and caches
+    assert [tuple(x.shape) for x in nhwc.inputs] == [tuple(x.shape) for x in nchw.inputs]
+    out = run_module(nhwc.mod, nhwc)
+    for got, want in zip(out, nhwc.reference, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_an_unknown_layout_is_an_input_error():
+    with pytest.raises(TuneInputError, match="unknown layout 'NWHC'"):
+        load_model(model="resnet", layout="NWHC")

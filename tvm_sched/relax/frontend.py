@@ -119,27 +119,49 @@ def from_torch(model, example_args, *, name: str) -> ImportedModule:
     return ImportedModule(name=name, mod=mod, params=weights, inputs=inputs, reference=reference)
 
 
-def prepare(mod: tvm.IRModule) -> tvm.IRModule:
+#: Convolution layouts :func:`prepare` can give a module: data layout -> the weights' layout.
+LAYOUTS = {"NCHW": "OIHW", "NHWC": "HWIO"}
+
+
+def prepare(mod: tvm.IRModule, layout: str | None = None) -> tvm.IRModule:
     """Lift weight-only work out of ``main`` and fuse it (the module the scheduler sees).
 
     ``LiftTransformParams`` then :func:`tvm_sched.relax.passes.fusion_prefix`, the one fusion
     prefix of tvm_sched (the ``ScheduleOperators`` pass runs the same prefix, without lifting,
     which would change the function's signature inside a user's pipeline).
 
+    With ``layout``, every 2-D convolution computes in that data layout (TVM's
+    ``ConvertLayout``; the ops between convolutions follow, and ``main`` keeps its signature:
+    a transpose at each end). The weights' change of layout is weight-only work, so it is
+    lifted with the rest and runs once, at load. ``"NHWC"`` puts the channels innermost, where
+    tuned CPU kernels vectorise over them (:mod:`tvm_sched.tune.model` says when the tuner
+    uses it).
+
     Parameters
     ----------
     mod
         An imported module (``ImportedModule.mod``).
+    layout
+        None or ``"NCHW"`` (the module's own layouts), or ``"NHWC"``.
 
     Returns
     -------
     tvm.IRModule
         A new module with ``main_transform_params`` and a fused ``main``.
+
+    Raises
+    ------
+    ValueError
+        An unknown layout.
     """
     from tvm_sched.relax.fold import FoldBatchNormIntoWeights
     from tvm_sched.relax.passes import fusion_prefix
 
+    if layout is not None and layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     mod = FoldBatchNormIntoWeights(weight_params=True)(mod)
+    if layout not in (None, "NCHW"):
+        mod = relax.transform.ConvertLayout({"relax.nn.conv2d": [layout, LAYOUTS[layout]]})(mod)
     mod = relax.transform.LiftTransformParams()(mod)
     return fusion_prefix()(mod)
 

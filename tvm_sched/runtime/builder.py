@@ -4,8 +4,9 @@ Contract
 --------
 1. The module is fused if it is not already (:func:`tvm_sched.relax.frontend.prepare`).
 2. A MetaSchedule database (TVM's JSON database, or its work directory), when given, is applied
-   to the kernels first (``relax.transform.MetaScheduleApplyDatabase`` under the target), so the
-   lanes run tuned kernels; without one they run TVM's default kernels.
+   to the kernels first (:func:`apply_database`: ``relax.transform.MetaScheduleApplyDatabase``
+   under the target, weights packed at load), so the lanes run tuned kernels; without one they
+   run TVM's default kernels.
 3. The module is compiled once (``tvm.compile``): its kernels serve the lanes, and its
    ``main_transform_params``, when present, turns the raw ``params`` into ``main``'s weights.
 4. The schedule: the one given; else with ``lanes`` > 1 the ``solver``'s best makespan schedule
@@ -38,6 +39,7 @@ from tvm import relax
 from tvm_sched.errors import InvalidScheduleError
 from tvm_sched.relax.frontend import flatten_values, prepare
 from tvm_sched.relax.passes import is_fused
+from tvm_sched.relax.prepack import mark_layout_free, prepack
 from tvm_sched.runtime.cores import check_cores
 from tvm_sched.runtime.lower import main_graph, module_constants, plan_module
 from tvm_sched.runtime.module import LaneModule
@@ -65,14 +67,17 @@ def apply_database(mod: tvm.IRModule, target: tvm.target.Target, database) -> tv
     Returns
     -------
     tvm.IRModule
-        ``mod`` after ``MetaScheduleApplyDatabase`` (kernels without a record are kept).
+        ``mod`` after ``MetaScheduleApplyDatabase`` on its marked kernels (kernels without a
+        record are kept), the weights the tuned kernels read packed by
+        ``main_transform_params`` (:mod:`tvm_sched.relax.prepack`).
     """
     from tvm.s_tir import meta_schedule as ms
 
     if isinstance(database, str) or hasattr(database, "__fspath__"):
         database = ms.database.JSONDatabase(work_dir=str(database), allow_missing=False)
     with target, database:
-        return relax.transform.MetaScheduleApplyDatabase()(mod)
+        applied = relax.transform.MetaScheduleApplyDatabase()(mark_layout_free(mod))
+    return prepack(applied)
 
 
 def compile_kernels(mod: tvm.IRModule, target: tvm.target.Target):

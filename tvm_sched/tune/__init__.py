@@ -31,7 +31,7 @@ _WHERE = {
     "CandidateBuilder": "candidate",
     "Database": "database",
     "TuneModel": "model", "check_target": "model", "load_model": "model",
-    "target_key": "model",
+    "target_key": "model", "conv_layout": "model",
     "EmbeddedDevices": "devices", "InProcessDevices": "devices", "Measurer": "runner",
     "InterleavedRunner": "runner",
     "Devices": "devices", "ServerDevices": "devices", "TrackerDevices": "devices",

@@ -77,6 +77,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="with --lanes: trials of the lanes' thread count when it differs from "
                         "the VM's (default: --kernel-trials); that search starts from the VM "
                         "kernels' fastest schedules, measured with the lanes' threads")
+    t.add_argument("--layout", default="auto", choices=["auto", "NCHW", "NHWC"],
+                   help="the convolutions' data layout (auto: NHWC with --kernel-trials, where "
+                        "tuned kernels vectorise over the channels; else the model's own)")
     t.add_argument("--anchors", default="all", metavar="LIST|all|none",
                    help="with --lanes: PyTorch / ONNX Runtime measured beside the Relax VM in "
                         "the same rounds (pytorch-1t, pytorch, onnxruntime, "
@@ -197,7 +200,7 @@ def _prepare(args: argparse.Namespace, stack: contextlib.ExitStack, con):
     locked; the devices asked whether they answer at all (seconds, not the minutes of import,
     propose and build); then the model imported. Returns (target, cfg, runner, work, model)."""
     from tvm_sched.tune import check_target, devices_from_args
-    from tvm_sched.tune.model import source_name
+    from tvm_sched.tune.model import conv_layout, source_name
     from tvm_sched.tune.workdir import check_work_dir, lock_work_dir
 
     target = check_target(args.target)
@@ -216,8 +219,12 @@ def _prepare(args: argparse.Namespace, stack: contextlib.ExitStack, con):
     from tvm_sched import tune as tune_pkg
 
     with con.status(f"importing {args.model or args.onnx or args.relax}"):
+        layout = conv_layout(args.layout, cfg.kernel_trials)
         model = tune_pkg.load_model(model=args.model, onnx=args.onnx, relax_file=args.relax,
-                                    seed=args.seed, size=args.size)
+                                    seed=args.seed, size=args.size, layout=layout)
+    if layout != "NCHW" and not args.relax:
+        con.print(f"convolutions in {layout} (--layout {args.layout}"
+                  + (" with tuned kernels)" if args.layout == "auto" else ")"))
     return target, cfg, runner, work, model
 
 

@@ -59,12 +59,18 @@ import tvm
 
 from tvm_sched.console import filtered_stderr
 from tvm_sched.errors import MeasureError, TuneInputError, one_line
+from tvm_sched.relax.prepack import mark_layout_free
 
 __all__ = ["DeviceTarget", "KernelTuning", "device_target", "database_dir", "tune_kernels",
            "trials_per_round", "per_call_part", "PersistentBuilder", "measure_runner",
            "trials_done", "target_threads"]
 
 log = logging.getLogger(__name__)
+
+#: What a database's kernels are tuned as, in its directory's name: kernels whose weights are
+#: layout free (:mod:`tvm_sched.relax.prepack`). A record matches only kernels marked the same,
+#: so a database from before the marks (unmarked kernels) is not reused.
+KERNEL_FORM = "layout-free"
 
 #: Population of the evolutionary search (TVM's default 512 costs minutes of cost-model
 #: scoring per round on two cores; 64 found the same kernels on the zoo models).
@@ -185,7 +191,7 @@ def database_dir(work: Path, model_hash: str, target: tvm.target.Target) -> Path
     Path
         ``work/kernels/<threads>t-<digest>`` (not created here).
     """
-    text = json.dumps([model_hash, str(target), tvm.__version__])
+    text = json.dumps([model_hash, str(target), tvm.__version__, KERNEL_FORM])
     threads = target_threads(target) or 0
     digest = hashlib.sha1(text.encode()).hexdigest()[:12]
     return Path(work) / "kernels" / f"{threads}t-{digest}"
@@ -637,7 +643,7 @@ def tune_kernels(mod: tvm.IRModule, target: tvm.target.Target, work: Path, trial
     prog = progress or (lambda *a: None)
     path = database_dir(work, model_hash, target)
     before = trials_done(path)
-    tasks = ms.relax_integration.extract_tasks(per_call_part(mod), target)
+    tasks = ms.relax_integration.extract_tasks(per_call_part(mark_layout_free(mod)), target)
     result = KernelTuning(path, target, trials, len(tasks), before,
                           seconds_total=_seconds_so_far(path))
     threads = target_threads(target) or 1
