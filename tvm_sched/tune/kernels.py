@@ -17,7 +17,9 @@ the same or a smaller budget tunes nothing; a larger budget tunes only the diffe
 search starts from the records already there). ``trials == 0`` tunes nothing (the untuned
 kernels). The database is applied by :class:`tvm_sched.runtime.builder.LaneKernels`
 (``database=``), so the exported ``best.so`` / ``best_lanes.tar`` carry the tuned kernels and
-load without it.
+load without it. The kernels are tuned with their weights *layout free*
+(:mod:`tvm_sched.relax.prepack`): a schedule may read a weight in a layout of its own, packed
+once at load by ``main_transform_params``.
 
 Measurement runs on the same device(s) as the rest of the run, through MetaSchedule's own
 runners: ``RPCRunner`` against the tvm_sched server (embedded or ``--rpc-server``; a session
