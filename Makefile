@@ -52,12 +52,12 @@ $(NATIVE_LIB): $(STAMP) $(NATIVE_SRC)
 
 # The main job: tune lane schedules of a built-in multi-branch model (NASNet cells, bench size)
 # for this machine's cores, measured through an embedded RPC server on 127.0.0.1 against the
-# Relax VM, on kernels tuned with MetaSchedule on the device (a small budget of 64 trials per
+# Relax VM, on kernels tuned with MetaSchedule on the device (a small budget of 48 trials per
 # thread count, to stay within minutes), with PyTorch and ONNX Runtime timed in the same
 # rounds; prints the speed-up, the per-solver table and the anchors.
 # (The VM-order objectives remain: tvm-sched tune --model nasnet [--objective memory].)
 demo: $(STAMP) native
-	$(VENV)/bin/tvm-sched tune --model nasnet --size bench --lanes auto --kernel-trials 64 \
+	$(VENV)/bin/tvm-sched tune --model nasnet --size bench --lanes auto --kernel-trials 48 \
 	  --work-dir tvm-sched-runs/demo-lanes
 
 test: $(STAMP) native
