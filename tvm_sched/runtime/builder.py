@@ -76,8 +76,16 @@ def apply_database(mod: tvm.IRModule, target: tvm.target.Target, database) -> tv
     if isinstance(database, str) or hasattr(database, "__fspath__"):
         database = ms.database.JSONDatabase(work_dir=str(database), allow_missing=False)
     with target, database:
-        applied = relax.transform.MetaScheduleApplyDatabase()(mark_layout_free(mod))
-    return prepack(applied)
+        marked = relax.transform.MetaScheduleApplyDatabase()(mark_layout_free(mod))
+        # a database tuned elsewhere on unmarked kernels (TVM's tune_relax) matches those only
+        plain = relax.transform.MetaScheduleApplyDatabase()(mod)
+    return prepack(marked) if _scheduled(marked) >= _scheduled(plain) else plain
+
+
+def _scheduled(mod: tvm.IRModule) -> int:
+    """Kernels of ``mod`` a database scheduled."""
+    return sum(1 for f in mod.functions.values() if isinstance(f, tvm.tirx.PrimFunc)
+               and f.attrs is not None and "tirx.is_scheduled" in f.attrs)
 
 
 def compile_kernels(mod: tvm.IRModule, target: tvm.target.Target):
