@@ -21,6 +21,7 @@ NOT_PYTHON = {
     "tvm_sched.runtime.num_cores": "a global function the tvm_sched RPC server registers",
     "tvm_sched.runtime.run_exported": "a global function the tvm_sched RPC server registers",
     "tvm_sched.runtime.time_step": "a global function the tvm_sched RPC server registers",
+    "tvm_sched.runtime.time_steps": "a global function the tvm_sched RPC server registers",
     "tvm_sched.lanes.LaneEngine": "the tvm-ffi type key of the native engine object",
 }
 

@@ -36,7 +36,7 @@ def test_rpc_registers_one_set_of_functions_and_the_old_names():
 
     rpc.register()
     for name in (rpc.NUM_CORES, rpc.PARALLELISM, rpc.RUN_FUNC, rpc.TIME_FUNC, rpc.TIME_RUNS,
-                 rpc.TIME_STEP, *rpc.ALIASES):
+                 rpc.TIME_STEP, rpc.TIME_STEPS, *rpc.ALIASES):
         assert tvm_ffi.get_global_func(name, allow_missing=True) is not None, name
     assert all(name.startswith("tvm_sched.runtime.") for name in rpc.ALIASES.values())
     cores_now = tvm_ffi.get_global_func("tvm_sched.tune.num_cores")()

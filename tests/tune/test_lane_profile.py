@@ -58,6 +58,30 @@ class _Device:
         return step
 
 
+class _BatchDevice(_Device):
+    """A fake session that also offers ``time_steps``: ``batch_die`` makes the first batch lose
+    the session, ``batch_fail`` makes every batch raise on a live one."""
+
+    def __init__(self, times, *, batch_die=False, batch_fail=False, **kw):
+        super().__init__(times, **kw)
+        self.batch_die, self.batch_fail = batch_die, batch_fail
+
+    def get_function(self, name):
+        if name != rpc.TIME_STEPS:
+            return super().get_function(name)
+
+        def steps(path, repeat):
+            self.log.append(("steps", repeat))
+            if self.batch_die:
+                self.alive = False
+                raise RuntimeError("RPCCode::kShutdown")
+            if self.batch_fail:
+                raise RuntimeError("kernel raised")
+            return json.dumps([[t * (1 + r) for t in self.times] for r in range(repeat)])
+
+        return steps
+
+
 def _runner(dev: _Device, *, reopen=None):
     r = LaneRunner("fake", dev, SimpleNamespace(), [np.zeros(4, "float32")], timeout=5.0,
                    reopen=reopen)
@@ -83,6 +107,54 @@ def test_each_run_steps_through_the_lane_after_the_inputs_are_set():
     # one whole run on the real inputs first, then every position in lane order, twice
     assert dev.log == [("run", "one.tar")] + [("step", p) for p in (0, 1, 2)] * 2
     assert got == {"k_add": pytest.approx(0.002), "k_mul": pytest.approx(0.004)}
+    r.close()
+
+
+def test_a_device_with_time_steps_runs_the_lane_back_to_back_in_one_call():
+    dev = _BatchDevice([0.001, 0.004, 0.003])
+    r = _runner(dev)
+    got = r.profile(Path("/x/one.tar"), _plan(), repeat=3)
+    assert dev.log == [("run", "one.tar"), ("steps", 3)]  # no round trip per kernel
+    # per position the median of its runs (x1, x2, x3), then per kernel over its positions
+    assert got == {"k_add": pytest.approx(0.004), "k_mul": pytest.approx(0.008)}
+    r.close()
+
+
+def test_a_kernel_failing_in_the_batch_is_named_by_the_step_by_step_profile():
+    dev = _BatchDevice([0.001] * 3, batch_fail=True, fail_at=1)
+    r = _runner(dev, reopen=lambda: pytest.fail("not lost"))
+    with pytest.raises(MeasureError, match=r"kernel k_mul \(step 1, b\)"):
+        r.profile(Path("/x/one.tar"), _plan(), repeat=2)
+    assert ("steps", 2) in dev.log and ("step", 1) in dev.log and r.reconnects == 0
+    r.close()
+
+
+def test_a_device_lost_in_the_batch_is_reopened_and_profiled_step_by_step():
+    log = []
+    first = _BatchDevice([0.001, 0.002, 0.003], batch_die=True, log=log)
+    second = _BatchDevice([0.001, 0.002, 0.003], batch_die=True, log=log)
+    r = _runner(first, reopen=lambda: second)
+    got = r.profile(Path("/x/one.tar"), _plan(), repeat=1)
+    assert r.reconnects == 1 and r.sess is second
+    assert log == [("run", "one.tar"), ("steps", 1),
+                   ("run", "one.tar"), ("step", 0), ("step", 1), ("step", 2)]
+    assert got["k_mul"] == pytest.approx(0.002)
+    r.close()
+
+
+def test_a_device_lost_in_the_batch_and_again_names_the_kernel():
+    r = _runner(_BatchDevice([0.001] * 3, batch_die=True),
+                reopen=lambda: _BatchDevice([0.001] * 3, die_at=2))
+    with pytest.raises(DeviceUnavailableError, match=r"lost while running kernel k_add "
+                       r"\(step 2, c\)"):
+        r.profile(Path("/x/one.tar"), _plan(), repeat=1)
+    r.close()
+
+
+def test_without_reopen_a_device_lost_in_the_batch_names_the_plan():
+    r = _runner(_BatchDevice([0.001] * 3, batch_die=True))
+    with pytest.raises(DeviceUnavailableError, match="one-lane plan's kernels back to back"):
+        r.profile(Path("/x/one.tar"), _plan(), repeat=1)
     r.close()
 
 
@@ -225,12 +297,13 @@ def test_a_server_killed_while_profiling_is_restarted_and_the_run_finishes(
     killed = []
     original = LaneRunner._profile_once
 
-    def profile_once(self, path, plan, repeat, at):
+    def profile_once(self, path, plan, repeat, at, batched=False):
         if killed:
-            return original(self, path, plan, repeat, at)
+            assert not batched  # after the loss: step by step
+            return original(self, path, plan, repeat, at, batched)
         real = self.sess
 
-        class KillAtStep3:  # the session, but the server dies when position 3 is asked for
+        class KillAtStep3:  # the session, but the server dies in the batch (or at position 3)
             def __getattr__(self, name):
                 return getattr(real, name)
 
@@ -243,11 +316,16 @@ def test_a_server_killed_while_profiling_is_restarted_and_the_run_finishes(
                         os.killpg(runner.server.pid, signal.SIGKILL)
                     return fn(path, p)
 
-                return step if name == rpc.TIME_STEP else fn
+                def steps(path, repeat):  # the server dies during the back-to-back runs
+                    killed.append(runner.server.pid)
+                    os.killpg(runner.server.pid, signal.SIGKILL)
+                    return fn(path, repeat)
+
+                return {rpc.TIME_STEP: step, rpc.TIME_STEPS: steps}.get(name, fn)
 
         self.sess = KillAtStep3()
         try:
-            return original(self, path, plan, repeat, at)
+            return original(self, path, plan, repeat, at, batched)
         finally:
             if self.sess.__class__ is KillAtStep3:
                 self.sess = real

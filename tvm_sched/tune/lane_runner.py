@@ -23,6 +23,7 @@ names: each is the :class:`~tvm_sched.tune.runner.InterleavedRunner` over its ad
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import statistics
@@ -399,11 +400,13 @@ class LaneAdapter(SessionAdapter):
         on the data each kernel really receives.
 
         The module is uploaded and run once on the model's inputs (a warm-up that sets the
-        inputs); then ``repeat`` times the lane is run again one kernel at a time, the client
-        calling ``time_step`` for position 0, 1, 2, ... (each kernel reads what
-        its producers have just written, as in a real run). A kernel's duration is the median of
-        its samples (over the steps that call it). A device lost on the way is reopened once,
-        as the runner does when measuring, and the profile run again there.
+        inputs); then ``repeat`` times the lane is run again one kernel at a time (each kernel
+        reads what its producers have just written, as in a real run): on the device, back to
+        back (``time_steps``), or, where the device does not offer that and after a failure of
+        it, with the client calling ``time_step`` for position 0, 1, 2, ... (so that a kernel
+        that kills the device or fails is named). A kernel's duration is the median of its
+        samples (over the steps that call it). A device lost on the way is reopened once, as
+        the runner does when measuring, and the profile run again there.
 
         Parameters
         ----------
@@ -428,13 +431,18 @@ class LaneAdapter(SessionAdapter):
         MeasureError
             A kernel failed on a device that is still alive.
         """
+        batched = self._offers(rpc.TIME_STEPS)
         while True:
             at = [-1]
             try:
-                samples = self._profile_once(path, plan, max(1, int(repeat)), at)
+                samples = self._profile_once(path, plan, max(1, int(repeat)), at, batched)
                 break
             except Exception as err:  # noqa: BLE001 - sorted out below
+                if batched and at[0] == -3 and self.lost() is None:
+                    batched = False  # a kernel failed: step by step, the failure names it
+                    continue
                 self._profile_failed(err, plan, at[0])
+                batched = False  # the device was reopened: step by step, to name a killer
         chain = plan.lanes[0]
         per_kernel: dict[str, list[float]] = {}
         for p, s in enumerate(chain):
@@ -442,13 +450,33 @@ class LaneAdapter(SessionAdapter):
             per_kernel.setdefault(name, []).append(statistics.median(samples[p]))
         return {k: float(statistics.median(v)) for k, v in per_kernel.items()}
 
-    def _profile_once(self, path: Path, plan, repeat: int, at: list[int]) -> list[list[float]]:
+    def _offers(self, func: str) -> bool:
+        """Whether the device's server registers the global function ``func``."""
+        try:
+            return self.call(self.sess.get_function, func) is not None
+        except Exception:  # noqa: BLE001 - TVM raises its own error kinds for a missing function
+            return False
+
+    def _profile_once(self, path: Path, plan, repeat: int, at: list[int],
+                      batched: bool = False) -> list[list[float]]:
         chain = plan.lanes[0]
         at[0] = -2
         name = self.call(self.upload, path)
         self.call(self.lane_outputs, name, 1)  # the inputs set, one whole run (warm-up)
-        step = self.call(self.sess.get_function, rpc.TIME_STEP)
         samples: list[list[float]] = [[] for _ in chain]
+        if batched:
+            steps = self.call(self.sess.get_function, rpc.TIME_STEPS)
+            at[0] = -3
+            runs = json.loads(str(self.call(steps, name, repeat)))
+            if len(runs) != repeat or any(len(r) != len(chain) for r in runs):
+                raise MeasureError(f"time_steps on device {self.name} returned {len(runs)} "
+                                   f"run(s) for {repeat} of {len(chain)} steps")
+            for run in runs:
+                for p, sec in enumerate(run):
+                    samples[p].append(float(sec))
+            at[0] = -1
+            return samples
+        step = self.call(self.sess.get_function, rpc.TIME_STEP)
 
         def one_run() -> None:
             for p in range(len(chain)):
@@ -467,6 +495,8 @@ class LaneAdapter(SessionAdapter):
             st = plan.steps[plan.lanes[0][at]]
             where = (f"while running kernel {plan.kernels[st.kernel]} (step {plan.lanes[0][at]}, "
                      f"{st.name}) of the one-lane plan")
+        elif at == -3:
+            where = "while running the one-lane plan's kernels back to back"
         else:
             where = "while loading and running the one-lane plan"
         lost = isinstance(err, DeviceUnavailableError) or self.lost() is not None
