@@ -69,3 +69,34 @@ def test_memory_budget_that_cannot_be_a_budget_is_a_tune_input_error(text):
     """Issue 15 item 4: ``infx`` was an OverflowError traceback, ``-5`` ran the whole tuner."""
     with pytest.raises(TuneInputError, match="memory budget must be"):
         parse_memory_budget(text, 1000)
+
+
+def _lane_result(vm_ms: float, predicted_ms: list[float], best: str = "relax-vm"):
+    from pathlib import Path
+
+    from tvm_sched.tune.record import LaneFacts
+    from tvm_sched.tune.result import TuneResult
+
+    def lane_rec(name, kind, lanes, predicted, ms):
+        return TuneRecord("m", name, "llvm", "local", name, "test", kind,
+                          samples=[ms * 1e-3] * 5,
+                          facts=LaneFacts(lanes=lanes, predicted=predicted * 1e-3))
+
+    vm = lane_rec("relax-vm", "vm", 1, 2 * vm_ms, vm_ms)
+    one = lane_rec("executor m=1", "lanes", 1, 1.9 * vm_ms, 1.9 * vm_ms)  # never compared
+    plans = [lane_rec(f"p{i}", "lanes", 2, p, p * 1.02) for i, p in enumerate(predicted_ms)]
+    records = [vm, one, *plans]
+    chosen = next(r for r in records if r.candidate == best)
+    return TuneResult(model="m", objective="latency", records=records, best=chosen,
+                      baseline=vm, spearman={}, work_dir=Path("."), lanes=2)
+
+
+def test_the_report_says_when_no_lane_plan_was_predicted_to_beat_the_vm():
+    from tvm_sched.tune.report import lanes_below_the_vm
+
+    why = lanes_below_the_vm(_lane_result(2.6, [2.7, 2.9]))
+    assert why is not None and "2.70 ms" in why and "2.60 ms" in why and "2 lanes" in why
+    # a plan predicted below the VM's latency: the lanes lost on the device, nothing to say
+    assert lanes_below_the_vm(_lane_result(2.6, [2.5, 2.9])) is None
+    # a lane plan picked: nothing to explain
+    assert lanes_below_the_vm(_lane_result(2.6, [2.7], best="p0")) is None

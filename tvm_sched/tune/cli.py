@@ -326,11 +326,14 @@ def _lane_summary(con, result, work: Path) -> int:
     if b.kind == "vm" and result.fastest is not None and result.fastest is not b:
         con.print(f"kept the Relax VM: the fastest lane plan ({result.fastest.candidate}, "
                   f"{result.fastest.speedup['median']:.3f}x) did not beat it beyond the noise")
+    from tvm_sched.tune.report import anchor_table, kernels_line, lanes_below_the_vm
+
+    why = lanes_below_the_vm(result)
+    if why:
+        con.print(why)
     rho = result.spearman.get("predicted")
     sp_text = "n/a" if rho is None else f"{rho:+.2f}"
     con.print(f"Spearman(predicted makespan, measured latency): {sp_text}")
-    from tvm_sched.tune.report import anchor_table, kernels_line
-
     con.print(kernels_line(result.info))
     rows = anchor_table(result)
     if any(row["kind"] == "anchor" for row in rows):

@@ -427,6 +427,39 @@ def kernels_line(info: dict) -> str:
             f"{info.get('cores')}." + warn + pool)
 
 
+def lanes_below_the_vm(result: TuneResult) -> str | None:
+    """Why the VM was kept, when no lane plan was even predicted to beat it: the best predicted
+    makespan of a plan of several lanes (one-lane durations profiled on the device) is not
+    below the VM's measured latency. On kernels that scale with their own threads the lanes
+    have nothing left to win (``benchmarks/thread_scaling.py`` measures it per model).
+
+    Parameters
+    ----------
+    result
+        A lane tuning's result.
+
+    Returns
+    -------
+    str or None
+        One sentence, or ``None`` when the pick is not the VM, a plan was predicted faster or
+        the VM was not measured.
+    """
+    b = result.best
+    vm = result.baseline
+    if b is None or b.kind != "vm" or vm is None or not vm.latency:
+        return None
+    plans = [r.facts.predicted for r in result.records
+             if r.kind == "lanes" and r.facts is not None and getattr(r.facts, "lanes", 1) > 1
+             and getattr(r.facts, "predicted", None)]
+    if not plans or min(plans) < vm.latency["median"]:
+        return None
+    return (f"No lane plan was predicted to beat the VM: the best predicted makespan of "
+            f"{result.lanes} lanes is {min(plans) * 1e3:.2f} ms, the VM ran "
+            f"{vm.latency['median'] * 1e3:.2f} ms on every core. Its kernels already use the "
+            "cores with their own threads; lanes pay where kernels scale poorly "
+            "(benchmarks/thread_scaling.py measures both per model).")
+
+
 def _lane_markdown(result: TuneResult) -> str:
     info = result.info
     b = result.best
@@ -442,6 +475,9 @@ def _lane_markdown(result: TuneResult) -> str:
     if result.fastest is not None and result.fastest is not b:
         lines.append(f"Fastest measured: {result.fastest.candidate} "
                      f"{_fmt_sp(result.fastest.speedup)} (not beyond the noise: the VM kept).")
+    why = lanes_below_the_vm(result)
+    if why:
+        lines.append(why)
     lines += ["", kernels_line(info)]
     rows = anchor_table(result)
     if any(row["kind"] == "anchor" for row in rows):
