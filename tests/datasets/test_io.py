@@ -183,6 +183,10 @@ def test_malformed_file_errors_pass_through_read_graph(tmp_path):
 # ------------------------------------------------------------------ data folder
 @needs_data
 def test_data_root_defaults_to_the_shared_folder(monkeypatch):
+    if not any(c.is_dir() for c in paths._candidate_roots()):
+        # a checkout away from ../shared (its data found through TVM_SCHED_DATA): no default
+        # to check; test_no_data_anywhere_says_how_to_fix_it covers the error
+        pytest.skip("no data folder beside this checkout or in the working directory")
     monkeypatch.delenv(paths.DATA_ENV_VAR, raising=False)
     root = data_root()
     assert root in paths._candidate_roots() and root.is_dir()
