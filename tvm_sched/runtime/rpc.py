@@ -31,9 +31,10 @@ by the lane tuner itself for in-process sessions) registers in the calling proce
   ``repeat`` runs of the one-lane module's lane, each one kernel at a time in lane order with
   every call timed, back to back on the same thread as ``time_step``. The same durations
   without a round trip between two kernels: the idle gap it leaves (the core sleeping, the
-  caches and the clock going cold) made short tuned kernels 9-20% slower than in a real run
-  (bench nasnet and resnet). The client uses it first and drives ``time_step`` itself when the
-  device is lost or a kernel fails (it then names the kernel).
+  caches and the clock going cold) put the one-lane prediction of tuned kernels at 1.09-1.20x
+  the measured run (bench nasnet and resnet; 0.96-0.97x back to back). The client uses it
+  first and drives ``time_step`` itself when the device is lost or a kernel fails (it then
+  names the kernel).
 - ``tvm_sched.runtime.config_threads(n)`` -> ``n``: the calling thread's TVM pool set to ``n``
   threads sharing every usable core (:func:`config_threads`; kernel tuning times each kernel
   with the threads it will run with).

@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import statistics
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -462,12 +463,16 @@ class LaneAdapter(SessionAdapter):
         chain = plan.lanes[0]
         at[0] = -2
         name = self.call(self.upload, path)
+        t0 = time.perf_counter()
         self.call(self.lane_outputs, name, 1)  # the inputs set, one whole run (warm-up)
+        one_run_s = time.perf_counter() - t0
         samples: list[list[float]] = [[] for _ in chain]
         if batched:
             steps = self.call(self.sess.get_function, rpc.TIME_STEPS)
             at[0] = -3
-            runs = json.loads(str(self.call(steps, name, repeat)))
+            # one call runs the lane `repeat` times: its limit grows with the model
+            limit = self.timeout + 3 * repeat * one_run_s
+            runs = json.loads(str(self.call(steps, name, repeat, timeout=limit)))
             if len(runs) != repeat or any(len(r) != len(chain) for r in runs):
                 raise MeasureError(f"time_steps on device {self.name} returned {len(runs)} "
                                    f"run(s) for {repeat} of {len(chain)} steps")
