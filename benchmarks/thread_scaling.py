@@ -63,7 +63,7 @@ def child(name: str, threads: int, args) -> dict:
     import tvm
     from tvm import relax
 
-    from tvm_sched.relax.profile import _kernel_names, _main_args
+    from tvm_sched.relax.profile import _kernel_names, _main_args, time_calls
     from tvm_sched.runtime.builder import apply_database
 
     model, ks = _kernel_set(name, args, args.cores)
@@ -74,19 +74,6 @@ def child(name: str, threads: int, args) -> dict:
     host = _main_args(mod, "main", np.random.default_rng(0), list(model.inputs))
     vm = relax.VirtualMachine(tvm.compile(mod, ks.target(threads)), tvm.cpu())
     argv = [tvm.runtime.tensor(a, tvm.cpu()) for a in host]
-    kernels = _kernel_names(mod)
-    calls: list[tuple[str, float]] = []
-    started: dict[str, float] = {}
-
-    def hook(fn, symbol, before, ret, *a):
-        n = str(symbol)
-        if n in kernels:
-            if before:
-                started[n] = time.perf_counter()
-            else:
-                calls.append((n, time.perf_counter() - started.pop(n)))
-        return 0
-
     for _ in range(5):
         vm["main"](*argv)
     e2e = []
@@ -94,12 +81,7 @@ def child(name: str, threads: int, args) -> dict:
         t0 = time.perf_counter()
         vm["main"](*argv)
         e2e.append(time.perf_counter() - t0)
-    vm.set_instrument(hook)
-    runs = []
-    for _ in range(args.repeat):
-        calls = []
-        vm["main"](*argv)
-        runs.append(calls)
+    runs = time_calls(vm, "main", argv, _kernel_names(mod), args.repeat)
     names = [n for n, _ in runs[0]]
     per_call = [statistics.median(r[i][1] for r in runs) for i in range(len(names))]
     return {"names": names, "seconds": per_call, "e2e": statistics.median(e2e),

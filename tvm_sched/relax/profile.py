@@ -27,7 +27,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-__all__ = ["profile_kernels", "random_args"]
+__all__ = ["profile_kernels", "random_args", "time_calls"]
 
 
 def _random(shape, dtype: str, rng: np.random.Generator) -> np.ndarray:
@@ -99,15 +99,28 @@ def _kernel_names(mod: tvm.IRModule) -> set[str]:
     return {gv.name_hint for gv, f in mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc)}
 
 
-def _profile_vm(mod, target, func: str, repeat: int, seed: int,
-                inputs: Sequence[np.ndarray]) -> dict[str, float]:
-    host_args = _main_args(mod, func, np.random.default_rng(seed), inputs)  # before building
-    ex = tvm.compile(mod, target)
-    dev = tvm.cpu()
-    vm = relax.VirtualMachine(ex, dev)
-    kernels = _kernel_names(mod)
-    args = [tvm.runtime.tensor(a, dev) for a in host_args]
-    samples: dict[str, list[float]] = defaultdict(list)
+def time_calls(vm, func: str, args, kernels: set[str], repeat: int
+               ) -> list[list[tuple[str, float]]]:
+    """``repeat`` runs of ``vm[func](*args)`` under the VM's instrument hook (left set): per
+    run, ``(kernel, seconds)`` for every call of a kernel in ``kernels``, in program order.
+
+    Parameters
+    ----------
+    vm
+        A ``relax.VirtualMachine``.
+    func, args
+        The function to run and its arguments (tensors on the VM's device).
+    kernels
+        Names of the kernels to time (other calls are not stamped).
+    repeat
+        Runs.
+
+    Returns
+    -------
+    list of list of (str, float)
+        One list per run.
+    """
+    runs: list[list[tuple[str, float]]] = []
     started: dict[str, float] = {}
 
     def instrument(fn, symbol, before_run, ret, *call_args):
@@ -116,13 +129,28 @@ def _profile_vm(mod, target, func: str, repeat: int, seed: int,
             if before_run:
                 started[name] = time.perf_counter()
             else:
-                samples[name].append(time.perf_counter() - started.pop(name))
+                runs[-1].append((name, time.perf_counter() - started.pop(name)))
         return 0  # VMInstrumentReturnKind.NO_OP: go on
 
-    vm[func](*args)  # warm-up, outside the hook
     vm.set_instrument(instrument)
     for _ in range(repeat):
+        runs.append([])
         vm[func](*args)
+    return runs
+
+
+def _profile_vm(mod, target, func: str, repeat: int, seed: int,
+                inputs: Sequence[np.ndarray]) -> dict[str, float]:
+    host_args = _main_args(mod, func, np.random.default_rng(seed), inputs)  # before building
+    ex = tvm.compile(mod, target)
+    dev = tvm.cpu()
+    vm = relax.VirtualMachine(ex, dev)
+    args = [tvm.runtime.tensor(a, dev) for a in host_args]
+    vm[func](*args)  # warm-up, outside the hook
+    samples: dict[str, list[float]] = defaultdict(list)
+    for run in time_calls(vm, func, args, _kernel_names(mod), repeat):
+        for name, sec in run:
+            samples[name].append(sec)
     return {k: float(np.median(v)) for k, v in samples.items()}
 
 
